@@ -1,0 +1,28 @@
+// Random-access bytes a package is read from: a file, or memory (tests, fuzzing).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace torshpkg {
+
+// Implementations are safe to call from many threads at once.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual uint64_t size() const = 0;
+  // Fills `out` with the bytes at [offset, offset + out.size()). Throws Error(kCorrupt) when the
+  // range passes the end and Error(kIo) when the read fails.
+  virtual void read_at(uint64_t offset, std::span<uint8_t> out) const = 0;
+  // The name used in error messages (the file's path).
+  virtual const std::string& name() const = 0;
+};
+
+// Opens `path` read-only. Throws Error(kNotFound / kIo).
+std::shared_ptr<ByteSource> open_file_source(const std::string& path);
+std::shared_ptr<ByteSource> memory_source(std::vector<uint8_t> bytes, std::string name);
+
+}  // namespace torshpkg

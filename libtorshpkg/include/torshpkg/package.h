@@ -1,0 +1,75 @@
+// Reading a package: open, list, stat, and random-access reads of any file it shows.
+//
+// A Package is immutable once opened and may be used from many threads at once without external
+// locking. Opening reads the ZIP directory, the manifest and the dependency files: the cost does
+// not depend on resource sizes. A resource's chunk index is read and checked against the manifest
+// on its first use. Every chunk is checked against its leaf hash before any of its bytes are
+// returned; a mismatch throws Error(kCorrupt) and returns nothing of that chunk.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "torshpkg/byte_source.h"
+#include "torshpkg/manifest.h"
+
+namespace torshpkg {
+
+// A file in the tree a package shows (and `ls`, the mount and extraction produce).
+struct FileNode {
+  enum class Kind { kManifest, kResource, kDependency };
+  std::string path;  // "manifest.json", "resources/<path>", "dependencies/<name>.json"
+  Kind kind = Kind::kManifest;
+  uint64_t size = 0;
+  // Index into manifest().resources or manifest().dependencies.
+  size_t item = 0;
+};
+
+// Called with bytes done and bytes total; may be called from worker threads, one at a time.
+using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+class Package {
+ public:
+  // Opens and validates a package. Throws Error(kCorrupt) for anything malformed,
+  // Error(kNotFound/kIo) when the file cannot be read, Error(kUnsupported) for newer formats.
+  static std::unique_ptr<Package> open(const std::string& path);
+  static std::unique_ptr<Package> open(std::shared_ptr<const ByteSource> source);
+
+  ~Package();
+  Package(const Package&) = delete;
+  Package& operator=(const Package&) = delete;
+
+  const std::string& file_name() const;
+  const Manifest& manifest() const;
+  // The exact bytes of manifest.json (what a signature covers).
+  const std::string& manifest_bytes() const;
+
+  // Every file, sorted by path: manifest.json, dependencies/..., resources/...
+  const std::vector<FileNode>& files() const;
+  // Finds a file by its tree path; nullptr when absent.
+  const FileNode* find(std::string_view path) const;
+
+  // Reads up to out.size() bytes at `offset`; returns the count, short only at the end of the
+  // file. Large reads decode their chunks in parallel.
+  size_t read(const FileNode& file, uint64_t offset, std::span<uint8_t> out) const;
+
+  // Decodes one verified chunk of a resource into `out` (resized to the chunk's plain length).
+  void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::vector<uint8_t>& out) const;
+
+  // Checks every chunk index against the manifest. With `full`, also reads every chunk (leaf
+  // hashes, decoding), the plain SHA-256 and the ZIP CRC-32 of every resource. Throws
+  // Error(kCorrupt) naming the first failure.
+  void verify(bool full, const ProgressFn& progress = {}) const;
+
+ private:
+  struct Rep;
+  explicit Package(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace torshpkg

@@ -1,0 +1,82 @@
+// Writing a package.
+//
+// Collect resources, dependencies and lineage, then write() produces the package atomically: it
+// writes a temporary file beside the destination and renames it into place only when complete,
+// so a failure or cancellation never leaves a partial package behind. Chunks are encoded and
+// hashed on all cores. Not thread-safe; one writer per thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "torshpkg/byte_source.h"
+#include "torshpkg/codec.h"
+#include "torshpkg/manifest.h"
+#include "torshpkg/package.h"
+
+namespace torshpkg {
+
+inline constexpr uint32_t kDefaultChunkSize = 1u << 20;
+
+struct WriteOptions {
+  CodecSpec compression = kDefaultCodec;  // for resources that name none
+  uint32_t chunk_size = kDefaultChunkSize;
+  // When set and it becomes true, write() stops at the next chunk batch, removes the temporary
+  // file and throws Error(kInterrupted).
+  const std::atomic<bool>* cancel = nullptr;
+  ProgressFn progress;  // plain bytes encoded so far, of the total
+};
+
+struct ResourceInput {
+  std::string path;                        // relative path under resources/
+  std::optional<ResourceType> type;        // guessed from the path when absent
+  std::optional<CodecSpec> compression;    // WriteOptions::compression when absent
+  // The bytes: a file opened when the package is written, or [offset, offset+size) of a source.
+  std::string file;
+  std::shared_ptr<const ByteSource> source;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+};
+
+class PackageWriter {
+ public:
+  // `header` gives name, version, description, author, license, metadata and lineage; its
+  // package_id and created are filled in when empty, and its resources and dependencies are
+  // replaced by what is added here.
+  explicit PackageWriter(Manifest header);
+  ~PackageWriter();
+
+  // Each add checks its arguments at once and throws Error(kInvalidArgument / kNotFound).
+  void add_resource(ResourceInput input);
+  void add_file(const std::string& path, const std::string& file,
+                std::optional<ResourceType> type = std::nullopt,
+                std::optional<CodecSpec> compression = std::nullopt);
+  void add_bytes(const std::string& path, std::vector<uint8_t> bytes,
+                 std::optional<ResourceType> type = std::nullopt,
+                 std::optional<CodecSpec> compression = std::nullopt);
+  void add_dependency(Dependency dependency);
+
+  // Chooses the codec of resources added without one, by path; nullopt falls back to
+  // WriteOptions::compression.
+  using CompressionRule = std::function<std::optional<CodecSpec>(const std::string& path)>;
+  void set_compression_rule(CompressionRule rule) { rule_ = std::move(rule); }
+
+  size_t resource_count() const { return inputs_.size(); }
+
+  // Writes the package to `out_path` (replacing an existing file only on success) and returns
+  // its manifest.
+  Manifest write(const std::string& out_path, const WriteOptions& options = {});
+
+ private:
+  Manifest header_;
+  std::vector<ResourceInput> inputs_;
+  std::vector<Dependency> dependencies_;
+  CompressionRule rule_;
+};
+
+}  // namespace torshpkg

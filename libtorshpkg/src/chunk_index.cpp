@@ -1,0 +1,91 @@
+#include "chunk_index.h"
+
+#include <cstring>
+
+#include "chunk_codec.h"
+#include "little_endian.h"
+#include "torshpkg/error.h"
+
+namespace torshpkg {
+
+namespace {
+constexpr std::string_view kLeafTag{"torshpkg-leaf-v1\0", 17};
+}
+
+uint64_t index_bytes(uint64_t chunk_count) {
+  return kIndexHeaderSize + chunk_count * kIndexRecordSize;
+}
+
+std::vector<uint8_t> ChunkIndex::serialize() const {
+  std::vector<uint8_t> out;
+  out.reserve(index_bytes(chunk_count()));
+  ByteWriter w(out);
+  w.bytes(std::span(reinterpret_cast<const uint8_t*>(kIndexMagic), sizeof kIndexMagic));
+  w.u32(resource_id);
+  w.u32(chunk_size);
+  w.u64(plain_size);
+  w.u64(stored_size);
+  w.u64(chunk_count());
+  for (size_t i = 0; i < stored_len.size(); ++i) {
+    w.u32(stored_len[i]);
+    w.bytes(leaf[i]);
+  }
+  return out;
+}
+
+ChunkIndex parse_chunk_index(std::span<const uint8_t> bytes, const ResourceEntry& r,
+                             const std::string& file) {
+  const std::string where = r.index_entry_name() + ": ";
+  if (bytes.size() != index_bytes(r.chunk_count)) throw corrupt(file, where + "wrong size");
+  const uint8_t* p = bytes.data();
+  if (std::memcmp(p, kIndexMagic, sizeof kIndexMagic) != 0) throw corrupt(file, where + "bad magic");
+  ChunkIndex index;
+  index.resource_id = load_u32(p + 8);
+  index.chunk_size = load_u32(p + 12);
+  index.plain_size = load_u64(p + 16);
+  index.stored_size = load_u64(p + 24);
+  const uint64_t count = load_u64(p + 32);
+  if (index.resource_id != r.id || index.chunk_size != r.chunk_size ||
+      index.plain_size != r.size || index.stored_size != r.stored_size || count != r.chunk_count) {
+    throw corrupt(file, where + "header disagrees with the manifest");
+  }
+  index.stored_len.resize(count);
+  index.stored_offset.resize(count);
+  index.leaf.resize(count);
+  uint64_t offset = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint8_t* rec = p + kIndexHeaderSize + i * kIndexRecordSize;
+    const uint32_t len = load_u32(rec);
+    // The last xz chunk also carries the stream index (a few bytes per chunk).
+    const uint64_t bound = max_stored_chunk_size(index.plain_len(i)) +
+                           (i + 1 == count ? 64 + 16 * count : 0);
+    if (len == 0 || len > bound) throw corrupt(file, where + "bad stored length of chunk " + std::to_string(i));
+    if (r.compression.codec == Codec::kNone && len != index.plain_len(i)) {
+      throw corrupt(file, where + "stored chunk length differs from its plain length");
+    }
+    index.stored_len[i] = len;
+    index.stored_offset[i] = offset;
+    offset += len;
+    std::memcpy(index.leaf[i].data(), rec + 4, 32);
+  }
+  if (offset != r.stored_size) throw corrupt(file, where + "chunk lengths do not add up to the entry size");
+  return index;
+}
+
+Digest leaf_hash(std::span<const uint8_t, 16> package_id, uint32_t resource_id, uint64_t chunk,
+                 uint32_t plain_len, std::span<const uint8_t> stored) {
+  std::vector<uint8_t> prefix;
+  prefix.reserve(kLeafTag.size() + 16 + 4 + 8 + 4);
+  ByteWriter w(prefix);
+  w.text(kLeafTag);
+  w.bytes(package_id);
+  w.u32(resource_id);
+  w.u64(chunk);
+  w.u32(plain_len);
+  Sha256 h;
+  h.update(prefix);
+  h.update(stored);
+  return h.finish();
+}
+
+}  // namespace torshpkg

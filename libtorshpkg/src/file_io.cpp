@@ -1,0 +1,119 @@
+#include "file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "torshpkg/byte_source.h"
+#include "torshpkg/error.h"
+
+namespace torshpkg {
+
+void pread_exact(int fd, std::span<uint8_t> out, uint64_t offset, const std::string& name) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done,
+                              static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw io_error(name, "read failed", errno);
+    }
+    if (n == 0) throw corrupt(name, "unexpected end of file");
+    done += static_cast<size_t>(n);
+  }
+}
+
+void write_all(int fd, std::span<const uint8_t> data, const std::string& name) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw io_error(name, "write failed", errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const std::string& name) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done,
+                               static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw io_error(name, "write failed", errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+UniqueFd open_read(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) throw not_found(path, "no such file");
+    throw io_error(path, "cannot open", errno);
+  }
+  return fd;
+}
+
+namespace {
+
+class FileSource final : public ByteSource {
+ public:
+  FileSource(UniqueFd fd, uint64_t size, std::string name)
+      : fd_(std::move(fd)), size_(size), name_(std::move(name)) {}
+  uint64_t size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    if (offset > size_ || out.size() > size_ - offset) {
+      throw corrupt(name_, "read past end of file");
+    }
+    pread_exact(fd_.get(), out, offset, name_);
+  }
+
+ private:
+  UniqueFd fd_;
+  uint64_t size_;
+  std::string name_;
+};
+
+class MemorySource final : public ByteSource {
+ public:
+  MemorySource(std::vector<uint8_t> bytes, std::string name)
+      : bytes_(std::move(bytes)), name_(std::move(name)) {}
+  uint64_t size() const override { return bytes_.size(); }
+  const std::string& name() const override { return name_; }
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    if (offset > bytes_.size() || out.size() > bytes_.size() - offset) {
+      throw corrupt(name_, "read past end of file");
+    }
+    std::copy_n(bytes_.begin() + static_cast<ptrdiff_t>(offset), out.size(), out.begin());
+  }
+
+ private:
+  std::vector<uint8_t> bytes_;
+  std::string name_;
+};
+
+}  // namespace
+
+std::shared_ptr<ByteSource> open_file_source(const std::string& path) {
+  UniqueFd fd = open_read(path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw io_error(path, "cannot stat", errno);
+  if (!S_ISREG(st.st_mode)) throw invalid_argument(path + ": not a regular file");
+  return std::make_shared<FileSource>(std::move(fd), static_cast<uint64_t>(st.st_size), path);
+}
+
+std::shared_ptr<ByteSource> fd_source(UniqueFd fd, uint64_t size, std::string name) {
+  return std::make_shared<FileSource>(std::move(fd), size, std::move(name));
+}
+
+std::shared_ptr<ByteSource> memory_source(std::vector<uint8_t> bytes, std::string name) {
+  return std::make_shared<MemorySource>(std::move(bytes), std::move(name));
+}
+
+}  // namespace torshpkg

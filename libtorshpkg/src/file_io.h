@@ -1,0 +1,54 @@
+// RAII file descriptors and whole-buffer I/O that retries short reads/writes and EINTR.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace torshpkg {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Each throws Error(kIo) naming `name` on failure; pread_exact throws Error(kCorrupt) when the
+// file ends before the buffer is full.
+void pread_exact(int fd, std::span<uint8_t> out, uint64_t offset, const std::string& name);
+void write_all(int fd, std::span<const uint8_t> data, const std::string& name);
+void pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const std::string& name);
+
+// Wraps an open descriptor of `size` bytes as a ByteSource named `name`.
+std::shared_ptr<class ByteSource> fd_source(UniqueFd fd, uint64_t size, std::string name);
+
+// Opens for reading; throws kNotFound when absent, kIo otherwise.
+UniqueFd open_read(const std::string& path);
+
+}  // namespace torshpkg

@@ -1,0 +1,271 @@
+#include "torshpkg/package.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "chunk_codec.h"
+#include "chunk_index.h"
+#include "sha256.h"
+#include "thread_pool.h"
+#include "torshpkg/error.h"
+#include "zip_archive.h"
+
+namespace torshpkg {
+
+namespace {
+constexpr std::string_view kManifestEntry = "manifest.json";
+constexpr std::string_view kIndexPrefix = ".torshpkg/index/";
+constexpr uint64_t kMaxDependencyFile = 1u << 20;
+
+std::string read_entry_bytes(const ByteSource& src, const ZipEntry& e, uint64_t limit) {
+  if (e.method != 0) throw corrupt(src.name(), e.name + ": must be stored uncompressed");
+  if (e.uncompressed_size > limit) throw corrupt(src.name(), e.name + ": too large");
+  std::string bytes(e.uncompressed_size, '\0');
+  src.read_at(e.data_offset, std::span(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()));
+  const auto data = std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  if (crc32_of(data) != e.crc32) throw corrupt(src.name(), e.name + ": CRC-32 mismatch");
+  return bytes;
+}
+}  // namespace
+
+struct Package::Rep {
+  std::shared_ptr<const ByteSource> source;
+  std::string manifest_bytes;
+  Manifest manifest;
+  std::array<uint8_t, 16> package_id{};
+  std::vector<FileNode> files;
+  std::map<std::string, size_t, std::less<>> by_path;
+  std::vector<std::string> dependency_bytes;
+  // Per resource: its data entry and index entry, and the index loaded on first use.
+  std::vector<ZipEntry> data_entries;
+  std::vector<ZipEntry> index_entries;
+  std::vector<std::unique_ptr<std::once_flag>> index_once;
+  mutable std::vector<std::unique_ptr<ChunkIndex>> indexes;
+
+  const std::string& name() const { return source->name(); }
+  const ChunkIndex& index(uint32_t resource) const;
+  void read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
+                       std::span<uint8_t> plain, std::vector<uint8_t>& scratch) const;
+};
+
+const ChunkIndex& Package::Rep::index(uint32_t id) const {
+  std::call_once(*index_once[id], [&] {
+    const ResourceEntry& r = manifest.resources[id];
+    const ZipEntry& e = index_entries[id];
+    if (e.uncompressed_size != index_bytes(r.chunk_count)) {
+      throw corrupt(name(), e.name + ": size disagrees with the manifest");
+    }
+    const std::string bytes = read_entry_bytes(*source, e, e.uncompressed_size);
+    const auto data = std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    if (to_hex(sha256(data)) != r.index_sha256) {
+      throw corrupt(name(), e.name + ": digest does not match the manifest");
+    }
+    indexes[id] = std::make_unique<ChunkIndex>(parse_chunk_index(data, r, name()));
+  });
+  return *indexes[id];
+}
+
+void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
+                                   std::span<uint8_t> plain, std::vector<uint8_t>& scratch) const {
+  const uint32_t len = idx.stored_len[chunk];
+  const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
+  // Stored chunks are read straight into the destination and hashed there.
+  std::span<uint8_t> stored;
+  if (r.compression.codec == Codec::kNone) {
+    stored = plain;
+  } else {
+    scratch.resize(len);
+    stored = scratch;
+  }
+  source->read_at(at, stored);
+  const Digest leaf = leaf_hash(package_id, r.id, chunk, idx.plain_len(chunk), stored);
+  if (leaf != idx.leaf[chunk]) {
+    if (r.compression.codec == Codec::kNone) std::memset(plain.data(), 0, plain.size());
+    throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " hash mismatch");
+  }
+  if (r.compression.codec == Codec::kNone) return;
+  try {
+    decode_chunk(r.compression.codec, stored, plain,
+                 {chunk == 0, chunk + 1 == idx.chunk_count()});
+  } catch (const Error& e) {
+    throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + ": " + e.what());
+  }
+}
+
+Package::Package(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+Package::~Package() = default;
+
+std::unique_ptr<Package> Package::open(const std::string& path) {
+  return open(open_file_source(path));
+}
+
+std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source) {
+  auto rep = std::make_unique<Rep>();
+  rep->source = std::move(source);
+  const ByteSource& src = *rep->source;
+  const std::string& file = src.name();
+  std::vector<ZipEntry> entries = read_zip_directory(src);
+  std::map<std::string_view, const ZipEntry*> by_name;
+  for (const ZipEntry& e : entries) by_name.emplace(e.name, &e);
+
+  const auto manifest_it = by_name.find(kManifestEntry);
+  if (manifest_it == by_name.end()) throw corrupt(file, "no manifest.json");
+  rep->manifest_bytes = read_entry_bytes(src, *manifest_it->second, ManifestLimits::kMaxBytes);
+  rep->manifest = parse_manifest(rep->manifest_bytes, file);
+  const Manifest& m = rep->manifest;
+  from_hex(m.package_id, rep->package_id);
+
+  // The entry set must be exactly what the manifest lists.
+  std::set<std::string_view> expected{kManifestEntry};
+  const auto need = [&](const std::string& name) -> const ZipEntry& {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) throw corrupt(file, "entry " + name + " listed in the manifest is missing");
+    expected.insert(it->first);
+    return *it->second;
+  };
+  const size_t n = m.resources.size();
+  rep->data_entries.reserve(n);
+  rep->index_entries.reserve(n);
+  for (const ResourceEntry& r : m.resources) {
+    const ZipEntry& data = need(r.entry_name());
+    if (data.method != zip_method(r.compression.codec) || data.uncompressed_size != r.size ||
+        data.compressed_size != r.stored_size) {
+      throw corrupt(file, data.name + ": ZIP entry disagrees with the manifest");
+    }
+    rep->data_entries.push_back(data);
+    rep->index_entries.push_back(need(r.index_entry_name()));
+    rep->index_once.push_back(std::make_unique<std::once_flag>());
+  }
+  rep->indexes.resize(n);
+  for (const Dependency& d : m.dependencies) {
+    const ZipEntry& e = need(d.entry_name());
+    if (e.uncompressed_size != d.file_size) throw corrupt(file, e.name + ": size disagrees with the manifest");
+    std::string bytes = read_entry_bytes(src, e, kMaxDependencyFile);
+    if (to_hex(sha256(bytes)) != d.file_sha256) {
+      throw corrupt(file, e.name + ": digest does not match the manifest");
+    }
+    rep->dependency_bytes.push_back(std::move(bytes));
+  }
+  for (const ZipEntry& e : entries) {
+    if (!expected.count(e.name)) throw corrupt(file, "entry " + e.name + " is not listed in the manifest");
+  }
+
+  rep->files.push_back({std::string(kManifestEntry), FileNode::Kind::kManifest,
+                        rep->manifest_bytes.size(), 0});
+  for (size_t i = 0; i < m.dependencies.size(); ++i) {
+    rep->files.push_back({m.dependencies[i].entry_name(), FileNode::Kind::kDependency,
+                          m.dependencies[i].file_size, i});
+  }
+  for (size_t i = 0; i < n; ++i) {
+    rep->files.push_back({m.resources[i].entry_name(), FileNode::Kind::kResource, m.resources[i].size, i});
+  }
+  std::sort(rep->files.begin(), rep->files.end(),
+            [](const FileNode& a, const FileNode& b) { return a.path < b.path; });
+  for (size_t i = 0; i < rep->files.size(); ++i) rep->by_path.emplace(rep->files[i].path, i);
+  return std::unique_ptr<Package>(new Package(std::move(rep)));
+}
+
+const std::string& Package::file_name() const { return rep_->name(); }
+const Manifest& Package::manifest() const { return rep_->manifest; }
+const std::string& Package::manifest_bytes() const { return rep_->manifest_bytes; }
+const std::vector<FileNode>& Package::files() const { return rep_->files; }
+
+const FileNode* Package::find(std::string_view path) const {
+  const auto it = rep_->by_path.find(path);
+  return it == rep_->by_path.end() ? nullptr : &rep_->files[it->second];
+}
+
+void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::vector<uint8_t>& out) const {
+  const ChunkIndex& idx = rep_->index(r.id);
+  if (chunk >= idx.chunk_count()) throw invalid_argument("chunk number out of range");
+  out.resize(idx.plain_len(chunk));
+  std::vector<uint8_t> scratch;
+  rep_->read_chunk_into(r, idx, chunk, out, scratch);
+}
+
+size_t Package::read(const FileNode& f, uint64_t offset, std::span<uint8_t> out) const {
+  if (offset >= f.size || out.empty()) return 0;
+  const size_t len = static_cast<size_t>(std::min<uint64_t>(out.size(), f.size - offset));
+  if (f.kind != FileNode::Kind::kResource) {
+    const std::string& bytes = f.kind == FileNode::Kind::kManifest ? rep_->manifest_bytes
+                                                                    : rep_->dependency_bytes[f.item];
+    std::memcpy(out.data(), bytes.data() + offset, len);
+    return len;
+  }
+  const ResourceEntry& r = rep_->manifest.resources[f.item];
+  const ChunkIndex& idx = rep_->index(r.id);
+  const uint64_t cs = r.chunk_size;
+  const uint64_t first = offset / cs;
+  const uint64_t last = (offset + len - 1) / cs;
+  const auto do_chunk = [&](size_t k) {
+    const uint64_t chunk = first + k;
+    const uint64_t chunk_start = chunk * cs;
+    const uint32_t plain_len = idx.plain_len(chunk);
+    const uint64_t from = std::max(offset, chunk_start);
+    const uint64_t to = std::min<uint64_t>(offset + len, chunk_start + plain_len);
+    const std::span<uint8_t> dest = out.subspan(from - offset, to - from);
+    thread_local std::vector<uint8_t> scratch;
+    if (from == chunk_start && to - from == plain_len) {
+      rep_->read_chunk_into(r, idx, chunk, dest, scratch);
+    } else {
+      thread_local std::vector<uint8_t> whole;
+      whole.resize(plain_len);
+      rep_->read_chunk_into(r, idx, chunk, whole, scratch);
+      std::memcpy(dest.data(), whole.data() + (from - chunk_start), dest.size());
+    }
+  };
+  const size_t count = last - first + 1;
+  if (count == 1) {
+    do_chunk(0);
+  } else {
+    shared_thread_pool().parallel_for(count, do_chunk);
+  }
+  return len;
+}
+
+void Package::verify(bool full, const ProgressFn& progress) const {
+  const Manifest& m = rep_->manifest;
+  for (const ResourceEntry& r : m.resources) rep_->index(r.id);
+  if (!full) return;
+  uint64_t total = 0;
+  for (const ResourceEntry& r : m.resources) total += r.size;
+  std::atomic<uint64_t> done{0};
+  std::mutex progress_mutex;
+  for (const ResourceEntry& r : m.resources) {
+    const ChunkIndex& idx = rep_->index(r.id);
+    // Hash and CRC the plain bytes in order, decoding batches of chunks in parallel.
+    Sha256 plain_hash;
+    uint32_t crc = 0;
+    const uint64_t batch = std::max<uint64_t>(1, (64u << 20) / r.chunk_size);
+    std::vector<std::vector<uint8_t>> bufs(batch);
+    for (uint64_t base = 0; base < idx.chunk_count(); base += batch) {
+      const uint64_t count = std::min(batch, idx.chunk_count() - base);
+      shared_thread_pool().parallel_for(count, [&](size_t k) {
+        thread_local std::vector<uint8_t> scratch;
+        bufs[k].resize(idx.plain_len(base + k));
+        rep_->read_chunk_into(r, idx, base + k, bufs[k], scratch);
+      });
+      for (uint64_t k = 0; k < count; ++k) {
+        plain_hash.update(bufs[k]);
+        crc = crc32_of(bufs[k], crc);
+        done += bufs[k].size();
+      }
+      if (progress) {
+        std::lock_guard lock(progress_mutex);
+        progress(done, total);
+      }
+    }
+    if (to_hex(plain_hash.finish()) != r.sha256) {
+      throw corrupt(rep_->name(), r.entry_name() + ": SHA-256 of the content does not match the manifest");
+    }
+    if (crc != rep_->data_entries[r.id].crc32) {
+      throw corrupt(rep_->name(), r.entry_name() + ": ZIP CRC-32 does not match the content");
+    }
+  }
+}
+
+}  // namespace torshpkg

@@ -1,0 +1,361 @@
+#include "torshpkg/package_writer.h"
+
+#include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <set>
+
+#include "chunk_codec.h"
+#include "chunk_index.h"
+#include "file_io.h"
+#include "sha256.h"
+#include "thread_pool.h"
+#include "torshpkg/error.h"
+#include "zip_archive.h"
+
+namespace torshpkg {
+namespace {
+
+constexpr uint32_t kStoredAlignment = 4096;
+// Entries whose plain size reaches this get ZIP64 fields in their local header, leaving room
+// for compressed data that is larger than the input.
+constexpr uint64_t kZip64Threshold = 0xf0000000ull;
+constexpr uint64_t kBatchBytes = 32u << 20;
+
+std::string random_package_id() {
+  uint8_t id[16];
+  if (gnutls_rnd(GNUTLS_RND_NONCE, id, sizeof id) != 0) {
+    throw Error(ErrorKind::kIo, "cannot get random bytes for the package id");
+  }
+  return to_hex(id);
+}
+
+std::time_t creation_time() {
+  // SOURCE_DATE_EPOCH makes builds reproducible (https://reproducible-builds.org/specs/).
+  if (const char* epoch = std::getenv("SOURCE_DATE_EPOCH")) {
+    char* end = nullptr;
+    const long long v = std::strtoll(epoch, &end, 10);
+    if (end != epoch && *end == '\0' && v >= 0) return static_cast<std::time_t>(v);
+  }
+  return std::time(nullptr);
+}
+
+std::string rfc3339(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Parses the manifest's "created" back for the ZIP headers' DOS timestamps.
+void dos_time_of(const std::string& created, uint32_t& dos_time, uint16_t& dos_date) {
+  std::tm tm{};
+  if (sscanf(created.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+             &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6 || tm.tm_year < 1980) {
+    dos_time = 0;
+    dos_date = (0 << 9) | (1 << 5) | 1;
+    return;
+  }
+  const int year = std::min(tm.tm_year, 2107);
+  dos_time = static_cast<uint32_t>((tm.tm_hour << 11) | (tm.tm_min << 5) | (tm.tm_sec / 2));
+  dos_date = static_cast<uint16_t>(((year - 1980) << 9) | (tm.tm_mon << 5) | tm.tm_mday);
+}
+
+// A temporary file beside the destination, removed unless committed.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& dest) : dest_(dest) {
+    const size_t slash = dest.rfind('/');
+    const std::string dir = slash == std::string::npos ? "" : dest.substr(0, slash + 1);
+    const std::string base = slash == std::string::npos ? dest : dest.substr(slash + 1);
+    path_ = dir + "." + base + ".tmp-XXXXXX";
+    fd_.reset(::mkstemp(path_.data()));
+    if (!fd_) throw io_error(dest, "cannot create temporary file", errno);
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::fchmod(fd_.get(), 0666 & ~mask);
+  }
+  ~TempFile() {
+    if (!committed_) ::unlink(path_.c_str());
+  }
+  int fd() const { return fd_.get(); }
+  void commit() {
+    if (::fsync(fd_.get()) != 0) throw io_error(dest_, "fsync failed", errno);
+    if (::rename(path_.c_str(), dest_.c_str()) != 0) throw io_error(dest_, "cannot rename into place", errno);
+    committed_ = true;
+    const size_t slash = dest_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : dest_.substr(0, slash + 1);
+    UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dfd) ::fsync(dfd.get());
+  }
+
+ private:
+  std::string dest_;
+  std::string path_;
+  UniqueFd fd_;
+  bool committed_ = false;
+};
+
+struct EncodeContext {
+  const std::string& out_name;
+  ZipWriter& zip;
+  std::span<const uint8_t, 16> package_id;
+  const WriteOptions& options;
+  uint64_t total_bytes;
+  uint64_t done_bytes = 0;
+};
+
+void check_cancel(const WriteOptions& options) {
+  if (options.cancel != nullptr && options.cancel->load()) {
+    throw Error(ErrorKind::kInterrupted, "interrupted");
+  }
+}
+
+// Encodes one resource as its ZIP entry and returns its manifest entry and index bytes.
+ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32_t id,
+                             std::vector<uint8_t>& index_bytes_out) {
+  std::shared_ptr<const ByteSource> src = in.source ? in.source : open_file_source(in.file);
+  const uint64_t size = in.source ? in.size : src->size();
+  const uint64_t base = in.source ? in.offset : 0;
+  ResourceEntry r;
+  r.id = id;
+  r.path = in.path;
+  r.type = in.type ? *in.type : guess_resource_type(in.path);
+  r.size = size;
+  r.compression = in.compression ? *in.compression : ctx.options.compression;
+  if (size == 0) r.compression = {Codec::kNone, 0};
+  if (r.compression.codec == Codec::kNone) r.compression.level = 0;
+  r.chunk_size = ctx.options.chunk_size;
+  r.chunk_count = (size + r.chunk_size - 1) / r.chunk_size;
+  const Codec codec = r.compression.codec;
+
+  ctx.zip.begin_entry(r.entry_name(), zip_method(codec), size >= kZip64Threshold,
+                      codec == Codec::kNone ? kStoredAlignment : 1);
+  ChunkIndex index;
+  index.resource_id = id;
+  index.chunk_size = r.chunk_size;
+  index.plain_size = size;
+  index.stored_len.resize(r.chunk_count);
+  index.leaf.resize(r.chunk_count);
+  std::vector<XzBlockRecord> xz_blocks;
+  Sha256 plain_hash;
+  uint32_t crc = 0;
+  uint64_t stored_total = 0;
+
+  const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchBytes / r.chunk_size);
+  std::vector<uint8_t> plain(static_cast<size_t>(std::min<uint64_t>(size, batch_chunks * r.chunk_size)));
+  std::vector<EncodedChunk> encoded(batch_chunks);
+  std::vector<uint32_t> crcs(batch_chunks);
+  for (uint64_t first = 0; first < r.chunk_count; first += batch_chunks) {
+    check_cancel(ctx.options);
+    const uint64_t count = std::min(batch_chunks, r.chunk_count - first);
+    const uint64_t start = first * r.chunk_size;
+    const uint64_t bytes = std::min<uint64_t>(size - start, count * r.chunk_size);
+    const std::span<uint8_t> batch(plain.data(), bytes);
+    src->read_at(base + start, batch);
+    // Tasks 0..count-1 encode chunks; task `count` hashes the batch's plain bytes in order.
+    shared_thread_pool().parallel_for(count + 1, [&](size_t k) {
+      if (k == count) {
+        plain_hash.update(batch);
+        return;
+      }
+      const uint64_t chunk = first + k;
+      const auto piece = batch.subspan(k * r.chunk_size,
+                                       std::min<uint64_t>(r.chunk_size, bytes - k * r.chunk_size));
+      crcs[k] = crc32_of(piece);
+      const ChunkPlace place{chunk == 0, chunk + 1 == r.chunk_count};
+      if (codec == Codec::kNone) {
+        index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, static_cast<uint32_t>(piece.size()), piece);
+        return;
+      }
+      encoded[k] = encode_chunk(r.compression, piece, place);
+      if (!(codec == Codec::kXz && place.last)) {
+        index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk,
+                                      static_cast<uint32_t>(piece.size()), encoded[k].bytes);
+      }
+    });
+    for (uint64_t k = 0; k < count; ++k) {
+      const uint64_t chunk = first + k;
+      const uint64_t piece_len = std::min<uint64_t>(r.chunk_size, bytes - k * r.chunk_size);
+      crc = combine_crc32(crc, crcs[k], piece_len);
+      if (codec == Codec::kNone) {
+        index.stored_len[chunk] = static_cast<uint32_t>(piece_len);
+        continue;
+      }
+      std::vector<uint8_t>& out = encoded[k].bytes;
+      if (codec == Codec::kXz) {
+        xz_blocks.push_back({encoded[k].xz_unpadded_size, piece_len});
+        if (chunk + 1 == r.chunk_count) {
+          const std::vector<uint8_t> tail = xz_stream_tail(xz_blocks);
+          out.insert(out.end(), tail.begin(), tail.end());
+          index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, static_cast<uint32_t>(piece_len), out);
+        }
+      }
+      if (out.size() > UINT32_MAX) throw Error(ErrorKind::kIo, "encoded chunk too large");
+      index.stored_len[chunk] = static_cast<uint32_t>(out.size());
+      stored_total += out.size();
+      ctx.zip.write(out);
+      std::vector<uint8_t>().swap(out);
+    }
+    if (codec == Codec::kNone) {
+      ctx.zip.write(batch);
+      stored_total += bytes;
+    }
+    ctx.done_bytes += bytes;
+    if (ctx.options.progress) ctx.options.progress(ctx.done_bytes, ctx.total_bytes);
+  }
+  ctx.zip.end_entry(crc, size);
+  r.stored_size = stored_total;
+  index.stored_size = stored_total;
+  r.sha256 = to_hex(plain_hash.finish());
+  index_bytes_out = index.serialize();
+  r.index_sha256 = to_hex(sha256(index_bytes_out));
+  return r;
+}
+
+}  // namespace
+
+PackageWriter::PackageWriter(Manifest header) : header_(std::move(header)) {
+  if (!is_valid_package_name(header_.name)) {
+    throw invalid_argument("bad package name \"" + header_.name +
+                           "\" (letters, digits, '.', '_' and '-', starting with a letter or digit)");
+  }
+  if (!is_valid_semver(header_.version)) {
+    throw invalid_argument("bad version \"" + header_.version + "\" (a semantic version like 1.0.0)");
+  }
+}
+
+PackageWriter::~PackageWriter() = default;
+
+void PackageWriter::add_resource(ResourceInput input) {
+  if (!is_normalized_path(input.path)) {
+    throw invalid_argument("bad resource path \"" + input.path +
+                           "\" (relative, '/'-separated, no '.', '..', empty parts or backslashes)");
+  }
+  for (const ResourceInput& other : inputs_) {
+    if (other.path == input.path) throw invalid_argument("resource \"" + input.path + "\" added twice");
+  }
+  if (input.compression && !valid_level(input.compression->codec, input.compression->level)) {
+    throw invalid_argument("bad compression level for " + input.path);
+  }
+  if (!input.source) {
+    struct stat st {};
+    if (::stat(input.file.c_str(), &st) != 0) {
+      if (errno == ENOENT) throw not_found(input.file, "no such file");
+      throw io_error(input.file, "cannot stat", errno);
+    }
+    if (!S_ISREG(st.st_mode)) throw invalid_argument(input.file + ": not a regular file");
+    input.size = static_cast<uint64_t>(st.st_size);
+  } else if (input.offset > input.source->size() || input.size > input.source->size() - input.offset) {
+    throw invalid_argument(input.path + ": source range out of bounds");
+  }
+  inputs_.push_back(std::move(input));
+}
+
+void PackageWriter::add_file(const std::string& path, const std::string& file,
+                             std::optional<ResourceType> type, std::optional<CodecSpec> compression) {
+  ResourceInput in;
+  in.path = path;
+  in.file = file;
+  in.type = type;
+  in.compression = compression;
+  add_resource(std::move(in));
+}
+
+void PackageWriter::add_bytes(const std::string& path, std::vector<uint8_t> bytes,
+                              std::optional<ResourceType> type, std::optional<CodecSpec> compression) {
+  ResourceInput in;
+  in.path = path;
+  in.size = bytes.size();
+  in.source = memory_source(std::move(bytes), path);
+  in.type = type;
+  in.compression = compression;
+  add_resource(std::move(in));
+}
+
+void PackageWriter::add_dependency(Dependency d) {
+  if (!is_valid_package_name(d.name)) throw invalid_argument("bad dependency name \"" + d.name + "\"");
+  if (!is_valid_version_req(d.version_req)) {
+    throw invalid_argument("bad version requirement \"" + d.version_req + "\" for " + d.name);
+  }
+  for (const Dependency& other : dependencies_) {
+    if (other.name == d.name) throw invalid_argument("dependency " + d.name + " added twice");
+  }
+  dependencies_.push_back(std::move(d));
+}
+
+Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& options) {
+  const uint32_t cs = options.chunk_size;
+  if (cs < ManifestLimits::kMinChunkSize || cs > ManifestLimits::kMaxChunkSize || (cs & (cs - 1))) {
+    throw invalid_argument("chunk size must be a power of two from 4096 to 67108864");
+  }
+  if (!valid_level(options.compression.codec, options.compression.level)) {
+    throw invalid_argument("bad compression level");
+  }
+  Manifest m = header_;
+  if (m.package_id.empty()) m.package_id = random_package_id();
+  if (m.created.empty()) m.created = rfc3339(creation_time());
+  m.resources.clear();
+  m.dependencies.clear();
+  // Catch path conflicts ("a" and "a/b") before writing anything.
+  {
+    std::set<std::string_view> paths;
+    for (const ResourceInput& in : inputs_) paths.insert(in.path);
+    for (const ResourceInput& in : inputs_) {
+      for (size_t s = in.path.find('/'); s != std::string::npos; s = in.path.find('/', s + 1)) {
+        if (paths.count(std::string_view(in.path).substr(0, s))) {
+          throw invalid_argument("resource \"" + in.path + "\" lies under resource \"" +
+                                 in.path.substr(0, s) + "\"");
+        }
+      }
+    }
+  }
+  uint8_t package_id[16];
+  if (!from_hex(m.package_id, package_id)) throw invalid_argument("bad package id");
+  uint32_t dos_time = 0;
+  uint16_t dos_date = 0;
+  dos_time_of(m.created, dos_time, dos_date);
+
+  TempFile temp(out_path);
+  ZipWriter zip(temp.fd(), out_path, dos_time, dos_date);
+  uint64_t total = 0;
+  for (const ResourceInput& in : inputs_) total += in.size;
+  EncodeContext ctx{out_path, zip, std::span<const uint8_t, 16>(package_id), options, total};
+  std::vector<std::vector<uint8_t>> indexes(inputs_.size());
+  for (ResourceInput& in : inputs_) {
+    if (!in.compression && rule_) in.compression = rule_(in.path);
+  }
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    m.resources.push_back(write_resource(ctx, inputs_[i], static_cast<uint32_t>(i), indexes[i]));
+  }
+  check_cancel(options);
+  for (Dependency d : dependencies_) {
+    const std::string json = dependency_file_json(d);
+    const auto bytes = std::span(reinterpret_cast<const uint8_t*>(json.data()), json.size());
+    d.file_size = json.size();
+    d.file_sha256 = to_hex(sha256(bytes));
+    zip.add_entry(d.entry_name(), 0, bytes, crc32_of(bytes), bytes.size());
+    m.dependencies.push_back(std::move(d));
+  }
+  for (size_t i = 0; i < indexes.size(); ++i) {
+    zip.add_entry(m.resources[i].index_entry_name(), 0, indexes[i], crc32_of(indexes[i]),
+                  indexes[i].size());
+  }
+  validate_manifest(m);
+  const std::string manifest_json = serialize_manifest(m);
+  const auto manifest_bytes =
+      std::span(reinterpret_cast<const uint8_t*>(manifest_json.data()), manifest_json.size());
+  zip.add_entry("manifest.json", 0, manifest_bytes, crc32_of(manifest_bytes), manifest_bytes.size());
+  zip.finish();
+  check_cancel(options);
+  temp.commit();
+  return m;
+}
+
+}  // namespace torshpkg

@@ -1,0 +1,77 @@
+#include "sha256.h"
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg {
+
+Sha256::Sha256() {
+  gnutls_hash_hd_t handle = nullptr;
+  if (gnutls_hash_init(&handle, GNUTLS_DIG_SHA256) != 0) {
+    throw Error(ErrorKind::kUnsupported, "SHA-256 is not available from GnuTLS");
+  }
+  handle_ = handle;
+}
+
+Sha256::~Sha256() { gnutls_hash_deinit(static_cast<gnutls_hash_hd_t>(handle_), nullptr); }
+
+void Sha256::update(std::span<const uint8_t> data) {
+  if (!data.empty()) gnutls_hash(static_cast<gnutls_hash_hd_t>(handle_), data.data(), data.size());
+}
+
+void Sha256::update(std::string_view text) {
+  update(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
+
+Digest Sha256::finish() {
+  Digest out{};
+  gnutls_hash_output(static_cast<gnutls_hash_hd_t>(handle_), out.data());
+  return out;
+}
+
+Digest sha256(std::span<const uint8_t> data) {
+  Digest out{};
+  gnutls_hash_fast(GNUTLS_DIG_SHA256, data.data(), data.size(), out.data());
+  return out;
+}
+
+Digest sha256(std::string_view text) {
+  return sha256(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
+
+std::string to_hex(std::span<const uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const uint8_t b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 15]);
+  }
+  return out;
+}
+
+bool from_hex(std::string_view hex, std::span<uint8_t> out) {
+  if (hex.size() != out.size() * 2) return false;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int hi = nibble(hex[2 * i]);
+    const int lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
+std::optional<Digest> digest_from_hex(std::string_view hex) {
+  Digest d{};
+  if (!from_hex(hex, d)) return std::nullopt;
+  return d;
+}
+
+}  // namespace torshpkg

@@ -1,0 +1,519 @@
+#include "zip_archive.h"
+
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "file_io.h"
+#include "little_endian.h"
+#include "torshpkg/error.h"
+
+namespace torshpkg {
+namespace {
+
+constexpr uint32_t kLocalSig = 0x04034b50;
+constexpr uint32_t kCentralSig = 0x02014b50;
+constexpr uint32_t kEocdSig = 0x06054b50;
+constexpr uint32_t kZip64LocatorSig = 0x07064b50;
+constexpr uint32_t kZip64EocdSig = 0x06064b50;
+constexpr size_t kLocalSize = 30;
+constexpr size_t kCentralSize = 46;
+constexpr size_t kEocdSize = 22;
+constexpr size_t kZip64LocatorSize = 20;
+constexpr size_t kZip64EocdSize = 56;
+constexpr uint16_t kZip64ExtraId = 0x0001;
+constexpr uint16_t kAlignExtraId = 0xd935;
+constexpr uint16_t kFlagUtf8 = 0x0800;
+constexpr uint16_t kAllowedFlags = 0x0002 | 0x0004 | kFlagUtf8;
+constexpr uint32_t k32 = 0xffffffff;
+constexpr uint16_t k16 = 0xffff;
+constexpr uint16_t kMadeByUnix = (3 << 8) | 63;
+constexpr uint32_t kRegularFileAttrs = (S_IFREG | 0644u) << 16;
+
+// Fields that a ZIP64 extended-information record may replace, in the order APPNOTE 4.5.3 gives.
+struct Zip64Fields {
+  uint64_t* uncompressed = nullptr;
+  uint64_t* compressed = nullptr;
+  uint64_t* offset = nullptr;
+};
+
+// Walks an extra field; fills the ZIP64 values that are marked by 0xffffffff in the fixed header.
+void parse_extra(std::span<const uint8_t> extra, const Zip64Fields& want, const std::string& file,
+                 const std::string& entry) {
+  bool seen_zip64 = false;
+  size_t pos = 0;
+  while (pos < extra.size()) {
+    if (extra.size() - pos < 4) throw corrupt(file, entry + ": truncated extra field");
+    const uint16_t id = load_u16(&extra[pos]);
+    const uint16_t len = load_u16(&extra[pos + 2]);
+    pos += 4;
+    if (len > extra.size() - pos) throw corrupt(file, entry + ": extra field overruns its header");
+    if (id == kZip64ExtraId) {
+      if (seen_zip64) throw corrupt(file, entry + ": duplicate ZIP64 extra field");
+      seen_zip64 = true;
+      size_t field = pos;
+      const size_t end = pos + len;
+      for (uint64_t* target : {want.uncompressed, want.compressed, want.offset}) {
+        if (target == nullptr || *target != k32) continue;
+        if (end - field < 8) throw corrupt(file, entry + ": ZIP64 extra field too short");
+        *target = load_u64(&extra[field]);
+        field += 8;
+      }
+    }
+    pos += len;
+  }
+  for (uint64_t* target : {want.uncompressed, want.compressed, want.offset}) {
+    if (target != nullptr && *target == k32 && !seen_zip64) {
+      throw corrupt(file, entry + ": size or offset needs a ZIP64 extra field that is missing");
+    }
+  }
+}
+
+struct EndRecord {
+  uint64_t entries = 0;
+  uint64_t cd_size = 0;
+  uint64_t cd_offset = 0;
+  uint64_t cd_end = 0;  // where the central directory must end: the first end record
+};
+
+EndRecord read_end_record(const ByteSource& src) {
+  const std::string& file = src.name();
+  const uint64_t size = src.size();
+  if (size < kEocdSize) throw corrupt(file, "too small to be a ZIP archive");
+  const uint64_t tail_len = std::min<uint64_t>(size, kEocdSize + 0xffff);
+  std::vector<uint8_t> tail(tail_len);
+  src.read_at(size - tail_len, tail);
+  // The EOCD is the last signature whose comment length reaches exactly the end of the file.
+  size_t found = SIZE_MAX;
+  for (size_t i = tail_len - kEocdSize + 1; i-- > 0;) {
+    if (load_u32(&tail[i]) == kEocdSig && i + kEocdSize + load_u16(&tail[i + 20]) == tail_len) {
+      found = i;
+      break;
+    }
+  }
+  if (found == SIZE_MAX) throw corrupt(file, "no end of central directory record");
+  const uint8_t* e = &tail[found];
+  const uint64_t eocd_pos = size - tail_len + found;
+  if (load_u16(e + 4) != 0 || load_u16(e + 6) != 0) {
+    throw corrupt(file, "multi-disk archives are not supported");
+  }
+  EndRecord rec;
+  const uint16_t disk_entries = load_u16(e + 8);
+  const uint16_t entries = load_u16(e + 10);
+  rec.entries = entries;
+  rec.cd_size = load_u32(e + 12);
+  rec.cd_offset = load_u32(e + 16);
+  rec.cd_end = eocd_pos;
+  if (disk_entries != entries) throw corrupt(file, "inconsistent entry counts in EOCD");
+  const bool needs_zip64 = entries == k16 || rec.cd_size == k32 || rec.cd_offset == k32;
+  const bool has_locator =
+      eocd_pos >= kZip64LocatorSize && [&] {
+        uint8_t sig[4];
+        src.read_at(eocd_pos - kZip64LocatorSize, sig);
+        return load_u32(sig) == kZip64LocatorSig;
+      }();
+  if (!has_locator) {
+    if (needs_zip64) throw corrupt(file, "EOCD needs a ZIP64 record that is missing");
+    return rec;
+  }
+  uint8_t loc[kZip64LocatorSize];
+  src.read_at(eocd_pos - kZip64LocatorSize, loc);
+  if (load_u32(loc + 4) != 0 || load_u32(loc + 16) != 1) {
+    throw corrupt(file, "multi-disk archives are not supported");
+  }
+  const uint64_t z64_pos = load_u64(loc + 8);
+  if (z64_pos > eocd_pos - kZip64LocatorSize ||
+      eocd_pos - kZip64LocatorSize - z64_pos < kZip64EocdSize) {
+    throw corrupt(file, "ZIP64 end record out of bounds");
+  }
+  uint8_t z[kZip64EocdSize];
+  src.read_at(z64_pos, z);
+  if (load_u32(z) != kZip64EocdSig) throw corrupt(file, "bad ZIP64 end record signature");
+  // The record must end exactly where the locator begins (no extensible data is written).
+  if (load_u64(z + 4) != kZip64EocdSize - 12 ||
+      z64_pos + kZip64EocdSize != eocd_pos - kZip64LocatorSize) {
+    throw corrupt(file, "bad ZIP64 end record size");
+  }
+  if (load_u32(z + 16) != 0 || load_u32(z + 20) != 0) {
+    throw corrupt(file, "multi-disk archives are not supported");
+  }
+  const uint64_t z_disk_entries = load_u64(z + 24);
+  const uint64_t z_entries = load_u64(z + 32);
+  const uint64_t z_cd_size = load_u64(z + 40);
+  const uint64_t z_cd_offset = load_u64(z + 48);
+  if (z_disk_entries != z_entries) throw corrupt(file, "inconsistent entry counts in ZIP64 EOCD");
+  // Where the EOCD holds a real value it must agree with the ZIP64 record.
+  if ((entries != k16 && entries != z_entries) || (rec.cd_size != k32 && rec.cd_size != z_cd_size) ||
+      (rec.cd_offset != k32 && rec.cd_offset != z_cd_offset)) {
+    throw corrupt(file, "EOCD and ZIP64 EOCD disagree");
+  }
+  rec.entries = z_entries;
+  rec.cd_size = z_cd_size;
+  rec.cd_offset = z_cd_offset;
+  rec.cd_end = z64_pos;
+  return rec;
+}
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i < len) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<uint8_t>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Reject overlong forms, surrogates and values past U+10FFFF.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+bool is_normalized_path(std::string_view path) {
+  if (path.empty() || path.size() > 4096 || !is_valid_utf8(path)) return false;
+  size_t start = 0;
+  for (;;) {
+    const size_t slash = path.find('/', start);
+    const std::string_view part =
+        path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (part.empty() || part == "." || part == ".." || part.size() > 255) return false;
+    for (const char ch : part) {
+      const auto c = static_cast<uint8_t>(ch);
+      if (c < 0x20 || c == 0x7f || ch == '\\') return false;
+    }
+    if (slash == std::string_view::npos) return true;
+    start = slash + 1;
+  }
+}
+
+std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits& limits) {
+  const std::string& file = src.name();
+  const EndRecord end = read_end_record(src);
+  if (end.cd_offset > end.cd_end || end.cd_size != end.cd_end - end.cd_offset) {
+    throw corrupt(file, "central directory does not end where the end record begins");
+  }
+  if (end.cd_size > limits.max_central_directory) throw corrupt(file, "central directory too large");
+  if (end.entries > limits.max_entries || end.entries > end.cd_size / kCentralSize) {
+    throw corrupt(file, "absurd entry count " + std::to_string(end.entries));
+  }
+  std::vector<uint8_t> cd(end.cd_size);
+  src.read_at(end.cd_offset, cd);
+
+  std::vector<ZipEntry> entries;
+  entries.reserve(end.entries);
+  std::unordered_set<std::string_view> names;
+  names.reserve(end.entries);
+  size_t pos = 0;
+  for (uint64_t n = 0; n < end.entries; ++n) {
+    if (cd.size() - pos < kCentralSize || load_u32(&cd[pos]) != kCentralSig) {
+      throw corrupt(file, "bad central directory record #" + std::to_string(n));
+    }
+    const uint8_t* h = &cd[pos];
+    const uint16_t made_by = load_u16(h + 4);
+    ZipEntry e;
+    e.flags = load_u16(h + 8);
+    e.method = load_u16(h + 10);
+    e.crc32 = load_u32(h + 16);
+    e.compressed_size = load_u32(h + 20);
+    e.uncompressed_size = load_u32(h + 24);
+    const size_t name_len = load_u16(h + 28);
+    const size_t extra_len = load_u16(h + 30);
+    const size_t comment_len = load_u16(h + 32);
+    const uint16_t disk = load_u16(h + 34);
+    const uint32_t external = load_u32(h + 38);
+    e.local_header_offset = load_u32(h + 42);
+    if (cd.size() - pos - kCentralSize < name_len + extra_len + comment_len) {
+      throw corrupt(file, "central directory record #" + std::to_string(n) + " overruns");
+    }
+    e.name.assign(reinterpret_cast<const char*>(h + kCentralSize), name_len);
+    if (!is_normalized_path(e.name)) {
+      throw corrupt(file, "bad entry name \"" + e.name.substr(0, 200) +
+                              "\" (absolute, '..', NUL, backslash, empty part or not UTF-8)");
+    }
+    if (disk == k16) throw corrupt(file, e.name + ": multi-disk archives are not supported");
+    if (disk != 0) throw corrupt(file, e.name + ": multi-disk archives are not supported");
+    if ((e.flags & ~kAllowedFlags) != 0) {
+      throw corrupt(file, e.name + ": unsupported flags (encryption or data descriptor)");
+    }
+    if ((made_by >> 8) == 3) {
+      const uint32_t type = (external >> 16) & S_IFMT;
+      if (type == S_IFLNK) throw corrupt(file, e.name + ": symlink entries are not allowed");
+      if (type != 0 && type != S_IFREG) {
+        throw corrupt(file, e.name + ": only regular file entries are allowed");
+      }
+    }
+    parse_extra(std::span(h + kCentralSize + name_len, extra_len),
+                {&e.uncompressed_size, &e.compressed_size, &e.local_header_offset}, file, e.name);
+    if (e.method == 0 && e.compressed_size != e.uncompressed_size) {
+      throw corrupt(file, e.name + ": stored entry with different sizes");
+    }
+    entries.push_back(std::move(e));
+    pos += kCentralSize + name_len + extra_len + comment_len;
+  }
+  if (pos != cd.size()) throw corrupt(file, "trailing bytes in central directory");
+  for (const ZipEntry& e : entries) {
+    if (!names.insert(e.name).second) throw corrupt(file, "duplicate entry \"" + e.name + "\"");
+  }
+
+  // Local headers: each must agree with its central record.
+  for (ZipEntry& e : entries) {
+    if (e.local_header_offset > end.cd_offset || end.cd_offset - e.local_header_offset < kLocalSize) {
+      throw corrupt(file, e.name + ": local header out of bounds");
+    }
+    uint8_t h[kLocalSize];
+    src.read_at(e.local_header_offset, h);
+    const size_t name_len = load_u16(h + 26);
+    const size_t extra_len = load_u16(h + 28);
+    if (load_u32(h) != kLocalSig) throw corrupt(file, e.name + ": bad local header signature");
+    if (end.cd_offset - e.local_header_offset - kLocalSize < name_len + extra_len) {
+      throw corrupt(file, e.name + ": local header out of bounds");
+    }
+    std::vector<uint8_t> var(name_len + extra_len);
+    src.read_at(e.local_header_offset + kLocalSize, var);
+    uint64_t compressed = load_u32(h + 18);
+    uint64_t uncompressed = load_u32(h + 22);
+    parse_extra(std::span(var).subspan(name_len), {&uncompressed, &compressed, nullptr}, file,
+                e.name);
+    if (load_u16(h + 6) != e.flags || load_u16(h + 8) != e.method || load_u32(h + 14) != e.crc32 ||
+        compressed != e.compressed_size || uncompressed != e.uncompressed_size ||
+        std::string_view(reinterpret_cast<const char*>(var.data()), name_len) != e.name) {
+      throw corrupt(file, e.name + ": local header disagrees with central directory");
+    }
+    e.data_offset = e.local_header_offset + kLocalSize + name_len + extra_len;
+    if (e.compressed_size > end.cd_offset - e.data_offset) {
+      throw corrupt(file, e.name + ": entry data out of bounds");
+    }
+  }
+
+  // Entries must tile [0, cd_offset) exactly: no overlaps and no unaccounted bytes.
+  std::vector<const ZipEntry*> by_offset;
+  by_offset.reserve(entries.size());
+  for (const ZipEntry& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const ZipEntry* a, const ZipEntry* b) {
+    return a->local_header_offset < b->local_header_offset;
+  });
+  uint64_t cursor = 0;
+  for (const ZipEntry* e : by_offset) {
+    if (e->local_header_offset < cursor) throw corrupt(file, e->name + ": overlaps another entry");
+    if (e->local_header_offset > cursor) {
+      throw corrupt(file, "unaccounted bytes before entry " + e->name);
+    }
+    cursor = e->data_offset + e->compressed_size;
+  }
+  if (cursor != end.cd_offset) throw corrupt(file, "unaccounted bytes before central directory");
+  return entries;
+}
+
+ZipWriter::ZipWriter(int fd, std::string name, uint32_t dos_time, uint16_t dos_date)
+    : fd_(fd), file_name_(std::move(name)), dos_time_(dos_time), dos_date_(dos_date) {}
+
+namespace {
+
+uint16_t version_needed(uint16_t method, bool zip64) {
+  if (method == 93 || method == 95) return 63;
+  return zip64 ? 45 : 20;
+}
+
+}  // namespace
+
+uint64_t ZipWriter::begin_entry(const std::string& name, uint16_t method, bool may_exceed_4gib,
+                                uint32_t align) {
+  const uint64_t start = offset_;
+  std::vector<uint8_t> h;
+  ByteWriter w(h);
+  w.u32(kLocalSig);
+  w.u16(version_needed(method, may_exceed_4gib));
+  w.u16(kFlagUtf8);
+  w.u16(method);
+  w.u16(static_cast<uint16_t>(dos_time_));
+  w.u16(dos_date_);
+  w.u32(0);  // crc, patched
+  w.u32(may_exceed_4gib ? k32 : 0);
+  w.u32(may_exceed_4gib ? k32 : 0);
+  size_t extra = may_exceed_4gib ? 20 : 0;
+  size_t pad = 0;
+  if (align > 1) {
+    const uint64_t base = start + kLocalSize + name.size() + extra + 6;
+    pad = static_cast<size_t>((align - base % align) % align);
+    extra += 6 + pad;
+  }
+  w.u16(static_cast<uint16_t>(name.size()));
+  w.u16(static_cast<uint16_t>(extra));
+  w.text(name);
+  if (may_exceed_4gib) {
+    w.u16(kZip64ExtraId);
+    w.u16(16);
+    w.u64(0);
+    w.u64(0);
+  }
+  if (align > 1) {
+    w.u16(kAlignExtraId);
+    w.u16(static_cast<uint16_t>(2 + pad));
+    w.u16(static_cast<uint16_t>(align));
+    w.zeros(pad);
+  }
+  write_all(fd_, h, file_name_);
+  offset_ += h.size();
+  entries_.push_back({name, method, 0, 0, 0, start});
+  open_entry_ = true;
+  open_zip64_ = may_exceed_4gib;
+  open_data_offset_ = offset_;
+  return offset_;
+}
+
+void ZipWriter::write(std::span<const uint8_t> data) {
+  write_all(fd_, data, file_name_);
+  offset_ += data.size();
+}
+
+void ZipWriter::end_entry(uint32_t crc32, uint64_t uncompressed_size) {
+  Pending& p = entries_.back();
+  p.crc32 = crc32;
+  p.compressed_size = offset_ - open_data_offset_;
+  p.uncompressed_size = uncompressed_size;
+  open_entry_ = false;
+  if (!open_zip64_ && (p.compressed_size >= k32 || p.uncompressed_size >= k32)) {
+    throw Error(ErrorKind::kInvalidArgument,
+                file_name_ + ": " + p.name + " grew past 4 GiB without ZIP64 fields");
+  }
+  std::vector<uint8_t> fix;
+  ByteWriter w(fix);
+  w.u32(crc32);
+  if (open_zip64_) {
+    w.u32(k32);
+    w.u32(k32);
+  } else {
+    w.u32(static_cast<uint32_t>(p.compressed_size));
+    w.u32(static_cast<uint32_t>(p.uncompressed_size));
+  }
+  pwrite_all(fd_, fix, p.local_header_offset + 14, file_name_);
+  if (open_zip64_) {
+    fix.clear();
+    w.u64(p.uncompressed_size);
+    w.u64(p.compressed_size);
+    pwrite_all(fd_, fix, p.local_header_offset + kLocalSize + p.name.size() + 4, file_name_);
+  }
+}
+
+void ZipWriter::add_entry(const std::string& name, uint16_t method, std::span<const uint8_t> data,
+                          uint32_t crc32, uint64_t uncompressed_size, uint32_t align) {
+  begin_entry(name, method, false, align);
+  write(data);
+  end_entry(crc32, uncompressed_size);
+}
+
+void ZipWriter::finish() {
+  const uint64_t cd_offset = offset_;
+  std::vector<uint8_t> cd;
+  ByteWriter w(cd);
+  for (const Pending& p : entries_) {
+    const bool big_u = p.uncompressed_size >= k32;
+    const bool big_c = p.compressed_size >= k32;
+    const bool big_o = p.local_header_offset >= k32;
+    const size_t extra = (big_u + big_c + big_o) * 8;
+    w.u32(kCentralSig);
+    w.u16(kMadeByUnix);
+    w.u16(version_needed(p.method, extra > 0));
+    w.u16(kFlagUtf8);
+    w.u16(p.method);
+    w.u16(static_cast<uint16_t>(dos_time_));
+    w.u16(dos_date_);
+    w.u32(p.crc32);
+    w.u32(big_c ? k32 : static_cast<uint32_t>(p.compressed_size));
+    w.u32(big_u ? k32 : static_cast<uint32_t>(p.uncompressed_size));
+    w.u16(static_cast<uint16_t>(p.name.size()));
+    w.u16(static_cast<uint16_t>(extra > 0 ? extra + 4 : 0));
+    w.u16(0);  // comment
+    w.u16(0);  // disk
+    w.u16(0);  // internal attributes
+    w.u32(kRegularFileAttrs);
+    w.u32(big_o ? k32 : static_cast<uint32_t>(p.local_header_offset));
+    w.text(p.name);
+    if (extra > 0) {
+      w.u16(kZip64ExtraId);
+      w.u16(static_cast<uint16_t>(extra));
+      if (big_u) w.u64(p.uncompressed_size);
+      if (big_c) w.u64(p.compressed_size);
+      if (big_o) w.u64(p.local_header_offset);
+    }
+    if (cd.size() >= (8u << 20)) {
+      write(cd);
+      cd.clear();
+    }
+  }
+  write(cd);
+  cd.clear();
+  const uint64_t cd_size = offset_ - cd_offset;
+  const uint64_t count = entries_.size();
+  const bool zip64 = count >= k16 || cd_size >= k32 || cd_offset >= k32;
+  if (zip64) {
+    const uint64_t z64_pos = offset_;
+    w.u32(kZip64EocdSig);
+    w.u64(kZip64EocdSize - 12);
+    w.u16(kMadeByUnix);
+    w.u16(45);
+    w.u32(0);
+    w.u32(0);
+    w.u64(count);
+    w.u64(count);
+    w.u64(cd_size);
+    w.u64(cd_offset);
+    w.u32(kZip64LocatorSig);
+    w.u32(0);
+    w.u64(z64_pos);
+    w.u32(1);
+  }
+  w.u32(kEocdSig);
+  w.u16(0);
+  w.u16(0);
+  w.u16(zip64 ? k16 : static_cast<uint16_t>(count));
+  w.u16(zip64 ? k16 : static_cast<uint16_t>(count));
+  w.u32(zip64 ? k32 : static_cast<uint32_t>(cd_size));
+  w.u32(zip64 ? k32 : static_cast<uint32_t>(cd_offset));
+  w.u16(0);
+  write(cd);
+}
+
+uint32_t crc32_of(std::span<const uint8_t> data, uint32_t crc) {
+  // zlib takes uInt lengths; feed large buffers in pieces.
+  uLong c = crc;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    const size_t n = std::min<size_t>(data.size() - pos, 1u << 30);
+    c = ::crc32(c, data.data() + pos, static_cast<uInt>(n));
+    pos += n;
+  }
+  return static_cast<uint32_t>(c);
+}
+
+uint32_t combine_crc32(uint32_t crc1, uint32_t crc2, uint64_t len2) {
+  return static_cast<uint32_t>(::crc32_combine64(crc1, crc2, static_cast<z_off64_t>(len2)));
+}
+
+}  // namespace torshpkg

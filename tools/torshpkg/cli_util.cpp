@@ -1,0 +1,125 @@
+#include "cli_util.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+namespace torshpkg::cli {
+
+std::atomic<bool> g_cancelled{false};
+
+namespace {
+extern "C" void on_signal(int) { g_cancelled.store(true); }
+}  // namespace
+
+int exit_code_for(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kCorrupt:
+    case ErrorKind::kBadSignature: return kExitIntegrity;
+    case ErrorKind::kWrongKey: return kExitWrongKey;
+    case ErrorKind::kInvalidArgument: return kExitUsage;
+    case ErrorKind::kInterrupted: return kExitInterrupted;
+    case ErrorKind::kNotFound:
+    case ErrorKind::kIo:
+    case ErrorKind::kUnsupported: return kExitError;
+  }
+  return kExitError;
+}
+
+void install_cancel_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+void throw_if_cancelled() {
+  if (g_cancelled.load()) throw Error(ErrorKind::kInterrupted, "interrupted");
+}
+
+uint64_t parse_byte_size(const std::string& text, const std::string& option) {
+  size_t pos = 0;
+  uint64_t value = 0;
+  while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+    if (value > (UINT64_MAX - 9) / 10) throw invalid_argument(option + ": number too large");
+    value = value * 10 + static_cast<uint64_t>(text[pos] - '0');
+    ++pos;
+  }
+  if (pos == 0) throw invalid_argument(option + ": expected a byte count like 1048576 or 1M, got '" + text + "'");
+  std::string unit = text.substr(pos);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  uint64_t mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "K" || unit == "KIB" || unit == "KB") mult = 1ull << 10;
+  else if (unit == "M" || unit == "MIB" || unit == "MB") mult = 1ull << 20;
+  else if (unit == "G" || unit == "GIB" || unit == "GB") mult = 1ull << 30;
+  else throw invalid_argument(option + ": unknown unit in '" + text + "' (use K, M or G)");
+  if (value > UINT64_MAX / mult) throw invalid_argument(option + ": number too large");
+  return value * mult;
+}
+
+std::string human_bytes(uint64_t bytes) {
+  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, kUnits[u]);
+  return buf;
+}
+
+ProgressBar::ProgressBar(std::string label, bool enabled)
+    : label_(std::move(label)),
+      enabled_(enabled && ::isatty(STDERR_FILENO)),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_) {}
+
+ProgressBar::~ProgressBar() { finish(); }
+
+void ProgressBar::update(uint64_t done, uint64_t total) {
+  if (!enabled_ || total == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done < total) return;
+  last_ = now;
+  drawn_ = true;
+  const double fraction = static_cast<double>(done) / static_cast<double>(total);
+  const int width = 30;
+  const int filled = static_cast<int>(fraction * width);
+  const double secs = std::chrono::duration<double>(now - start_).count();
+  const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+  std::fprintf(stderr, "\r%s [%.*s%*s] %3.0f%% %s/%s %s/s\033[K", label_.c_str(), filled,
+               "==============================", width - filled, "", fraction * 100,
+               human_bytes(done).c_str(), human_bytes(total).c_str(),
+               human_bytes(static_cast<uint64_t>(rate)).c_str());
+  std::fflush(stderr);
+}
+
+void ProgressBar::finish() {
+  if (drawn_) {
+    std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+    drawn_ = false;
+  }
+}
+
+void write_stdout(const void* data, size_t size) {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(STDOUT_FILENO, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw io_error("stdout", "write failed", errno);
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace torshpkg::cli

@@ -1,0 +1,54 @@
+// Shared pieces of the torshpkg command line: exit codes, progress display, cancellation.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg::cli {
+
+// Documented in README.md and `torshpkg --help`.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitError = 1,
+  kExitUsage = 2,
+  kExitIntegrity = 3,
+  kExitWrongKey = 4,
+  kExitInterrupted = 130,
+};
+
+int exit_code_for(ErrorKind kind);
+
+// Set by SIGINT/SIGTERM once install_cancel_handlers() has run.
+extern std::atomic<bool> g_cancelled;
+void install_cancel_handlers();
+void throw_if_cancelled();
+
+// "1048576", "1M", "1MiB", "64k" -> bytes. Throws Error(kInvalidArgument).
+uint64_t parse_byte_size(const std::string& text, const std::string& option);
+std::string human_bytes(uint64_t bytes);
+
+// A one-line progress bar on stderr, drawn only when stderr is a terminal and at most ten times
+// a second. Thread-safe.
+class ProgressBar {
+ public:
+  ProgressBar(std::string label, bool enabled);
+  ~ProgressBar();
+  void update(uint64_t done, uint64_t total);
+  void finish();
+
+ private:
+  std::string label_;
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_;
+};
+
+// Writes all of `data` to stdout; throws Error(kIo) on failure.
+void write_stdout(const void* data, size_t size);
+
+}  // namespace torshpkg::cli

@@ -1,0 +1,19 @@
+// The torshpkg subcommands. Each registers its options on the app and returns the action to run
+// when it is the one chosen; actions return the process exit code or throw torshpkg::Error.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace torshpkg::cli {
+
+using Action = std::function<int()>;
+
+Action add_create_command(CLI::App& app);
+Action add_info_command(CLI::App& app);
+Action add_ls_command(CLI::App& app);
+Action add_cat_command(CLI::App& app);
+Action add_extract_command(CLI::App& app);
+Action add_verify_command(CLI::App& app);
+
+}  // namespace torshpkg::cli
