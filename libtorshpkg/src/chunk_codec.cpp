@@ -109,6 +109,11 @@ void decode_deflate(std::span<const uint8_t> stored, std::span<uint8_t> plain, b
   }
   if (zs.total_out != plain.size()) throw chunk_error("deflate chunk decodes to the wrong size");
   if (zs.avail_in != 0) throw chunk_error("deflate chunk has trailing bytes");
+  // A non-final chunk must end at a full-flush point: an empty stored block, 00 00 ff ff.
+  static constexpr uint8_t kFlushMarker[4] = {0x00, 0x00, 0xff, 0xff};
+  if (!last && (stored.size() < 4 || std::memcmp(stored.data() + stored.size() - 4, kFlushMarker, 4))) {
+    throw chunk_error("deflate chunk does not end at a full-flush point");
+  }
   if (last != (rc == Z_STREAM_END)) {
     throw chunk_error(last ? "last deflate chunk does not end the stream"
                            : "deflate stream ends before its last chunk");

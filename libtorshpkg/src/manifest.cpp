@@ -335,7 +335,25 @@ std::string write_json(const Json::Value& v) {
   return Json::writeString(builder, v) + "\n";
 }
 
+// jsoncpp skips comments in some positions even in strict mode; valid JSON never has a '/'
+// outside a string, so refuse one up front.
+void reject_comments(std::string_view text) {
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '/') {
+      fail("not valid JSON: comments are not allowed");
+    }
+  }
+}
+
 Json::Value parse_strict_json(std::string_view text) {
+  reject_comments(text);
   Json::CharReaderBuilder builder;
   Json::CharReaderBuilder::strictMode(&builder.settings_);
   builder["stackLimit"] = 64;

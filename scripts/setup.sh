@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages torshpkg needs to build, test and benchmark, when missing,
+# then configures and builds it in ./build. Run as root (or with sudo available).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_PACKAGES=(g++ meson ninja-build pkg-config libarchive-dev libjsoncpp-dev libgnutls28-dev
+  libzstd-dev liblzma-dev zlib1g-dev libcli11-dev libgtest-dev)
+TEST_PACKAGES=(libarchive-tools p7zip-full 7zip unzip zip python3 zstd xz-utils gzip clang
+  libclang-rt-14-dev)
+
+missing_packages() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+install_packages() {
+  local missing
+  missing=$(missing_packages "$@")
+  [ -z "$missing" ] && return 0
+  echo "installing:" $missing >&2
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -q
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
+}
+
+want_tests=0
+[ "${1:-}" = "--with-tests" ] && want_tests=1
+if [ "$want_tests" = 1 ]; then
+  install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+else
+  install_packages "${BUILD_PACKAGES[@]}"
+fi
+
+werror=false
+[ "${CI:-}" = "true" ] && werror=true
+if [ ! -f build/build.ninja ]; then
+  meson setup build -Dwerror="$werror" >/dev/null
+else
+  meson configure build -Dwerror="$werror" >/dev/null
+fi
+ninja -C build >/dev/null
+echo "built: build/tools/torshpkg" >&2

@@ -1,0 +1,150 @@
+#include "torshpkg/manifest.h"
+
+#include <gtest/gtest.h>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg {
+namespace {
+
+Manifest sample() {
+  Manifest m;
+  m.package_id = "00112233445566778899aabbccddeeff";
+  m.name = "demo";
+  m.version = "1.2.3-rc.1+build.5";
+  m.description = "d\xc3\xa9mo";
+  m.created = "2026-01-31T12:00:00Z";
+  m.metadata = {{"framework", "pytorch"}};
+  ResourceEntry r;
+  r.id = 0;
+  r.path = "weights/model.safetensors";
+  r.type = ResourceType::kModelWeights;
+  r.size = 5000;
+  r.stored_size = 4000;
+  r.compression = {Codec::kZstd, 3};
+  r.chunk_size = 4096;
+  r.chunk_count = 2;
+  r.sha256 = std::string(64, 'a');
+  r.index_sha256 = std::string(64, 'b');
+  m.resources.push_back(r);
+  Dependency d;
+  d.name = "tokenizers";
+  d.version_req = ">=0.15, <0.16";
+  d.features = {"fast"};
+  d.file_size = 10;
+  d.file_sha256 = std::string(64, 'c');
+  m.dependencies.push_back(d);
+  m.lineage.push_back({"FineTunedFrom", "llama@2.0.0", "", {{"dataset", "x"}}});
+  return m;
+}
+
+void expect_corrupt(const std::string& json, const std::string& why) {
+  try {
+    parse_manifest(json, "p.torshpkg");
+    ADD_FAILURE() << "accepted: " << why;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << why;
+    EXPECT_NE(std::string(e.what()).find("p.torshpkg"), std::string::npos);
+  }
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  const size_t at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return s.replace(at, from.size(), to);
+}
+
+TEST(Manifest, SerializeParseRoundTripIsByteStable) {
+  const std::string json = serialize_manifest(sample());
+  const Manifest back = parse_manifest(json, "p");
+  EXPECT_EQ(serialize_manifest(back), json);
+  EXPECT_EQ(back.resources[0].path, "weights/model.safetensors");
+  EXPECT_EQ(back.dependencies[0].features, std::vector<std::string>{"fast"});
+  EXPECT_EQ(back.lineage[0].provenance.at("dataset"), "x");
+}
+
+TEST(Manifest, RejectsInvalidJsonAndDuplicateKeys) {
+  const std::string json = serialize_manifest(sample());
+  expect_corrupt("{", "truncated");
+  expect_corrupt("[]", "not an object");
+  expect_corrupt(json + "x", "trailing garbage");
+  expect_corrupt(replace(json, "\"author\" : \"\",", "\"author\" : \"\", \"author\" : \"x\","),
+                 "duplicate key");
+  expect_corrupt(replace(json, "{", "{ // comment\n"), "comment");
+  expect_corrupt(replace(json, "\"name\" : \"demo\"", "\"name\" : \"demo\", \"extra\" : 1"),
+                 "unknown key");
+  expect_corrupt(std::string("\xff") + json, "not UTF-8");
+}
+
+TEST(Manifest, RejectsBadValues) {
+  const std::string json = serialize_manifest(sample());
+  expect_corrupt(replace(json, "\"1.2.3-rc.1+build.5\"", "\"1.2\""), "semver");
+  expect_corrupt(replace(json, "\"1.2.3-rc.1+build.5\"", "\"01.2.3\""), "leading zero");
+  expect_corrupt(replace(json, "weights/model.safetensors", "../model.safetensors"), "dot-dot path");
+  expect_corrupt(replace(json, "\"chunk_count\" : 2", "\"chunk_count\" : 3"), "chunk count");
+  expect_corrupt(replace(json, "\"chunk_size\" : 4096", "\"chunk_size\" : 5000"), "chunk size");
+  expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 5000.0"), "float size");
+  expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : -1"), "negative size");
+  expect_corrupt(replace(json, "\"ModelWeights\"", "\"Weights\""), "unknown type");
+  expect_corrupt(replace(json, "\"FineTunedFrom\"", "\"CopiedFrom\""), "unknown relation");
+  expect_corrupt(replace(json, "\"zstd\"", "\"lz4\""), "unknown codec");
+  expect_corrupt(replace(json, "\"id\" : 0", "\"id\" : 1"), "id out of position");
+  expect_corrupt(replace(json, std::string(64, 'a'), std::string(64, 'A')), "uppercase digest");
+}
+
+TEST(Manifest, NewerFormatVersionsAreUnsupported) {
+  const std::string json =
+      replace(serialize_manifest(sample()), "\"format_version\" : 1", "\"format_version\" : 2");
+  try {
+    parse_manifest(json, "p");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
+  }
+}
+
+TEST(Manifest, RejectsFileAndFolderAtTheSamePath) {
+  Manifest m = sample();
+  ResourceEntry r = m.resources[0];
+  r.id = 1;
+  r.path = "weights/model.safetensors/inner";
+  m.resources.push_back(r);
+  EXPECT_THROW(validate_manifest(m), Error);
+  m.resources[1].path = "weights/model.safetensors";
+  EXPECT_THROW(validate_manifest(m), Error);
+}
+
+TEST(Manifest, RejectsDeepNesting) {
+  std::string deep(100, '[');
+  deep += std::string(100, ']');
+  expect_corrupt(deep, "deep nesting");
+}
+
+TEST(Semver, AcceptsAndRejects) {
+  for (const char* ok : {"0.0.0", "1.2.3", "10.20.30", "1.0.0-alpha", "1.0.0-alpha.1",
+                         "1.0.0-0.3.7", "1.0.0+20130313144700", "1.0.0-beta+exp.sha.5114f85"}) {
+    EXPECT_TRUE(is_valid_semver(ok)) << ok;
+  }
+  for (const char* bad : {"1", "1.2", "1.2.3.4", "01.1.1", "1.2.3-", "1.2.3-01", "1.2.3+",
+                          "1.2.3-a..b", "v1.2.3", " 1.2.3"}) {
+    EXPECT_FALSE(is_valid_semver(bad)) << bad;
+  }
+}
+
+TEST(ResourceTypes, GuessedFromFileNames) {
+  EXPECT_EQ(guess_resource_type("model.safetensors"), ResourceType::kModelWeights);
+  EXPECT_EQ(guess_resource_type("config.json"), ResourceType::kConfig);
+  EXPECT_EQ(guess_resource_type("tokenizer.json"), ResourceType::kTokenizer);
+  EXPECT_EQ(guess_resource_type("a/tokenizer.model"), ResourceType::kTokenizer);
+  EXPECT_EQ(guess_resource_type("modeling.py"), ResourceType::kSource);
+  EXPECT_EQ(guess_resource_type("README.md"), ResourceType::kDocumentation);
+  EXPECT_EQ(guess_resource_type("LICENSE"), ResourceType::kLicense);
+  EXPECT_EQ(guess_resource_type("notes.txt"), ResourceType::kText);
+  EXPECT_EQ(guess_resource_type("blob"), ResourceType::kData);
+  for (ResourceType t : {ResourceType::kModelWeights, ResourceType::kMetadata}) {
+    EXPECT_EQ(resource_type_from_name(to_string(t)), t);
+  }
+}
+
+}  // namespace
+}  // namespace torshpkg

@@ -1,0 +1,264 @@
+#include "torshpkg/package.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "test_util.h"
+#include "torshpkg/error.h"
+#include "torshpkg/package_writer.h"
+#include "zip_archive.h"
+
+namespace torshpkg {
+namespace {
+
+using testing::random_bytes;
+using testing::TempDir;
+using testing::text_bytes;
+
+Manifest header() {
+  Manifest m;
+  m.name = "demo";
+  m.version = "1.0.0";
+  return m;
+}
+
+std::vector<uint8_t> read_all(const Package& pkg, const std::string& path) {
+  const FileNode* f = pkg.find(path);
+  EXPECT_NE(f, nullptr) << path;
+  if (f == nullptr) return {};
+  std::vector<uint8_t> out(f->size);
+  EXPECT_EQ(pkg.read(*f, 0, out), out.size());
+  return out;
+}
+
+const CodecSpec kCodecs[] = {{Codec::kNone, 0}, {Codec::kDeflate, 1}, {Codec::kZstd, 3}, {Codec::kXz, 1}};
+
+TEST(Package, EveryCodecRoundTripsBitExact) {
+  TempDir dir;
+  const auto random = random_bytes(300'000);
+  const auto text = text_bytes(500'000);
+  for (const CodecSpec& codec : kCodecs) {
+    const std::string out = dir / (std::string(codec_name(codec.codec)) + ".torshpkg");
+    PackageWriter w(header());
+    w.add_bytes("random.bin", random);
+    w.add_bytes("sub/dir/text.txt", text);
+    w.add_bytes("empty", {});
+    WriteOptions o;
+    o.compression = codec;
+    o.chunk_size = 65536;
+    w.write(out, o);
+    const auto pkg = Package::open(out);
+    EXPECT_EQ(read_all(*pkg, "resources/random.bin"), random) << codec_name(codec.codec);
+    EXPECT_EQ(read_all(*pkg, "resources/sub/dir/text.txt"), text) << codec_name(codec.codec);
+    EXPECT_TRUE(read_all(*pkg, "resources/empty").empty());
+    pkg->verify(true);
+    EXPECT_EQ(pkg->manifest().resources[1].compression.codec, codec.codec);
+    EXPECT_EQ(pkg->manifest().resources[2].compression.codec, Codec::kNone);
+  }
+}
+
+TEST(Package, ListsTheTreeSorted) {
+  TempDir dir;
+  PackageWriter w(header());
+  w.add_bytes("b.txt", {1});
+  w.add_bytes("a/c.txt", {2});
+  w.add_dependency({"base", "^1.0", false, {}, 0, ""});
+  w.write(dir / "p.torshpkg");
+  const auto pkg = Package::open(dir / "p.torshpkg");
+  std::vector<std::string> paths;
+  for (const FileNode& f : pkg->files()) paths.push_back(f.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"dependencies/base.json", "manifest.json",
+                                             "resources/a/c.txt", "resources/b.txt"}));
+  const auto dep = read_all(*pkg, "dependencies/base.json");
+  EXPECT_NE(std::string(dep.begin(), dep.end()).find("\"^1.0\""), std::string::npos);
+  const auto manifest = read_all(*pkg, "manifest.json");
+  EXPECT_EQ(std::string(manifest.begin(), manifest.end()), pkg->manifest_bytes());
+}
+
+TEST(Package, RandomSlicesAreExact) {
+  TempDir dir;
+  const auto data = text_bytes(1'000'003);
+  std::mt19937_64 rng(42);
+  for (const CodecSpec& codec : kCodecs) {
+    const std::string out = dir / "p.torshpkg";
+    PackageWriter w(header());
+    w.add_bytes("w.bin", data);
+    WriteOptions o;
+    o.compression = codec;
+    o.chunk_size = 16384;
+    w.write(out, o);
+    const auto pkg = Package::open(out);
+    const FileNode& f = *pkg->find("resources/w.bin");
+    for (int i = 0; i < 200; ++i) {
+      const uint64_t off = rng() % (data.size() + 10);
+      const size_t len = static_cast<size_t>(rng() % 100'000);
+      std::vector<uint8_t> buf(len);
+      const size_t n = pkg->read(f, off, buf);
+      const size_t expect = off >= data.size() ? 0 : std::min<size_t>(len, data.size() - off);
+      ASSERT_EQ(n, expect);
+      ASSERT_TRUE(std::equal(buf.begin(), buf.begin() + static_cast<long>(n),
+                             data.begin() + static_cast<long>(std::min<uint64_t>(off, data.size()))))
+          << codec_name(codec.codec) << " offset " << off << " length " << len;
+    }
+  }
+}
+
+TEST(Package, SizesAroundChunkBoundariesRoundTrip) {
+  TempDir dir;
+  const uint32_t cs = 4096;
+  for (const CodecSpec& codec : kCodecs) {
+    PackageWriter w(header());
+    std::vector<std::vector<uint8_t>> datas;
+    for (size_t size : {size_t{0}, size_t{1}, size_t{cs - 1}, size_t{cs}, size_t{cs + 1},
+                        size_t{2 * cs}, size_t{2 * cs + 1}}) {
+      datas.push_back(random_bytes(size, static_cast<uint32_t>(size)));
+      w.add_bytes("s" + std::to_string(size), datas.back());
+    }
+    WriteOptions o;
+    o.compression = codec;
+    o.chunk_size = cs;
+    w.write(dir / "p.torshpkg", o);
+    const auto pkg = Package::open(dir / "p.torshpkg");
+    size_t i = 0;
+    for (size_t size : {size_t{0}, size_t{1}, size_t{cs - 1}, size_t{cs}, size_t{cs + 1},
+                        size_t{2 * cs}, size_t{2 * cs + 1}}) {
+      EXPECT_EQ(read_all(*pkg, "resources/s" + std::to_string(size)), datas[i++])
+          << codec_name(codec.codec) << " size " << size;
+    }
+    pkg->verify(true);
+  }
+}
+
+TEST(Package, StoredResourcesAreAlignedTo4096) {
+  TempDir dir;
+  PackageWriter w(header());
+  w.add_bytes("a", random_bytes(1000));
+  w.add_bytes("b", random_bytes(5000));
+  w.add_bytes("c", text_bytes(5000), std::nullopt, CodecSpec{Codec::kZstd, 3});
+  w.add_bytes("d", random_bytes(10));
+  WriteOptions o;
+  o.compression = {Codec::kNone, 0};
+  w.write(dir / "p.torshpkg", o);
+  auto src = open_file_source(dir / "p.torshpkg");
+  for (const ZipEntry& e : read_zip_directory(*src)) {
+    if (e.name.starts_with("resources/") && e.method == 0) {
+      EXPECT_EQ(e.data_offset % 4096, 0u) << e.name;
+    }
+  }
+}
+
+TEST(Package, ManyThreadsReadConcurrently) {
+  TempDir dir;
+  const auto data = text_bytes(2'000'000);
+  PackageWriter w(header());
+  w.add_bytes("w.bin", data);
+  WriteOptions o;
+  o.chunk_size = 8192;
+  w.write(dir / "p.torshpkg", o);
+  const auto pkg = Package::open(dir / "p.torshpkg");
+  const FileNode& f = *pkg->find("resources/w.bin");
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<uint32_t>(t));
+      for (int i = 0; i < 100; ++i) {
+        const uint64_t off = rng() % data.size();
+        std::vector<uint8_t> buf(rng() % 50'000);
+        const size_t n = pkg->read(f, off, buf);
+        if (!std::equal(buf.begin(), buf.begin() + static_cast<long>(n), data.begin() + static_cast<long>(off))) bad++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(Package, OpenCostDoesNotReadResourceData) {
+  // A package whose only resource's chunks are all zeroed still opens and lists: opening reads
+  // the directory and manifest, never the data or the index.
+  TempDir dir;
+  PackageWriter w(header());
+  w.add_bytes("w.bin", random_bytes(200'000));
+  WriteOptions o;
+  o.compression = {Codec::kNone, 0};
+  o.chunk_size = 4096;
+  const Manifest m = w.write(dir / "p.torshpkg", o);
+  auto bytes = testing::read_file(dir / "p.torshpkg");
+  auto src = memory_source(bytes, "p");
+  const auto entries = read_zip_directory(*src);
+  for (const ZipEntry& e : entries) {
+    if (e.name == "resources/w.bin") {
+      std::fill_n(bytes.begin() + static_cast<long>(e.data_offset), e.compressed_size, 0);
+    }
+  }
+  const auto pkg = Package::open(memory_source(bytes, "p"));
+  EXPECT_EQ(pkg->files().size(), 2u);
+  std::vector<uint8_t> buf(10);
+  EXPECT_THROW(pkg->read(*pkg->find("resources/w.bin"), 0, buf), Error);
+}
+
+TEST(PackageWriter, CancellationLeavesNothingBehind) {
+  TempDir dir;
+  std::atomic<bool> cancel{true};
+  PackageWriter w(header());
+  w.add_bytes("w.bin", random_bytes(100'000));
+  WriteOptions o;
+  o.cancel = &cancel;
+  try {
+    w.write(dir / "p.torshpkg", o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInterrupted);
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(PackageWriter, FailureKeepsTheOldFileAndRemovesTheTemporary) {
+  TempDir dir;
+  testing::write_file(dir / "p.torshpkg", {'o', 'l', 'd'});
+  testing::write_file(dir / "in.bin", random_bytes(100));
+  PackageWriter w(header());
+  w.add_file("in.bin", dir / "in.bin");
+  std::filesystem::remove(dir / "in.bin");
+  EXPECT_THROW(w.write(dir / "p.torshpkg"), Error);
+  EXPECT_EQ(testing::read_file(dir / "p.torshpkg"), (std::vector<uint8_t>{'o', 'l', 'd'}));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
+}
+
+TEST(PackageWriter, RejectsBadInputsBeforeWriting) {
+  EXPECT_THROW(PackageWriter(testing::header("bad name", "1.0.0")), Error);
+  EXPECT_THROW(PackageWriter(testing::header("ok", "1.0")), Error);
+  PackageWriter w(header());
+  EXPECT_THROW(w.add_bytes("../x", {1}), Error);
+  EXPECT_THROW(w.add_bytes("/x", {1}), Error);
+  w.add_bytes("x", {1});
+  EXPECT_THROW(w.add_bytes("x", {1}), Error);
+  EXPECT_THROW(w.add_file("y", "/nonexistent/file"), Error);
+  w.add_bytes("x/y", {1});
+  TempDir dir;
+  EXPECT_THROW(w.write(dir / "p.torshpkg"), Error);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(PackageWriter, TenThousandResources) {
+  TempDir dir;
+  PackageWriter w(header());
+  for (int i = 0; i < 10000; ++i) {
+    const std::string s = std::to_string(i);
+    w.add_bytes("d" + std::to_string(i % 100) + "/f" + s, std::vector<uint8_t>(s.begin(), s.end()));
+  }
+  w.write(dir / "p.torshpkg");
+  const auto pkg = Package::open(dir / "p.torshpkg");
+  EXPECT_EQ(pkg->manifest().resources.size(), 10000u);
+  const auto v = read_all(*pkg, "resources/d99/f9999");
+  EXPECT_EQ(std::string(v.begin(), v.end()), "9999");
+  pkg->verify(true);
+}
+
+}  // namespace
+}  // namespace torshpkg

@@ -1,0 +1,70 @@
+// Helpers shared by the unit tests.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "torshpkg/manifest.h"
+
+namespace torshpkg::testing {
+
+inline Manifest header(const std::string& name = "demo", const std::string& version = "1.0.0") {
+  Manifest m;
+  m.name = name;
+  m.version = version;
+  return m;
+}
+
+// A fresh folder removed with everything in it at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "torshpkg-test-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline std::vector<uint8_t> random_bytes(size_t n, uint32_t seed = 1) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> out(n);
+  for (auto& b : out) b = static_cast<uint8_t>(rng());
+  return out;
+}
+
+// Compressible bytes: short random words repeated.
+inline std::vector<uint8_t> text_bytes(size_t n, uint32_t seed = 2) {
+  std::mt19937 rng(seed);
+  static const char* kWords[] = {"tensor ", "weight ", "layer ", "bias ", "norm ", "attention\n"};
+  std::vector<uint8_t> out;
+  out.reserve(n);
+  while (out.size() < n) {
+    const char* w = kWords[rng() % 6];
+    for (const char* p = w; *p && out.size() < n; ++p) out.push_back(static_cast<uint8_t>(*p));
+  }
+  return out;
+}
+
+inline void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline std::vector<uint8_t> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace torshpkg::testing

@@ -1,0 +1,183 @@
+#include "zip_archive.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include "file_io.h"
+#include "little_endian.h"
+#include "test_util.h"
+#include "torshpkg/error.h"
+
+namespace torshpkg {
+namespace {
+
+using testing::TempDir;
+
+struct Item {
+  std::string name;
+  std::vector<uint8_t> data;
+  uint32_t align = 1;
+};
+
+std::vector<uint8_t> build_zip(const std::vector<Item>& items, bool zip64_local = false) {
+  TempDir dir;
+  const std::string path = dir / "t.zip";
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644));
+    ZipWriter w(fd.get(), path, 0, 0x21);
+    for (const Item& it : items) {
+      w.begin_entry(it.name, 0, zip64_local, it.align);
+      w.write(it.data);
+      w.end_entry(crc32_of(it.data), it.data.size());
+    }
+    w.finish();
+  }
+  return testing::read_file(path);
+}
+
+std::vector<ZipEntry> parse(std::vector<uint8_t> bytes) {
+  auto src = memory_source(std::move(bytes), "t.zip");
+  return read_zip_directory(*src);
+}
+
+void expect_corrupt(std::vector<uint8_t> bytes, const std::string& why) {
+  try {
+    parse(std::move(bytes));
+    ADD_FAILURE() << "accepted: " << why;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << why << ": " << e.what();
+  }
+}
+
+TEST(ZipArchive, WriterOutputReadsBackWithDataOffsets) {
+  const auto bytes = build_zip({{"a.txt", {'h', 'i'}}, {"dir/b.bin", {1, 2, 3}, 4096}});
+  const auto entries = parse(bytes);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].name, "a.txt");
+  EXPECT_EQ(entries[1].name, "dir/b.bin");
+  EXPECT_EQ(entries[1].data_offset % 4096, 0u);
+  EXPECT_EQ(bytes[entries[1].data_offset], 1);
+  EXPECT_EQ(entries[0].crc32, crc32_of(std::vector<uint8_t>{'h', 'i'}));
+}
+
+TEST(ZipArchive, Zip64LocalHeadersAndManyEntriesUseZip64Records) {
+  std::vector<Item> items;
+  for (int i = 0; i < 70000; ++i) items.push_back({"f" + std::to_string(i), {static_cast<uint8_t>(i)}});
+  const auto bytes = build_zip(items, true);
+  const auto entries = parse(bytes);
+  ASSERT_EQ(entries.size(), 70000u);
+  EXPECT_EQ(entries[69999].name, "f69999");
+  EXPECT_EQ(bytes[entries[69999].data_offset], static_cast<uint8_t>(69999));
+}
+
+TEST(ZipArchive, RejectsTruncationAnywhere) {
+  const auto bytes = build_zip({{"a", {1, 2, 3}}, {"b", {4, 5}}});
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    expect_corrupt(std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<long>(n)),
+                   "truncated to " + std::to_string(n));
+  }
+}
+
+TEST(ZipArchive, RejectsBitFlipsInHeaders) {
+  const auto bytes = build_zip({{"a", {1, 2, 3}}, {"b", {4, 5}}});
+  const auto entries = parse(bytes);
+  // Every header byte (not entry data, whose integrity the chunk hashes check) is load-bearing
+  // or must at least never crash the parser.
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      auto copy = bytes;
+      copy[i] ^= static_cast<uint8_t>(1 << bit);
+      try {
+        parse(copy);
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kCorrupt);
+      }
+    }
+  }
+}
+
+TEST(ZipArchive, RejectsLocalHeaderThatDisagreesWithCentral) {
+  auto bytes = build_zip({{"a", {1, 2, 3}}});
+  bytes[8] = 8;  // local method: deflate
+  expect_corrupt(bytes, "method mismatch");
+  bytes = build_zip({{"a", {1, 2, 3}}});
+  bytes[14] ^= 0xff;  // local CRC
+  expect_corrupt(bytes, "crc mismatch");
+}
+
+// Patches the central directory record of the first entry: returns its offset.
+size_t central_offset(const std::vector<uint8_t>& bytes) {
+  const size_t eocd = bytes.size() - 22;
+  return load_u32(&bytes[eocd + 16]);
+}
+
+TEST(ZipArchive, RejectsSymlinkEntries) {
+  auto bytes = build_zip({{"link", {'x'}}});
+  const size_t cd = central_offset(bytes);
+  const uint32_t attrs = (0120777u) << 16;
+  for (int i = 0; i < 4; ++i) bytes[cd + 38 + i] = static_cast<uint8_t>(attrs >> (8 * i));
+  expect_corrupt(bytes, "symlink");
+}
+
+TEST(ZipArchive, RejectsUnsafeNames) {
+  for (const std::string name : {"/abs", "../up", "a/../b", "a\\b", "a//b", "./a", "dir/"}) {
+    // Same length as "xxxx..." so offsets stay valid: build with a placeholder, then patch both
+    // headers' name bytes.
+    std::string placeholder(name.size(), 'x');
+    auto bytes = build_zip({{placeholder, {1}}});
+    const size_t cd = central_offset(bytes);
+    std::copy(name.begin(), name.end(), bytes.begin() + 30);
+    std::copy(name.begin(), name.end(), bytes.begin() + static_cast<long>(cd + 46));
+    expect_corrupt(bytes, "name " + name);
+  }
+  std::string nul_name = "ab";
+  auto bytes = build_zip({{"ab", {1}}});
+  bytes[31] = 0;
+  bytes[central_offset(bytes) + 47] = 0;
+  expect_corrupt(bytes, "NUL in name");
+}
+
+TEST(ZipArchive, RejectsDuplicateNames) {
+  expect_corrupt(build_zip({{"same", {1}}, {"same", {2}}}), "duplicate");
+}
+
+TEST(ZipArchive, RejectsOverlappingEntries) {
+  auto bytes = build_zip({{"a", {1, 2, 3}}, {"b", {4, 5}}});
+  const size_t cd = central_offset(bytes);
+  const size_t second = cd + 46 + 1;  // after the first record (name "a", no extra)
+  // Point b's local header offset at a's.
+  for (int i = 0; i < 4; ++i) bytes[second + 42 + i] = 0;
+  expect_corrupt(bytes, "overlap");
+}
+
+TEST(ZipArchive, RejectsAbsurdEntryCounts) {
+  auto bytes = build_zip({{"a", {1}}});
+  const size_t eocd = bytes.size() - 22;
+  bytes[eocd + 8] = bytes[eocd + 10] = 0xfe;
+  bytes[eocd + 9] = bytes[eocd + 11] = 0xff;
+  expect_corrupt(bytes, "count");
+}
+
+TEST(ZipArchive, RejectsTrailingAndLeadingGarbage) {
+  auto bytes = build_zip({{"a", {1}}});
+  auto prefixed = bytes;
+  prefixed.insert(prefixed.begin(), 16, 0);
+  expect_corrupt(prefixed, "prefix");
+  auto suffixed = bytes;
+  suffixed.push_back(0);
+  expect_corrupt(suffixed, "suffix");
+}
+
+TEST(ZipPaths, NormalizedPathRules) {
+  for (const char* ok : {"a", "a/b", "model.safetensors", "d\xc3\xa9j\xc3\xa0/vu", "a b/c-d_e.f"}) {
+    EXPECT_TRUE(is_normalized_path(ok)) << ok;
+  }
+  for (const char* bad : {"", "/a", "a/", "a//b", ".", "..", "a/./b", "a/../b", "a\\b", "a\x01",
+                          "\xff", "\xc0\xaf"}) {
+    EXPECT_FALSE(is_normalized_path(bad)) << bad;
+  }
+  EXPECT_FALSE(is_normalized_path(std::string(300, 'a')));
+}
+
+}  // namespace
+}  // namespace torshpkg
