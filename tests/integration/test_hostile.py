@@ -1,1 +1,173 @@
-import sys; sys.exit(0)
+"""Hostile packages through the real CLI: each fails with a one-line error and exit 3 (or a
+clean exit with correct bytes when a flip hits a field that no reader uses), never a crash or
+hang, and never wrong bytes."""
+import os
+import random
+import struct
+import sys
+import unittest
+import zipfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import TempDirTest, read_bytes, random_bytes, text_bytes, tpk  # noqa: E402
+
+
+class Hostile(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.data = {"a.bin": text_bytes(300_000, 1), "b/c.txt": random_bytes(50_000, 2)}
+        args = []
+        for rel, data in self.data.items():
+            args += ["--add", f"{rel}=" + self.write("src/" + rel, data)]
+        self.pkgs = {}
+        for codec in ("none", "zstd", "gzip", "xz"):
+            self.pkgs[codec] = self.path(f"{codec}.torshpkg")
+            tpk("create", self.pkgs[codec], "--name", "demo", "--version", "1.0.0", "-q",
+                "--compress", codec, "--chunk-size", "16K", "--dependency", "base:^1", *args)
+
+    def bad(self, data, name="bad.torshpkg"):
+        return self.write(name, data)
+
+    def expect_integrity_failure(self, pkg, cmd):
+        """Runs `torshpkg CMD[0] PKG CMD[1:]`; expects exit 3 and one line; returns the line."""
+        proc = tpk(*cmd[:1], pkg, *cmd[1:], check=False)
+        self.assert_one_line_error(proc, 3)
+        return proc.stderr.decode()
+
+    def rebuild(self, src, transform, out="rebuilt.torshpkg"):
+        """Copies a stored package entry by entry with zipfile, letting `transform` edit the list."""
+        with zipfile.ZipFile(src) as z:
+            items = [(i, z.read(i.filename)) for i in z.infolist()]
+        items = transform(items)
+        path = self.path(out)
+        with zipfile.ZipFile(path, "w") as z:
+            for info, data in items:
+                z.writestr(info, data)
+        return path
+
+    def test_a_package_rewritten_by_another_zip_writer_still_reads(self):
+        pkg = self.rebuild(self.pkgs["none"], lambda items: items)
+        tpk("verify", "--full", pkg)
+        self.assertEqual(tpk("cat", pkg, "resources/a.bin").stdout, self.data["a.bin"])
+
+    def test_truncated_files(self):
+        raw = read_bytes(self.pkgs["zstd"])
+        for n in [0, 1, 21, 22, 100, len(raw) // 2, len(raw) - 23, len(raw) - 1]:
+            with self.subTest(n=n):
+                self.expect_integrity_failure(self.bad(raw[:n]), ["ls"])
+
+    def test_random_bit_flips_never_crash_or_return_wrong_bytes(self):
+        rng = random.Random(11)
+        for codec in ("zstd", "xz"):
+            raw = read_bytes(self.pkgs[codec])
+            for i in range(60):
+                data = bytearray(raw)
+                pos = rng.randrange(len(data))
+                data[pos] ^= 1 << rng.randrange(8)
+                pkg = self.bad(bytes(data), f"flip-{codec}-{i}.torshpkg")
+                proc = tpk("cat", pkg, "resources/a.bin", check=False, timeout=60)
+                if proc.returncode == 0:
+                    self.assertEqual(proc.stdout, self.data["a.bin"], f"flip at {pos}")
+                else:
+                    self.assert_one_line_error(proc)
+                    self.assertIn(proc.returncode, (1, 3), proc.stderr)
+                os.remove(pkg)
+
+    def test_flipped_chunk_fails_with_its_name(self):
+        raw = bytearray(read_bytes(self.pkgs["none"]))
+        with zipfile.ZipFile(self.pkgs["none"]) as z:
+            info = z.getinfo("resources/a.bin")
+        name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+        start = info.header_offset + 30 + name_len + extra_len
+        raw[start + 20000] ^= 0x10  # chunk 1 of 16 KiB chunks
+        pkg = self.bad(bytes(raw))
+        err = self.expect_integrity_failure(pkg, ["cat", "resources/a.bin"])
+        self.assertIn("chunk 1 hash mismatch", err)
+        # The chunk before it is still served.
+        self.assertEqual(tpk("cat", pkg, "resources/a.bin", "--length", "16384").stdout,
+                         self.data["a.bin"][:16384])
+        tpk("verify", pkg)  # structure and indexes are intact
+        self.expect_integrity_failure(pkg, ["verify", "--full"])
+
+    def test_entries_the_manifest_does_not_list(self):
+        pkg = self.rebuild(self.pkgs["none"], lambda items: items + [(zipfile.ZipInfo("extra.txt"), b"x")])
+        self.assertIn("not listed", self.expect_integrity_failure(pkg, ["ls"]))
+
+    def test_missing_entry(self):
+        pkg = self.rebuild(self.pkgs["none"],
+                           lambda items: [(i, d) for i, d in items if i.filename != "resources/b/c.txt"])
+        self.assertIn("missing", self.expect_integrity_failure(pkg, ["ls"]))
+
+    def test_duplicate_names(self):
+        def dup(items):
+            return items + [i for i in items if i[0].filename == "resources/a.bin"]
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pkg = self.rebuild(self.pkgs["none"], dup)
+        self.assertIn("duplicate", self.expect_integrity_failure(pkg, ["ls"]))
+
+    def test_symlink_entry(self):
+        def link(items):
+            info = zipfile.ZipInfo("resources/link")
+            info.create_system = 3
+            info.external_attr = (0o120777 << 16)
+            return items + [(info, b"/etc/passwd")]
+        self.assertIn("symlink", self.expect_integrity_failure(self.rebuild(self.pkgs["none"], link), ["ls"]))
+
+    def test_unsafe_names(self):
+        for name in ["/etc/passwd", "../escape", "resources/../../x", "a\\b", "resources//x", "nul\x00x"]:
+            with self.subTest(name=name):
+                pkg = self.rebuild(self.pkgs["none"], lambda items: items + [(zipfile.ZipInfo(name), b"x")])
+                self.expect_integrity_failure(pkg, ["ls"])
+
+    def edit_manifest(self, edit):
+        def transform(items):
+            return [(i, edit(d) if i.filename == "manifest.json" else d) for i, d in items]
+        return self.rebuild(self.pkgs["none"], transform)
+
+    def test_manifest_not_json_or_with_duplicate_keys(self):
+        cases = {
+            "truncated": lambda d: d[:-10],
+            "duplicate key": lambda d: d.replace(b'"author" : ""', b'"author" : "", "author" : "x"', 1),
+            "unknown key": lambda d: d.replace(b'"author" : ""', b'"author" : "", "evil" : 1', 1),
+            "absurd size": lambda d: d.replace(b'"size" : 300000', b'"size" : 184467440737095516150', 1),
+            "path escape": lambda d: d.replace(b'"path" : "a.bin"', b'"path" : "../a.bin"', 1),
+            "binary": lambda d: b"\x00\xff" * 100,
+        }
+        for why, edit in cases.items():
+            with self.subTest(why=why):
+                edited = self.edit_manifest(edit)
+                err = self.expect_integrity_failure(edited, ["ls"])
+                self.assertIn("manifest.json", err)
+
+    def test_manifest_edit_that_parses_is_caught_by_digests(self):
+        # Claim a different size: the ZIP entry and the index disagree with the manifest.
+        edited = self.edit_manifest(lambda d: d.replace(b'"size" : 50000', b'"size" : 50001', 1))
+        self.expect_integrity_failure(edited, ["ls"])
+
+    def test_absurd_counts_in_end_records(self):
+        raw = bytearray(read_bytes(self.pkgs["zstd"]))
+        eocd = len(raw) - 22
+        for field, value in [(8, 0xFFFE), (10, 0xFFFE), (12, 0x7FFFFFFF), (16, 0x7FFFFFFF)]:
+            data = bytearray(raw)
+            struct.pack_into("<H" if field < 12 else "<I", data, eocd + field, value)
+            self.expect_integrity_failure(self.bad(bytes(data)), ["ls"])
+
+    def test_local_and_central_headers_disagree(self):
+        raw = bytearray(read_bytes(self.pkgs["zstd"]))
+        with zipfile.ZipFile(self.pkgs["zstd"]) as z:
+            info = z.getinfo("resources/a.bin")
+        struct.pack_into("<I", raw, info.header_offset + 22, 12345)  # local uncompressed size
+        self.assertIn("disagrees", self.expect_integrity_failure(self.bad(bytes(raw)), ["ls"]))
+
+    def test_extract_of_hostile_package_writes_nothing_outside(self):
+        pkg = self.rebuild(self.pkgs["none"], lambda items: items + [(zipfile.ZipInfo("../../evil"), b"x")])
+        proc = tpk("extract", pkg, self.path("out"), check=False)
+        self.assert_one_line_error(proc, 3)
+        self.assertFalse(os.path.exists(self.path("evil")))
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(self.dir), "evil")))
+
+
+if __name__ == "__main__":
+    unittest.main()
