@@ -18,7 +18,6 @@ namespace torshpkg {
 
 namespace {
 constexpr std::string_view kManifestEntry = "manifest.json";
-constexpr std::string_view kIndexPrefix = ".torshpkg/index/";
 constexpr uint64_t kMaxDependencyFile = 1u << 20;
 
 std::string read_entry_bytes(const ByteSource& src, const ZipEntry& e, uint64_t limit) {

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Regenerates the fuzz seed corpora in corpus/ from small packages made by the real CLI.
+
+Usage: make_seeds.py PATH/TO/torshpkg
+"""
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CODEC_BITS = {"none": 0, "deflate": 1, "zstd": 2, "xz": 3}
+
+
+def save(folder, data):
+    path = os.path.join(HERE, "corpus", folder)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
+        f.write(data)
+
+
+def main():
+    torshpkg = sys.argv[1]
+    shutil.rmtree(os.path.join(HERE, "corpus"), ignore_errors=True)
+    work = tempfile.mkdtemp()
+    try:
+        src = os.path.join(work, "w.txt")
+        with open(src, "wb") as f:
+            f.write(b"tensor weight bias norm " * 400)
+        with open(os.path.join(work, "c.json"), "wb") as f:
+            f.write(b'{"a": 1}\n')
+        for codec in ("none", "gzip", "zstd", "xz"):
+            pkg = os.path.join(work, codec + ".torshpkg")
+            subprocess.run([torshpkg, "create", pkg, "--name", "seed", "--version", "1.0.0-rc.1",
+                            "-q", "--compress", codec, "--chunk-size", "4K", "--add", "w.txt=" + src,
+                            "--add", "cfg/c.json=" + os.path.join(work, "c.json"),
+                            "--dependency", "base:^1:optional:features=x",
+                            "--lineage", "DerivedFrom:parent@1.0.0:seed", "--meta", "k=v"],
+                           check=True)
+            raw = open(pkg, "rb").read()
+            save("zip_directory", raw)
+            save("package", raw)
+            z = zipfile.ZipFile(pkg)
+            manifest = z.read("manifest.json")
+            save("manifest", manifest)
+            m = json.loads(manifest)
+            r = m["resources"][0]
+            info = z.getinfo("resources/" + r["path"])
+            name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+            at = info.header_offset + 30 + name_len + extra_len
+            index = z.read(".torshpkg/index/0")
+            count = r["chunk_count"]
+            for c in range(count):
+                stored_len = struct.unpack("<I", index[40 + 36 * c:44 + 36 * c])[0]
+                plain_len = min(r["chunk_size"], r["size"] - c * r["chunk_size"])
+                place = (4 if c == 0 else 0) | (8 if c == count - 1 else 0)
+                head = bytes([CODEC_BITS[r["compression"]] | place]) + plain_len.to_bytes(3, "little")
+                save("chunk_decoder", head + raw[at:at + stored_len])
+                at += stored_len
+    finally:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
