@@ -1,0 +1,64 @@
+"""`meson install` puts the CLI, the library, its headers and torshpkg.pc in place, and a program
+built only from what was installed (through pkg-config) can write and read a package."""
+import glob
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import TempDirTest, run  # noqa: E402
+
+PROGRAM = r"""
+#include <torshpkg/package.h>
+#include <torshpkg/package_writer.h>
+#include <cstdio>
+#include <string>
+int main(int argc, char** argv) {
+  torshpkg::Manifest header;
+  header.name = "installed";
+  header.version = "1.0.0";
+  torshpkg::PackageWriter writer(header);
+  const std::string text = "hello from an installed libtorshpkg";
+  writer.add_bytes("hello.txt", std::vector<uint8_t>(text.begin(), text.end()));
+  writer.write(argv[1]);
+  const auto pkg = torshpkg::Package::open(argv[1]);
+  const torshpkg::FileNode* f = pkg->find("resources/hello.txt");
+  std::string out(f->size, '\0');
+  pkg->read(*f, 0, std::span(reinterpret_cast<uint8_t*>(out.data()), out.size()));
+  std::puts(out.c_str());
+  return out == text ? 0 : 1;
+}
+"""
+
+
+class Install(TempDirTest):
+    def test_installed_files_build_a_working_program(self):
+        build = os.environ["BUILD_ROOT"]
+        dest = self.path("dest")
+        run("meson", "install", "-C", build, "--no-rebuild", "--destdir", dest)
+        binaries = glob.glob(dest + "/**/bin/torshpkg", recursive=True)
+        pcs = glob.glob(dest + "/**/pkgconfig/torshpkg.pc", recursive=True)
+        libs = glob.glob(dest + "/**/libtorshpkg.so*", recursive=True)
+        self.assertEqual(len(binaries), 1)
+        self.assertEqual(len(pcs), 1)
+        self.assertTrue(libs)
+        self.assertTrue(glob.glob(dest + "/**/include/torshpkg/package.h", recursive=True))
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]), PKG_CONFIG_SYSROOT_DIR=dest)
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "torshpkg"], env=env,
+                               capture_output=True, check=True).stdout.decode().split()
+        src = self.write("prog.cpp", PROGRAM.encode())
+        exe = self.path("prog")
+        run("c++", "-std=c++20", src, "-o", exe, *flags)
+        libdir = os.path.dirname(libs[0])
+        out = subprocess.run([exe, self.path("p.torshpkg")], capture_output=True,
+                             env=dict(os.environ, LD_LIBRARY_PATH=libdir))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), b"hello from an installed libtorshpkg")
+        listing = subprocess.run([binaries[0], "ls", self.path("p.torshpkg")], capture_output=True,
+                                 env=dict(os.environ, LD_LIBRARY_PATH=libdir), check=True)
+        self.assertEqual(listing.stdout, b"manifest.json\nresources/hello.txt\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
