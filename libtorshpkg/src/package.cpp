@@ -239,7 +239,7 @@ void Package::verify(bool full, const ProgressFn& progress) const {
     // Hash and CRC the plain bytes in order, decoding batches of chunks in parallel.
     Sha256 plain_hash;
     uint32_t crc = 0;
-    const uint64_t batch = std::max<uint64_t>(1, (64u << 20) / r.chunk_size);
+    const uint64_t batch = chunks_per_batch(r.chunk_size, 64u << 20);
     std::vector<std::vector<uint8_t>> bufs(batch);
     for (uint64_t base = 0; base < idx.chunk_count(); base += batch) {
       const uint64_t count = std::min(batch, idx.chunk_count() - base);

@@ -148,7 +148,7 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   uint32_t crc = 0;
   uint64_t stored_total = 0;
 
-  const uint64_t batch_chunks = std::max<uint64_t>(1, kBatchBytes / r.chunk_size);
+  const uint64_t batch_chunks = chunks_per_batch(r.chunk_size, kBatchBytes);
   std::vector<uint8_t> plain(static_cast<size_t>(std::min<uint64_t>(size, batch_chunks * r.chunk_size)));
   std::vector<EncodedChunk> encoded(batch_chunks);
   std::vector<uint32_t> crcs(batch_chunks);

@@ -1,5 +1,6 @@
 #include "thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <memory>
@@ -89,6 +90,13 @@ ThreadPool& shared_thread_pool() {
     return cores > 1 ? cores - 1 : 1;
   }());
   return pool;
+}
+
+size_t chunks_per_batch(uint64_t chunk_size, uint64_t min_bytes) {
+  const uint64_t by_cores = 2 * (shared_thread_pool().workers() + 1);
+  const uint64_t by_bytes = min_bytes / chunk_size;
+  const uint64_t cap = std::max<uint64_t>(1, (1ull << 30) / chunk_size);
+  return static_cast<size_t>(std::max<uint64_t>(1, std::min(cap, std::max(by_cores, by_bytes))));
 }
 
 }  // namespace torshpkg

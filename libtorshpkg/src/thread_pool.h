@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -39,5 +40,9 @@ class ThreadPool {
 
 // One pool for the process, with one thread per core beside the caller's.
 ThreadPool& shared_thread_pool();
+
+// How many chunks of `chunk_size` bytes to process per parallel batch: enough to keep every core
+// busy twice over and at least `min_bytes`, but never more than 1 GiB of plain data.
+size_t chunks_per_batch(uint64_t chunk_size, uint64_t min_bytes);
 
 }  // namespace torshpkg

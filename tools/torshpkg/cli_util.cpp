@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -107,6 +108,14 @@ void ProgressBar::finish() {
     std::fflush(stderr);
     drawn_ = false;
   }
+}
+
+ReadPlan plan_reads(const Package& pkg, const FileNode& file, uint64_t offset) {
+  constexpr uint64_t kMinRead = 16u << 20;
+  if (file.kind != FileNode::Kind::kResource) return {kMinRead, kMinRead};
+  const uint64_t cs = pkg.manifest().resources[file.item].chunk_size;
+  const uint64_t next = std::max<uint64_t>(kMinRead / cs, 4) * cs;
+  return {static_cast<size_t>(next - offset % cs), static_cast<size_t>(next)};
 }
 
 void write_stdout(const void* data, size_t size) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "torshpkg/error.h"
+#include "torshpkg/package.h"
 
 namespace torshpkg::cli {
 
@@ -47,6 +48,15 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_;
 };
+
+// Size of the reads to issue for `file` starting at `offset`: whole chunks, many at once (so
+// the reader decodes them in parallel and never decodes a chunk twice). Returns the first read's
+// length (which ends on a chunk boundary) in `first` and the following reads' length.
+struct ReadPlan {
+  size_t first;
+  size_t next;
+};
+ReadPlan plan_reads(const Package& pkg, const FileNode& file, uint64_t offset);
 
 // Writes all of `data` to stdout; throws Error(kIo) on failure.
 void write_stdout(const void* data, size_t size);

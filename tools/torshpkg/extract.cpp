@@ -66,10 +66,12 @@ void extract_file(const Package& pkg, const FileNode& f, int root, const std::st
   Fd out(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (out.get() < 0) throw io_error(shown, "cannot create file", errno);
   try {
+    const ReadPlan plan = plan_reads(pkg, f, 0);
+    if (buf.size() < plan.next) buf.resize(plan.next);
     uint64_t at = 0;
     while (at < f.size) {
       throw_if_cancelled();
-      const size_t n = pkg.read(f, at, buf);
+      const size_t n = pkg.read(f, at, std::span(buf.data(), plan.next));
       for (size_t done = 0; done < n;) {
         const ssize_t w = ::write(out.get(), buf.data() + done, n - done);
         if (w < 0) {
@@ -116,7 +118,7 @@ Action add_extract_command(CLI::App& app) {
     uint64_t total = 0, done = 0;
     for (const FileNode& f : pkg->files()) total += f.size;
     ProgressBar bar("extract", !a->quiet);
-    std::vector<uint8_t> buf(16u << 20);
+    std::vector<uint8_t> buf;
     for (const FileNode& f : pkg->files()) {
       extract_file(*pkg, f, root.get(), a->dir, buf, [&](uint64_t n) {
         done += n;

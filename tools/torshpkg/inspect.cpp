@@ -211,11 +211,13 @@ Action add_cat_command(CLI::App& app) {
     const uint64_t offset = parse_byte_size(a->offset, "--offset");
     uint64_t remaining = f->size > offset ? f->size - offset : 0;
     if (!a->length.empty()) remaining = std::min(remaining, parse_byte_size(a->length, "--length"));
-    // Blocks of several chunks let the reader decode them in parallel.
-    std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(remaining, 16u << 20)));
+    const ReadPlan plan = plan_reads(*pkg, *f, offset);
+    std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(remaining, plan.next)));
     uint64_t at = offset;
+    size_t step = plan.first;
     while (remaining > 0) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, buf.size()));
+      const size_t want = static_cast<size_t>(std::min<uint64_t>({remaining, buf.size(), step}));
+      step = plan.next;
       const size_t n = pkg->read(*f, at, std::span(buf.data(), want));
       if (n == 0) break;
       write_stdout(buf.data(), n);
