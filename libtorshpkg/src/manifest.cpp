@@ -271,6 +271,18 @@ Json::Value string_map_json(const std::map<std::string, std::string>& map) {
   return v;
 }
 
+// The fields a dependency is declared with (its file holds exactly these).
+Json::Value dependency_json(const Dependency& d) {
+  Json::Value v(Json::objectValue);
+  v["name"] = d.name;
+  v["version_req"] = d.version_req;
+  v["optional"] = d.optional;
+  Json::Value features(Json::arrayValue);
+  for (const std::string& f : d.features) features.append(f);
+  v["features"] = features;
+  return v;
+}
+
 Json::Value manifest_to_json(const Manifest& m) {
   Json::Value root(Json::objectValue);
   root["format"] = "torshpkg";
@@ -302,13 +314,7 @@ Json::Value manifest_to_json(const Manifest& m) {
   root["resources"] = resources;
   Json::Value deps(Json::arrayValue);
   for (const Dependency& d : m.dependencies) {
-    Json::Value v(Json::objectValue);
-    v["name"] = d.name;
-    v["version_req"] = d.version_req;
-    v["optional"] = d.optional;
-    Json::Value features(Json::arrayValue);
-    for (const std::string& f : d.features) features.append(f);
-    v["features"] = features;
+    Json::Value v = dependency_json(d);
     v["file_size"] = Json::UInt64(d.file_size);
     v["file_sha256"] = d.file_sha256;
     deps.append(v);
@@ -506,15 +512,6 @@ std::string serialize_manifest(const Manifest& manifest) {
   return write_json(manifest_to_json(manifest));
 }
 
-std::string dependency_file_json(const Dependency& d) {
-  Json::Value v(Json::objectValue);
-  v["name"] = d.name;
-  v["version_req"] = d.version_req;
-  v["optional"] = d.optional;
-  Json::Value features(Json::arrayValue);
-  for (const std::string& f : d.features) features.append(f);
-  v["features"] = features;
-  return write_json(v);
-}
+std::string dependency_file_json(const Dependency& d) { return write_json(dependency_json(d)); }
 
 }  // namespace torshpkg

@@ -59,7 +59,9 @@ class CreateAndRead(TempDirTest):
         self.assertEqual(info["name"], "demo")
         self.assertEqual(info["metadata"], {"framework": "pytorch", "k": "v=w"})
         self.assertEqual(info["resources"][0]["type"], "Tokenizer")
-        self.assertEqual(info["resources"][0]["compression"], "zstd:3")
+        self.assertEqual(info["resources"][0]["path"], "tok/w.bin")
+        self.assertEqual((info["resources"][0]["compression"], info["resources"][0]["compression_level"]),
+                         ("zstd", 3))
         self.assertEqual(info["dependencies"][0]["version_req"], ">=1, <2")
         self.assertEqual(info["lineage"][0]["relation"], "FineTunedFrom")
         self.assertEqual(info["file_size"], os.path.getsize(pkg))
@@ -116,10 +118,10 @@ class CreateAndRead(TempDirTest):
         pkg = self.create("p.torshpkg", "--compress", "xz:1", "--compress-for", "*.safetensors=none",
                           "--compress-for", "tokenizer/*=gzip:9", "--add-dir", "=" + self.path("model"))
         info = json.loads(tpk("info", "--json", pkg).stdout)
-        codecs = {r["path"]: r["compression"] for r in info["resources"]}
-        self.assertEqual(codecs["resources/model.safetensors"], "none")
-        self.assertEqual(codecs["resources/tokenizer/vocab.txt"], "deflate:9")
-        self.assertEqual(codecs["resources/config.json"], "xz:1")
+        codecs = {r["path"]: (r["compression"], r["compression_level"]) for r in info["resources"]}
+        self.assertEqual(codecs["model.safetensors"], ("none", 0))
+        self.assertEqual(codecs["tokenizer/vocab.txt"], ("deflate", 9))
+        self.assertEqual(codecs["config.json"], ("xz", 1))
         self.assertEqual(tpk("cat", pkg, "resources/tokenizer/vocab.txt").stdout,
                          files["tokenizer/vocab.txt"])
 

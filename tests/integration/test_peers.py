@@ -32,6 +32,17 @@ def extract_with(peer, pkg, dest):
             z.extractall(dest)
 
 
+def entry_data(pkg, name):
+    """The raw (compressed) data of one ZIP entry, located through its local header."""
+    with zipfile.ZipFile(pkg) as z:
+        info = z.getinfo(name)
+    with open(pkg, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        return f.read(info.compress_size)
+
+
 class Peers(TempDirTest):
     def setUp(self):
         super().setUp()
@@ -79,13 +90,7 @@ class Peers(TempDirTest):
                 self.assertEqual(sorted(tree), listed)
 
     def test_xz_entry_is_one_stream_that_xz_itself_verifies(self):
-        with zipfile.ZipFile(self.packages["xz"]) as z:
-            info = z.getinfo("resources/tokenizer/vocab.txt")
-        with open(self.packages["xz"], "rb") as f:
-            f.seek(info.header_offset + 26)
-            name_len, extra_len = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")
-            f.seek(info.header_offset + 30 + name_len + extra_len)
-            stream = f.read(info.compress_size)
+        stream = entry_data(self.packages["xz"], "resources/tokenizer/vocab.txt")
         out = run("xz", "-d", "-c", input_bytes=stream).stdout
         self.assertEqual(out, self.files["tokenizer/vocab.txt"])
         xz_file = self.write("vocab.txt.xz", stream)
@@ -93,13 +98,7 @@ class Peers(TempDirTest):
         self.assertEqual(sum(1 for line in blocks.splitlines() if line.startswith("block\t")), 3)
 
     def test_zstd_entry_is_a_valid_multi_frame_stream(self):
-        with zipfile.ZipFile(self.packages["zstd"]) as z:
-            info = z.getinfo("resources/model.safetensors")
-        with open(self.packages["zstd"], "rb") as f:
-            f.seek(info.header_offset + 26)
-            name_len, extra_len = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")
-            f.seek(info.header_offset + 30 + name_len + extra_len)
-            stream = f.read(info.compress_size)
+        stream = entry_data(self.packages["zstd"], "resources/model.safetensors")
         self.assertEqual(run("zstd", "-d", "-c", input_bytes=stream).stdout,
                          self.files["model.safetensors"])
 

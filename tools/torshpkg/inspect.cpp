@@ -27,58 +27,18 @@ uint64_t file_size(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
+// The manifest as it is signed, plus where the package lies and whether it is signed.
 Json::Value info_json(const Package& pkg) {
-  const Manifest& m = pkg.manifest();
-  Json::Value v(Json::objectValue);
+  Json::Value v;
+  Json::CharReaderBuilder builder;
+  std::string errors;
+  std::istringstream in(pkg.manifest_bytes());
+  if (!Json::parseFromStream(builder, in, &v, &errors)) {
+    throw corrupt(pkg.file_name(), "manifest.json: " + errors);
+  }
   v["file"] = pkg.file_name();
   v["file_size"] = Json::UInt64(file_size(pkg.file_name()));
-  v["format_version"] = m.format_version;
-  v["package_id"] = m.package_id;
-  v["name"] = m.name;
-  v["version"] = m.version;
-  v["description"] = m.description;
-  v["author"] = m.author;
-  v["license"] = m.license;
-  v["created"] = m.created;
   v["signed"] = false;
-  Json::Value meta(Json::objectValue);
-  for (const auto& [k, val] : m.metadata) meta[k] = val;
-  v["metadata"] = meta;
-  Json::Value res(Json::arrayValue);
-  for (const ResourceEntry& r : m.resources) {
-    Json::Value e(Json::objectValue);
-    e["path"] = r.entry_name();
-    e["type"] = std::string(to_string(r.type));
-    e["size"] = Json::UInt64(r.size);
-    e["stored_size"] = Json::UInt64(r.stored_size);
-    e["compression"] = format_codec_spec(r.compression);
-    e["chunk_size"] = r.chunk_size;
-    e["chunk_count"] = Json::UInt64(r.chunk_count);
-    e["sha256"] = r.sha256;
-    res.append(e);
-  }
-  v["resources"] = res;
-  Json::Value deps(Json::arrayValue);
-  for (const Dependency& d : m.dependencies) {
-    Json::Value e(Json::objectValue);
-    e["name"] = d.name;
-    e["version_req"] = d.version_req;
-    e["optional"] = d.optional;
-    Json::Value f(Json::arrayValue);
-    for (const std::string& s : d.features) f.append(s);
-    e["features"] = f;
-    deps.append(e);
-  }
-  v["dependencies"] = deps;
-  Json::Value lineage(Json::arrayValue);
-  for (const LineageRecord& l : m.lineage) {
-    Json::Value e(Json::objectValue);
-    e["relation"] = l.relation;
-    e["parent"] = l.parent;
-    e["description"] = l.description;
-    lineage.append(e);
-  }
-  v["lineage"] = lineage;
   return v;
 }
 
