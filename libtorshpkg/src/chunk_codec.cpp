@@ -30,18 +30,16 @@ ZstdContexts& zstd_contexts() {
   return contexts;
 }
 
-EncodedChunk encode_zstd(int level, std::span<const uint8_t> plain) {
+void encode_zstd(int level, std::span<const uint8_t> plain, EncodedChunk& out) {
   ZSTD_CCtx* cctx = zstd_contexts().cctx.get();
   ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
-  EncodedChunk out;
   out.bytes.resize(ZSTD_compressBound(plain.size()));
   const size_t n = ZSTD_compress2(cctx, out.bytes.data(), out.bytes.size(), plain.data(), plain.size());
   if (ZSTD_isError(n)) throw Error(ErrorKind::kIo, std::string("zstd: ") + ZSTD_getErrorName(n));
   out.bytes.resize(n);
-  return out;
 }
 
 void decode_zstd(std::span<const uint8_t> stored, std::span<uint8_t> plain) {
@@ -64,13 +62,12 @@ void decode_zstd(std::span<const uint8_t> stored, std::span<uint8_t> plain) {
 
 // ---- deflate
 
-EncodedChunk encode_deflate(int level, std::span<const uint8_t> plain, bool last) {
+void encode_deflate(int level, std::span<const uint8_t> plain, bool last, EncodedChunk& out) {
   z_stream zs{};
   if (deflateInit2(&zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
     throw std::bad_alloc();
   }
   std::unique_ptr<z_stream, decltype(&deflateEnd)> guard(&zs, &deflateEnd);
-  EncodedChunk out;
   // deflateBound covers a finished stream; a full-flush marker adds at most a few bytes.
   out.bytes.resize(deflateBound(&zs, static_cast<uLong>(plain.size())) + 16);
   zs.next_in = const_cast<Bytef*>(plain.data());
@@ -82,7 +79,6 @@ EncodedChunk encode_deflate(int level, std::span<const uint8_t> plain, bool last
     throw Error(ErrorKind::kIo, "deflate failed");
   }
   out.bytes.resize(zs.total_out);
-  return out;
 }
 
 void decode_deflate(std::span<const uint8_t> stored, std::span<uint8_t> plain, bool last) {
@@ -133,7 +129,7 @@ std::vector<uint8_t> xz_stream_header() {
   return header;
 }
 
-EncodedChunk encode_xz(int level, std::span<const uint8_t> plain, bool first) {
+void encode_xz(int level, std::span<const uint8_t> plain, bool first, EncodedChunk& out) {
   lzma_options_lzma options{};
   if (lzma_lzma_preset(&options, static_cast<uint32_t>(level))) {
     throw invalid_argument("xz: bad preset " + std::to_string(level));
@@ -143,7 +139,7 @@ EncodedChunk encode_xz(int level, std::span<const uint8_t> plain, bool first) {
   block.version = 0;
   block.check = kXzCheck;
   block.filters = filters;
-  EncodedChunk out;
+  out.bytes.clear();
   if (first) out.bytes = xz_stream_header();
   const size_t header = out.bytes.size();
   out.bytes.resize(header + lzma_block_buffer_bound(plain.size()));
@@ -153,7 +149,6 @@ EncodedChunk encode_xz(int level, std::span<const uint8_t> plain, bool first) {
   if (rc != LZMA_OK) throw Error(ErrorKind::kIo, "xz: block encoding failed");
   out.bytes.resize(pos);
   out.xz_unpadded_size = lzma_block_unpadded_size(&block);
-  return out;
 }
 
 void decode_xz(std::span<const uint8_t> stored, std::span<uint8_t> plain, ChunkPlace place) {
@@ -209,14 +204,22 @@ void decode_xz(std::span<const uint8_t> stored, std::span<uint8_t> plain, ChunkP
 
 }  // namespace
 
-EncodedChunk encode_chunk(const CodecSpec& spec, std::span<const uint8_t> plain, ChunkPlace place) {
+void encode_chunk(const CodecSpec& spec, std::span<const uint8_t> plain, ChunkPlace place,
+                  EncodedChunk& out) {
+  out.xz_unpadded_size = 0;
   switch (spec.codec) {
-    case Codec::kNone: return {std::vector<uint8_t>(plain.begin(), plain.end()), 0};
-    case Codec::kDeflate: return encode_deflate(spec.level, plain, place.last);
-    case Codec::kZstd: return encode_zstd(spec.level, plain);
-    case Codec::kXz: return encode_xz(spec.level, plain, place.first);
+    case Codec::kNone: out.bytes.assign(plain.begin(), plain.end()); return;
+    case Codec::kDeflate: return encode_deflate(spec.level, plain, place.last, out);
+    case Codec::kZstd: return encode_zstd(spec.level, plain, out);
+    case Codec::kXz: return encode_xz(spec.level, plain, place.first, out);
   }
   throw invalid_argument("unknown codec");
+}
+
+EncodedChunk encode_chunk(const CodecSpec& spec, std::span<const uint8_t> plain, ChunkPlace place) {
+  EncodedChunk out;
+  encode_chunk(spec, plain, place, out);
+  return out;
 }
 
 std::vector<uint8_t> xz_stream_tail(std::span<const XzBlockRecord> blocks) {

@@ -28,8 +28,10 @@ struct EncodedChunk {
   uint64_t xz_unpadded_size = 0;
 };
 
-// Thread-safe: codec contexts are per thread.
+// Thread-safe: codec contexts are per thread. The second form reuses `out`'s buffer.
 EncodedChunk encode_chunk(const CodecSpec& spec, std::span<const uint8_t> plain, ChunkPlace place);
+void encode_chunk(const CodecSpec& spec, std::span<const uint8_t> plain, ChunkPlace place,
+                  EncodedChunk& out);
 
 // For xz: the stream's index and footer for blocks with these sizes, appended to the last chunk.
 struct XzBlockRecord {

@@ -25,7 +25,7 @@ constexpr uint32_t kStoredAlignment = 4096;
 // Entries whose plain size reaches this get ZIP64 fields in their local header, leaving room
 // for compressed data that is larger than the input.
 constexpr uint64_t kZip64Threshold = 0xf0000000ull;
-constexpr uint64_t kBatchBytes = 32u << 20;
+constexpr uint64_t kBatchBytes = 8u << 20;
 
 std::string random_package_id() {
   uint8_t id[16];
@@ -117,7 +117,22 @@ void check_cancel(const WriteOptions& options) {
   }
 }
 
+// One batch of consecutive chunks moving through the pipeline: read, encode, write.
+struct Batch {
+  uint64_t first = 0;  // first chunk number
+  uint64_t count = 0;  // chunks in the batch; 0 = none
+  uint64_t bytes = 0;  // plain bytes
+  std::vector<uint8_t> plain;
+  std::vector<EncodedChunk> encoded;
+  std::vector<uint32_t> crcs;
+};
+
 // Encodes one resource as its ZIP entry and returns its manifest entry and index bytes.
+//
+// A three-stage pipeline keeps the cores busy: while the chunks of batch N are encoded in
+// parallel, one task hashes batch N's plain bytes (in order), one writes batch N-1's encoded
+// chunks (in order) and one reads batch N+1. Each stage touches its own batch, and batches
+// change hands only between parallel_for calls.
 ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32_t id,
                              std::vector<uint8_t>& index_bytes_out) {
   std::shared_ptr<const ByteSource> src = in.source ? in.source : open_file_source(in.file);
@@ -134,6 +149,7 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   r.chunk_size = ctx.options.chunk_size;
   r.chunk_count = (size + r.chunk_size - 1) / r.chunk_size;
   const Codec codec = r.compression.codec;
+  const uint64_t cs = r.chunk_size;
 
   ctx.zip.begin_entry(r.entry_name(), zip_method(codec), size >= kZip64Threshold,
                       codec == Codec::kNone ? kStoredAlignment : 1);
@@ -147,69 +163,89 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   Sha256 plain_hash;
   uint32_t crc = 0;
   uint64_t stored_total = 0;
+  const uint64_t batch_chunks = chunks_per_batch(cs, kBatchBytes);
 
-  const uint64_t batch_chunks = chunks_per_batch(r.chunk_size, kBatchBytes);
-  std::vector<uint8_t> plain(static_cast<size_t>(std::min<uint64_t>(size, batch_chunks * r.chunk_size)));
-  std::vector<EncodedChunk> encoded(batch_chunks);
-  std::vector<uint32_t> crcs(batch_chunks);
-  for (uint64_t first = 0; first < r.chunk_count; first += batch_chunks) {
-    check_cancel(ctx.options);
-    const uint64_t count = std::min(batch_chunks, r.chunk_count - first);
-    const uint64_t start = first * r.chunk_size;
-    const uint64_t bytes = std::min<uint64_t>(size - start, count * r.chunk_size);
-    const std::span<uint8_t> batch(plain.data(), bytes);
-    src->read_at(base + start, batch);
-    // Tasks 0..count-1 encode chunks; task `count` hashes the batch's plain bytes in order.
-    shared_thread_pool().parallel_for(count + 1, [&](size_t k) {
-      if (k == count) {
-        plain_hash.update(batch);
-        return;
-      }
-      const uint64_t chunk = first + k;
-      const auto piece = batch.subspan(k * r.chunk_size,
-                                       std::min<uint64_t>(r.chunk_size, bytes - k * r.chunk_size));
-      crcs[k] = crc32_of(piece);
-      const ChunkPlace place{chunk == 0, chunk + 1 == r.chunk_count};
+  const auto setup = [&](Batch& b, uint64_t first) {
+    b.first = first;
+    b.count = first < r.chunk_count ? std::min(batch_chunks, r.chunk_count - first) : 0;
+    b.bytes = b.count == 0 ? 0 : std::min<uint64_t>(size - first * cs, b.count * cs);
+    b.plain.resize(b.bytes);
+    if (b.encoded.size() < b.count) b.encoded.resize(b.count);
+    b.crcs.resize(b.count);
+  };
+  const auto read = [&](Batch& b) {
+    if (b.count > 0) src->read_at(base + b.first * cs, b.plain);
+  };
+  const auto write = [&](Batch& b) {
+    if (b.count == 0) return;
+    if (codec == Codec::kNone) {
+      ctx.zip.write(b.plain);
+      return;
+    }
+    for (uint64_t k = 0; k < b.count; ++k) ctx.zip.write(b.encoded[k].bytes);
+  };
+  const auto encode = [&](Batch& b, size_t k) {
+    const uint64_t chunk = b.first + k;
+    const auto piece = std::span<const uint8_t>(b.plain).subspan(k * cs, std::min<uint64_t>(cs, b.bytes - k * cs));
+    const auto plain_len = static_cast<uint32_t>(piece.size());
+    b.crcs[k] = crc32_of(piece);
+    const ChunkPlace place{chunk == 0, chunk + 1 == r.chunk_count};
+    if (codec == Codec::kNone) {
+      index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, plain_len, piece);
+      return;
+    }
+    encode_chunk(r.compression, piece, place, b.encoded[k]);
+    // The last xz chunk is hashed once the stream tail is appended.
+    if (!(codec == Codec::kXz && place.last)) {
+      index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, plain_len, b.encoded[k].bytes);
+    }
+  };
+  // After a batch is encoded: sizes, CRC, and the xz tail, in chunk order.
+  const auto account = [&](Batch& b) {
+    for (uint64_t k = 0; k < b.count; ++k) {
+      const uint64_t chunk = b.first + k;
+      const uint64_t plain_len = std::min<uint64_t>(cs, b.bytes - k * cs);
+      crc = combine_crc32(crc, b.crcs[k], plain_len);
       if (codec == Codec::kNone) {
-        index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, static_cast<uint32_t>(piece.size()), piece);
-        return;
-      }
-      encoded[k] = encode_chunk(r.compression, piece, place);
-      if (!(codec == Codec::kXz && place.last)) {
-        index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk,
-                                      static_cast<uint32_t>(piece.size()), encoded[k].bytes);
-      }
-    });
-    for (uint64_t k = 0; k < count; ++k) {
-      const uint64_t chunk = first + k;
-      const uint64_t piece_len = std::min<uint64_t>(r.chunk_size, bytes - k * r.chunk_size);
-      crc = combine_crc32(crc, crcs[k], piece_len);
-      if (codec == Codec::kNone) {
-        index.stored_len[chunk] = static_cast<uint32_t>(piece_len);
+        index.stored_len[chunk] = static_cast<uint32_t>(plain_len);
+        stored_total += plain_len;
         continue;
       }
-      std::vector<uint8_t>& out = encoded[k].bytes;
+      std::vector<uint8_t>& out = b.encoded[k].bytes;
       if (codec == Codec::kXz) {
-        xz_blocks.push_back({encoded[k].xz_unpadded_size, piece_len});
+        xz_blocks.push_back({b.encoded[k].xz_unpadded_size, plain_len});
         if (chunk + 1 == r.chunk_count) {
           const std::vector<uint8_t> tail = xz_stream_tail(xz_blocks);
           out.insert(out.end(), tail.begin(), tail.end());
-          index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, static_cast<uint32_t>(piece_len), out);
+          index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, static_cast<uint32_t>(plain_len), out);
         }
       }
       if (out.size() > UINT32_MAX) throw Error(ErrorKind::kIo, "encoded chunk too large");
       index.stored_len[chunk] = static_cast<uint32_t>(out.size());
       stored_total += out.size();
-      ctx.zip.write(out);
-      std::vector<uint8_t>().swap(out);
     }
-    if (codec == Codec::kNone) {
-      ctx.zip.write(batch);
-      stored_total += bytes;
-    }
-    ctx.done_bytes += bytes;
+  };
+
+  Batch previous, current, next;
+  setup(current, 0);
+  read(current);
+  while (current.count > 0) {
+    check_cancel(ctx.options);
+    setup(next, current.first + current.count);
+    const size_t tasks = current.count + 3;
+    shared_thread_pool().parallel_for(tasks, [&](size_t k) {
+      if (k < current.count) return encode(current, k);
+      if (k == current.count) return plain_hash.update(current.plain);
+      if (k == current.count + 1) return write(previous);
+      read(next);
+    });
+    account(current);
+    ctx.done_bytes += current.bytes;
     if (ctx.options.progress) ctx.options.progress(ctx.done_bytes, ctx.total_bytes);
+    std::swap(previous, current);
+    std::swap(current, next);
   }
+  write(previous);
   ctx.zip.end_entry(crc, size);
   r.stored_size = stored_total;
   index.stored_size = stored_total;
