@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <cstdlib>
 
 #include <algorithm>
 #include <cerrno>
@@ -57,6 +58,34 @@ UniqueFd open_read(const std::string& path) {
     throw io_error(path, "cannot open", errno);
   }
   return fd;
+}
+
+AtomicFile::AtomicFile(const std::string& dest) : dest_(dest) {
+  const size_t slash = dest.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : dest.substr(0, slash + 1);
+  const std::string base = slash == std::string::npos ? dest : dest.substr(slash + 1);
+  path_ = dir + "." + base + ".tmp-XXXXXX";
+  fd_.reset(::mkstemp(path_.data()));
+  if (!fd_) throw io_error(dest, "cannot create temporary file", errno);
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::fchmod(fd_.get(), 0666 & ~mask);
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) ::unlink(path_.c_str());
+}
+
+void AtomicFile::commit() {
+  if (::fsync(fd_.get()) != 0) throw io_error(dest_, "fsync failed", errno);
+  if (::rename(path_.c_str(), dest_.c_str()) != 0) {
+    throw io_error(dest_, "cannot rename into place", errno);
+  }
+  committed_ = true;
+  const size_t slash = dest_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : dest_.substr(0, slash + 1);
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd) ::fsync(dir_fd.get());
 }
 
 namespace {

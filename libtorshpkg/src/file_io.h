@@ -48,6 +48,26 @@ void pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const st
 // Wraps an open descriptor of `size` bytes as a ByteSource named `name`.
 std::shared_ptr<class ByteSource> fd_source(UniqueFd fd, uint64_t size, std::string name);
 
+// A file written beside `dest` under a temporary name and renamed over `dest` only by commit();
+// destroyed without commit, it removes itself. Not thread-safe.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& dest);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  int fd() const { return fd_.get(); }
+  // fsyncs the file, renames it into place and fsyncs the folder.
+  void commit();
+
+ private:
+  std::string dest_;
+  std::string path_;
+  UniqueFd fd_;
+  bool committed_ = false;
+};
+
 // Opens for reading; throws kNotFound when absent, kIo otherwise.
 UniqueFd open_read(const std::string& path);
 

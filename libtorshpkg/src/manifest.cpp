@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "sha256.h"
+#include "strict_json.h"
 #include "torshpkg/error.h"
 #include "zip_archive.h"
 
@@ -341,38 +342,10 @@ std::string write_json(const Json::Value& v) {
   return Json::writeString(builder, v) + "\n";
 }
 
-// jsoncpp skips comments in some positions even in strict mode; valid JSON never has a '/'
-// outside a string, so refuse one up front.
-void reject_comments(std::string_view text) {
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '/') {
-      fail("not valid JSON: comments are not allowed");
-    }
-  }
-}
-
-Json::Value parse_strict_json(std::string_view text) {
-  reject_comments(text);
-  Json::CharReaderBuilder builder;
-  Json::CharReaderBuilder::strictMode(&builder.settings_);
-  builder["stackLimit"] = 64;
-  builder["skipBom"] = false;
-  const std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+Json::Value parse_json(std::string_view text) {
   Json::Value root;
-  std::string errors;
-  if (!reader->parse(text.data(), text.data() + text.size(), &root, &errors)) {
-    const auto newline = errors.find('\n', errors.find('\n') + 1);
-    std::string first = errors.substr(0, newline);
-    std::replace(first.begin(), first.end(), '\n', ' ');
-    fail("not valid JSON: " + first);
-  }
+  std::string error;
+  if (!parse_strict_json(text, 64, root, error)) fail("not valid JSON: " + error);
   return root;
 }
 
@@ -489,7 +462,7 @@ Manifest parse_manifest(std::string_view json, std::string_view file) {
   if (json.size() > ManifestLimits::kMaxBytes) throw corrupt(file, "manifest.json is too large");
   try {
     if (!is_valid_utf8(json)) fail("not UTF-8");
-    return manifest_from_json(parse_strict_json(json));
+    return manifest_from_json(parse_json(json));
   } catch (const SchemaError& e) {
     throw corrupt(file, "manifest.json: " + e.reason);
   } catch (const Error& e) {

@@ -39,6 +39,7 @@ struct Package::Rep {
   std::vector<FileNode> files;
   std::map<std::string, size_t, std::less<>> by_path;
   std::vector<std::string> dependency_bytes;
+  std::vector<Signature> signatures;
   // Per resource: its data entry and index entry, and the index loaded on first use.
   std::vector<ZipEntry> data_entries;
   std::vector<ZipEntry> index_entries;
@@ -149,8 +150,16 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source)
     }
     rep->dependency_bytes.push_back(std::move(bytes));
   }
+  // Besides what the manifest lists, only signature entries may exist.
   for (const ZipEntry& e : entries) {
-    if (!expected.count(e.name)) throw corrupt(file, "entry " + e.name + " is not listed in the manifest");
+    if (expected.count(e.name)) continue;
+    std::string key_id;
+    if (!is_signature_entry_name(e.name, &key_id)) {
+      throw corrupt(file, "entry " + e.name + " is not listed in the manifest");
+    }
+    Signature sig = parse_signature_entry(read_entry_bytes(src, e, 64 * 1024), file, e.name);
+    if (sig.key_id != key_id) throw corrupt(file, e.name + ": key id differs from the entry name");
+    rep->signatures.push_back(std::move(sig));
   }
 
   rep->files.push_back({std::string(kManifestEntry), FileNode::Kind::kManifest,
@@ -172,6 +181,7 @@ const std::string& Package::file_name() const { return rep_->name(); }
 const Manifest& Package::manifest() const { return rep_->manifest; }
 const std::string& Package::manifest_bytes() const { return rep_->manifest_bytes; }
 const std::vector<FileNode>& Package::files() const { return rep_->files; }
+const std::vector<Signature>& Package::signatures() const { return rep_->signatures; }
 
 const FileNode* Package::find(std::string_view path) const {
   const auto it = rep_->by_path.find(path);

@@ -16,6 +16,7 @@
 #include "sha256.h"
 #include "thread_pool.h"
 #include "torshpkg/error.h"
+#include "torshpkg/signature.h"
 #include "zip_archive.h"
 
 namespace torshpkg {
@@ -52,55 +53,6 @@ std::string rfc3339(std::time_t t) {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
-
-// Parses the manifest's "created" back for the ZIP headers' DOS timestamps.
-void dos_time_of(const std::string& created, uint32_t& dos_time, uint16_t& dos_date) {
-  std::tm tm{};
-  if (sscanf(created.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-             &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6 || tm.tm_year < 1980) {
-    dos_time = 0;
-    dos_date = (0 << 9) | (1 << 5) | 1;
-    return;
-  }
-  const int year = std::min(tm.tm_year, 2107);
-  dos_time = static_cast<uint32_t>((tm.tm_hour << 11) | (tm.tm_min << 5) | (tm.tm_sec / 2));
-  dos_date = static_cast<uint16_t>(((year - 1980) << 9) | (tm.tm_mon << 5) | tm.tm_mday);
-}
-
-// A temporary file beside the destination, removed unless committed.
-class TempFile {
- public:
-  explicit TempFile(const std::string& dest) : dest_(dest) {
-    const size_t slash = dest.rfind('/');
-    const std::string dir = slash == std::string::npos ? "" : dest.substr(0, slash + 1);
-    const std::string base = slash == std::string::npos ? dest : dest.substr(slash + 1);
-    path_ = dir + "." + base + ".tmp-XXXXXX";
-    fd_.reset(::mkstemp(path_.data()));
-    if (!fd_) throw io_error(dest, "cannot create temporary file", errno);
-    const mode_t mask = ::umask(0);
-    ::umask(mask);
-    ::fchmod(fd_.get(), 0666 & ~mask);
-  }
-  ~TempFile() {
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  int fd() const { return fd_.get(); }
-  void commit() {
-    if (::fsync(fd_.get()) != 0) throw io_error(dest_, "fsync failed", errno);
-    if (::rename(path_.c_str(), dest_.c_str()) != 0) throw io_error(dest_, "cannot rename into place", errno);
-    committed_ = true;
-    const size_t slash = dest_.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : dest_.substr(0, slash + 1);
-    UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dfd) ::fsync(dfd.get());
-  }
-
- private:
-  std::string dest_;
-  std::string path_;
-  UniqueFd fd_;
-  bool committed_ = false;
-};
 
 struct EncodeContext {
   const std::string& out_name;
@@ -358,7 +310,7 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   uint16_t dos_date = 0;
   dos_time_of(m.created, dos_time, dos_date);
 
-  TempFile temp(out_path);
+  AtomicFile temp(out_path);
   ZipWriter zip(temp.fd(), out_path, dos_time, dos_date);
   uint64_t total = 0;
   for (const ResourceInput& in : inputs_) total += in.size;
@@ -388,6 +340,12 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   const auto manifest_bytes =
       std::span(reinterpret_cast<const uint8_t*>(manifest_json.data()), manifest_json.size());
   zip.add_entry("manifest.json", 0, manifest_bytes, crc32_of(manifest_bytes), manifest_bytes.size());
+  if (options.sign_key != nullptr) {
+    const Signature signature = sign_manifest(*options.sign_key, manifest_json);
+    const std::string envelope = serialize_signature_entry(signature);
+    const auto bytes = std::span(reinterpret_cast<const uint8_t*>(envelope.data()), envelope.size());
+    zip.add_entry(signature_entry_name(signature.key_id), 0, bytes, crc32_of(bytes), bytes.size());
+  }
   zip.finish();
   check_cancel(options);
   temp.commit();

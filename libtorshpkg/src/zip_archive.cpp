@@ -4,6 +4,8 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <unordered_set>
 
 #include "file_io.h"
@@ -380,7 +382,7 @@ uint64_t ZipWriter::begin_entry(const std::string& name, uint16_t method, bool m
   }
   write_all(fd_, h, file_name_);
   offset_ += h.size();
-  entries_.push_back({name, method, 0, 0, 0, start});
+  entries_.push_back({name, method, kFlagUtf8, 0, 0, 0, start});
   open_entry_ = true;
   open_zip64_ = may_exceed_4gib;
   open_data_offset_ = offset_;
@@ -421,6 +423,19 @@ void ZipWriter::end_entry(uint32_t crc32, uint64_t uncompressed_size) {
   }
 }
 
+void ZipWriter::copy_entry(const ZipEntry& e, const ByteSource& source) {
+  const uint64_t start = offset_;
+  const uint64_t end = e.data_offset + e.compressed_size;
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(end - e.local_header_offset, 8u << 20)));
+  for (uint64_t at = e.local_header_offset; at < end;) {
+    const auto piece = std::span(buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), end - at)));
+    source.read_at(at, piece);
+    write(piece);
+    at += piece.size();
+  }
+  entries_.push_back({e.name, e.method, e.flags, e.crc32, e.compressed_size, e.uncompressed_size, start});
+}
+
 void ZipWriter::add_entry(const std::string& name, uint16_t method, std::span<const uint8_t> data,
                           uint32_t crc32, uint64_t uncompressed_size, uint32_t align) {
   begin_entry(name, method, false, align);
@@ -440,7 +455,7 @@ void ZipWriter::finish() {
     w.u32(kCentralSig);
     w.u16(kMadeByUnix);
     w.u16(version_needed(p.method, extra > 0));
-    w.u16(kFlagUtf8);
+    w.u16(p.flags);
     w.u16(p.method);
     w.u16(static_cast<uint16_t>(dos_time_));
     w.u16(dos_date_);
@@ -499,6 +514,20 @@ void ZipWriter::finish() {
   w.u16(0);
   write(cd);
 }
+
+void dos_time_of(const std::string& created, uint32_t& dos_time, uint16_t& dos_date) {
+  std::tm tm{};
+  if (sscanf(created.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+             &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6 || tm.tm_year < 1980) {
+    dos_time = 0;
+    dos_date = (0 << 9) | (1 << 5) | 1;
+    return;
+  }
+  const int year = std::min(tm.tm_year, 2107);
+  dos_time = static_cast<uint32_t>((tm.tm_hour << 11) | (tm.tm_min << 5) | (tm.tm_sec / 2));
+  dos_date = static_cast<uint16_t>(((year - 1980) << 9) | (tm.tm_mon << 5) | tm.tm_mday);
+}
+
 
 uint32_t crc32_of(std::span<const uint8_t> data, uint32_t crc) {
   // zlib takes uInt lengths; feed large buffers in pieces.

@@ -54,6 +54,8 @@ class ZipWriter {
                        uint32_t align);
   void write(std::span<const uint8_t> data);
   void end_entry(uint32_t crc32, uint64_t uncompressed_size);
+  // Copies an entry of another archive verbatim (local header and data).
+  void copy_entry(const ZipEntry& entry, const ByteSource& source);
   // Writes a small entry in one step.
   void add_entry(const std::string& name, uint16_t method, std::span<const uint8_t> data,
                  uint32_t crc32, uint64_t uncompressed_size, uint32_t align = 1);
@@ -66,6 +68,7 @@ class ZipWriter {
   struct Pending {
     std::string name;
     uint16_t method;
+    uint16_t flags;
     uint32_t crc32;
     uint64_t compressed_size;
     uint64_t uncompressed_size;
@@ -82,6 +85,10 @@ class ZipWriter {
   bool open_zip64_ = false;
   uint64_t open_data_offset_ = 0;
 };
+
+// MS-DOS time and date of an RFC 3339 UTC time ("2026-01-31T12:00:00Z"); 1980-01-01 when the
+// time cannot be represented.
+void dos_time_of(const std::string& created, uint32_t& dos_time, uint16_t& dos_date);
 
 uint32_t crc32_of(std::span<const uint8_t> data, uint32_t crc = 0);
 uint32_t combine_crc32(uint32_t crc1, uint32_t crc2, uint64_t len2);

@@ -34,19 +34,26 @@ def main():
             f.write(b"tensor weight bias norm " * 400)
         with open(os.path.join(work, "c.json"), "wb") as f:
             f.write(b'{"a": 1}\n')
+        subprocess.run([torshpkg, "keygen", os.path.join(work, "k")], check=True, capture_output=True)
+        for suffix in ("k.key", "k.pub"):
+            save("signature", open(os.path.join(work, suffix), "rb").read())
         for codec in ("none", "gzip", "zstd", "xz"):
             pkg = os.path.join(work, codec + ".torshpkg")
             subprocess.run([torshpkg, "create", pkg, "--name", "seed", "--version", "1.0.0-rc.1",
                             "-q", "--compress", codec, "--chunk-size", "4K", "--add", "w.txt=" + src,
                             "--add", "cfg/c.json=" + os.path.join(work, "c.json"),
                             "--dependency", "base:^1:optional:features=x",
-                            "--lineage", "DerivedFrom:parent@1.0.0:seed", "--meta", "k=v"],
+                            "--lineage", "DerivedFrom:parent@1.0.0:seed", "--meta", "k=v",
+                            "--sign-key", os.path.join(work, "k.key")],
                            check=True)
             raw = open(pkg, "rb").read()
             save("zip_directory", raw)
             save("package", raw)
             z = zipfile.ZipFile(pkg)
             manifest = z.read("manifest.json")
+            for name in z.namelist():
+                if name.startswith(".torshpkg/signatures/"):
+                    save("signature", z.read(name))
             save("manifest", manifest)
             m = json.loads(manifest)
             r = m["resources"][0]

@@ -15,5 +15,7 @@ Action add_ls_command(CLI::App& app);
 Action add_cat_command(CLI::App& app);
 Action add_extract_command(CLI::App& app);
 Action add_verify_command(CLI::App& app);
+Action add_keygen_command(CLI::App& app);
+Action add_sign_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

@@ -32,6 +32,7 @@ struct CreateArgs {
   std::vector<std::string> from_archive;
   std::vector<std::string> dependency;
   std::vector<std::string> lineage;
+  std::string sign_key;
   bool force = false;
   bool quiet = false;
 };
@@ -188,6 +189,11 @@ int run_create(const CreateArgs& a) {
     });
   }
 
+  std::optional<PrivateKey> key;
+  if (!a.sign_key.empty()) {
+    key = PrivateKey::load(a.sign_key);
+    options.sign_key = &*key;
+  }
   install_cancel_handlers();
   options.cancel = &g_cancelled;
   ProgressBar bar("create", !a.quiet);
@@ -201,7 +207,8 @@ int run_create(const CreateArgs& a) {
   if (!a.quiet) {
     std::cout << "created " << a.out << ": " << m.name << " " << m.version << ", "
               << m.resources.size() << " resources, " << human_bytes(plain) << " -> "
-              << human_bytes(static_cast<uint64_t>(st.st_size)) << "\n";
+              << human_bytes(static_cast<uint64_t>(st.st_size))
+              << (key ? ", signed by " + key->public_key().key_id() : std::string()) << "\n";
   }
   return kExitOk;
 }
@@ -232,6 +239,7 @@ Action add_create_command(CLI::App& app) {
   sub->add_option("--dependency", args->dependency,
                   "NAME:VERSION_REQ[:optional][:features=a,b] (repeatable)");
   sub->add_option("--lineage", args->lineage, "RELATION:PARENT[:DESCRIPTION] (repeatable)");
+  sub->add_option("--sign-key", args->sign_key, "Sign the package with this Ed25519 private key");
   sub->add_flag("-f,--force", args->force, "Replace OUT if it exists");
   sub->add_flag("-q,--quiet", args->quiet, "No progress bar or summary");
   sub->footer(

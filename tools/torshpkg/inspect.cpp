@@ -10,7 +10,9 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "torshpkg/keys.h"
 #include "torshpkg/package.h"
+#include "torshpkg/signature.h"
 
 namespace torshpkg::cli {
 namespace {
@@ -28,6 +30,14 @@ uint64_t file_size(const std::string& path) {
 }
 
 // The manifest as it is signed, plus where the package lies and whether it is signed.
+// "unsigned" or "signed by ID[, ID...] (not verified)".
+std::string signers_text(const Package& pkg) {
+  if (pkg.signatures().empty()) return "unsigned";
+  std::string ids;
+  for (const Signature& sig : pkg.signatures()) ids += (ids.empty() ? "" : ", ") + sig.key_id;
+  return "signed by " + ids;
+}
+
 Json::Value info_json(const Package& pkg) {
   Json::Value v;
   Json::CharReaderBuilder builder;
@@ -38,7 +48,10 @@ Json::Value info_json(const Package& pkg) {
   }
   v["file"] = pkg.file_name();
   v["file_size"] = Json::UInt64(file_size(pkg.file_name()));
-  v["signed"] = false;
+  v["signed"] = !pkg.signatures().empty();
+  Json::Value signers(Json::arrayValue);
+  for (const Signature& sig : pkg.signatures()) signers.append(sig.key_id);
+  v["signer_key_ids"] = signers;
   return v;
 }
 
@@ -53,7 +66,7 @@ void print_info(const Package& pkg) {
             << "package id:  " << m.package_id << "\n"
             << "format:      torshpkg v" << m.format_version << "\n"
             << "file size:   " << human_bytes(file_size(pkg.file_name())) << "\n"
-            << "signature:   unsigned\n";
+            << "signature:   " << signers_text(pkg) << "\n";
   if (!m.metadata.empty()) {
     std::cout << "metadata:\n";
     for (const auto& [k, v] : m.metadata) std::cout << "  " << k << " = " << v << "\n";
@@ -191,17 +204,28 @@ Action add_cat_command(CLI::App& app) {
 Action add_verify_command(CLI::App& app) {
   struct Args {
     std::string pkg;
+    std::string trusted_keys;
     bool full = false;
     bool quiet = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(
-      "verify", "Check a package's structure and index digests; --full also hashes every chunk");
+      "verify",
+      "Check a package's structure, index digests and signature; --full also hashes every chunk");
   sub->add_option("PKG", a->pkg, "Package file")->required();
+  sub->add_option("--trusted-keys", a->trusted_keys,
+                  "Folder of trusted .pub keys: require a valid signature by one of them");
   sub->add_flag("--full", a->full, "Read, hash and decode every chunk");
   sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return [a] {
     const auto pkg = Package::open(a->pkg);
+    std::string trust;
+    if (!a->trusted_keys.empty()) {
+      const TrustedKeys keys = TrustedKeys::load_dir(a->trusted_keys);
+      trust = "signed by trusted key " + verify_trusted_signature(*pkg, keys);
+    } else {
+      trust = signers_text(*pkg) + (pkg->signatures().empty() ? "" : " (not checked: no --trusted-keys)");
+    }
     ProgressBar bar("verify", !a->quiet);
     pkg->verify(a->full, [&](uint64_t done, uint64_t total) { bar.update(done, total); });
     bar.finish();
@@ -211,7 +235,7 @@ Action add_verify_command(CLI::App& app) {
       std::cout << a->pkg << ": OK (" << pkg->manifest().resources.size() << " resources, "
                 << (a->full ? std::to_string(chunks) + " chunks hashed and decoded"
                             : std::string("structure and index digests"))
-                << "; unsigned)\n";
+                << "; " << trust << ")\n";
     }
     return kExitOk;
   };

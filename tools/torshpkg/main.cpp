@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("torshpkg ") + TORSHPKG_VERSION);
   std::map<CLI::App*, Action> actions;
   for (const auto add : {&add_create_command, &add_info_command, &add_ls_command,
-                         &add_cat_command, &add_extract_command, &add_verify_command}) {
+                         &add_cat_command, &add_extract_command, &add_verify_command,
+                         &add_keygen_command, &add_sign_command}) {
     Action action = add(app);
     actions[app.get_subcommands({}).back()] = std::move(action);
   }

@@ -17,6 +17,7 @@
 
 #include "torshpkg/byte_source.h"
 #include "torshpkg/manifest.h"
+#include "torshpkg/signature.h"
 
 namespace torshpkg {
 
@@ -48,6 +49,10 @@ class Package {
   const Manifest& manifest() const;
   // The exact bytes of manifest.json (what a signature covers).
   const std::string& manifest_bytes() const;
+
+  // The detached signatures stored in the package, parsed but not verified (see
+  // verify_trusted_signature in signature.h).
+  const std::vector<Signature>& signatures() const;
 
   // Every file, sorted by path: manifest.json, dependencies/..., resources/...
   const std::vector<FileNode>& files() const;

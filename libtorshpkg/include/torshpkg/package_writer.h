@@ -16,6 +16,7 @@
 
 #include "torshpkg/byte_source.h"
 #include "torshpkg/codec.h"
+#include "torshpkg/keys.h"
 #include "torshpkg/manifest.h"
 #include "torshpkg/package.h"
 
@@ -30,6 +31,8 @@ struct WriteOptions {
   // file and throws Error(kInterrupted).
   const std::atomic<bool>* cancel = nullptr;
   ProgressFn progress;  // plain bytes encoded so far, of the total
+  // When set, the package is signed with this key as it is written.
+  const PrivateKey* sign_key = nullptr;
 };
 
 struct ResourceInput {
