@@ -57,10 +57,12 @@ ChunkIndex parse_chunk_index(std::span<const uint8_t> bytes, const ResourceEntry
     const uint8_t* rec = p + kIndexHeaderSize + i * kIndexRecordSize;
     const uint32_t len = load_u32(rec);
     // The last xz chunk also carries the stream index (a few bytes per chunk).
-    const uint64_t bound = max_stored_chunk_size(index.plain_len(i)) +
+    // Encrypted chunks carry a 16-byte tag.
+    const uint32_t tag = r.encryption == Cipher::kNone ? 0 : 16;
+    const uint64_t bound = max_stored_chunk_size(index.plain_len(i)) + tag +
                            (i + 1 == count ? 64 + 16 * count : 0);
     if (len == 0 || len > bound) throw corrupt(file, where + "bad stored length of chunk " + std::to_string(i));
-    if (r.compression.codec == Codec::kNone && len != index.plain_len(i)) {
+    if (r.compression.codec == Codec::kNone && len != index.plain_len(i) + tag) {
       throw corrupt(file, where + "stored chunk length differs from its plain length");
     }
     index.stored_len[i] = len;

@@ -126,7 +126,7 @@ ResourceEntry resource_from_json(const Json::Value& v, uint32_t position) {
   const std::string where = "resources[" + std::to_string(position) + "]";
   if (!v.isObject()) fail(where + " must be an object");
   only_keys(v, {"id", "path", "type", "size", "stored_size", "compression", "compression_level",
-                "chunk_size", "chunk_count", "sha256", "index_sha256"},
+                "chunk_size", "chunk_count", "encryption", "sha256", "index_sha256"},
             where);
   ResourceEntry r;
   r.id = static_cast<uint32_t>(get_u64(v, "id", where, UINT32_MAX));
@@ -156,10 +156,18 @@ ResourceEntry resource_from_json(const Json::Value& v, uint32_t position) {
   if (r.size == 0 && r.compression.codec != Codec::kNone) {
     fail(where + ": an empty resource must be stored uncompressed");
   }
-  if (r.compression.codec == Codec::kNone && r.stored_size != r.size) {
+  const auto cipher = cipher_from_name(get_string(v, "encryption", where, 32));
+  if (!cipher) fail(where + ": unknown encryption");
+  r.encryption = *cipher;
+  if (r.size == 0 && r.encryption != Cipher::kNone) fail(where + ": an empty resource is not encrypted");
+  if (r.compression.codec == Codec::kNone && r.encryption == Cipher::kNone && r.stored_size != r.size) {
     fail(where + ": stored_size must equal size for uncompressed resources");
   }
-  r.sha256 = get_hex_digest(v, "sha256", where);
+  if (r.encryption == Cipher::kNone) {
+    r.sha256 = get_hex_digest(v, "sha256", where);
+  } else if (!get_string(v, "sha256", where, 0).empty()) {
+    fail(where + ": an encrypted resource's sha256 must be empty");
+  }
   r.index_sha256 = get_hex_digest(v, "index_sha256", where);
   return r;
 }
@@ -201,6 +209,40 @@ LineageRecord lineage_from_json(const Json::Value& v, size_t position) {
   return l;
 }
 
+KeySlot key_slot_from_json(const Json::Value& v, size_t position) {
+  const std::string where = "encryption.key_slots[" + std::to_string(position) + "]";
+  if (!v.isObject()) fail(where + " must be an object");
+  KeySlot k;
+  k.type = get_string(v, "type", where, 16);
+  const auto hex_of = [&](const char* key, size_t bytes) {
+    std::string h = get_string(v, key, where, bytes * 2);
+    std::vector<uint8_t> tmp(bytes);
+    if (h.size() != bytes * 2 || !from_hex(h, tmp)) {
+      fail(where + ": \"" + key + "\" must be " + std::to_string(bytes * 2) + " hex digits");
+    }
+    return h;
+  };
+  if (k.type == "password") {
+    only_keys(v, {"type", "kdf", "salt", "time_cost", "memory_kib", "parallelism", "nonce", "wrapped_key"}, where);
+    if (get_string(v, "kdf", where, 16) != "argon2id") fail(where + ": password slots use argon2id");
+    k.time_cost = static_cast<uint32_t>(get_u64(v, "time_cost", where, Argon2Params::kMaxTimeCost));
+    k.memory_kib = static_cast<uint32_t>(get_u64(v, "memory_kib", where, Argon2Params::kMaxMemoryKib));
+    k.parallelism = static_cast<uint32_t>(get_u64(v, "parallelism", where, Argon2Params::kMaxParallelism));
+    if (k.time_cost < 1 || k.parallelism < 1 || k.memory_kib < 8 * k.parallelism) {
+      fail(where + ": Argon2id parameters out of bounds");
+    }
+  } else if (k.type == "key-file") {
+    only_keys(v, {"type", "kdf", "salt", "nonce", "wrapped_key"}, where);
+    if (get_string(v, "kdf", where, 16) != "hkdf-sha256") fail(where + ": key-file slots use hkdf-sha256");
+  } else {
+    fail(where + ": unknown slot type");
+  }
+  k.salt = hex_of("salt", 16);
+  k.nonce = hex_of("nonce", 12);
+  k.wrapped_key = hex_of("wrapped_key", 48);
+  return k;
+}
+
 Manifest manifest_from_json(const Json::Value& root) {
   if (!root.isObject()) fail("manifest must be a JSON object");
   const std::string where = "manifest";
@@ -213,7 +255,7 @@ Manifest manifest_from_json(const Json::Value& root) {
   }
   only_keys(root, {"format", "format_version", "package_id", "name", "version", "description",
                    "author", "license", "created", "metadata", "resources", "dependencies",
-                   "lineage"},
+                   "lineage", "encryption"},
             where);
   m.package_id = get_string(root, "package_id", where, 32);
   uint8_t id[16];
@@ -263,6 +305,18 @@ Manifest manifest_from_json(const Json::Value& root) {
   for (Json::ArrayIndex i = 0; i < lineage.size(); ++i) {
     m.lineage.push_back(lineage_from_json(lineage[i], i));
   }
+  const bool any_encrypted = std::any_of(m.resources.begin(), m.resources.end(),
+                                         [](const ResourceEntry& r) { return r.encryption != Cipher::kNone; });
+  if (root.isMember("encryption")) {
+    const Json::Value& enc = root["encryption"];
+    if (!enc.isObject()) fail("\"encryption\" must be an object");
+    only_keys(enc, {"key_slots"}, "encryption");
+    const Json::Value& slots = get_array(enc, "key_slots", "encryption", ManifestLimits::kMaxKeySlots);
+    for (Json::ArrayIndex i = 0; i < slots.size(); ++i) m.key_slots.push_back(key_slot_from_json(slots[i], i));
+  }
+  if (any_encrypted != !m.key_slots.empty()) {
+    fail(any_encrypted ? "encrypted resources but no key slots" : "key slots but no encrypted resource");
+  }
   return m;
 }
 
@@ -308,6 +362,7 @@ Json::Value manifest_to_json(const Manifest& m) {
     v["compression_level"] = r.compression.level;
     v["chunk_size"] = r.chunk_size;
     v["chunk_count"] = Json::UInt64(r.chunk_count);
+    v["encryption"] = std::string(cipher_name(r.encryption));
     v["sha256"] = r.sha256;
     v["index_sha256"] = r.index_sha256;
     resources.append(v);
@@ -331,6 +386,26 @@ Json::Value manifest_to_json(const Manifest& m) {
     lineage.append(v);
   }
   root["lineage"] = lineage;
+  if (!m.key_slots.empty()) {
+    Json::Value slots(Json::arrayValue);
+    for (const KeySlot& k : m.key_slots) {
+      Json::Value v(Json::objectValue);
+      v["type"] = k.type;
+      if (k.type == "password") {
+        v["kdf"] = "argon2id";
+        v["time_cost"] = k.time_cost;
+        v["memory_kib"] = k.memory_kib;
+        v["parallelism"] = k.parallelism;
+      } else {
+        v["kdf"] = "hkdf-sha256";
+      }
+      v["salt"] = k.salt;
+      v["nonce"] = k.nonce;
+      v["wrapped_key"] = k.wrapped_key;
+      slots.append(v);
+    }
+    root["encryption"]["key_slots"] = slots;
+  }
   return root;
 }
 

@@ -9,6 +9,7 @@
 
 #include "chunk_codec.h"
 #include "chunk_index.h"
+#include "crypto.h"
 #include "sha256.h"
 #include "thread_pool.h"
 #include "torshpkg/error.h"
@@ -40,6 +41,9 @@ struct Package::Rep {
   std::map<std::string, size_t, std::less<>> by_path;
   std::vector<std::string> dependency_bytes;
   std::vector<Signature> signatures;
+  // Per resource: its key when the package is unlocked and the resource encrypted.
+  bool unlocked = false;
+  std::vector<Key256> resource_keys;
   // Per resource: its data entry and index entry, and the index loaded on first use.
   std::vector<ZipEntry> data_entries;
   std::vector<ZipEntry> index_entries;
@@ -50,7 +54,34 @@ struct Package::Rep {
   const ChunkIndex& index(uint32_t resource) const;
   void read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                        std::span<uint8_t> plain, std::vector<uint8_t>& scratch) const;
+  void verify_sealed(const ResourceEntry& r, const ChunkIndex& idx, std::atomic<uint64_t>& done) const;
 };
+
+// An encrypted resource: the CRC-32 of its stored bytes and every leaf hash; with the key, every
+// chunk also decrypts and decodes.
+void Package::Rep::verify_sealed(const ResourceEntry& r, const ChunkIndex& idx,
+                                 std::atomic<uint64_t>& done) const {
+  const ZipEntry& e = data_entries[r.id];
+  uint32_t crc = 0;
+  std::vector<uint8_t> stored;
+  for (uint64_t chunk = 0; chunk < idx.chunk_count(); ++chunk) {
+    stored.resize(idx.stored_len[chunk]);
+    source->read_at(e.data_offset + idx.stored_offset[chunk], stored);
+    crc = crc32_of(stored, crc);
+    if (leaf_hash(package_id, r.id, chunk, idx.plain_len(chunk), stored) != idx.leaf[chunk]) {
+      throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " hash mismatch");
+    }
+  }
+  if (crc != e.crc32) throw corrupt(name(), r.entry_name() + ": ZIP CRC-32 does not match the content");
+  if (unlocked) {
+    std::vector<uint8_t> plain, scratch;
+    for (uint64_t chunk = 0; chunk < idx.chunk_count(); ++chunk) {
+      plain.resize(idx.plain_len(chunk));
+      read_chunk_into(r, idx, chunk, plain, scratch);
+    }
+  }
+  done += r.size;
+}
 
 const ChunkIndex& Package::Rep::index(uint32_t id) const {
   std::call_once(*index_once[id], [&] {
@@ -73,9 +104,14 @@ void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx
                                    std::span<uint8_t> plain, std::vector<uint8_t>& scratch) const {
   const uint32_t len = idx.stored_len[chunk];
   const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
-  // Stored chunks are read straight into the destination and hashed there.
+  const bool encrypted = r.encryption != Cipher::kNone;
+  if (encrypted && !unlocked) {
+    throw Error(ErrorKind::kWrongKey, name() + ": " + r.entry_name() +
+                                          " is encrypted: give the password file or key file");
+  }
+  // Unencrypted stored chunks are read straight into the destination and hashed there.
   std::span<uint8_t> stored;
-  if (r.compression.codec == Codec::kNone) {
+  if (r.compression.codec == Codec::kNone && !encrypted) {
     stored = plain;
   } else {
     scratch.resize(len);
@@ -84,13 +120,24 @@ void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx
   source->read_at(at, stored);
   const Digest leaf = leaf_hash(package_id, r.id, chunk, idx.plain_len(chunk), stored);
   if (leaf != idx.leaf[chunk]) {
-    if (r.compression.codec == Codec::kNone) std::memset(plain.data(), 0, plain.size());
+    if (stored.data() == plain.data()) std::memset(plain.data(), 0, plain.size());
     throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " hash mismatch");
   }
-  if (r.compression.codec == Codec::kNone) return;
+  if (stored.data() == plain.data()) return;
+  std::span<const uint8_t> encoded = stored;
+  thread_local std::vector<uint8_t> opened;
+  if (encrypted) {
+    const bool last = chunk + 1 == idx.chunk_count();
+    if (!aead_decrypt(r.encryption, resource_keys[r.id], chunk_nonce(chunk, last),
+                      chunk_aad(package_id, r.id, chunk, idx.chunk_count(), idx.plain_len(chunk)), stored,
+                      opened)) {
+      throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) +
+                                " does not decrypt (wrong key or forged chunk)");
+    }
+    encoded = opened;
+  }
   try {
-    decode_chunk(r.compression.codec, stored, plain,
-                 {chunk == 0, chunk + 1 == idx.chunk_count()});
+    decode_chunk(r.compression.codec, encoded, plain, {chunk == 0, chunk + 1 == idx.chunk_count()});
   } catch (const Error& e) {
     throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + ": " + e.what());
   }
@@ -99,11 +146,11 @@ void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx
 Package::Package(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
 Package::~Package() = default;
 
-std::unique_ptr<Package> Package::open(const std::string& path) {
-  return open(open_file_source(path));
+std::unique_ptr<Package> Package::open(const std::string& path, const Secret* secret) {
+  return open(open_file_source(path), secret);
 }
 
-std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source) {
+std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source, const Secret* secret) {
   auto rep = std::make_unique<Rep>();
   rep->source = std::move(source);
   const ByteSource& src = *rep->source;
@@ -132,7 +179,10 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source)
   rep->index_entries.reserve(n);
   for (const ResourceEntry& r : m.resources) {
     const ZipEntry& data = need(r.entry_name());
-    if (data.method != zip_method(r.compression.codec) || data.uncompressed_size != r.size ||
+    // Encrypted resources are stored entries holding their ciphertext.
+    const bool encrypted = r.encryption != Cipher::kNone;
+    if (data.method != (encrypted ? 0 : zip_method(r.compression.codec)) ||
+        data.uncompressed_size != (encrypted ? r.stored_size : r.size) ||
         data.compressed_size != r.stored_size) {
       throw corrupt(file, data.name + ": ZIP entry disagrees with the manifest");
     }
@@ -162,6 +212,29 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source)
     rep->signatures.push_back(std::move(sig));
   }
 
+  if (secret != nullptr && !m.key_slots.empty()) {
+    std::optional<Key256> data_key;
+    for (size_t i = 0; i < m.key_slots.size() && !data_key; ++i) {
+      try {
+        data_key = open_key_slot(m.key_slots[i], *secret, rep->package_id, static_cast<uint32_t>(i));
+      } catch (const Error& e) {
+        throw corrupt(file, "key slot " + std::to_string(i) + ": " + e.what());
+      }
+    }
+    if (!data_key) {
+      throw Error(ErrorKind::kWrongKey,
+                  file + ": wrong " + (secret->kind == Secret::Kind::kPassword ? "password" : "key file") +
+                      " (no key slot opens with it)");
+    }
+    rep->unlocked = true;
+    rep->resource_keys.resize(n);
+    for (const ResourceEntry& r : m.resources) {
+      if (r.encryption != Cipher::kNone) {
+        rep->resource_keys[r.id] = resource_key(*data_key, rep->package_id, r.id, r.path);
+      }
+    }
+  }
+
   rep->files.push_back({std::string(kManifestEntry), FileNode::Kind::kManifest,
                         rep->manifest_bytes.size(), 0});
   for (size_t i = 0; i < m.dependencies.size(); ++i) {
@@ -182,6 +255,8 @@ const Manifest& Package::manifest() const { return rep_->manifest; }
 const std::string& Package::manifest_bytes() const { return rep_->manifest_bytes; }
 const std::vector<FileNode>& Package::files() const { return rep_->files; }
 const std::vector<Signature>& Package::signatures() const { return rep_->signatures; }
+bool Package::encrypted() const { return !rep_->manifest.key_slots.empty(); }
+bool Package::unlocked() const { return rep_->unlocked; }
 
 const FileNode* Package::find(std::string_view path) const {
   const auto it = rep_->by_path.find(path);
@@ -246,6 +321,11 @@ void Package::verify(bool full, const ProgressFn& progress) const {
   std::mutex progress_mutex;
   for (const ResourceEntry& r : m.resources) {
     const ChunkIndex& idx = rep_->index(r.id);
+    if (r.encryption != Cipher::kNone) {
+      rep_->verify_sealed(r, idx, done);
+      if (progress) progress(done, total);
+      continue;
+    }
     // Hash and CRC the plain bytes in order, decoding batches of chunks in parallel.
     Sha256 plain_hash;
     uint32_t crc = 0;

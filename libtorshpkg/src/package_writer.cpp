@@ -8,10 +8,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
+#include <algorithm>
 #include <set>
 
 #include "chunk_codec.h"
 #include "chunk_index.h"
+#include "crypto.h"
 #include "file_io.h"
 #include "sha256.h"
 #include "thread_pool.h"
@@ -59,6 +61,7 @@ struct EncodeContext {
   ZipWriter& zip;
   std::span<const uint8_t, 16> package_id;
   const WriteOptions& options;
+  const Key256* data_key;  // set when some resource is encrypted
   uint64_t total_bytes;
   uint64_t done_bytes = 0;
 };
@@ -100,11 +103,16 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   if (r.compression.codec == Codec::kNone) r.compression.level = 0;
   r.chunk_size = ctx.options.chunk_size;
   r.chunk_count = (size + r.chunk_size - 1) / r.chunk_size;
+  r.encryption = size == 0 ? Cipher::kNone : in.encryption.value_or(ctx.options.encryption);
   const Codec codec = r.compression.codec;
   const uint64_t cs = r.chunk_size;
+  const bool encrypted = r.encryption != Cipher::kNone;
+  const Key256 key = encrypted ? resource_key(*ctx.data_key, ctx.package_id, id, r.path) : Key256{};
+  // Encrypted resources are stored (method 0): other tools extract their ciphertext.
+  const bool raw_plain = codec == Codec::kNone && !encrypted;
 
-  ctx.zip.begin_entry(r.entry_name(), zip_method(codec), size >= kZip64Threshold,
-                      codec == Codec::kNone ? kStoredAlignment : 1);
+  ctx.zip.begin_entry(r.entry_name(), encrypted ? 0 : zip_method(codec), size >= kZip64Threshold,
+                      raw_plain ? kStoredAlignment : 1);
   ChunkIndex index;
   index.resource_id = id;
   index.chunk_size = r.chunk_size;
@@ -130,11 +138,23 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   };
   const auto write = [&](Batch& b) {
     if (b.count == 0) return;
-    if (codec == Codec::kNone) {
+    if (raw_plain) {
       ctx.zip.write(b.plain);
       return;
     }
     for (uint64_t k = 0; k < b.count; ++k) ctx.zip.write(b.encoded[k].bytes);
+  };
+  // Seals (when encrypted) and hashes an encoded chunk; the CRC of an encrypted entry covers its
+  // stored bytes, that of any other entry its plain bytes.
+  const auto finish_chunk = [&](Batch& b, size_t k, uint32_t plain_len) {
+    const uint64_t chunk = b.first + k;
+    std::vector<uint8_t>& bytes = b.encoded[k].bytes;
+    if (encrypted) {
+      bytes = aead_encrypt(r.encryption, key, chunk_nonce(chunk, chunk + 1 == r.chunk_count),
+                           chunk_aad(ctx.package_id, id, chunk, r.chunk_count, plain_len), bytes);
+      b.crcs[k] = crc32_of(bytes);
+    }
+    index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, plain_len, bytes);
   };
   const auto encode = [&](Batch& b, size_t k) {
     const uint64_t chunk = b.first + k;
@@ -142,37 +162,37 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
     const auto plain_len = static_cast<uint32_t>(piece.size());
     b.crcs[k] = crc32_of(piece);
     const ChunkPlace place{chunk == 0, chunk + 1 == r.chunk_count};
-    if (codec == Codec::kNone) {
+    if (raw_plain) {
       index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, plain_len, piece);
       return;
     }
     encode_chunk(r.compression, piece, place, b.encoded[k]);
-    // The last xz chunk is hashed once the stream tail is appended.
-    if (!(codec == Codec::kXz && place.last)) {
-      index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, plain_len, b.encoded[k].bytes);
-    }
+    // The last xz chunk is finished once the stream tail is appended.
+    if (!(codec == Codec::kXz && place.last)) finish_chunk(b, k, plain_len);
   };
   // After a batch is encoded: sizes, CRC, and the xz tail, in chunk order.
   const auto account = [&](Batch& b) {
     for (uint64_t k = 0; k < b.count; ++k) {
       const uint64_t chunk = b.first + k;
       const uint64_t plain_len = std::min<uint64_t>(cs, b.bytes - k * cs);
-      crc = combine_crc32(crc, b.crcs[k], plain_len);
-      if (codec == Codec::kNone) {
+      if (raw_plain) {
+        crc = combine_crc32(crc, b.crcs[k], plain_len);
         index.stored_len[chunk] = static_cast<uint32_t>(plain_len);
         stored_total += plain_len;
         continue;
       }
       std::vector<uint8_t>& out = b.encoded[k].bytes;
       if (codec == Codec::kXz) {
-        xz_blocks.push_back({b.encoded[k].xz_unpadded_size, plain_len});
+        const uint64_t unpadded = b.encoded[k].xz_unpadded_size;
+        xz_blocks.push_back({unpadded, plain_len});
         if (chunk + 1 == r.chunk_count) {
           const std::vector<uint8_t> tail = xz_stream_tail(xz_blocks);
           out.insert(out.end(), tail.begin(), tail.end());
-          index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, static_cast<uint32_t>(plain_len), out);
+          finish_chunk(b, k, static_cast<uint32_t>(plain_len));
         }
       }
       if (out.size() > UINT32_MAX) throw Error(ErrorKind::kIo, "encoded chunk too large");
+      crc = combine_crc32(crc, b.crcs[k], encrypted ? out.size() : plain_len);
       index.stored_len[chunk] = static_cast<uint32_t>(out.size());
       stored_total += out.size();
     }
@@ -198,10 +218,12 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
     std::swap(current, next);
   }
   write(previous);
-  ctx.zip.end_entry(crc, size);
+  ctx.zip.end_entry(crc, encrypted ? stored_total : size);
   r.stored_size = stored_total;
   index.stored_size = stored_total;
-  r.sha256 = to_hex(plain_hash.finish());
+  const Digest content_hash = plain_hash.finish();
+  // The plain bytes' hash would let anyone confirm a guess of an encrypted resource.
+  r.sha256 = encrypted ? "" : to_hex(content_hash);
   index_bytes_out = index.serialize();
   r.index_sha256 = to_hex(sha256(index_bytes_out));
   return r;
@@ -291,6 +313,7 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   if (m.created.empty()) m.created = rfc3339(creation_time());
   m.resources.clear();
   m.dependencies.clear();
+  m.key_slots.clear();
   // Catch path conflicts ("a" and "a/b") before writing anything.
   {
     std::set<std::string_view> paths;
@@ -310,11 +333,30 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   uint16_t dos_date = 0;
   dos_time_of(m.created, dos_time, dos_date);
 
+  // Encryption: a random data key, wrapped once per secret.
+  for (ResourceInput& in : inputs_) {
+    if (in.size == 0) in.encryption = Cipher::kNone;
+  }
+  const bool any_encrypted = std::any_of(inputs_.begin(), inputs_.end(), [&](const ResourceInput& in) {
+    return in.encryption.value_or(options.encryption) != Cipher::kNone && in.size > 0;
+  });
+  Key256 data_key{};
+  if (any_encrypted) {
+    if (options.secrets.empty()) {
+      throw invalid_argument("encryption needs a password file or a key file");
+    }
+    random_bytes(data_key);
+    for (size_t i = 0; i < options.secrets.size(); ++i) {
+      m.key_slots.push_back(make_key_slot(data_key, options.secrets[i], std::span<const uint8_t, 16>(package_id),
+                                          static_cast<uint32_t>(i), options.argon2));
+    }
+  }
   AtomicFile temp(out_path);
   ZipWriter zip(temp.fd(), out_path, dos_time, dos_date);
   uint64_t total = 0;
   for (const ResourceInput& in : inputs_) total += in.size;
-  EncodeContext ctx{out_path, zip, std::span<const uint8_t, 16>(package_id), options, total};
+  EncodeContext ctx{out_path, zip, std::span<const uint8_t, 16>(package_id), options,
+                    any_encrypted ? &data_key : nullptr, total};
   std::vector<std::vector<uint8_t>> indexes(inputs_.size());
   for (ResourceInput& in : inputs_) {
     if (!in.compression && rule_) in.compression = rule_(in.path);

@@ -118,6 +118,25 @@ ReadPlan plan_reads(const Package& pkg, const FileNode& file, uint64_t offset) {
   return {static_cast<size_t>(next - offset % cs), static_cast<size_t>(next)};
 }
 
+void SecretOptions::add_to(CLI::App& sub) {
+  sub.add_option("--password-file", password_file, "File holding the password of an encrypted package");
+  sub.add_option("--key-file", key_file, "Key file (32 bytes or more) of an encrypted package");
+}
+
+std::optional<Secret> SecretOptions::load() const {
+  if (!password_file.empty() && !key_file.empty()) {
+    throw invalid_argument("give either --password-file or --key-file, not both");
+  }
+  if (!password_file.empty()) return read_password_file(password_file);
+  if (!key_file.empty()) return read_key_file(key_file);
+  return std::nullopt;
+}
+
+std::unique_ptr<Package> open_package(const std::string& path, const SecretOptions& secrets) {
+  const std::optional<Secret> secret = secrets.load();
+  return Package::open(path, secret ? &*secret : nullptr);
+}
+
 void write_stdout(const void* data, size_t size) {
   const auto* p = static_cast<const char*>(data);
   while (size > 0) {

@@ -6,6 +6,11 @@
 #include <cstdint>
 #include <string>
 
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <optional>
+
+#include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
 
@@ -57,6 +62,18 @@ struct ReadPlan {
   size_t next;
 };
 ReadPlan plan_reads(const Package& pkg, const FileNode& file, uint64_t offset);
+
+// The secret options shared by every command that reads resources.
+struct SecretOptions {
+  std::string password_file;
+  std::string key_file;
+  void add_to(CLI::App& sub);
+  // nullopt when neither option was given; both at once is a usage error.
+  std::optional<Secret> load() const;
+};
+
+// Opens a package, unlocking it with the secret when one is given.
+std::unique_ptr<Package> open_package(const std::string& path, const SecretOptions& secrets);
 
 // Writes all of `data` to stdout; throws Error(kIo) on failure.
 void write_stdout(const void* data, size_t size);

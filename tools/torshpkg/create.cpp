@@ -33,6 +33,9 @@ struct CreateArgs {
   std::vector<std::string> dependency;
   std::vector<std::string> lineage;
   std::string sign_key;
+  std::string encrypt;
+  std::vector<std::string> password_files;
+  std::vector<std::string> key_files;
   bool force = false;
   bool quiet = false;
 };
@@ -189,6 +192,18 @@ int run_create(const CreateArgs& a) {
     });
   }
 
+  if (!a.encrypt.empty()) {
+    const auto cipher = cipher_from_name(a.encrypt);
+    if (!cipher || *cipher == Cipher::kNone) {
+      throw invalid_argument("--encrypt takes aes-256-gcm or chacha20-poly1305, not '" + a.encrypt + "'");
+    }
+    options.encryption = *cipher;
+    for (const std::string& f : a.password_files) options.secrets.push_back(read_password_file(f));
+    for (const std::string& f : a.key_files) options.secrets.push_back(read_key_file(f));
+    if (options.secrets.empty()) throw invalid_argument("--encrypt needs --password-file or --key-file");
+  } else if (!a.password_files.empty() || !a.key_files.empty()) {
+    throw invalid_argument("--password-file and --key-file need --encrypt");
+  }
   std::optional<PrivateKey> key;
   if (!a.sign_key.empty()) {
     key = PrivateKey::load(a.sign_key);
@@ -240,6 +255,12 @@ Action add_create_command(CLI::App& app) {
                   "NAME:VERSION_REQ[:optional][:features=a,b] (repeatable)");
   sub->add_option("--lineage", args->lineage, "RELATION:PARENT[:DESCRIPTION] (repeatable)");
   sub->add_option("--sign-key", args->sign_key, "Sign the package with this Ed25519 private key");
+  sub->add_option("--encrypt", args->encrypt,
+                  "Encrypt every non-empty resource: aes-256-gcm or chacha20-poly1305");
+  sub->add_option("--password-file", args->password_files,
+                  "With --encrypt: a key slot for this password (Argon2id; repeatable)");
+  sub->add_option("--key-file", args->key_files,
+                  "With --encrypt: a key slot for this key file (32+ bytes, HKDF; repeatable)");
   sub->add_flag("-f,--force", args->force, "Replace OUT if it exists");
   sub->add_flag("-q,--quiet", args->quiet, "No progress bar or summary");
   sub->footer(

@@ -100,6 +100,7 @@ Action add_extract_command(CLI::App& app) {
     std::string pkg;
     std::string dir;
     bool quiet = false;
+    SecretOptions secrets;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(
@@ -107,8 +108,9 @@ Action add_extract_command(CLI::App& app) {
   sub->add_option("PKG", a->pkg, "Package file")->required();
   sub->add_option("DIR", a->dir, "Destination folder (created when missing)")->required();
   sub->add_flag("-q,--quiet", a->quiet, "No progress bar");
+  a->secrets.add_to(*sub);
   return [a] {
-    const auto pkg = Package::open(a->pkg);
+    const auto pkg = open_package(a->pkg, a->secrets);
     if (::mkdir(a->dir.c_str(), 0755) != 0 && errno != EEXIST) {
       throw io_error(a->dir, "cannot create folder", errno);
     }

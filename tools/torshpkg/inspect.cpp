@@ -76,12 +76,19 @@ void print_info(const Package& pkg) {
     plain += r.size;
     stored += r.stored_size;
   }
+  if (pkg.encrypted()) {
+    std::cout << "encryption:  " << m.key_slots.size() << " key slot(s):";
+    for (const KeySlot& k : m.key_slots) std::cout << " " << k.type;
+    std::cout << "\n";
+  }
   std::cout << "resources:   " << m.resources.size() << " (" << human_bytes(plain) << ", stored "
             << human_bytes(stored) << ")\n";
   for (const ResourceEntry& r : m.resources) {
     std::cout << "  " << std::left << std::setw(40) << r.entry_name() << " " << std::setw(13)
               << to_string(r.type) << " " << std::right << std::setw(12) << r.size << " "
-              << std::setw(12) << r.stored_size << "  " << format_codec_spec(r.compression) << "\n";
+              << std::setw(12) << r.stored_size << "  " << format_codec_spec(r.compression)
+              << (r.encryption != Cipher::kNone ? " " + std::string(cipher_name(r.encryption)) : "")
+              << "\n";
   }
   if (!m.dependencies.empty()) {
     std::cout << "dependencies:\n";
@@ -169,6 +176,7 @@ Action add_cat_command(CLI::App& app) {
     std::string path;
     std::string offset = "0";
     std::string length;
+    SecretOptions secrets;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("cat", "Write a file's decoded bytes to stdout");
@@ -177,8 +185,9 @@ Action add_cat_command(CLI::App& app) {
       ->required();
   sub->add_option("--offset", a->offset, "First byte to write (default 0)");
   sub->add_option("--length", a->length, "Bytes to write (default: to the end)");
+  a->secrets.add_to(*sub);
   return [a] {
-    const auto pkg = Package::open(a->pkg);
+    const auto pkg = open_package(a->pkg, a->secrets);
     const FileNode* f = pkg->find(a->path);
     if (f == nullptr) throw not_found(a->pkg, "no file " + a->path + " in the package (see `torshpkg ls`)");
     const uint64_t offset = parse_byte_size(a->offset, "--offset");
@@ -207,6 +216,7 @@ Action add_verify_command(CLI::App& app) {
     std::string trusted_keys;
     bool full = false;
     bool quiet = false;
+    SecretOptions secrets;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(
@@ -217,8 +227,9 @@ Action add_verify_command(CLI::App& app) {
                   "Folder of trusted .pub keys: require a valid signature by one of them");
   sub->add_flag("--full", a->full, "Read, hash and decode every chunk");
   sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success");
+  a->secrets.add_to(*sub);
   return [a] {
-    const auto pkg = Package::open(a->pkg);
+    const auto pkg = open_package(a->pkg, a->secrets);
     std::string trust;
     if (!a->trusted_keys.empty()) {
       const TrustedKeys keys = TrustedKeys::load_dir(a->trusted_keys);
@@ -235,6 +246,9 @@ Action add_verify_command(CLI::App& app) {
       std::cout << a->pkg << ": OK (" << pkg->manifest().resources.size() << " resources, "
                 << (a->full ? std::to_string(chunks) + " chunks hashed and decoded"
                             : std::string("structure and index digests"))
+                << (a->full && pkg->encrypted() && !pkg->unlocked()
+                        ? " (encrypted chunks hashed, not decrypted: no key given)"
+                        : "")
                 << "; " << trust << ")\n";
     }
     return kExitOk;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "torshpkg/codec.h"
+#include "torshpkg/encryption.h"
 
 namespace torshpkg {
 
@@ -44,7 +45,8 @@ struct ResourceEntry {
   CodecSpec compression{Codec::kNone, 0};
   uint32_t chunk_size = 0;
   uint64_t chunk_count = 0;
-  std::string sha256;        // hex SHA-256 of the plain bytes
+  Cipher encryption = Cipher::kNone;
+  std::string sha256;        // hex SHA-256 of the plain bytes; empty when encrypted
   std::string index_sha256;  // hex SHA-256 of the chunk index entry
 
   std::string entry_name() const { return "resources/" + path; }
@@ -75,6 +77,18 @@ struct LineageRecord {
   std::map<std::string, std::string> provenance;
 };
 
+// A key slot: the package's data key wrapped under a key derived from a password (Argon2id) or
+// a key file (HKDF-SHA256). Hex fields as in docs/FORMAT.md, "Encryption".
+struct KeySlot {
+  std::string type;  // "password" or "key-file"
+  std::string salt;  // 16 bytes
+  uint32_t time_cost = 0;    // password slots only
+  uint32_t memory_kib = 0;   // password slots only
+  uint32_t parallelism = 0;  // password slots only
+  std::string nonce;         // 12 bytes
+  std::string wrapped_key;   // 48 bytes: AES-256-GCM of the 32-byte data key and its tag
+};
+
 struct Manifest {
   int format_version = kFormatVersion;
   std::string package_id;  // 32 lowercase hex digits (128 random bits)
@@ -88,6 +102,7 @@ struct Manifest {
   std::vector<ResourceEntry> resources;
   std::vector<Dependency> dependencies;
   std::vector<LineageRecord> lineage;
+  std::vector<KeySlot> key_slots;  // non-empty exactly when some resource is encrypted
 };
 
 // Limits every reader enforces (docs/FORMAT.md, "Limits").
@@ -101,6 +116,7 @@ struct ManifestLimits {
   static constexpr uint32_t kMinChunkSize = 4096;
   static constexpr uint32_t kMaxChunkSize = 64u << 20;
   static constexpr uint64_t kMaxResourceSize = 1ull << 56;
+  static constexpr size_t kMaxKeySlots = 16;
 };
 
 // Strictly parses and validates manifest bytes. `file` names the package in errors. Throws

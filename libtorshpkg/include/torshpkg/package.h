@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "torshpkg/byte_source.h"
+#include "torshpkg/encryption.h"
 #include "torshpkg/manifest.h"
 #include "torshpkg/signature.h"
 
@@ -38,8 +39,13 @@ class Package {
  public:
   // Opens and validates a package. Throws Error(kCorrupt) for anything malformed,
   // Error(kNotFound/kIo) when the file cannot be read, Error(kUnsupported) for newer formats.
-  static std::unique_ptr<Package> open(const std::string& path);
-  static std::unique_ptr<Package> open(std::shared_ptr<const ByteSource> source);
+  //
+  // With a secret, an encrypted package is unlocked at open (Argon2id or HKDF on the matching
+  // key slots): a secret that opens no slot throws Error(kWrongKey). Without one, everything but
+  // reading encrypted resources works (listing, structure, leaf hashes).
+  static std::unique_ptr<Package> open(const std::string& path, const Secret* secret = nullptr);
+  static std::unique_ptr<Package> open(std::shared_ptr<const ByteSource> source,
+                                       const Secret* secret = nullptr);
 
   ~Package();
   Package(const Package&) = delete;
@@ -66,8 +72,13 @@ class Package {
   // Decodes one verified chunk of a resource into `out` (resized to the chunk's plain length).
   void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::vector<uint8_t>& out) const;
 
+  // Whether some resource is encrypted, and whether the package was opened with its secret.
+  bool encrypted() const;
+  bool unlocked() const;
+
   // Checks every chunk index against the manifest. With `full`, also reads every chunk (leaf
-  // hashes, decoding), the plain SHA-256 and the ZIP CRC-32 of every resource. Throws
+  // hashes, decoding), the plain SHA-256 and the ZIP CRC-32 of every resource; encrypted
+  // resources of a locked package get their leaf hashes and CRC-32 checked only. Throws
   // Error(kCorrupt) naming the first failure.
   void verify(bool full, const ProgressFn& progress = {}) const;
 

@@ -16,6 +16,7 @@
 
 #include "torshpkg/byte_source.h"
 #include "torshpkg/codec.h"
+#include "torshpkg/encryption.h"
 #include "torshpkg/keys.h"
 #include "torshpkg/manifest.h"
 #include "torshpkg/package.h"
@@ -33,12 +34,18 @@ struct WriteOptions {
   ProgressFn progress;  // plain bytes encoded so far, of the total
   // When set, the package is signed with this key as it is written.
   const PrivateKey* sign_key = nullptr;
+  // Cipher for resources that name none. Encrypting anything needs at least one secret; each
+  // secret gets a key slot.
+  Cipher encryption = Cipher::kNone;
+  std::vector<Secret> secrets;
+  Argon2Params argon2;
 };
 
 struct ResourceInput {
   std::string path;                        // relative path under resources/
   std::optional<ResourceType> type;        // guessed from the path when absent
   std::optional<CodecSpec> compression;    // WriteOptions::compression when absent
+  std::optional<Cipher> encryption;        // WriteOptions::encryption when absent
   // The bytes: a file opened when the package is written, or [offset, offset+size) of a source.
   std::string file;
   std::shared_ptr<const ByteSource> source;
