@@ -37,14 +37,18 @@ def main():
         subprocess.run([torshpkg, "keygen", os.path.join(work, "k")], check=True, capture_output=True)
         for suffix in ("k.key", "k.pub"):
             save("signature", open(os.path.join(work, suffix), "rb").read())
-        for codec in ("none", "gzip", "zstd", "xz"):
-            pkg = os.path.join(work, codec + ".torshpkg")
+        with open(os.path.join(work, "pw"), "w") as f:
+            f.write("seed password\n")
+        for codec, encrypt in (("none", False), ("gzip", False), ("zstd", False), ("xz", False),
+                               ("zstd", True), ("none", True)):
+            pkg = os.path.join(work, codec + ("-enc" if encrypt else "") + ".torshpkg")
+            extra = ["--encrypt", "aes-256-gcm", "--password-file", os.path.join(work, "pw")] if encrypt else []
             subprocess.run([torshpkg, "create", pkg, "--name", "seed", "--version", "1.0.0-rc.1",
                             "-q", "--compress", codec, "--chunk-size", "4K", "--add", "w.txt=" + src,
                             "--add", "cfg/c.json=" + os.path.join(work, "c.json"),
                             "--dependency", "base:^1:optional:features=x",
                             "--lineage", "DerivedFrom:parent@1.0.0:seed", "--meta", "k=v",
-                            "--sign-key", os.path.join(work, "k.key")],
+                            "--sign-key", os.path.join(work, "k.key"), *extra],
                            check=True)
             raw = open(pkg, "rb").read()
             save("zip_directory", raw)
@@ -67,7 +71,8 @@ def main():
                 plain_len = min(r["chunk_size"], r["size"] - c * r["chunk_size"])
                 place = (4 if c == 0 else 0) | (8 if c == count - 1 else 0)
                 head = bytes([CODEC_BITS[r["compression"]] | place]) + plain_len.to_bytes(3, "little")
-                save("chunk_decoder", head + raw[at:at + stored_len])
+                if r["encryption"] == "none":
+                    save("chunk_decoder", head + raw[at:at + stored_len])
                 at += stored_len
     finally:
         shutil.rmtree(work)
