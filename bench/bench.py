@@ -4,12 +4,14 @@
   create      torshpkg create  vs  zstd -T0 / xz -T0 / gzip at the same level
   cat         torshpkg cat     vs  zstd -d / xz -d / gzip -d of the same data, and a raw read
   far read    the last 1 MiB of a resource: torshpkg cat --offset  vs  decompress-and-skip
+  encrypted   torshpkg cat of a zstd + AES-256-GCM / ChaCha20 resource (SHA-256, decrypt,
+              decode per chunk on all cores) vs the single-core GnuTLS ceilings (crypto_ceiling)
 
 The input is bf16-like data (random mantissas, exponents concentrated like weights with a
 standard deviation near 0.02), so codecs see what they would see in a model file. Every figure
 is the median of --runs runs with a warm page cache. Usage:
 
-  bench/bench.py [--torshpkg build/tools/torshpkg] [--size-mib 256] [--runs 5]
+  bench/bench.py [--torshpkg build/tools/torshpkg] [--size-mib 256] [--runs 5] [--only encrypted]
 """
 import argparse
 import os
@@ -54,6 +56,7 @@ def main():
     ap.add_argument("--torshpkg", default="build/tools/torshpkg")
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", choices=["codecs", "encrypted"], help="run one part")
     args = ap.parse_args()
     tpk = os.path.abspath(args.torshpkg)
     work = tempfile.mkdtemp(prefix="torshpkg-bench-")
@@ -67,6 +70,37 @@ def main():
         raw = shell(f"cat {data_path} > /dev/null", args.runs)
         print(f"raw read (cat): {mib / raw:.0f} MiB/s\n")
 
+        if args.only != "encrypted":
+            codec_table(args, tpk, work, data_path, mib, raw)
+        if args.only != "codecs":
+            encrypted_table(args, tpk, work, data_path, mib)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def encrypted_table(args, tpk, work, data_path, mib):
+    ceiling = os.path.join(os.path.dirname(tpk), "..", "bench", "crypto_ceiling")
+    lines = subprocess.run([ceiling], capture_output=True, check=True, text=True).stdout.split("\n")
+    ceilings = {name: float(v) for name, v in (line.split() for line in lines if line)}
+    print("\nsingle-core GnuTLS ceilings (MiB/s): " +
+          ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items()))
+    with open(os.path.join(work, "key"), "wb") as f:
+        f.write(os.urandom(32))
+    print("\n| resource | torshpkg cat MiB/s | vs single-core SHA-256 | vs single-core cipher |")
+    print("|---|---|---|---|")
+    for cipher in ("none", "aes-256-gcm", "chacha20-poly1305"):
+        pkg = os.path.join(work, f"enc-{cipher}.torshpkg")
+        extra = [] if cipher == "none" else ["--encrypt", cipher, "--key-file", os.path.join(work, "key")]
+        subprocess.run([tpk, "create", pkg, "--name", "bench", "--version", "1.0.0", "-q", "-f",
+                        "--compress", "zstd:3", "--add", "weights.bin=" + data_path, *extra], check=True)
+        read_extra = [] if cipher == "none" else ["--key-file", os.path.join(work, "key")]
+        t = timed([tpk, "cat", pkg, "resources/weights.bin", *read_extra], args.runs)
+        rate = mib / t
+        vs_cipher = f"{rate / ceilings[cipher]:.2f}" if cipher in ceilings else "-"
+        print(f"| zstd:3 + {cipher} | {rate:.0f} | {rate / ceilings['sha256']:.2f} | {vs_cipher} |")
+
+
+def codec_table(args, tpk, work, data_path, mib, raw):
         rows = []
         codecs = [("zstd", 3, f"zstd -q -T0 -3 -f {data_path} -o {{out}}", "zstd -q -d -c {out}"),
                   ("zstd", 19, f"zstd -q -T0 -19 -f {data_path} -o {{out}}", "zstd -q -d -c {out}"),
@@ -106,8 +140,6 @@ def main():
         t_stored = timed([tpk, "cat", stored, "resources/weights.bin"], args.runs)
         print(f"\nstored (none): torshpkg cat {mib / t_stored:.0f} MiB/s = {raw / t_stored:.2f} of the raw read"
               " (every chunk SHA-256-verified)")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
