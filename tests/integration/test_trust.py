@@ -96,6 +96,10 @@ class Trust(TempDirTest):
                 for i, d in items],
             "duplicate signature": lambda items: items + [x for x in items if "signatures" in x[0].filename],
             "extra entry": lambda items: items + [(zipfile.ZipInfo("resources/evil.py"), b"import os")],
+            "truncated chunk table": lambda items: [
+                (i, d[:-36] if i.filename == ".torshpkg/index/0" else d) for i, d in items],
+            "chunk table of another size": lambda items: [
+                (i, d + d[-36:] if i.filename == ".torshpkg/index/0" else d) for i, d in items],
         }
         import warnings
         for why, edit in cases.items():
