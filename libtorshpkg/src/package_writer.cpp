@@ -333,10 +333,12 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   uint16_t dos_date = 0;
   dos_time_of(m.created, dos_time, dos_date);
 
-  // Encryption: a random data key, wrapped once per secret.
   for (ResourceInput& in : inputs_) {
+    if (!in.compression && rule_) in.compression = rule_(in.path);
+    if (!in.encryption && encryption_rule_) in.encryption = encryption_rule_(in.path);
     if (in.size == 0) in.encryption = Cipher::kNone;
   }
+  // Encryption: a random data key, wrapped once per secret.
   const bool any_encrypted = std::any_of(inputs_.begin(), inputs_.end(), [&](const ResourceInput& in) {
     return in.encryption.value_or(options.encryption) != Cipher::kNone && in.size > 0;
   });
@@ -358,9 +360,6 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   EncodeContext ctx{out_path, zip, std::span<const uint8_t, 16>(package_id), options,
                     any_encrypted ? &data_key : nullptr, total};
   std::vector<std::vector<uint8_t>> indexes(inputs_.size());
-  for (ResourceInput& in : inputs_) {
-    if (!in.compression && rule_) in.compression = rule_(in.path);
-  }
   for (size_t i = 0; i < inputs_.size(); ++i) {
     m.resources.push_back(write_resource(ctx, inputs_[i], static_cast<uint32_t>(i), indexes[i]));
   }

@@ -1,4 +1,5 @@
 """Encrypted packages through the CLI: round trips, wrong secrets, what other tools see."""
+import json
 import os
 import struct
 import sys
@@ -88,6 +89,24 @@ class Encryption(TempDirTest):
         proc = tpk("cat", bad, "resources/w.txt", "--password-file", self.path("pw"), check=False)
         self.assert_one_line_error(proc, 3)
         self.assertIn(b"chunk 0 hash mismatch", proc.stderr)
+
+    def test_per_resource_choice(self):
+        self.write("config.json", b'{"a": 1}')
+        pkg = self.create("p.torshpkg", "--add", "config.json=" + self.path("config.json"),
+                          "--encrypt-for", "*.txt=chacha20-poly1305", "--password-file", self.path("pw"))
+        info = json.loads(tpk("info", "--json", pkg).stdout)
+        ciphers = {r["path"]: r["encryption"] for r in info["resources"]}
+        self.assertEqual(ciphers, {"w.txt": "chacha20-poly1305", "config.json": "none"})
+        self.assertEqual(tpk("cat", pkg, "resources/config.json").stdout, b'{"a": 1}')
+        self.assert_one_line_error(tpk("cat", pkg, "resources/w.txt", check=False), 4)
+        self.assertEqual(tpk("cat", pkg, "resources/w.txt", "--password-file", self.path("pw")).stdout,
+                         self.data)
+        # And the reverse: everything encrypted except the config.
+        pkg2 = self.create("q.torshpkg", "--add", "config.json=" + self.path("config.json"),
+                           "--encrypt", "aes-256-gcm", "--encrypt-for", "config.json=none",
+                           "--key-file", self.path("key.bin"))
+        self.assertEqual(tpk("cat", pkg2, "resources/config.json").stdout, b'{"a": 1}')
+        self.assert_one_line_error(tpk("cat", pkg2, "resources/w.txt", check=False), 4)
 
     def test_usage_errors(self):
         proc = tpk("create", self.path("x.torshpkg"), "--name", "d", "--version", "1.0.0",

@@ -34,6 +34,7 @@ struct CreateArgs {
   std::vector<std::string> lineage;
   std::string sign_key;
   std::string encrypt;
+  std::vector<std::string> encrypt_for;
   std::vector<std::string> password_files;
   std::vector<std::string> key_files;
   bool force = false;
@@ -192,17 +193,37 @@ int run_create(const CreateArgs& a) {
     });
   }
 
-  if (!a.encrypt.empty()) {
-    const auto cipher = cipher_from_name(a.encrypt);
-    if (!cipher || *cipher == Cipher::kNone) {
-      throw invalid_argument("--encrypt takes aes-256-gcm or chacha20-poly1305, not '" + a.encrypt + "'");
+  std::vector<std::pair<std::string, Cipher>> cipher_rules;
+  for (const std::string& spec : a.encrypt_for) {
+    auto [pattern, name] = split_assignment(spec, "--encrypt-for", "PATTERN=CIPHER");
+    const auto cipher = cipher_from_name(name);
+    if (!cipher) throw invalid_argument("--encrypt-for: unknown cipher '" + name + "'");
+    cipher_rules.emplace_back(pattern, *cipher);
+  }
+  if (!cipher_rules.empty()) {
+    writer.set_encryption_rule([cipher_rules](const std::string& path) -> std::optional<Cipher> {
+      for (const auto& [pattern, cipher] : cipher_rules) {
+        if (::fnmatch(pattern.c_str(), path.c_str(), 0) == 0) return cipher;
+      }
+      return std::nullopt;
+    });
+  }
+  const bool wants_encryption =
+      !a.encrypt.empty() || std::any_of(cipher_rules.begin(), cipher_rules.end(),
+                                        [](const auto& r) { return r.second != Cipher::kNone; });
+  if (wants_encryption) {
+    if (!a.encrypt.empty()) {
+      const auto cipher = cipher_from_name(a.encrypt);
+      if (!cipher || *cipher == Cipher::kNone) {
+        throw invalid_argument("--encrypt takes aes-256-gcm or chacha20-poly1305, not '" + a.encrypt + "'");
+      }
+      options.encryption = *cipher;
     }
-    options.encryption = *cipher;
     for (const std::string& f : a.password_files) options.secrets.push_back(read_password_file(f));
     for (const std::string& f : a.key_files) options.secrets.push_back(read_key_file(f));
-    if (options.secrets.empty()) throw invalid_argument("--encrypt needs --password-file or --key-file");
+    if (options.secrets.empty()) throw invalid_argument("encryption needs --password-file or --key-file");
   } else if (!a.password_files.empty() || !a.key_files.empty()) {
-    throw invalid_argument("--password-file and --key-file need --encrypt");
+    throw invalid_argument("--password-file and --key-file need --encrypt or --encrypt-for");
   }
   std::optional<PrivateKey> key;
   if (!a.sign_key.empty()) {
@@ -257,6 +278,8 @@ Action add_create_command(CLI::App& app) {
   sub->add_option("--sign-key", args->sign_key, "Sign the package with this Ed25519 private key");
   sub->add_option("--encrypt", args->encrypt,
                   "Encrypt every non-empty resource: aes-256-gcm or chacha20-poly1305");
+  sub->add_option("--encrypt-for", args->encrypt_for,
+                  "Cipher (or none) for resources whose path matches a glob: PATTERN=CIPHER (repeatable)");
   sub->add_option("--password-file", args->password_files,
                   "With --encrypt: a key slot for this password (Argon2id; repeatable)");
   sub->add_option("--key-file", args->key_files,

@@ -75,6 +75,9 @@ class PackageWriter {
   // WriteOptions::compression.
   using CompressionRule = std::function<std::optional<CodecSpec>(const std::string& path)>;
   void set_compression_rule(CompressionRule rule) { rule_ = std::move(rule); }
+  // Likewise for the cipher of resources added without one.
+  using EncryptionRule = std::function<std::optional<Cipher>(const std::string& path)>;
+  void set_encryption_rule(EncryptionRule rule) { encryption_rule_ = std::move(rule); }
 
   size_t resource_count() const { return inputs_.size(); }
 
@@ -87,6 +90,7 @@ class PackageWriter {
   std::vector<ResourceInput> inputs_;
   std::vector<Dependency> dependencies_;
   CompressionRule rule_;
+  EncryptionRule encryption_rule_;
 };
 
 }  // namespace torshpkg
