@@ -17,5 +17,7 @@ Action add_extract_command(CLI::App& app);
 Action add_verify_command(CLI::App& app);
 Action add_keygen_command(CLI::App& app);
 Action add_sign_command(CLI::App& app);
+Action add_mount_command(CLI::App& app);
+Action add_umount_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

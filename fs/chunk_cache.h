@@ -1,0 +1,48 @@
+// A bounded LRU cache of verified, decoded chunks, shared by all readers of a mount.
+// Thread-safe: one mutex guards the map and the recency list; chunks are immutable and handed
+// out as shared pointers, so an evicted chunk stays valid for whoever still holds it.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace torshpkg::fs {
+
+using Chunk = std::shared_ptr<const std::vector<uint8_t>>;
+
+class ChunkCache {
+ public:
+  explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+
+  Chunk get(uint32_t resource, uint64_t chunk);
+  void put(uint32_t resource, uint64_t chunk, Chunk data);
+
+  uint64_t hits() const;
+  uint64_t misses() const;
+  uint64_t bytes() const;
+
+ private:
+  struct Key {
+    uint32_t resource;
+    uint64_t chunk;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.chunk * 1000003u ^ k.resource); }
+  };
+  using Lru = std::list<std::pair<Key, Chunk>>;
+
+  mutable std::mutex mutex_;
+  uint64_t capacity_;
+  uint64_t bytes_ = 0;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+  Lru lru_;  // front: most recent
+  std::unordered_map<Key, Lru::iterator, KeyHash> index_;
+};
+
+}  // namespace torshpkg::fs

@@ -1,0 +1,223 @@
+// The libfuse3 low-level callbacks: each translates one request into a call on PackageFs and
+// replies. No policy, caching or decoding lives here.
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "package_fs.h"
+#include "torshpkg/error.h"
+
+namespace torshpkg::fs {
+namespace {
+
+// The package never changes while mounted, so the kernel may cache names and attributes long.
+constexpr double kTimeout = 86400.0;
+constexpr unsigned kMaxRead = 1u << 20;
+
+PackageFs& fs_of(fuse_req_t req) { return *static_cast<PackageFs*>(fuse_req_userdata(req)); }
+
+int errno_for(const Error& e) {
+  switch (e.kind()) {
+    case ErrorKind::kWrongKey: return EACCES;
+    case ErrorKind::kNotFound: return ENOENT;
+    default: return EIO;
+  }
+}
+
+void fill_entry(PackageFs& fs, const Node& node, fuse_entry_param& e) {
+  std::memset(&e, 0, sizeof e);
+  e.ino = node.ino;
+  e.generation = 1;
+  e.attr = fs.attributes(node);
+  e.attr_timeout = kTimeout;
+  e.entry_timeout = kTimeout;
+}
+
+void op_init(void*, fuse_conn_info* conn) {
+  conn->max_read = kMaxRead;
+  conn->max_readahead = kMaxRead;
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  PackageFs& fs = fs_of(req);
+  const Node* node = fs.tree().lookup(parent, name);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  fuse_entry_param e;
+  fill_entry(fs, *node, e);
+  fuse_reply_entry(req, &e);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  PackageFs& fs = fs_of(req);
+  const Node* node = fs.tree().get(ino);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  const struct stat st = fs.attributes(*node);
+  fuse_reply_attr(req, &st, kTimeout);
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const Node* node = fs_of(req).tree().get(ino);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (!node->is_dir) return (void)fuse_reply_err(req, ENOTDIR);
+  fi->keep_cache = 1;
+  fi->cache_readdir = 1;
+  fuse_reply_open(req, fi);
+}
+
+// Directory offsets: 0 "." , 1 "..", then children in name order from 2.
+void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, bool plus) {
+  PackageFs& fs = fs_of(req);
+  const Node* dir = fs.tree().get(ino);
+  if (dir == nullptr || !dir->is_dir) return (void)fuse_reply_err(req, ENOTDIR);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  off_t index = 0;
+  const auto add = [&](const char* name, const Node& node) {
+    if (index++ < offset) return true;
+    size_t n;
+    if (plus) {
+      fuse_entry_param e;
+      fill_entry(fs, node, e);
+      // "." and ".." must not be looked up (no reference counting by the kernel for them).
+      if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) e.ino = 0, e.attr.st_ino = node.ino;
+      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, index);
+    } else {
+      const struct stat st = fs.attributes(node);
+      n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, index);
+    }
+    if (n > size - used) return false;
+    used += n;
+    return true;
+  };
+  if (!add(".", *dir) || !add("..", *fs.tree().get(dir->parent))) return (void)fuse_reply_buf(req, buf.data(), used);
+  for (const auto& [name, child] : dir->children) {
+    if (!add(name.c_str(), *fs.tree().get(child))) break;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  readdir_common(req, ino, size, off, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  readdir_common(req, ino, size, off, true);
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const Node* node = fs_of(req).tree().get(ino);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (node->is_dir) return (void)fuse_reply_err(req, EISDIR);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
+  fi->keep_cache = 1;
+  fuse_reply_open(req, fi);
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  PackageFs& fs = fs_of(req);
+  const Node* node = fs.tree().get(ino);
+  if (node == nullptr || node->is_dir) return (void)fuse_reply_err(req, EISDIR);
+  thread_local std::vector<uint8_t> buf;
+  buf.resize(size);
+  try {
+    const size_t n = fs.read(*node, static_cast<uint64_t>(off), buf);
+    fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "torshpkg: read of %s failed: %s\n", node->file->path.c_str(), e.what());
+    fuse_reply_err(req, errno_for(e));
+  }
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  PackageFs& fs = fs_of(req);
+  struct statvfs st {};
+  st.f_bsize = 4096;
+  st.f_frsize = 4096;
+  st.f_blocks = (fs.total_bytes() + 4095) / 4096;
+  st.f_files = fs.tree().size();
+  st.f_namemax = 255;
+  fuse_reply_statfs(req, &st);
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  PackageFs& fs = fs_of(req);
+  const Node* node = fs.tree().get(ino);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  const auto value = fs.xattr(*node, name);
+  if (!value) return (void)fuse_reply_err(req, ENODATA);
+  if (size == 0) return (void)fuse_reply_xattr(req, value->size());
+  if (size < value->size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, value->data(), value->size());
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  PackageFs& fs = fs_of(req);
+  const Node* node = fs.tree().get(ino);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  std::string list;
+  for (const std::string& n : fs.xattr_names(*node)) list.append(n).push_back('\0');
+  if (size == 0) return (void)fuse_reply_xattr(req, list.size());
+  if (size < list.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, list.data(), list.size());
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.getattr = op_getattr;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.open = op_open;
+  ops.read = op_read;
+  ops.statfs = op_statfs;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
+  return ops;
+}();
+
+}  // namespace
+
+int serve(PackageFs& fs, const std::string& mountpoint, const std::vector<std::string>& fuse_options,
+          const std::function<void(const std::string& error)>& ready) {
+  std::vector<std::string> argv_store = {"torshpkg"};
+  for (const std::string& o : fuse_options) {
+    argv_store.push_back("-o");
+    argv_store.push_back(o);
+  }
+  std::vector<char*> argv;
+  for (std::string& a : argv_store) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_session* se = fuse_session_new(&args, &kOps, sizeof kOps, &fs);
+  if (se == nullptr) {
+    ready("cannot create the FUSE session (bad -o option?)");
+    return 1;
+  }
+  if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    ready("cannot mount on " + mountpoint);
+    return 1;
+  }
+  fuse_set_signal_handlers(se);
+  ready("");
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(config, 16);
+  const int rc = fuse_session_loop_mt(se, config);
+  fuse_loop_cfg_destroy(config);
+  fuse_remove_signal_handlers(se);
+  fuse_session_unmount(se);
+  fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace torshpkg::fs

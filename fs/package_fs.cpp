@@ -1,0 +1,96 @@
+#include "package_fs.h"
+
+#include <cstring>
+#include <ctime>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg::fs {
+
+PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
+    : package_(std::move(package)), options_(std::move(options)), tree_(*package_), cache_(options_.cache_bytes) {
+  for (const FileNode& f : package_->files()) total_bytes_ += f.size;
+  std::tm tm{};
+  if (::strptime(package_->manifest().created.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
+    created_ = ::timegm(&tm);
+  }
+}
+
+struct stat PackageFs::attributes(const Node& node) const {
+  struct stat st {};
+  st.st_ino = node.ino;
+  st.st_uid = options_.uid;
+  st.st_gid = options_.gid;
+  if (node.is_dir) {
+    st.st_mode = S_IFDIR | 0555;
+    st.st_nlink = 2;
+    for (const auto& [name, ino] : node.children) st.st_nlink += tree_.get(ino)->is_dir ? 1 : 0;
+  } else {
+    st.st_mode = S_IFREG | 0444;
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(node.file->size);
+    st.st_blocks = static_cast<blkcnt_t>((node.file->size + 511) / 512);
+  }
+  st.st_blksize = 1 << 20;
+  st.st_mtime = st.st_ctime = st.st_atime = created_;
+  return st;
+}
+
+Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
+  if (Chunk hit = cache_.get(r.id, index)) return hit;
+  auto data = std::make_shared<std::vector<uint8_t>>();
+  package_->read_chunk(r, index, *data);
+  Chunk chunk = std::move(data);
+  cache_.put(r.id, index, chunk);
+  return chunk;
+}
+
+size_t PackageFs::read(const Node& node, uint64_t offset, std::span<uint8_t> out) {
+  const FileNode& f = *node.file;
+  if (offset >= f.size || out.empty()) return 0;
+  const size_t len = static_cast<size_t>(std::min<uint64_t>(out.size(), f.size - offset));
+  if (f.kind != FileNode::Kind::kResource) return package_->read(f, offset, out.first(len));
+  const ResourceEntry& r = package_->manifest().resources[f.item];
+  size_t done = 0;
+  while (done < len) {
+    const uint64_t at = offset + done;
+    const uint64_t index = at / r.chunk_size;
+    const Chunk c = chunk(r, index);
+    const uint64_t within = at - index * r.chunk_size;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - done, c->size() - within));
+    std::memcpy(out.data() + done, c->data() + within, n);
+    done += n;
+  }
+  return len;
+}
+
+std::optional<std::string> PackageFs::xattr(const Node& node, std::string_view name) const {
+  if (node.is_dir) return std::nullopt;
+  const FileNode& f = *node.file;
+  if (name == "user.torshpkg.signer") {
+    return options_.signer.empty() ? std::nullopt : std::optional<std::string>(options_.signer);
+  }
+  if (f.kind != FileNode::Kind::kResource) {
+    if (name == "user.torshpkg.type") {
+      return f.kind == FileNode::Kind::kManifest ? "Manifest" : "Dependency";
+    }
+    return std::nullopt;
+  }
+  const ResourceEntry& r = package_->manifest().resources[f.item];
+  if (name == "user.torshpkg.type") return std::string(to_string(r.type));
+  if (name == "user.torshpkg.compression") return format_codec_spec(r.compression);
+  if (name == "user.torshpkg.encryption") return std::string(cipher_name(r.encryption));
+  if (name == "user.torshpkg.sha256" && !r.sha256.empty()) return r.sha256;
+  return std::nullopt;
+}
+
+std::vector<std::string> PackageFs::xattr_names(const Node& node) const {
+  std::vector<std::string> names;
+  for (const char* n : {"user.torshpkg.type", "user.torshpkg.sha256", "user.torshpkg.compression",
+                        "user.torshpkg.encryption", "user.torshpkg.signer"}) {
+    if (xattr(node, n)) names.emplace_back(n);
+  }
+  return names;
+}
+
+}  // namespace torshpkg::fs

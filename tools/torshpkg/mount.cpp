@@ -1,0 +1,164 @@
+// torshpkg mount and umount: show a package as a read-only folder through FUSE.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <memory>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "package_fs.h"
+#include "torshpkg/keys.h"
+#include "torshpkg/signature.h"
+
+namespace torshpkg::cli {
+namespace {
+
+constexpr const char* kDefaultTrustedKeys = "/etc/torshpkg/trusted-keys";
+
+struct MountArgs {
+  std::string pkg;
+  std::string dir;
+  std::string trusted_keys = kDefaultTrustedKeys;
+  bool allow_unsigned = false;
+  SecretOptions secrets;
+  std::string cache_size = "256M";
+  bool foreground = false;
+  std::vector<std::string> fuse_options;
+};
+
+std::string absolute(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
+// Runs the filesystem in a child process that outlives this one; returns once the child
+// reports the mount ready (exit 0) or failed (exit 1).
+int mount_in_background(fs::PackageFs& filesystem, const std::string& dir,
+                        const std::vector<std::string>& options) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw io_error("pipe", "cannot create", errno);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw io_error("fork", "cannot start the filesystem process", errno);
+  if (pid == 0) {
+    ::close(pipe_fds[0]);
+    ::setsid();
+    const int rc = fs::serve(filesystem, dir, options, [&](const std::string& error) {
+      const std::string message = error.empty() ? "OK" : error;
+      (void)!::write(pipe_fds[1], message.data(), message.size());
+      ::close(pipe_fds[1]);
+      const int null = ::open("/dev/null", O_RDWR);
+      if (null >= 0) {
+        ::dup2(null, STDIN_FILENO);
+        ::dup2(null, STDOUT_FILENO);
+        ::dup2(null, STDERR_FILENO);
+        if (null > STDERR_FILENO) ::close(null);
+      }
+    });
+    ::_exit(rc);
+  }
+  ::close(pipe_fds[1]);
+  std::string message;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = ::read(pipe_fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    message.append(buf, static_cast<size_t>(n));
+  }
+  ::close(pipe_fds[0]);
+  if (message == "OK") return kExitOk;
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  throw Error(ErrorKind::kIo, dir + ": " + (message.empty() ? "the filesystem process died" : message));
+}
+
+int run_mount(const MountArgs& a) {
+  auto package = open_package(a.pkg, a.secrets);
+  if (package->encrypted() && !package->unlocked()) {
+    throw Error(ErrorKind::kWrongKey, a.pkg + ": encrypted package: give --password-file or --key-file");
+  }
+  std::string signer;
+  if (!a.allow_unsigned) {
+    signer = verify_trusted_signature(*package, TrustedKeys::load_dir(a.trusted_keys));
+  } else if (!package->signatures().empty()) {
+    signer = package->signatures().front().key_id;
+  }
+  package->verify(false);
+  struct stat st {};
+  if (::stat(a.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw not_found(a.dir, "mount point is not a folder");
+  }
+  fs::FsOptions options;
+  const uint64_t cache = parse_byte_size(a.cache_size, "--cache-size");
+  options.cache_bytes = cache;
+  options.uid = ::getuid();
+  options.gid = ::getgid();
+  options.signer = signer;
+  const std::string name = package->manifest().name + "@" + package->manifest().version;
+  fs::PackageFs filesystem(std::move(package), options);
+  std::vector<std::string> fuse_options = {"ro", "default_permissions", "subtype=torshpkg",
+                                           "fsname=" + absolute(a.pkg), "max_read=1048576"};
+  if (::getuid() == 0) fuse_options.emplace_back("allow_other");
+  fuse_options.insert(fuse_options.end(), a.fuse_options.begin(), a.fuse_options.end());
+  if (a.foreground) {
+    return fs::serve(filesystem, a.dir, fuse_options, [&](const std::string& error) {
+      if (!error.empty()) std::cerr << "torshpkg: " << a.dir << ": " << error << "\n";
+      else std::cerr << "torshpkg: mounted " << name << " on " << a.dir << "\n";
+    });
+  }
+  const int rc = mount_in_background(filesystem, a.dir, fuse_options);
+  std::cout << "mounted " << name << " on " << a.dir << (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")")
+            << "\n";
+  return rc;
+}
+
+}  // namespace
+
+Action add_mount_command(CLI::App& app) {
+  auto a = std::make_shared<MountArgs>();
+  CLI::App* sub = app.add_subcommand("mount", "Mount a package as a read-only folder (FUSE)");
+  sub->add_option("PKG", a->pkg, "Package file")->required();
+  sub->add_option("DIR", a->dir, "Mount point (an existing folder)")->required();
+  sub->add_option("--trusted-keys", a->trusted_keys,
+                  std::string("Folder of trusted .pub keys (default ") + kDefaultTrustedKeys + ")");
+  sub->add_flag("--allow-unsigned", a->allow_unsigned, "Mount without requiring a trusted signature");
+  a->secrets.add_to(*sub);
+  sub->add_option("--cache-size", a->cache_size, "Bytes of decoded chunks to keep (default 256M)");
+  sub->add_flag("--foreground", a->foreground, "Serve in this process until unmounted");
+  sub->add_option("-o", a->fuse_options, "Extra FUSE mount options (repeatable)");
+  return [a] { return run_mount(*a); };
+}
+
+Action add_umount_command(CLI::App& app) {
+  struct Args {
+    std::string dir;
+    bool lazy = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("umount", "Unmount a mounted package");
+  sub->add_option("DIR", a->dir, "Mount point")->required();
+  sub->add_flag("--lazy", a->lazy, "Detach now, finish when the last reader closes");
+  return [a] {
+    if (::umount2(a->dir.c_str(), a->lazy ? MNT_DETACH : 0) == 0) return kExitOk;
+    if (errno == EPERM) {
+      // Not root: the setuid helper unmounts what this user mounted.
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::execlp("fusermount3", "fusermount3", "-u", a->lazy ? "-z" : "-u", a->dir.c_str(), nullptr);
+        ::_exit(127);
+      }
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return kExitOk;
+    }
+    throw io_error(a->dir, "cannot unmount", errno);
+  };
+}
+
+}  // namespace torshpkg::cli
