@@ -1,0 +1,90 @@
+// The filesystem core without a mount: tree, chunk cache and cached reads.
+#include <gtest/gtest.h>
+
+#include "chunk_cache.h"
+#include "package_fs.h"
+#include "test_util.h"
+#include "torshpkg/package_writer.h"
+#include "tree.h"
+
+namespace torshpkg::fs {
+namespace {
+
+using torshpkg::testing::TempDir;
+using torshpkg::testing::text_bytes;
+
+std::unique_ptr<Package> sample(const TempDir& dir) {
+  PackageWriter w(torshpkg::testing::header());
+  w.add_bytes("a/b/c.bin", text_bytes(100'000, 1));
+  w.add_bytes("a/d.txt", text_bytes(10, 2));
+  w.add_bytes("z.json", text_bytes(5, 3));
+  w.add_dependency({"base", "^1", false, {}, 0, ""});
+  WriteOptions o;
+  o.chunk_size = 4096;
+  w.write(dir / "p.torshpkg", o);
+  return Package::open(dir / "p.torshpkg");
+}
+
+TEST(Tree, FoldersFromPathsAndStableInodes) {
+  TempDir dir;
+  const auto pkg = sample(dir);
+  const Tree tree(*pkg);
+  const Node* resources = tree.lookup(Tree::kRootIno, "resources");
+  ASSERT_NE(resources, nullptr);
+  EXPECT_TRUE(resources->is_dir);
+  const Node* a = tree.lookup(resources->ino, "a");
+  const Node* c = tree.lookup(tree.lookup(a->ino, "b")->ino, "c.bin");
+  ASSERT_NE(c, nullptr);
+  EXPECT_FALSE(c->is_dir);
+  EXPECT_EQ(c->file->path, "resources/a/b/c.bin");
+  EXPECT_EQ(tree.lookup(a->ino, "missing"), nullptr);
+  EXPECT_EQ(tree.lookup(c->ino, "x"), nullptr);  // a file has no children
+  EXPECT_EQ(tree.get(0), nullptr);
+  EXPECT_EQ(tree.get(tree.size() + 1), nullptr);
+  const Tree again(*Package::open(dir / "p.torshpkg"));
+  const Node* c2 = again.lookup(again.lookup(again.lookup(again.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
+  EXPECT_EQ(c2->ino, c->ino);
+}
+
+TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
+  ChunkCache cache(3000);
+  const auto chunk = [](size_t n) { return std::make_shared<const std::vector<uint8_t>>(n, 1); };
+  cache.put(0, 0, chunk(1000));
+  cache.put(0, 1, chunk(1000));
+  cache.put(0, 2, chunk(1000));
+  EXPECT_NE(cache.get(0, 0), nullptr);  // 0 is now the most recent
+  cache.put(0, 3, chunk(1000));         // evicts 1
+  EXPECT_EQ(cache.get(0, 1), nullptr);
+  EXPECT_NE(cache.get(0, 0), nullptr);
+  EXPECT_LE(cache.bytes(), 3000u);
+  cache.put(1, 0, chunk(5000));  // larger than the budget: not kept
+  EXPECT_EQ(cache.get(1, 0), nullptr);
+  EXPECT_GT(cache.hits(), 0u);
+  EXPECT_GT(cache.misses(), 0u);
+}
+
+TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
+  TempDir dir;
+  PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 7, .gid = 8, .signer = ""});
+  const Tree& tree = fs.tree();
+  const Node* c = tree.lookup(tree.lookup(tree.lookup(tree.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
+  const auto expect = text_bytes(100'000, 1);
+  std::vector<uint8_t> buf(10'000);
+  EXPECT_EQ(fs.read(*c, 95'000, buf), 5'000u);
+  EXPECT_TRUE(std::equal(buf.begin(), buf.begin() + 5000, expect.begin() + 95'000));
+  EXPECT_EQ(fs.read(*c, 4000, buf), 10'000u);  // crosses chunk boundaries
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expect.begin() + 4000));
+  EXPECT_GT(fs.cache().hits() + fs.cache().misses(), 0u);
+  const struct stat st = fs.attributes(*c);
+  EXPECT_EQ(st.st_size, 100'000);
+  EXPECT_EQ(st.st_mode, S_IFREG | 0444);
+  EXPECT_EQ(st.st_uid, 7u);
+  EXPECT_EQ(fs.attributes(*tree.get(Tree::kRootIno)).st_mode, S_IFDIR | 0555);
+  EXPECT_EQ(fs.xattr(*c, "user.torshpkg.compression"), "zstd:3");
+  EXPECT_EQ(fs.xattr(*c, "user.torshpkg.signer"), std::nullopt);
+  EXPECT_EQ(fs.xattr(*c, "user.other"), std::nullopt);
+  EXPECT_EQ(fs.xattr_names(*c).size(), 4u);
+}
+
+}  // namespace
+}  // namespace torshpkg::fs
