@@ -14,6 +14,11 @@ Chunk ChunkCache::get(uint32_t resource, uint64_t chunk) {
   return it->second->second;
 }
 
+bool ChunkCache::contains(uint32_t resource, uint64_t chunk) const {
+  std::lock_guard lock(mutex_);
+  return index_.count({resource, chunk}) > 0;
+}
+
 void ChunkCache::put(uint32_t resource, uint64_t chunk, Chunk data) {
   std::lock_guard lock(mutex_);
   const Key key{resource, chunk};

@@ -19,6 +19,8 @@ class ChunkCache {
   explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
 
   Chunk get(uint32_t resource, uint64_t chunk);
+  // Like get, without counting a hit or miss or changing recency.
+  bool contains(uint32_t resource, uint64_t chunk) const;
   void put(uint32_t resource, uint64_t chunk, Chunk data);
 
   uint64_t hits() const;

@@ -1,6 +1,8 @@
 #include "package_fs.h"
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 #include <ctime>
 
 #include "torshpkg/error.h"
@@ -10,6 +12,14 @@ namespace torshpkg::fs {
 PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
     : package_(std::move(package)), options_(std::move(options)), tree_(*package_), cache_(options_.cache_bytes) {
   for (const FileNode& f : package_->files()) total_bytes_ += f.size;
+  const size_t resources = package_->manifest().resources.size();
+  last_end_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
+  if (options_.readahead_bytes > 0 && resources > 0) {
+    const size_t threads = std::max(1u, std::thread::hardware_concurrency());
+    prefetcher_ = std::make_unique<Prefetcher>(threads, [this](uint32_t id, uint64_t index) {
+      chunk(package_->manifest().resources[id], index);
+    });
+  }
   std::tm tm{};
   if (::strptime(package_->manifest().created.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
     created_ = ::timegm(&tm);
@@ -51,6 +61,7 @@ size_t PackageFs::read(const Node& node, uint64_t offset, std::span<uint8_t> out
   const size_t len = static_cast<size_t>(std::min<uint64_t>(out.size(), f.size - offset));
   if (f.kind != FileNode::Kind::kResource) return package_->read(f, offset, out.first(len));
   const ResourceEntry& r = package_->manifest().resources[f.item];
+  read_ahead(r, offset, offset + len);
   size_t done = 0;
   while (done < len) {
     const uint64_t at = offset + done;
@@ -62,6 +73,24 @@ size_t PackageFs::read(const Node& node, uint64_t offset, std::span<uint8_t> out
     done += n;
   }
   return len;
+}
+
+void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end) {
+  // The kernel issues readahead requests concurrently, so a sequential reader's requests may
+  // arrive slightly out of order: a read within two chunks of where the furthest read ended
+  // counts as sequential.
+  uint64_t previous_end = last_end_[r.id].load();
+  while (end > previous_end && !last_end_[r.id].compare_exchange_weak(previous_end, end)) {
+  }
+  const uint64_t window = 2ull * r.chunk_size;
+  const bool sequential = offset <= previous_end + window && offset + window >= previous_end &&
+                          previous_end > 0;
+  if (!prefetcher_ || !sequential || end >= r.size) return;
+  const uint64_t first = (end + r.chunk_size - 1) / r.chunk_size;
+  const uint64_t count = std::max<uint64_t>(1, options_.readahead_bytes / r.chunk_size);
+  for (uint64_t c = first; c < std::min(first + count, r.chunk_count); ++c) {
+    if (!cache_.contains(r.id, c)) prefetcher_->request(r.id, c);
+  }
 }
 
 std::optional<std::string> PackageFs::xattr(const Node& node, std::string_view name) const {

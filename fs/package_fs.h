@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "chunk_cache.h"
+#include "prefetcher.h"
 #include "torshpkg/package.h"
 #include "tree.h"
 
@@ -24,6 +26,8 @@ struct FsOptions {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string signer;  // key id shown in user.torshpkg.signer; empty when unsigned
+  // Plain bytes to decode ahead of a sequential reader, in parallel (0 turns readahead off).
+  uint64_t readahead_bytes = 16ull << 20;
 };
 
 class PackageFs {
@@ -47,6 +51,7 @@ class PackageFs {
 
  private:
   Chunk chunk(const ResourceEntry& resource, uint64_t index);
+  void read_ahead(const ResourceEntry& resource, uint64_t offset, uint64_t end);
 
   std::unique_ptr<Package> package_;
   FsOptions options_;
@@ -54,6 +59,9 @@ class PackageFs {
   ChunkCache cache_;
   uint64_t total_bytes_ = 0;
   time_t created_ = 0;  // the manifest's creation time: every node's mtime and ctime
+  // Per resource: where the last read ended, to recognise sequential reading.
+  std::unique_ptr<std::atomic<uint64_t>[]> last_end_;
+  std::unique_ptr<Prefetcher> prefetcher_;  // last: its threads use the members above
 };
 
 // Mounts `fs` on `mountpoint` (read-only, FUSE low-level, multi-threaded) and serves it until

@@ -94,6 +94,12 @@ class Mount(TempDirTest):
         self.assertEqual(len(os.getxattr(w, "user.torshpkg.signer")), 64)
         self.assertIn("user.torshpkg.signer", os.listxattr(w))
 
+    def test_owner_option(self):
+        mnt, _ = self.mount(self.create("p.torshpkg"), "--owner", "1234:5678")
+        st = os.stat(os.path.join(mnt, "resources", "config.json"))
+        self.assertEqual((st.st_uid, st.st_gid), (1234, 5678))
+        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "config.json")), self.files["config.json"])
+
     def test_parallel_preads_and_mmap(self):
         pkg = self.create("p.torshpkg", "--compress", "gzip")
         mnt, _ = self.mount(pkg)

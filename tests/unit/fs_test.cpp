@@ -1,6 +1,9 @@
 // The filesystem core without a mount: tree, chunk cache and cached reads.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "chunk_cache.h"
 #include "package_fs.h"
 #include "test_util.h"
@@ -65,7 +68,8 @@ TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
 
 TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
   TempDir dir;
-  PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 7, .gid = 8, .signer = ""});
+  PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 7, .gid = 8, .signer = "",
+                                      .readahead_bytes = 0});
   const Tree& tree = fs.tree();
   const Node* c = tree.lookup(tree.lookup(tree.lookup(tree.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
   const auto expect = text_bytes(100'000, 1);
@@ -84,6 +88,42 @@ TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
   EXPECT_EQ(fs.xattr(*c, "user.torshpkg.signer"), std::nullopt);
   EXPECT_EQ(fs.xattr(*c, "user.other"), std::nullopt);
   EXPECT_EQ(fs.xattr_names(*c).size(), 4u);
+}
+
+TEST(PackageFs, SequentialReadsDecodeTheChunksAheadInTheBackground) {
+  TempDir dir;
+  PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0, .signer = "",
+                                      .readahead_bytes = 8 * 4096});
+  const Tree& tree = fs.tree();
+  const Node* c = tree.lookup(tree.lookup(tree.lookup(tree.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
+  const uint32_t id = static_cast<uint32_t>(c->file->item);
+  std::vector<uint8_t> buf(4096);
+  fs.read(*c, 0, buf);
+  EXPECT_FALSE(fs.cache().contains(id, 5));  // one read is not a sequence yet
+  fs.read(*c, 4096, buf);
+  // The prefetcher decodes chunks 2..9; wait for it (bounded), then they are cached.
+  for (int i = 0; i < 1000 && !fs.cache().contains(id, 9); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (uint64_t chunk = 2; chunk < 10; ++chunk) EXPECT_TRUE(fs.cache().contains(id, chunk)) << chunk;
+  EXPECT_FALSE(fs.cache().contains(id, 10));
+  const auto expect = text_bytes(100'000, 1);
+  fs.read(*c, 8192, buf);
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expect.begin() + 8192));
+}
+
+TEST(PackageFs, RandomReadsDoNotReadAhead) {
+  TempDir dir;
+  PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0, .signer = "",
+                                      .readahead_bytes = 8 * 4096});
+  const Tree& tree = fs.tree();
+  const Node* c = tree.lookup(tree.lookup(tree.lookup(tree.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
+  std::vector<uint8_t> buf(100);
+  fs.read(*c, 50'000, buf);
+  fs.read(*c, 10'000, buf);
+  fs.read(*c, 90'000, buf);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(fs.cache().bytes(), 3u * 4096);
 }
 
 }  // namespace

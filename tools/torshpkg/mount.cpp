@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 
@@ -28,6 +30,7 @@ struct MountArgs {
   bool allow_unsigned = false;
   SecretOptions secrets;
   std::string cache_size = "256M";
+  std::string owner;
   bool foreground = false;
   std::vector<std::string> fuse_options;
 };
@@ -37,10 +40,12 @@ std::string absolute(const std::string& path) {
   return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
 }
 
-// Runs the filesystem in a child process that outlives this one; returns once the child
-// reports the mount ready (exit 0) or failed (exit 1).
-int mount_in_background(fs::PackageFs& filesystem, const std::string& dir,
-                        const std::vector<std::string>& options) {
+using ServeFn = std::function<int(const std::function<void(const std::string&)>& ready)>;
+
+// Runs `serve` in a child process that outlives this one; returns once the child reports the
+// mount ready (exit 0) or failed (exit 1). The filesystem (and its threads) is built in the
+// child: threads do not survive fork.
+int mount_in_background(const std::string& dir, const ServeFn& serve) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw io_error("pipe", "cannot create", errno);
   const pid_t pid = ::fork();
@@ -48,7 +53,7 @@ int mount_in_background(fs::PackageFs& filesystem, const std::string& dir,
   if (pid == 0) {
     ::close(pipe_fds[0]);
     ::setsid();
-    const int rc = fs::serve(filesystem, dir, options, [&](const std::string& error) {
+    const int rc = serve([&](const std::string& error) {
       const std::string message = error.empty() ? "OK" : error;
       (void)!::write(pipe_fds[1], message.data(), message.size());
       ::close(pipe_fds[1]);
@@ -99,22 +104,34 @@ int run_mount(const MountArgs& a) {
   options.cache_bytes = cache;
   options.uid = ::getuid();
   options.gid = ::getgid();
+  if (!a.owner.empty()) {
+    unsigned uid = 0, gid = 0;
+    char tail = 0;
+    if (std::sscanf(a.owner.c_str(), "%u:%u%c", &uid, &gid, &tail) != 2) {
+      throw invalid_argument("--owner expects UID:GID (numbers), got '" + a.owner + "'");
+    }
+    options.uid = uid;
+    options.gid = gid;
+  }
   options.signer = signer;
   const std::string name = package->manifest().name + "@" + package->manifest().version;
-  fs::PackageFs filesystem(std::move(package), options);
   std::vector<std::string> fuse_options = {"ro", "default_permissions", "subtype=torshpkg",
                                            "fsname=" + absolute(a.pkg), "max_read=1048576"};
   if (::getuid() == 0) fuse_options.emplace_back("allow_other");
   fuse_options.insert(fuse_options.end(), a.fuse_options.begin(), a.fuse_options.end());
+  const ServeFn serve = [&](const std::function<void(const std::string&)>& ready) {
+    fs::PackageFs filesystem(std::move(package), options);
+    return fs::serve(filesystem, a.dir, fuse_options, ready);
+  };
   if (a.foreground) {
-    return fs::serve(filesystem, a.dir, fuse_options, [&](const std::string& error) {
+    return serve([&](const std::string& error) {
       if (!error.empty()) std::cerr << "torshpkg: " << a.dir << ": " << error << "\n";
       else std::cerr << "torshpkg: mounted " << name << " on " << a.dir << "\n";
     });
   }
-  const int rc = mount_in_background(filesystem, a.dir, fuse_options);
-  std::cout << "mounted " << name << " on " << a.dir << (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")")
-            << "\n";
+  const int rc = mount_in_background(a.dir, serve);
+  std::cout << "mounted " << name << " on " << a.dir
+            << (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")") << "\n";
   return rc;
 }
 
@@ -130,6 +147,7 @@ Action add_mount_command(CLI::App& app) {
   sub->add_flag("--allow-unsigned", a->allow_unsigned, "Mount without requiring a trusted signature");
   a->secrets.add_to(*sub);
   sub->add_option("--cache-size", a->cache_size, "Bytes of decoded chunks to keep (default 256M)");
+  sub->add_option("--owner", a->owner, "UID:GID owning the files (default: the caller)");
   sub->add_flag("--foreground", a->foreground, "Serve in this process until unmounted");
   sub->add_option("-o", a->fuse_options, "Extra FUSE mount options (repeatable)");
   return [a] { return run_mount(*a); };
