@@ -38,4 +38,16 @@ const Node* Tree::lookup(uint64_t parent, std::string_view name) const {
   return it == dir->children.end() ? nullptr : get(it->second);
 }
 
+const Node* Tree::find(std::string_view path) const {
+  const Node* node = get(kRootIno);
+  size_t start = 0;
+  while (node != nullptr && start <= path.size()) {
+    const size_t slash = path.find('/', start);
+    node = lookup(node->ino, path.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return node;
+}
+
 }  // namespace torshpkg::fs

@@ -31,6 +31,8 @@ class Tree {
   // nullptr when `ino` is not a node of this tree.
   const Node* get(uint64_t ino) const;
   const Node* lookup(uint64_t parent, std::string_view name) const;
+  // Walks a '/'-separated path from the root ("resources/a/b.bin"); nullptr when absent.
+  const Node* find(std::string_view path) const;
   size_t size() const { return nodes_.size(); }
 
  private:

@@ -45,8 +45,10 @@ TEST(Tree, FoldersFromPathsAndStableInodes) {
   EXPECT_EQ(tree.get(0), nullptr);
   EXPECT_EQ(tree.get(tree.size() + 1), nullptr);
   const Tree again(*Package::open(dir / "p.torshpkg"));
-  const Node* c2 = again.lookup(again.lookup(again.lookup(again.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
-  EXPECT_EQ(c2->ino, c->ino);
+  EXPECT_EQ(again.find("resources/a/b/c.bin")->ino, c->ino);
+  EXPECT_EQ(tree.find("resources/a/b/c.bin"), c);
+  EXPECT_EQ(tree.find("resources/nope"), nullptr);
+  EXPECT_EQ(tree.find("resources/a/b/c.bin/x"), nullptr);
 }
 
 TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
@@ -71,7 +73,7 @@ TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
   PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 7, .gid = 8, .signer = "",
                                       .readahead_bytes = 0});
   const Tree& tree = fs.tree();
-  const Node* c = tree.lookup(tree.lookup(tree.lookup(tree.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
+  const Node* c = tree.find("resources/a/b/c.bin");
   const auto expect = text_bytes(100'000, 1);
   std::vector<uint8_t> buf(10'000);
   EXPECT_EQ(fs.read(*c, 95'000, buf), 5'000u);
@@ -95,7 +97,7 @@ TEST(PackageFs, SequentialReadsDecodeTheChunksAheadInTheBackground) {
   PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0, .signer = "",
                                       .readahead_bytes = 8 * 4096});
   const Tree& tree = fs.tree();
-  const Node* c = tree.lookup(tree.lookup(tree.lookup(tree.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
+  const Node* c = tree.find("resources/a/b/c.bin");
   const uint32_t id = static_cast<uint32_t>(c->file->item);
   std::vector<uint8_t> buf(4096);
   fs.read(*c, 0, buf);
@@ -117,7 +119,7 @@ TEST(PackageFs, RandomReadsDoNotReadAhead) {
   PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0, .signer = "",
                                       .readahead_bytes = 8 * 4096});
   const Tree& tree = fs.tree();
-  const Node* c = tree.lookup(tree.lookup(tree.lookup(tree.lookup(Tree::kRootIno, "resources")->ino, "a")->ino, "b")->ino, "c.bin");
+  const Node* c = tree.find("resources/a/b/c.bin");
   std::vector<uint8_t> buf(100);
   fs.read(*c, 50'000, buf);
   fs.read(*c, 10'000, buf);
