@@ -48,11 +48,34 @@ struct stat PackageFs::attributes(const Node& node) const {
 
 Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
   if (Chunk hit = cache_.get(r.id, index)) return hit;
-  auto data = std::make_shared<std::vector<uint8_t>>();
-  package_->read_chunk(r, index, *data);
-  Chunk chunk = std::move(data);
-  cache_.put(r.id, index, chunk);
-  return chunk;
+  const std::pair<uint32_t, uint64_t> key{r.id, index};
+  std::promise<Chunk> promise;
+  std::shared_future<Chunk> pending;
+  {
+    std::lock_guard lock(in_flight_mutex_);
+    const auto it = in_flight_.find(key);
+    if (it != in_flight_.end()) {
+      pending = it->second;
+    } else {
+      in_flight_.emplace(key, promise.get_future().share());
+    }
+  }
+  if (pending.valid()) return pending.get();  // rethrows the decoder's error
+  try {
+    auto data = std::make_shared<std::vector<uint8_t>>();
+    package_->read_chunk(r, index, *data);
+    Chunk chunk = std::move(data);
+    cache_.put(r.id, index, chunk);
+    promise.set_value(chunk);
+    std::lock_guard lock(in_flight_mutex_);
+    in_flight_.erase(key);
+    return chunk;
+  } catch (...) {
+    promise.set_exception(std::current_exception());
+    std::lock_guard lock(in_flight_mutex_);
+    in_flight_.erase(key);
+    throw;
+  }
 }
 
 size_t PackageFs::read(const Node& node, uint64_t offset, std::span<uint8_t> out) {

@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <future>
+#include <map>
+#include <mutex>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -59,6 +62,10 @@ class PackageFs {
   ChunkCache cache_;
   uint64_t total_bytes_ = 0;
   time_t created_ = 0;  // the manifest's creation time: every node's mtime and ctime
+  // Chunks being decoded, so that a reader and the prefetcher never decode the same chunk twice:
+  // whoever comes second waits for the first.
+  std::mutex in_flight_mutex_;
+  std::map<std::pair<uint32_t, uint64_t>, std::shared_future<Chunk>> in_flight_;
   // Per resource: where the last read ended, to recognise sequential reading.
   std::unique_ptr<std::atomic<uint64_t>[]> last_end_;
   std::unique_ptr<Prefetcher> prefetcher_;  // last: its threads use the members above

@@ -1,10 +1,13 @@
 // The filesystem core without a mount: tree, chunk cache and cached reads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
 #include "chunk_cache.h"
+#include "torshpkg/error.h"
 #include "package_fs.h"
 #include "test_util.h"
 #include "torshpkg/package_writer.h"
@@ -112,6 +115,51 @@ TEST(PackageFs, SequentialReadsDecodeTheChunksAheadInTheBackground) {
   const auto expect = text_bytes(100'000, 1);
   fs.read(*c, 8192, buf);
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expect.begin() + 8192));
+}
+
+TEST(PackageFs, ConcurrentReadersOfOneChunkAllGetItsBytesOrItsError) {
+  TempDir dir;
+  const std::string path = dir / "p.torshpkg";
+  sample(dir);
+  auto bytes = torshpkg::testing::read_file(path);
+  PackageFs good(Package::open(path), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0, .signer = "",
+                                                .readahead_bytes = 0});
+  const Node* c = good.tree().find("resources/a/b/c.bin");
+  const auto expect = text_bytes(100'000, 1);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      std::vector<uint8_t> buf(4096);
+      good.read(*c, 3 * 4096, buf);
+      if (!std::equal(buf.begin(), buf.end(), expect.begin() + 3 * 4096)) wrong++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+
+  const size_t at = std::search(bytes.begin(), bytes.end(), std::begin("resources/a/b/c.bin"),
+                                std::end("resources/a/b/c.bin") - 1) - bytes.begin();
+  // Damage c.bin (the package's first entry, zstd-compressed) past its local header.
+  bytes[at + 200 + 4096] ^= 1;
+  torshpkg::testing::write_file(dir / "bad.torshpkg", bytes);
+  PackageFs bad(Package::open(dir / "bad.torshpkg"), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0,
+                                                               .signer = "", .readahead_bytes = 0});
+  const Node* cb = bad.tree().find("resources/a/b/c.bin");
+  std::atomic<int> failures{0};
+  threads.clear();
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      std::vector<uint8_t> buf(cb->file->size);
+      try {
+        bad.read(*cb, 0, buf);
+      } catch (const Error&) {
+        failures++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 8);
 }
 
 TEST(PackageFs, RandomReadsDoNotReadAhead) {
