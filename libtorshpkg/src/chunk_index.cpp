@@ -1,5 +1,6 @@
 #include "chunk_index.h"
 
+#include <array>
 #include <cstring>
 
 #include "chunk_codec.h"
@@ -76,14 +77,15 @@ ChunkIndex parse_chunk_index(std::span<const uint8_t> bytes, const ResourceEntry
 
 Digest leaf_hash(std::span<const uint8_t, 16> package_id, uint32_t resource_id, uint64_t chunk,
                  uint32_t plain_len, std::span<const uint8_t> stored) {
-  std::vector<uint8_t> prefix;
-  prefix.reserve(kLeafTag.size() + 16 + 4 + 8 + 4);
-  ByteWriter w(prefix);
-  w.text(kLeafTag);
-  w.bytes(package_id);
-  w.u32(resource_id);
-  w.u64(chunk);
-  w.u32(plain_len);
+  // Domain tag, package id, resource id, chunk number, plain length: a fixed 49-byte prefix,
+  // built on the stack since this runs for every chunk read.
+  std::array<uint8_t, 17 + 16 + 4 + 8 + 4> prefix;
+  uint8_t* p = prefix.data();
+  std::memcpy(p, kLeafTag.data(), kLeafTag.size());
+  std::memcpy(p + 17, package_id.data(), 16);
+  for (int i = 0; i < 4; ++i) p[33 + i] = static_cast<uint8_t>(resource_id >> (8 * i));
+  for (int i = 0; i < 8; ++i) p[37 + i] = static_cast<uint8_t>(chunk >> (8 * i));
+  for (int i = 0; i < 4; ++i) p[45 + i] = static_cast<uint8_t>(plain_len >> (8 * i));
   Sha256 h;
   h.update(prefix);
   h.update(stored);

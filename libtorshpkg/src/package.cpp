@@ -52,36 +52,14 @@ struct Package::Rep {
 
   const std::string& name() const { return source->name(); }
   const ChunkIndex& index(uint32_t resource) const;
+  // Reads a chunk's stored bytes into `stored` (sized to them) and checks its leaf hash.
+  void read_stored(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
+                   std::span<uint8_t> stored) const;
+  // Reads, verifies, decrypts and decodes a chunk into `plain`; `scratch` ends up holding the
+  // stored bytes unless the chunk is stored plain (then they are read into `plain` directly).
   void read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                        std::span<uint8_t> plain, std::vector<uint8_t>& scratch) const;
-  void verify_sealed(const ResourceEntry& r, const ChunkIndex& idx, std::atomic<uint64_t>& done) const;
 };
-
-// An encrypted resource: the CRC-32 of its stored bytes and every leaf hash; with the key, every
-// chunk also decrypts and decodes.
-void Package::Rep::verify_sealed(const ResourceEntry& r, const ChunkIndex& idx,
-                                 std::atomic<uint64_t>& done) const {
-  const ZipEntry& e = data_entries[r.id];
-  uint32_t crc = 0;
-  std::vector<uint8_t> stored;
-  for (uint64_t chunk = 0; chunk < idx.chunk_count(); ++chunk) {
-    stored.resize(idx.stored_len[chunk]);
-    source->read_at(e.data_offset + idx.stored_offset[chunk], stored);
-    crc = crc32_of(stored, crc);
-    if (leaf_hash(package_id, r.id, chunk, idx.plain_len(chunk), stored) != idx.leaf[chunk]) {
-      throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " hash mismatch");
-    }
-  }
-  if (crc != e.crc32) throw corrupt(name(), r.entry_name() + ": ZIP CRC-32 does not match the content");
-  if (unlocked) {
-    std::vector<uint8_t> plain, scratch;
-    for (uint64_t chunk = 0; chunk < idx.chunk_count(); ++chunk) {
-      plain.resize(idx.plain_len(chunk));
-      read_chunk_into(r, idx, chunk, plain, scratch);
-    }
-  }
-  done += r.size;
-}
 
 const ChunkIndex& Package::Rep::index(uint32_t id) const {
   std::call_once(*index_once[id], [&] {
@@ -100,10 +78,18 @@ const ChunkIndex& Package::Rep::index(uint32_t id) const {
   return *indexes[id];
 }
 
+void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
+                               std::span<uint8_t> stored) const {
+  source->read_at(data_entries[r.id].data_offset + idx.stored_offset[chunk], stored);
+  if (leaf_hash(package_id, r.id, chunk, idx.plain_len(chunk), stored) != idx.leaf[chunk]) {
+    // Nothing of a failed chunk may reach the caller, also when it was read in place.
+    std::memset(stored.data(), 0, stored.size());
+    throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " hash mismatch");
+  }
+}
+
 void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                                    std::span<uint8_t> plain, std::vector<uint8_t>& scratch) const {
-  const uint32_t len = idx.stored_len[chunk];
-  const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
   const bool encrypted = r.encryption != Cipher::kNone;
   if (encrypted && !unlocked) {
     throw Error(ErrorKind::kWrongKey, name() + ": " + r.entry_name() +
@@ -114,15 +100,10 @@ void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx
   if (r.compression.codec == Codec::kNone && !encrypted) {
     stored = plain;
   } else {
-    scratch.resize(len);
+    scratch.resize(idx.stored_len[chunk]);
     stored = scratch;
   }
-  source->read_at(at, stored);
-  const Digest leaf = leaf_hash(package_id, r.id, chunk, idx.plain_len(chunk), stored);
-  if (leaf != idx.leaf[chunk]) {
-    if (stored.data() == plain.data()) std::memset(plain.data(), 0, plain.size());
-    throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " hash mismatch");
-  }
+  read_stored(r, idx, chunk, stored);
   if (stored.data() == plain.data()) return;
   std::span<const uint8_t> encoded = stored;
   thread_local std::vector<uint8_t> opened;
@@ -267,7 +248,7 @@ void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::vector<uin
   const ChunkIndex& idx = rep_->index(r.id);
   if (chunk >= idx.chunk_count()) throw invalid_argument("chunk number out of range");
   out.resize(idx.plain_len(chunk));
-  std::vector<uint8_t> scratch;
+  thread_local std::vector<uint8_t> scratch;
   rep_->read_chunk_into(r, idx, chunk, out, scratch);
 }
 
@@ -315,40 +296,41 @@ void Package::verify(bool full, const ProgressFn& progress) const {
   const Manifest& m = rep_->manifest;
   for (const ResourceEntry& r : m.resources) rep_->index(r.id);
   if (!full) return;
-  uint64_t total = 0;
+  uint64_t total = 0, done = 0;
   for (const ResourceEntry& r : m.resources) total += r.size;
-  std::atomic<uint64_t> done{0};
-  std::mutex progress_mutex;
   for (const ResourceEntry& r : m.resources) {
     const ChunkIndex& idx = rep_->index(r.id);
-    if (r.encryption != Cipher::kNone) {
-      rep_->verify_sealed(r, idx, done);
-      if (progress) progress(done, total);
-      continue;
-    }
-    // Hash and CRC the plain bytes in order, decoding batches of chunks in parallel.
+    // The ZIP CRC-32 covers what the entry holds: the plain bytes, or an encrypted resource's
+    // stored bytes. Encrypted chunks of a locked package can only be hash-checked.
+    const bool encrypted = r.encryption != Cipher::kNone;
+    const bool decode = !encrypted || rep_->unlocked;
     Sha256 plain_hash;
     uint32_t crc = 0;
     const uint64_t batch = chunks_per_batch(r.chunk_size, 64u << 20);
-    std::vector<std::vector<uint8_t>> bufs(batch);
+    std::vector<std::vector<uint8_t>> plain(batch), stored(batch);
     for (uint64_t base = 0; base < idx.chunk_count(); base += batch) {
       const uint64_t count = std::min(batch, idx.chunk_count() - base);
       shared_thread_pool().parallel_for(count, [&](size_t k) {
-        thread_local std::vector<uint8_t> scratch;
-        bufs[k].resize(idx.plain_len(base + k));
-        rep_->read_chunk_into(r, idx, base + k, bufs[k], scratch);
+        if (decode) {
+          plain[k].resize(idx.plain_len(base + k));
+          rep_->read_chunk_into(r, idx, base + k, plain[k], stored[k]);
+        } else {
+          stored[k].resize(idx.stored_len[base + k]);
+          rep_->read_stored(r, idx, base + k, stored[k]);
+        }
       });
       for (uint64_t k = 0; k < count; ++k) {
-        plain_hash.update(bufs[k]);
-        crc = crc32_of(bufs[k], crc);
-        done += bufs[k].size();
+        if (encrypted) {
+          crc = crc32_of(stored[k], crc);
+        } else {
+          plain_hash.update(plain[k]);
+          crc = crc32_of(plain[k], crc);
+        }
+        done += idx.plain_len(base + k);
       }
-      if (progress) {
-        std::lock_guard lock(progress_mutex);
-        progress(done, total);
-      }
+      if (progress) progress(done, total);
     }
-    if (to_hex(plain_hash.finish()) != r.sha256) {
+    if (!encrypted && to_hex(plain_hash.finish()) != r.sha256) {
       throw corrupt(rep_->name(), r.entry_name() + ": SHA-256 of the content does not match the manifest");
     }
     if (crc != rep_->data_entries[r.id].crc32) {

@@ -160,7 +160,7 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
     const uint64_t chunk = b.first + k;
     const auto piece = std::span<const uint8_t>(b.plain).subspan(k * cs, std::min<uint64_t>(cs, b.bytes - k * cs));
     const auto plain_len = static_cast<uint32_t>(piece.size());
-    b.crcs[k] = crc32_of(piece);
+    if (!encrypted) b.crcs[k] = crc32_of(piece);  // encrypted: over the sealed bytes, later
     const ChunkPlace place{chunk == 0, chunk + 1 == r.chunk_count};
     if (raw_plain) {
       index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, plain_len, piece);

@@ -32,21 +32,7 @@ std::string write_encrypted(const TempDir& dir, const std::string& name, Cipher 
   return dir / name;
 }
 
-std::vector<uint8_t> read_all(const Package& pkg, const std::string& path) {
-  const FileNode& f = *pkg.find(path);
-  std::vector<uint8_t> out(f.size);
-  pkg.read(f, 0, out);
-  return out;
-}
 
-ErrorKind kind_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  return ErrorKind::kUnsupported;
-}
 
 TEST(EncryptedPackage, EveryCodecAndCipherRoundTripsWithEitherSecret) {
   TempDir dir;
@@ -57,7 +43,7 @@ TEST(EncryptedPackage, EveryCodecAndCipherRoundTripsWithEitherSecret) {
       for (const Secret* secret : {&kPassword, &kKeyFile}) {
         const auto pkg = Package::open(path, secret);
         EXPECT_TRUE(pkg->unlocked());
-        EXPECT_EQ(read_all(*pkg, "resources/a.bin"), text_bytes(50'000, 1));
+        EXPECT_EQ(testing::read_all(*pkg, "resources/a.bin"), text_bytes(50'000, 1));
         std::vector<uint8_t> slice(5000);
         pkg->read(*pkg->find("resources/b.bin"), 20'000, slice);
         const auto b = text_bytes(50'000, 2);
@@ -82,14 +68,14 @@ TEST(EncryptedPackage, WrongSecretFailsAtOpenAndMissingSecretFailsOnRead) {
   TempDir dir;
   const std::string path = write_encrypted(dir, "p.torshpkg", Cipher::kAes256Gcm, {Codec::kZstd, 3});
   const Secret wrong{Secret::Kind::kPassword, "nope"};
-  EXPECT_EQ(kind_of([&] { Package::open(path, &wrong); }), ErrorKind::kWrongKey);
+  EXPECT_EQ(testing::kind_of([&] { Package::open(path, &wrong); }), ErrorKind::kWrongKey);
   const Secret wrong_file{Secret::Kind::kKeyFile, std::string(40, 'y')};
-  EXPECT_EQ(kind_of([&] { Package::open(path, &wrong_file); }), ErrorKind::kWrongKey);
+  EXPECT_EQ(testing::kind_of([&] { Package::open(path, &wrong_file); }), ErrorKind::kWrongKey);
   const auto locked = Package::open(path);
   EXPECT_FALSE(locked->unlocked());
   EXPECT_EQ(locked->files().size(), 4u);
   std::vector<uint8_t> buf(10);
-  EXPECT_EQ(kind_of([&] { locked->read(*locked->find("resources/a.bin"), 0, buf); }), ErrorKind::kWrongKey);
+  EXPECT_EQ(testing::kind_of([&] { locked->read(*locked->find("resources/a.bin"), 0, buf); }), ErrorKind::kWrongKey);
   locked->verify(true);  // leaf hashes and CRCs need no key
 }
 
@@ -118,7 +104,7 @@ TEST(EncryptedPackage, ChunksMovedAcrossResourcesOrPackagesFail) {
     EXPECT_NE(std::string(e.what()).find("chunk 0 hash mismatch"), std::string::npos) << e.what();
   }
   // Unswapped, the same bytes read fine.
-  EXPECT_EQ(read_all(*Package::open(memory_source(bytes, "p"), &kPassword), "resources/a.bin"),
+  EXPECT_EQ(testing::read_all(*Package::open(memory_source(bytes, "p"), &kPassword), "resources/a.bin"),
             text_bytes(50'000, 1));
 }
 

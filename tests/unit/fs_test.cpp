@@ -31,6 +31,10 @@ std::unique_ptr<Package> sample(const TempDir& dir) {
   return Package::open(dir / "p.torshpkg");
 }
 
+FsOptions options(uint64_t readahead_bytes, uid_t uid = 0, gid_t gid = 0) {
+  return FsOptions{.cache_bytes = 1 << 20, .uid = uid, .gid = gid, .signer = "", .readahead_bytes = readahead_bytes};
+}
+
 TEST(Tree, FoldersFromPathsAndStableInodes) {
   TempDir dir;
   const auto pkg = sample(dir);
@@ -73,8 +77,7 @@ TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
 
 TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
   TempDir dir;
-  PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 7, .gid = 8, .signer = "",
-                                      .readahead_bytes = 0});
+  PackageFs fs(sample(dir), options(0, 7, 8));
   const Tree& tree = fs.tree();
   const Node* c = tree.find("resources/a/b/c.bin");
   const auto expect = text_bytes(100'000, 1);
@@ -97,8 +100,7 @@ TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
 
 TEST(PackageFs, SequentialReadsDecodeTheChunksAheadInTheBackground) {
   TempDir dir;
-  PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0, .signer = "",
-                                      .readahead_bytes = 8 * 4096});
+  PackageFs fs(sample(dir), options(8 * 4096));
   const Tree& tree = fs.tree();
   const Node* c = tree.find("resources/a/b/c.bin");
   const uint32_t id = static_cast<uint32_t>(c->file->item);
@@ -122,8 +124,7 @@ TEST(PackageFs, ConcurrentReadersOfOneChunkAllGetItsBytesOrItsError) {
   const std::string path = dir / "p.torshpkg";
   sample(dir);
   auto bytes = torshpkg::testing::read_file(path);
-  PackageFs good(Package::open(path), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0, .signer = "",
-                                                .readahead_bytes = 0});
+  PackageFs good(Package::open(path), options(0));
   const Node* c = good.tree().find("resources/a/b/c.bin");
   const auto expect = text_bytes(100'000, 1);
   std::atomic<int> wrong{0};
@@ -143,8 +144,7 @@ TEST(PackageFs, ConcurrentReadersOfOneChunkAllGetItsBytesOrItsError) {
   // Damage c.bin (the package's first entry, zstd-compressed) past its local header.
   bytes[at + 200 + 4096] ^= 1;
   torshpkg::testing::write_file(dir / "bad.torshpkg", bytes);
-  PackageFs bad(Package::open(dir / "bad.torshpkg"), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0,
-                                                               .signer = "", .readahead_bytes = 0});
+  PackageFs bad(Package::open(dir / "bad.torshpkg"), options(0));
   const Node* cb = bad.tree().find("resources/a/b/c.bin");
   std::atomic<int> failures{0};
   threads.clear();
@@ -164,8 +164,7 @@ TEST(PackageFs, ConcurrentReadersOfOneChunkAllGetItsBytesOrItsError) {
 
 TEST(PackageFs, RandomReadsDoNotReadAhead) {
   TempDir dir;
-  PackageFs fs(sample(dir), FsOptions{.cache_bytes = 1 << 20, .uid = 0, .gid = 0, .signer = "",
-                                      .readahead_bytes = 8 * 4096});
+  PackageFs fs(sample(dir), options(8 * 4096));
   const Tree& tree = fs.tree();
   const Node* c = tree.find("resources/a/b/c.bin");
   std::vector<uint8_t> buf(100);

@@ -41,14 +41,6 @@ Built build(CodecSpec codec) {
   return b;
 }
 
-ErrorKind kind_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  return ErrorKind::kUnsupported;  // "no error" in these tests
-}
 
 TEST(PackageHostile, FlippedChunkFailsOnlyThatChunk) {
   for (CodecSpec codec : {CodecSpec{Codec::kNone, 0}, CodecSpec{Codec::kZstd, 3},
@@ -61,11 +53,11 @@ TEST(PackageHostile, FlippedChunkFailsOnlyThatChunk) {
     std::vector<uint8_t> buf(4096);
     EXPECT_EQ(pkg->read(f, 0, buf), 4096u);  // chunk 0 is intact
     std::fill(buf.begin(), buf.end(), 0xee);
-    EXPECT_EQ(kind_of([&] { pkg->read(f, 8192, buf); }), ErrorKind::kCorrupt);
+    EXPECT_EQ(testing::kind_of([&] { pkg->read(f, 8192, buf); }), ErrorKind::kCorrupt);
     EXPECT_TRUE(std::all_of(buf.begin(), buf.end(), [](uint8_t c) { return c == 0xee || c == 0; }))
         << "bytes of a failed chunk reached the caller";
-    EXPECT_EQ(kind_of([&] { pkg->verify(true); }), ErrorKind::kCorrupt);
-    EXPECT_EQ(kind_of([&] { pkg->verify(false); }), ErrorKind::kUnsupported);  // index is fine
+    EXPECT_EQ(testing::kind_of([&] { pkg->verify(true); }), ErrorKind::kCorrupt);
+    EXPECT_EQ(testing::kind_of([&] { pkg->verify(false); }), ErrorKind::kUnsupported);  // index is fine
     std::vector<uint8_t> other(4096 * 3);
     EXPECT_EQ(pkg->read(*pkg->find("resources/b.bin"), 0, other), other.size());
   }
@@ -80,8 +72,8 @@ TEST(PackageHostile, ChunksSwappedBetweenResourcesFail) {
                    b.bytes.begin() + static_cast<long>(bb.data_offset));
   const auto pkg = Package::open(memory_source(b.bytes, "p"));
   std::vector<uint8_t> buf(4096);
-  EXPECT_EQ(kind_of([&] { pkg->read(*pkg->find("resources/a.bin"), 0, buf); }), ErrorKind::kCorrupt);
-  EXPECT_EQ(kind_of([&] { pkg->read(*pkg->find("resources/b.bin"), 0, buf); }), ErrorKind::kCorrupt);
+  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/a.bin"), 0, buf); }), ErrorKind::kCorrupt);
+  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/b.bin"), 0, buf); }), ErrorKind::kCorrupt);
 }
 
 TEST(PackageHostile, ChunksReorderedWithinAResourceFail) {
@@ -92,7 +84,7 @@ TEST(PackageHostile, ChunksReorderedWithinAResourceFail) {
                    b.bytes.begin() + static_cast<long>(a.data_offset + 4096));
   const auto pkg = Package::open(memory_source(b.bytes, "p"));
   std::vector<uint8_t> buf(4096 * 3);
-  EXPECT_EQ(kind_of([&] { pkg->read(*pkg->find("resources/a.bin"), 0, buf); }), ErrorKind::kCorrupt);
+  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/a.bin"), 0, buf); }), ErrorKind::kCorrupt);
 }
 
 TEST(PackageHostile, TamperedIndexFailsItsManifestDigest) {
@@ -124,14 +116,14 @@ TEST(PackageHostile, EditedManifestFailsItsCrc) {
   Built b = build({Codec::kZstd, 3});
   const ZipEntry& m = b.entry("manifest.json");
   b.bytes[m.data_offset + 20] ^= 1;
-  EXPECT_EQ(kind_of([&] { Package::open(memory_source(b.bytes, "p")); }), ErrorKind::kCorrupt);
+  EXPECT_EQ(testing::kind_of([&] { Package::open(memory_source(b.bytes, "p")); }), ErrorKind::kCorrupt);
 }
 
 TEST(PackageHostile, EveryTruncationFailsCleanly) {
   const Built b = build({Codec::kZstd, 3});
   for (size_t n = 0; n < b.bytes.size(); n += 97) {
     std::vector<uint8_t> cut(b.bytes.begin(), b.bytes.begin() + static_cast<long>(n));
-    EXPECT_EQ(kind_of([&] { Package::open(memory_source(cut, "p")); }), ErrorKind::kCorrupt) << n;
+    EXPECT_EQ(testing::kind_of([&] { Package::open(memory_source(cut, "p")); }), ErrorKind::kCorrupt) << n;
   }
 }
 

@@ -26,14 +26,6 @@ Manifest header() {
   return m;
 }
 
-std::vector<uint8_t> read_all(const Package& pkg, const std::string& path) {
-  const FileNode* f = pkg.find(path);
-  EXPECT_NE(f, nullptr) << path;
-  if (f == nullptr) return {};
-  std::vector<uint8_t> out(f->size);
-  EXPECT_EQ(pkg.read(*f, 0, out), out.size());
-  return out;
-}
 
 const CodecSpec kCodecs[] = {{Codec::kNone, 0}, {Codec::kDeflate, 1}, {Codec::kZstd, 3}, {Codec::kXz, 1}};
 
@@ -52,9 +44,9 @@ TEST(Package, EveryCodecRoundTripsBitExact) {
     o.chunk_size = 65536;
     w.write(out, o);
     const auto pkg = Package::open(out);
-    EXPECT_EQ(read_all(*pkg, "resources/random.bin"), random) << codec_name(codec.codec);
-    EXPECT_EQ(read_all(*pkg, "resources/sub/dir/text.txt"), text) << codec_name(codec.codec);
-    EXPECT_TRUE(read_all(*pkg, "resources/empty").empty());
+    EXPECT_EQ(testing::read_all(*pkg, "resources/random.bin"), random) << codec_name(codec.codec);
+    EXPECT_EQ(testing::read_all(*pkg, "resources/sub/dir/text.txt"), text) << codec_name(codec.codec);
+    EXPECT_TRUE(testing::read_all(*pkg, "resources/empty").empty());
     pkg->verify(true);
     EXPECT_EQ(pkg->manifest().resources[1].compression.codec, codec.codec);
     EXPECT_EQ(pkg->manifest().resources[2].compression.codec, Codec::kNone);
@@ -73,9 +65,9 @@ TEST(Package, ListsTheTreeSorted) {
   for (const FileNode& f : pkg->files()) paths.push_back(f.path);
   EXPECT_EQ(paths, (std::vector<std::string>{"dependencies/base.json", "manifest.json",
                                              "resources/a/c.txt", "resources/b.txt"}));
-  const auto dep = read_all(*pkg, "dependencies/base.json");
+  const auto dep = testing::read_all(*pkg, "dependencies/base.json");
   EXPECT_NE(std::string(dep.begin(), dep.end()).find("\"^1.0\""), std::string::npos);
-  const auto manifest = read_all(*pkg, "manifest.json");
+  const auto manifest = testing::read_all(*pkg, "manifest.json");
   EXPECT_EQ(std::string(manifest.begin(), manifest.end()), pkg->manifest_bytes());
 }
 
@@ -126,7 +118,7 @@ TEST(Package, SizesAroundChunkBoundariesRoundTrip) {
     size_t i = 0;
     for (size_t size : {size_t{0}, size_t{1}, size_t{cs - 1}, size_t{cs}, size_t{cs + 1},
                         size_t{2 * cs}, size_t{2 * cs + 1}}) {
-      EXPECT_EQ(read_all(*pkg, "resources/s" + std::to_string(size)), datas[i++])
+      EXPECT_EQ(testing::read_all(*pkg, "resources/s" + std::to_string(size)), datas[i++])
           << codec_name(codec.codec) << " size " << size;
     }
     pkg->verify(true);
@@ -255,7 +247,7 @@ TEST(PackageWriter, TenThousandResources) {
   w.write(dir / "p.torshpkg");
   const auto pkg = Package::open(dir / "p.torshpkg");
   EXPECT_EQ(pkg->manifest().resources.size(), 10000u);
-  const auto v = read_all(*pkg, "resources/d99/f9999");
+  const auto v = testing::read_all(*pkg, "resources/d99/f9999");
   EXPECT_EQ(std::string(v.begin(), v.end()), "9999");
   pkg->verify(true);
 }

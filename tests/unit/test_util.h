@@ -1,6 +1,7 @@
 // Helpers shared by the unit tests.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -11,7 +12,11 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
+#include "torshpkg/error.h"
 #include "torshpkg/manifest.h"
+#include "torshpkg/package.h"
 
 namespace torshpkg::testing {
 
@@ -55,6 +60,29 @@ inline std::vector<uint8_t> text_bytes(size_t n, uint32_t seed = 2) {
     for (const char* p = w; *p && out.size() < n; ++p) out.push_back(static_cast<uint8_t>(*p));
   }
   return out;
+}
+
+// The whole content of a file of the package's tree.
+inline std::vector<uint8_t> read_all(const Package& pkg, const std::string& path) {
+  const FileNode* f = pkg.find(path);
+  if (f == nullptr) {
+    ADD_FAILURE() << "no file " << path;
+    return {};
+  }
+  std::vector<uint8_t> out(f->size);
+  EXPECT_EQ(pkg.read(*f, 0, out), out.size()) << path;
+  return out;
+}
+
+// The kind of the torshpkg::Error that `fn` throws; kUnsupported stands for "no error" in the
+// tests that use this (none of them expects kUnsupported itself).
+inline ErrorKind kind_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  return ErrorKind::kUnsupported;
 }
 
 inline void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
