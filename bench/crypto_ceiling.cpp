@@ -13,7 +13,8 @@ double mib_per_s(Fn fn) {
   constexpr int kRounds = 256;  // 256 MiB
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < kRounds; ++i) fn();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return kRounds / secs;
 }
 
@@ -24,7 +25,8 @@ double aead(gnutls_cipher_algorithm_t alg, std::vector<unsigned char>& in) {
   gnutls_aead_cipher_init(&h, alg, &k);
   const double r = mib_per_s([&] {
     size_t len = out.size();
-    gnutls_aead_cipher_encrypt(h, nonce.data(), 12, nullptr, 0, 16, in.data(), in.size(), out.data(), &len);
+    gnutls_aead_cipher_encrypt(h, nonce.data(), 12, nullptr, 0, 16, in.data(), in.size(),
+                               out.data(), &len);
   });
   gnutls_aead_cipher_deinit(h);
   return r;
@@ -35,7 +37,9 @@ double aead(gnutls_cipher_algorithm_t alg, std::vector<unsigned char>& in) {
 int main() {
   std::vector<unsigned char> buf(1 << 20, 0x5a);
   unsigned char digest[32];
-  std::printf("sha256 %.0f\n", mib_per_s([&] { gnutls_hash_fast(GNUTLS_DIG_SHA256, buf.data(), buf.size(), digest); }));
+  std::printf("sha256 %.0f\n", mib_per_s([&] {
+                gnutls_hash_fast(GNUTLS_DIG_SHA256, buf.data(), buf.size(), digest);
+              }));
   std::printf("aes-256-gcm %.0f\n", aead(GNUTLS_CIPHER_AES_256_GCM, buf));
   std::printf("chacha20-poly1305 %.0f\n", aead(GNUTLS_CIPHER_CHACHA20_POLY1305, buf));
   return 0;

@@ -34,7 +34,9 @@ class ChunkCache {
     bool operator==(const Key&) const = default;
   };
   struct KeyHash {
-    size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.chunk * 1000003u ^ k.resource); }
+    size_t operator()(const Key& k) const {
+      return std::hash<uint64_t>()(k.chunk * 1000003u ^ k.resource);
+    }
   };
   using Lru = std::list<std::pair<Key, Chunk>>;
 

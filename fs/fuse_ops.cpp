@@ -1,9 +1,8 @@
 // The libfuse3 low-level callbacks: each translates one request into a call on PackageFs and
 // replies. No policy, caching or decoding lives here.
 #define FUSE_USE_VERSION 312
-#include <fuse_lowlevel.h>
-
 #include <fcntl.h>
+#include <fuse_lowlevel.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -20,13 +19,18 @@ namespace {
 constexpr double kTimeout = 86400.0;
 constexpr unsigned kMaxRead = 1u << 20;
 
-PackageFs& fs_of(fuse_req_t req) { return *static_cast<PackageFs*>(fuse_req_userdata(req)); }
+PackageFs& fs_of(fuse_req_t req) {
+  return *static_cast<PackageFs*>(fuse_req_userdata(req));
+}
 
 int errno_for(const Error& e) {
   switch (e.kind()) {
-    case ErrorKind::kWrongKey: return EACCES;
-    case ErrorKind::kNotFound: return ENOENT;
-    default: return EIO;
+    case ErrorKind::kWrongKey:
+      return EACCES;
+    case ErrorKind::kNotFound:
+      return ENOENT;
+    default:
+      return EIO;
   }
 }
 
@@ -87,7 +91,8 @@ void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, b
       fuse_entry_param e;
       fill_entry(fs, node, e);
       // "." and ".." must not be looked up (no reference counting by the kernel for them).
-      if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) e.ino = 0, e.attr.st_ino = node.ino;
+      if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0)
+        e.ino = 0, e.attr.st_ino = node.ino;
       n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, index);
     } else {
       const struct stat st = fs.attributes(node);
@@ -97,7 +102,8 @@ void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, b
     used += n;
     return true;
   };
-  if (!add(".", *dir) || !add("..", *fs.tree().get(dir->parent))) return (void)fuse_reply_buf(req, buf.data(), used);
+  if (!add(".", *dir) || !add("..", *fs.tree().get(dir->parent)))
+    return (void)fuse_reply_buf(req, buf.data(), used);
   for (const auto& [name, child] : dir->children) {
     if (!add(name.c_str(), *fs.tree().get(child))) break;
   }
@@ -187,7 +193,8 @@ const fuse_lowlevel_ops kOps = [] {
 
 }  // namespace
 
-int serve(PackageFs& fs, const std::string& mountpoint, const std::vector<std::string>& fuse_options,
+int serve(PackageFs& fs, const std::string& mountpoint,
+          const std::vector<std::string>& fuse_options,
           const std::function<void(const std::string& error)>& ready) {
   std::vector<std::string> argv_store = {"torshpkg"};
   for (const std::string& o : fuse_options) {

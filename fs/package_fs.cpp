@@ -2,15 +2,18 @@
 
 #include <algorithm>
 #include <cstring>
-#include <thread>
 #include <ctime>
+#include <thread>
 
 #include "torshpkg/error.h"
 
 namespace torshpkg::fs {
 
 PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
-    : package_(std::move(package)), options_(std::move(options)), tree_(*package_), cache_(options_.cache_bytes) {
+    : package_(std::move(package)),
+      options_(std::move(options)),
+      tree_(*package_),
+      cache_(options_.cache_bytes) {
   for (const FileNode& f : package_->files()) total_bytes_ += f.size;
   const size_t resources = package_->manifest().resources.size();
   last_end_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
@@ -106,8 +109,8 @@ void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
   while (end > previous_end && !last_end_[r.id].compare_exchange_weak(previous_end, end)) {
   }
   const uint64_t window = 2ull * r.chunk_size;
-  const bool sequential = offset <= previous_end + window && offset + window >= previous_end &&
-                          previous_end > 0;
+  const bool sequential =
+      offset <= previous_end + window && offset + window >= previous_end && previous_end > 0;
   if (!prefetcher_ || !sequential || end >= r.size) return;
   const uint64_t first = (end + r.chunk_size - 1) / r.chunk_size;
   const uint64_t count = std::max<uint64_t>(1, options_.readahead_bytes / r.chunk_size);

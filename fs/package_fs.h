@@ -6,12 +6,12 @@
 #include <sys/stat.h>
 
 #include <atomic>
-#include <future>
-#include <map>
-#include <mutex>
 #include <cstdint>
 #include <functional>
+#include <future>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -74,7 +74,8 @@ class PackageFs {
 // Mounts `fs` on `mountpoint` (read-only, FUSE low-level, multi-threaded) and serves it until
 // unmounted or signalled. `ready` is called once the mount is in place, or with an error message
 // when mounting failed; returns the process exit status.
-int serve(PackageFs& fs, const std::string& mountpoint, const std::vector<std::string>& fuse_options,
+int serve(PackageFs& fs, const std::string& mountpoint,
+          const std::vector<std::string>& fuse_options,
           const std::function<void(const std::string& error)>& ready);
 
 }  // namespace torshpkg::fs

@@ -7,7 +7,8 @@ Tree::Tree(const Package& package) {
   for (const FileNode& f : package.files()) {
     uint64_t dir = kRootIno;
     size_t start = 0;
-    for (size_t slash = f.path.find('/'); slash != std::string::npos; slash = f.path.find('/', start)) {
+    for (size_t slash = f.path.find('/'); slash != std::string::npos;
+         slash = f.path.find('/', start)) {
       const std::string part = f.path.substr(start, slash - start);
       const auto it = nodes_[dir - 1].children.find(part);
       if (it != nodes_[dir - 1].children.end()) {
@@ -43,7 +44,8 @@ const Node* Tree::find(std::string_view path) const {
   size_t start = 0;
   while (node != nullptr && start <= path.size()) {
     const size_t slash = path.find('/', start);
-    node = lookup(node->ino, path.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    node = lookup(node->ino,
+                  path.substr(start, slash == std::string_view::npos ? slash : slash - start));
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }

@@ -18,7 +18,7 @@ struct Node {
   uint64_t parent = 0;
   std::string name;
   bool is_dir = false;
-  const FileNode* file = nullptr;              // files only
+  const FileNode* file = nullptr;                         // files only
   std::map<std::string, uint64_t, std::less<>> children;  // folders only, by name
 };
 

@@ -71,7 +71,8 @@ size_t add_archive(PackageWriter& writer, const std::string& archive, const std:
     const uint64_t start = spooled;
     for (;;) {
       const la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
-      if (n < 0) throw Error(ErrorKind::kInvalidArgument, archive + ": " + archive_error_string(a.get()));
+      if (n < 0)
+        throw Error(ErrorKind::kInvalidArgument, archive + ": " + archive_error_string(a.get()));
       if (n == 0) break;
       write_all(spool.get(), std::span(buf.data(), static_cast<size_t>(n)), spool_dir);
       spooled += static_cast<uint64_t>(n);

@@ -12,7 +12,9 @@
 namespace torshpkg {
 namespace {
 
-Error chunk_error(const std::string& reason) { return Error(ErrorKind::kCorrupt, reason); }
+Error chunk_error(const std::string& reason) {
+  return Error(ErrorKind::kCorrupt, reason);
+}
 
 constexpr lzma_check kXzCheck = LZMA_CHECK_CRC32;
 constexpr size_t kXzHeaderSize = LZMA_STREAM_HEADER_SIZE;
@@ -37,7 +39,8 @@ void encode_zstd(int level, std::span<const uint8_t> plain, EncodedChunk& out) {
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
   out.bytes.resize(ZSTD_compressBound(plain.size()));
-  const size_t n = ZSTD_compress2(cctx, out.bytes.data(), out.bytes.size(), plain.data(), plain.size());
+  const size_t n =
+      ZSTD_compress2(cctx, out.bytes.data(), out.bytes.size(), plain.data(), plain.size());
   if (ZSTD_isError(n)) throw Error(ErrorKind::kIo, std::string("zstd: ") + ZSTD_getErrorName(n));
   out.bytes.resize(n);
 }
@@ -55,7 +58,8 @@ void decode_zstd(std::span<const uint8_t> stored, std::span<uint8_t> plain) {
   ZSTD_DCtx* dctx = zstd_contexts().dctx.get();
   ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
   ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 27);
-  const size_t n = ZSTD_decompressDCtx(dctx, plain.data(), plain.size(), stored.data(), stored.size());
+  const size_t n =
+      ZSTD_decompressDCtx(dctx, plain.data(), plain.size(), stored.data(), stored.size());
   if (ZSTD_isError(n)) throw chunk_error(std::string("zstd: ") + ZSTD_getErrorName(n));
   if (n != plain.size()) throw chunk_error("zstd frame decoded to the wrong size");
 }
@@ -107,7 +111,8 @@ void decode_deflate(std::span<const uint8_t> stored, std::span<uint8_t> plain, b
   if (zs.avail_in != 0) throw chunk_error("deflate chunk has trailing bytes");
   // A non-final chunk must end at a full-flush point: an empty stored block, 00 00 ff ff.
   static constexpr uint8_t kFlushMarker[4] = {0x00, 0x00, 0xff, 0xff};
-  if (!last && (stored.size() < 4 || std::memcmp(stored.data() + stored.size() - 4, kFlushMarker, 4))) {
+  if (!last &&
+      (stored.size() < 4 || std::memcmp(stored.data() + stored.size() - 4, kFlushMarker, 4))) {
     throw chunk_error("deflate chunk does not end at a full-flush point");
   }
   if (last != (rc == Z_STREAM_END)) {
@@ -208,10 +213,15 @@ void encode_chunk(const CodecSpec& spec, std::span<const uint8_t> plain, ChunkPl
                   EncodedChunk& out) {
   out.xz_unpadded_size = 0;
   switch (spec.codec) {
-    case Codec::kNone: out.bytes.assign(plain.begin(), plain.end()); return;
-    case Codec::kDeflate: return encode_deflate(spec.level, plain, place.last, out);
-    case Codec::kZstd: return encode_zstd(spec.level, plain, out);
-    case Codec::kXz: return encode_xz(spec.level, plain, place.first, out);
+    case Codec::kNone:
+      out.bytes.assign(plain.begin(), plain.end());
+      return;
+    case Codec::kDeflate:
+      return encode_deflate(spec.level, plain, place.last, out);
+    case Codec::kZstd:
+      return encode_zstd(spec.level, plain, out);
+    case Codec::kXz:
+      return encode_xz(spec.level, plain, place.first, out);
   }
   throw invalid_argument("unknown codec");
 }
@@ -255,9 +265,12 @@ void decode_chunk(Codec codec, std::span<const uint8_t> stored, std::span<uint8_
       if (stored.size() != plain.size()) throw chunk_error("stored chunk has the wrong size");
       std::memcpy(plain.data(), stored.data(), plain.size());
       return;
-    case Codec::kDeflate: return decode_deflate(stored, plain, place.last);
-    case Codec::kZstd: return decode_zstd(stored, plain);
-    case Codec::kXz: return decode_xz(stored, plain, place);
+    case Codec::kDeflate:
+      return decode_deflate(stored, plain, place.last);
+    case Codec::kZstd:
+      return decode_zstd(stored, plain);
+    case Codec::kXz:
+      return decode_xz(stored, plain, place);
   }
   throw chunk_error("unknown codec");
 }

@@ -3,9 +3,9 @@
 // A resource's entry is one standard stream of its ZIP method, cut at chunk boundaries so that
 // each chunk decodes alone (docs/FORMAT.md, "Chunking"):
 //   none     the plain bytes;
-//   deflate  raw deflate from a fresh compressor, ending in a full flush (the last in a final block);
-//   zstd     one zstd frame with its content size;
-//   xz       one xz block (LZMA2, CRC32 check); the first chunk also holds the 12-byte stream
+//   deflate  raw deflate from a fresh compressor, ending in a full flush (the last in a final
+//   block); zstd     one zstd frame with its content size; xz       one xz block (LZMA2, CRC32
+//   check); the first chunk also holds the 12-byte stream
 //            header, the last also holds the stream's index and footer.
 #pragma once
 

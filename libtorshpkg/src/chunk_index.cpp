@@ -39,15 +39,16 @@ ChunkIndex parse_chunk_index(std::span<const uint8_t> bytes, const ResourceEntry
   const std::string where = r.index_entry_name() + ": ";
   if (bytes.size() != index_bytes(r.chunk_count)) throw corrupt(file, where + "wrong size");
   const uint8_t* p = bytes.data();
-  if (std::memcmp(p, kIndexMagic, sizeof kIndexMagic) != 0) throw corrupt(file, where + "bad magic");
+  if (std::memcmp(p, kIndexMagic, sizeof kIndexMagic) != 0)
+    throw corrupt(file, where + "bad magic");
   ChunkIndex index;
   index.resource_id = load_u32(p + 8);
   index.chunk_size = load_u32(p + 12);
   index.plain_size = load_u64(p + 16);
   index.stored_size = load_u64(p + 24);
   const uint64_t count = load_u64(p + 32);
-  if (index.resource_id != r.id || index.chunk_size != r.chunk_size ||
-      index.plain_size != r.size || index.stored_size != r.stored_size || count != r.chunk_count) {
+  if (index.resource_id != r.id || index.chunk_size != r.chunk_size || index.plain_size != r.size ||
+      index.stored_size != r.stored_size || count != r.chunk_count) {
     throw corrupt(file, where + "header disagrees with the manifest");
   }
   index.stored_len.resize(count);
@@ -60,9 +61,10 @@ ChunkIndex parse_chunk_index(std::span<const uint8_t> bytes, const ResourceEntry
     // The last xz chunk also carries the stream index (a few bytes per chunk).
     // Encrypted chunks carry a 16-byte tag.
     const uint32_t tag = r.encryption == Cipher::kNone ? 0 : 16;
-    const uint64_t bound = max_stored_chunk_size(index.plain_len(i)) + tag +
-                           (i + 1 == count ? 64 + 16 * count : 0);
-    if (len == 0 || len > bound) throw corrupt(file, where + "bad stored length of chunk " + std::to_string(i));
+    const uint64_t bound =
+        max_stored_chunk_size(index.plain_len(i)) + tag + (i + 1 == count ? 64 + 16 * count : 0);
+    if (len == 0 || len > bound)
+      throw corrupt(file, where + "bad stored length of chunk " + std::to_string(i));
     if (r.compression.codec == Codec::kNone && len != index.plain_len(i) + tag) {
       throw corrupt(file, where + "stored chunk length differs from its plain length");
     }
@@ -71,7 +73,8 @@ ChunkIndex parse_chunk_index(std::span<const uint8_t> bytes, const ResourceEntry
     offset += len;
     std::memcpy(index.leaf[i].data(), rec + 4, 32);
   }
-  if (offset != r.stored_size) throw corrupt(file, where + "chunk lengths do not add up to the entry size");
+  if (offset != r.stored_size)
+    throw corrupt(file, where + "chunk lengths do not add up to the entry size");
   return index;
 }
 

@@ -23,9 +23,9 @@ struct ChunkIndex {
   uint32_t chunk_size = 0;
   uint64_t plain_size = 0;
   uint64_t stored_size = 0;
-  std::vector<uint32_t> stored_len;    // per chunk
-  std::vector<uint64_t> stored_offset; // per chunk, relative to the entry's data; derived
-  std::vector<Digest> leaf;            // per chunk
+  std::vector<uint32_t> stored_len;     // per chunk
+  std::vector<uint64_t> stored_offset;  // per chunk, relative to the entry's data; derived
+  std::vector<Digest> leaf;             // per chunk
 
   uint64_t chunk_count() const { return stored_len.size(); }
   uint32_t plain_len(uint64_t chunk) const {

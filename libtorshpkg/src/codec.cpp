@@ -8,10 +8,14 @@ namespace torshpkg {
 
 std::string_view codec_name(Codec codec) {
   switch (codec) {
-    case Codec::kNone: return "none";
-    case Codec::kDeflate: return "deflate";
-    case Codec::kZstd: return "zstd";
-    case Codec::kXz: return "xz";
+    case Codec::kNone:
+      return "none";
+    case Codec::kDeflate:
+      return "deflate";
+    case Codec::kZstd:
+      return "zstd";
+    case Codec::kXz:
+      return "xz";
   }
   return "none";
 }
@@ -26,30 +30,42 @@ std::optional<Codec> codec_from_name(std::string_view name) {
 
 uint16_t zip_method(Codec codec) {
   switch (codec) {
-    case Codec::kNone: return 0;
-    case Codec::kDeflate: return 8;
-    case Codec::kZstd: return 93;
-    case Codec::kXz: return 95;
+    case Codec::kNone:
+      return 0;
+    case Codec::kDeflate:
+      return 8;
+    case Codec::kZstd:
+      return 93;
+    case Codec::kXz:
+      return 95;
   }
   return 0;
 }
 
 int default_level(Codec codec) {
   switch (codec) {
-    case Codec::kNone: return 0;
-    case Codec::kDeflate: return 6;
-    case Codec::kZstd: return 3;
-    case Codec::kXz: return 6;
+    case Codec::kNone:
+      return 0;
+    case Codec::kDeflate:
+      return 6;
+    case Codec::kZstd:
+      return 3;
+    case Codec::kXz:
+      return 6;
   }
   return 0;
 }
 
 bool valid_level(Codec codec, int level) {
   switch (codec) {
-    case Codec::kNone: return level == 0;
-    case Codec::kDeflate: return level >= 1 && level <= 9;
-    case Codec::kZstd: return level >= 1 && level <= 22;
-    case Codec::kXz: return level >= 0 && level <= 9;
+    case Codec::kNone:
+      return level == 0;
+    case Codec::kDeflate:
+      return level >= 1 && level <= 9;
+    case Codec::kZstd:
+      return level >= 1 && level <= 22;
+    case Codec::kXz:
+      return level >= 0 && level <= 9;
   }
   return false;
 }

@@ -19,7 +19,8 @@ gnutls_datum_t datum(std::span<const uint8_t> b) {
 }
 
 gnutls_cipher_algorithm_t gnutls_cipher(Cipher c) {
-  return c == Cipher::kChacha20Poly1305 ? GNUTLS_CIPHER_CHACHA20_POLY1305 : GNUTLS_CIPHER_AES_256_GCM;
+  return c == Cipher::kChacha20Poly1305 ? GNUTLS_CIPHER_CHACHA20_POLY1305
+                                        : GNUTLS_CIPHER_AES_256_GCM;
 }
 
 constexpr std::string_view kResourceKeyInfo{"torshpkg-resource-key-v1\0", 25};
@@ -33,7 +34,8 @@ struct Aead {
   Aead(Cipher c, const Key256& key) {
     const gnutls_datum_t k = datum(key);
     if (gnutls_aead_cipher_init(&h, gnutls_cipher(c), &k) != 0) {
-      throw Error(ErrorKind::kUnsupported, std::string("cipher not available: ") + std::string(cipher_name(c)));
+      throw Error(ErrorKind::kUnsupported,
+                  std::string("cipher not available: ") + std::string(cipher_name(c)));
     }
   }
   ~Aead() { gnutls_aead_cipher_deinit(h); }
@@ -53,9 +55,11 @@ Key256 slot_kek(const KeySlot& slot, const Secret& secret, std::span<const uint8
   if (slot.type == "password") {
     return argon2id(secret.bytes, salt, {slot.time_cost, slot.memory_kib, slot.parallelism});
   }
-  const auto ikm = std::span(reinterpret_cast<const uint8_t*>(secret.bytes.data()), secret.bytes.size());
-  const auto out = hkdf_sha256(ikm, salt, std::span(reinterpret_cast<const uint8_t*>(kKeyFileInfo.data()),
-                                                    kKeyFileInfo.size()), 32);
+  const auto ikm =
+      std::span(reinterpret_cast<const uint8_t*>(secret.bytes.data()), secret.bytes.size());
+  const auto out = hkdf_sha256(
+      ikm, salt,
+      std::span(reinterpret_cast<const uint8_t*>(kKeyFileInfo.data()), kKeyFileInfo.size()), 32);
   std::memcpy(kek.data(), out.data(), 32);
   return kek;
 }
@@ -73,7 +77,8 @@ std::vector<uint8_t> hkdf_sha256(std::span<const uint8_t> ikm, std::span<const u
   uint8_t prk[32];
   const gnutls_datum_t k = datum(ikm);
   const gnutls_datum_t s = datum(salt);
-  if (gnutls_hkdf_extract(GNUTLS_MAC_SHA256, &k, &s, prk) != 0) throw Error(ErrorKind::kIo, "HKDF failed");
+  if (gnutls_hkdf_extract(GNUTLS_MAC_SHA256, &k, &s, prk) != 0)
+    throw Error(ErrorKind::kIo, "HKDF failed");
   std::vector<uint8_t> out(length);
   const gnutls_datum_t p{prk, sizeof prk};
   const gnutls_datum_t i = datum(info);
@@ -84,25 +89,28 @@ std::vector<uint8_t> hkdf_sha256(std::span<const uint8_t> ikm, std::span<const u
 }
 
 Key256 argon2id(std::string_view password, std::span<const uint8_t> salt, const Argon2Params& p) {
-  if (p.time_cost < 1 || p.time_cost > Argon2Params::kMaxTimeCost || p.memory_kib < 8 * p.parallelism ||
-      p.memory_kib > Argon2Params::kMaxMemoryKib || p.parallelism < 1 ||
-      p.parallelism > Argon2Params::kMaxParallelism) {
+  if (p.time_cost < 1 || p.time_cost > Argon2Params::kMaxTimeCost ||
+      p.memory_kib < 8 * p.parallelism || p.memory_kib > Argon2Params::kMaxMemoryKib ||
+      p.parallelism < 1 || p.parallelism > Argon2Params::kMaxParallelism) {
     throw Error(ErrorKind::kCorrupt, "Argon2id parameters out of bounds");
   }
   Key256 out{};
-  const int rc = argon2id_hash_raw(p.time_cost, p.memory_kib, p.parallelism, password.data(), password.size(),
-                                   salt.data(), salt.size(), out.data(), out.size());
-  if (rc != ARGON2_OK) throw Error(ErrorKind::kIo, std::string("Argon2id: ") + argon2_error_message(rc));
+  const int rc =
+      argon2id_hash_raw(p.time_cost, p.memory_kib, p.parallelism, password.data(), password.size(),
+                        salt.data(), salt.size(), out.data(), out.size());
+  if (rc != ARGON2_OK)
+    throw Error(ErrorKind::kIo, std::string("Argon2id: ") + argon2_error_message(rc));
   return out;
 }
 
-std::vector<uint8_t> aead_encrypt(Cipher cipher, const Key256& key, std::span<const uint8_t, kNonceSize> nonce,
+std::vector<uint8_t> aead_encrypt(Cipher cipher, const Key256& key,
+                                  std::span<const uint8_t, kNonceSize> nonce,
                                   std::span<const uint8_t> aad, std::span<const uint8_t> plain) {
   Aead aead(cipher, key);
   std::vector<uint8_t> out(plain.size() + kTagSize);
   size_t len = out.size();
-  if (gnutls_aead_cipher_encrypt(aead.h, nonce.data(), nonce.size(), aad.data(), aad.size(), kTagSize,
-                                 plain.data(), plain.size(), out.data(), &len) != 0 ||
+  if (gnutls_aead_cipher_encrypt(aead.h, nonce.data(), nonce.size(), aad.data(), aad.size(),
+                                 kTagSize, plain.data(), plain.size(), out.data(), &len) != 0 ||
       len != out.size()) {
     throw Error(ErrorKind::kIo, "encryption failed");
   }
@@ -110,18 +118,20 @@ std::vector<uint8_t> aead_encrypt(Cipher cipher, const Key256& key, std::span<co
 }
 
 bool aead_decrypt(Cipher cipher, const Key256& key, std::span<const uint8_t, kNonceSize> nonce,
-                  std::span<const uint8_t> aad, std::span<const uint8_t> sealed, std::vector<uint8_t>& plain) {
+                  std::span<const uint8_t> aad, std::span<const uint8_t> sealed,
+                  std::vector<uint8_t>& plain) {
   if (sealed.size() < kTagSize) return false;
   Aead aead(cipher, key);
   plain.resize(sealed.size() - kTagSize);
   size_t len = plain.size();
-  return gnutls_aead_cipher_decrypt(aead.h, nonce.data(), nonce.size(), aad.data(), aad.size(), kTagSize,
-                                    sealed.data(), sealed.size(), plain.data(), &len) == 0 &&
+  return gnutls_aead_cipher_decrypt(aead.h, nonce.data(), nonce.size(), aad.data(), aad.size(),
+                                    kTagSize, sealed.data(), sealed.size(), plain.data(),
+                                    &len) == 0 &&
          len == plain.size();
 }
 
-Key256 resource_key(const Key256& data_key, std::span<const uint8_t, 16> package_id, uint32_t resource_id,
-                    std::string_view path) {
+Key256 resource_key(const Key256& data_key, std::span<const uint8_t, 16> package_id,
+                    uint32_t resource_id, std::string_view path) {
   std::vector<uint8_t> info;
   ByteWriter w(info);
   w.text(kResourceKeyInfo);
@@ -143,8 +153,8 @@ std::array<uint8_t, kNonceSize> chunk_nonce(uint64_t chunk, bool last) {
   return nonce;
 }
 
-std::vector<uint8_t> chunk_aad(std::span<const uint8_t, 16> package_id, uint32_t resource_id, uint64_t chunk,
-                               uint64_t chunk_count, uint32_t plain_len) {
+std::vector<uint8_t> chunk_aad(std::span<const uint8_t, 16> package_id, uint32_t resource_id,
+                               uint64_t chunk, uint64_t chunk_count, uint32_t plain_len) {
   std::vector<uint8_t> aad;
   ByteWriter w(aad);
   w.text(kChunkAadTag);
@@ -156,8 +166,9 @@ std::vector<uint8_t> chunk_aad(std::span<const uint8_t, 16> package_id, uint32_t
   return aad;
 }
 
-KeySlot make_key_slot(const Key256& data_key, const Secret& secret, std::span<const uint8_t, 16> package_id,
-                      uint32_t slot_index, const Argon2Params& params) {
+KeySlot make_key_slot(const Key256& data_key, const Secret& secret,
+                      std::span<const uint8_t, 16> package_id, uint32_t slot_index,
+                      const Argon2Params& params) {
   KeySlot slot;
   uint8_t salt[16];
   random_bytes(salt);
@@ -174,7 +185,8 @@ KeySlot make_key_slot(const Key256& data_key, const Secret& secret, std::span<co
   slot.salt = to_hex(salt);
   slot.nonce = to_hex(nonce);
   const Key256 kek = slot_kek(slot, secret, salt);
-  slot.wrapped_key = to_hex(aead_encrypt(Cipher::kAes256Gcm, kek, nonce, slot_aad(package_id, slot_index), data_key));
+  slot.wrapped_key = to_hex(
+      aead_encrypt(Cipher::kAes256Gcm, kek, nonce, slot_aad(package_id, slot_index), data_key));
   return slot;
 }
 
@@ -185,12 +197,14 @@ std::optional<Key256> open_key_slot(const KeySlot& slot, const Secret& secret,
   uint8_t salt[16];
   std::array<uint8_t, kNonceSize> nonce{};
   std::vector<uint8_t> wrapped(32 + kTagSize);
-  if (!from_hex(slot.salt, salt) || !from_hex(slot.nonce, nonce) || !from_hex(slot.wrapped_key, wrapped)) {
+  if (!from_hex(slot.salt, salt) || !from_hex(slot.nonce, nonce) ||
+      !from_hex(slot.wrapped_key, wrapped)) {
     return std::nullopt;
   }
   const Key256 kek = slot_kek(slot, secret, salt);
   std::vector<uint8_t> plain;
-  if (!aead_decrypt(Cipher::kAes256Gcm, kek, nonce, slot_aad(package_id, slot_index), wrapped, plain)) {
+  if (!aead_decrypt(Cipher::kAes256Gcm, kek, nonce, slot_aad(package_id, slot_index), wrapped,
+                    plain)) {
     return std::nullopt;
   }
   Key256 key{};
@@ -200,9 +214,12 @@ std::optional<Key256> open_key_slot(const KeySlot& slot, const Secret& secret,
 
 std::string_view cipher_name(Cipher cipher) {
   switch (cipher) {
-    case Cipher::kNone: return "none";
-    case Cipher::kAes256Gcm: return "aes-256-gcm";
-    case Cipher::kChacha20Poly1305: return "chacha20-poly1305";
+    case Cipher::kNone:
+      return "none";
+    case Cipher::kAes256Gcm:
+      return "aes-256-gcm";
+    case Cipher::kChacha20Poly1305:
+      return "chacha20-poly1305";
   }
   return "none";
 }
@@ -247,7 +264,8 @@ Secret read_password_file(const std::string& path) {
 Secret read_key_file(const std::string& path) {
   Secret s{Secret::Kind::kKeyFile, read_secret_file(path)};
   if (s.bytes.size() < 32) {
-    throw invalid_argument(path + ": a key file must hold at least 32 bytes (e.g. head -c 32 /dev/urandom)");
+    throw invalid_argument(
+        path + ": a key file must hold at least 32 bytes (e.g. head -c 32 /dev/urandom)");
   }
   return s;
 }

@@ -6,20 +6,29 @@ namespace torshpkg {
 
 std::string_view to_string(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kCorrupt: return "corrupt";
-    case ErrorKind::kBadSignature: return "bad signature";
-    case ErrorKind::kWrongKey: return "wrong key";
-    case ErrorKind::kNotFound: return "not found";
-    case ErrorKind::kIo: return "I/O error";
-    case ErrorKind::kInvalidArgument: return "invalid argument";
-    case ErrorKind::kUnsupported: return "unsupported";
-    case ErrorKind::kInterrupted: return "interrupted";
+    case ErrorKind::kCorrupt:
+      return "corrupt";
+    case ErrorKind::kBadSignature:
+      return "bad signature";
+    case ErrorKind::kWrongKey:
+      return "wrong key";
+    case ErrorKind::kNotFound:
+      return "not found";
+    case ErrorKind::kIo:
+      return "I/O error";
+    case ErrorKind::kInvalidArgument:
+      return "invalid argument";
+    case ErrorKind::kUnsupported:
+      return "unsupported";
+    case ErrorKind::kInterrupted:
+      return "interrupted";
   }
   return "unknown";
 }
 
 Error corrupt(std::string_view file, std::string_view reason) {
-  return Error(ErrorKind::kCorrupt, std::string(file) + ": corrupt package: " + std::string(reason));
+  return Error(ErrorKind::kCorrupt,
+               std::string(file) + ": corrupt package: " + std::string(reason));
 }
 
 Error io_error(std::string_view file, std::string_view what, int errno_value) {

@@ -2,10 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <cstdlib>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 
 #include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
@@ -15,8 +15,8 @@ namespace torshpkg {
 void pread_exact(int fd, std::span<uint8_t> out, uint64_t offset, const std::string& name) {
   size_t done = 0;
   while (done < out.size()) {
-    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done,
-                              static_cast<off_t>(offset + done));
+    const ssize_t n =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       throw io_error(name, "read failed", errno);
@@ -41,8 +41,8 @@ void write_all(int fd, std::span<const uint8_t> data, const std::string& name) {
 void pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const std::string& name) {
   size_t done = 0;
   while (done < data.size()) {
-    const ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done,
-                               static_cast<off_t>(offset + done));
+    const ssize_t n =
+        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       throw io_error(name, "write failed", errno);

@@ -34,7 +34,8 @@ gnutls_datum_t view(std::span<const uint8_t> bytes) {
 }
 
 gnutls_datum_t view(const std::string& s) {
-  return {reinterpret_cast<unsigned char*>(const_cast<char*>(s.data())), static_cast<unsigned>(s.size())};
+  return {reinterpret_cast<unsigned char*>(const_cast<char*>(s.data())),
+          static_cast<unsigned>(s.size())};
 }
 
 std::string read_small_file(const std::string& path) {
@@ -56,7 +57,8 @@ Error key_error(const std::string& source, const std::string& what) {
 // Builds the PublicKey view of a GnuTLS public key handle (takes ownership).
 void fill_public(gnutls_pubkey_t pub, const std::string& source, std::shared_ptr<void>& handle,
                  std::string& key_id, std::string& pem) {
-  handle = std::shared_ptr<void>(pub, [](void* p) { gnutls_pubkey_deinit(static_cast<gnutls_pubkey_t>(p)); });
+  handle = std::shared_ptr<void>(
+      pub, [](void* p) { gnutls_pubkey_deinit(static_cast<gnutls_pubkey_t>(p)); });
   if (gnutls_pubkey_get_pk_algorithm(pub, nullptr) != GNUTLS_PK_EDDSA_ED25519) {
     throw key_error(source, "not an Ed25519 key (torshpkg signs with Ed25519 only)");
   }
@@ -79,13 +81,16 @@ PublicKey PublicKey::from_pem(const std::string& pem, const std::string& source)
   if (pem.find("-----BEGIN PUBLIC KEY-----") == std::string::npos ||
       gnutls_pubkey_import(pub, &data, GNUTLS_X509_FMT_PEM) != 0) {
     gnutls_pubkey_deinit(pub);
-    throw key_error(source, "not a PEM public key (expected \"BEGIN PUBLIC KEY\", SubjectPublicKeyInfo)");
+    throw key_error(source,
+                    "not a PEM public key (expected \"BEGIN PUBLIC KEY\", SubjectPublicKeyInfo)");
   }
   fill_public(pub, source, key.handle_, key.key_id_, key.pem_);
   return key;
 }
 
-PublicKey PublicKey::load(const std::string& path) { return from_pem(read_small_file(path), path); }
+PublicKey PublicKey::load(const std::string& path) {
+  return from_pem(read_small_file(path), path);
+}
 
 bool PublicKey::verify(std::span<const uint8_t> message, std::span<const uint8_t> signature) const {
   const gnutls_datum_t m = view(message);
@@ -132,7 +137,8 @@ PrivateKey::~PrivateKey() {
 
 PrivateKey PrivateKey::from_pem(const std::string& pem, const std::string& source) {
   if (pem.find("-----BEGIN PRIVATE KEY-----") == std::string::npos) {
-    throw key_error(source, "not an unencrypted PKCS#8 PEM private key (expected \"BEGIN PRIVATE KEY\")");
+    throw key_error(source,
+                    "not an unencrypted PKCS#8 PEM private key (expected \"BEGIN PRIVATE KEY\")");
   }
   gnutls_privkey_t priv = nullptr;
   if (gnutls_privkey_init(&priv) != 0) throw std::bad_alloc();
@@ -144,9 +150,12 @@ PrivateKey PrivateKey::from_pem(const std::string& pem, const std::string& sourc
   return PrivateKey(priv, source);
 }
 
-PrivateKey PrivateKey::load(const std::string& path) { return from_pem(read_small_file(path), path); }
+PrivateKey PrivateKey::load(const std::string& path) {
+  return from_pem(read_small_file(path), path);
+}
 
-PrivateKey PrivateKey::from_raw(std::span<const uint8_t, 32> seed, std::span<const uint8_t, 32> pub) {
+PrivateKey PrivateKey::from_raw(std::span<const uint8_t, 32> seed,
+                                std::span<const uint8_t, 32> pub) {
   gnutls_privkey_t priv = nullptr;
   if (gnutls_privkey_init(&priv) != 0) throw std::bad_alloc();
   const gnutls_datum_t x = view(pub);
@@ -171,8 +180,8 @@ PrivateKey PrivateKey::generate() {
 std::vector<uint8_t> PrivateKey::sign(std::span<const uint8_t> message) const {
   const gnutls_datum_t m = view(message);
   Datum sig;
-  if (gnutls_privkey_sign_data2(static_cast<gnutls_privkey_t>(handle_), GNUTLS_SIGN_EDDSA_ED25519, 0,
-                                &m, &sig.d) != 0) {
+  if (gnutls_privkey_sign_data2(static_cast<gnutls_privkey_t>(handle_), GNUTLS_SIGN_EDDSA_ED25519,
+                                0, &m, &sig.d) != 0) {
     throw Error(ErrorKind::kIo, "Ed25519 signing failed");
   }
   return std::vector<uint8_t>(sig.d.data, sig.d.data + sig.d.size);
@@ -199,12 +208,14 @@ std::string generate_key_files(const std::string& prefix, bool force) {
     if (!fd) throw io_error(temp, "cannot create", errno);
     try {
       ::fchmod(fd.get(), mode);
-      write_all(fd.get(), std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), path);
+      write_all(fd.get(), std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                path);
       if (::fsync(fd.get()) != 0) throw io_error(path, "fsync failed", errno);
       if (!force && ::access(path.c_str(), F_OK) == 0) {
         throw invalid_argument(path + ": already exists (use --force to replace it)");
       }
-      if (::rename(temp.c_str(), path.c_str()) != 0) throw io_error(path, "cannot rename into place", errno);
+      if (::rename(temp.c_str(), path.c_str()) != 0)
+        throw io_error(path, "cannot rename into place", errno);
     } catch (...) {
       ::unlink(temp.c_str());
       throw;

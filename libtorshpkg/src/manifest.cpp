@@ -16,15 +16,17 @@ namespace torshpkg {
 namespace {
 
 constexpr std::array<std::string_view, 10> kTypeNames = {
-    "ModelWeights", "Config", "Tokenizer", "Source", "Data",
-    "Documentation", "License", "Binary", "Text", "Metadata"};
+    "ModelWeights",  "Config",  "Tokenizer", "Source", "Data",
+    "Documentation", "License", "Binary",    "Text",   "Metadata"};
 
 // A schema violation; the callers turn it into kCorrupt (parsing) or kInvalidArgument (building).
 struct SchemaError {
   std::string reason;
 };
 
-[[noreturn]] void fail(const std::string& reason) { throw SchemaError{reason}; }
+[[noreturn]] void fail(const std::string& reason) {
+  throw SchemaError{reason};
+}
 
 void only_keys(const Json::Value& obj, std::initializer_list<std::string_view> allowed,
                const std::string& where) {
@@ -104,11 +106,22 @@ bool is_rfc3339_utc(std::string_view s) {
     const char c = s[i];
     const bool digit = c >= '0' && c <= '9';
     switch (i) {
-      case 4: case 7: if (c != '-') return false; break;
-      case 10: if (c != 'T') return false; break;
-      case 13: case 16: if (c != ':') return false; break;
-      case 19: if (c != 'Z') return false; break;
-      default: if (!digit) return false;
+      case 4:
+      case 7:
+        if (c != '-') return false;
+        break;
+      case 10:
+        if (c != 'T') return false;
+        break;
+      case 13:
+      case 16:
+        if (c != ':') return false;
+        break;
+      case 19:
+        if (c != 'Z') return false;
+        break;
+      default:
+        if (!digit) return false;
     }
   }
   return true;
@@ -117,16 +130,17 @@ bool is_rfc3339_utc(std::string_view s) {
 bool is_feature_name(std::string_view s) {
   if (s.empty() || s.size() > 128) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
   });
 }
 
 ResourceEntry resource_from_json(const Json::Value& v, uint32_t position) {
   const std::string where = "resources[" + std::to_string(position) + "]";
   if (!v.isObject()) fail(where + " must be an object");
-  only_keys(v, {"id", "path", "type", "size", "stored_size", "compression", "compression_level",
-                "chunk_size", "chunk_count", "encryption", "sha256", "index_sha256"},
+  only_keys(v,
+            {"id", "path", "type", "size", "stored_size", "compression", "compression_level",
+             "chunk_size", "chunk_count", "encryption", "sha256", "index_sha256"},
             where);
   ResourceEntry r;
   r.id = static_cast<uint32_t>(get_u64(v, "id", where, UINT32_MAX));
@@ -144,8 +158,8 @@ ResourceEntry resource_from_json(const Json::Value& v, uint32_t position) {
   r.compression.codec = *codec;
   r.compression.level = static_cast<int>(get_u64(v, "compression_level", where, 22));
   if (!valid_level(*codec, r.compression.level)) fail(where + ": bad compression level");
-  r.chunk_size = static_cast<uint32_t>(
-      get_u64(v, "chunk_size", where, ManifestLimits::kMaxChunkSize));
+  r.chunk_size =
+      static_cast<uint32_t>(get_u64(v, "chunk_size", where, ManifestLimits::kMaxChunkSize));
   if (r.chunk_size < ManifestLimits::kMinChunkSize || (r.chunk_size & (r.chunk_size - 1)) != 0) {
     fail(where + ": chunk_size must be a power of two from 4096 to 64 MiB");
   }
@@ -159,8 +173,10 @@ ResourceEntry resource_from_json(const Json::Value& v, uint32_t position) {
   const auto cipher = cipher_from_name(get_string(v, "encryption", where, 32));
   if (!cipher) fail(where + ": unknown encryption");
   r.encryption = *cipher;
-  if (r.size == 0 && r.encryption != Cipher::kNone) fail(where + ": an empty resource is not encrypted");
-  if (r.compression.codec == Codec::kNone && r.encryption == Cipher::kNone && r.stored_size != r.size) {
+  if (r.size == 0 && r.encryption != Cipher::kNone)
+    fail(where + ": an empty resource is not encrypted");
+  if (r.compression.codec == Codec::kNone && r.encryption == Cipher::kNone &&
+      r.stored_size != r.size) {
     fail(where + ": stored_size must equal size for uncompressed resources");
   }
   if (r.encryption == Cipher::kNone) {
@@ -223,17 +239,24 @@ KeySlot key_slot_from_json(const Json::Value& v, size_t position) {
     return h;
   };
   if (k.type == "password") {
-    only_keys(v, {"type", "kdf", "salt", "time_cost", "memory_kib", "parallelism", "nonce", "wrapped_key"}, where);
-    if (get_string(v, "kdf", where, 16) != "argon2id") fail(where + ": password slots use argon2id");
+    only_keys(
+        v,
+        {"type", "kdf", "salt", "time_cost", "memory_kib", "parallelism", "nonce", "wrapped_key"},
+        where);
+    if (get_string(v, "kdf", where, 16) != "argon2id")
+      fail(where + ": password slots use argon2id");
     k.time_cost = static_cast<uint32_t>(get_u64(v, "time_cost", where, Argon2Params::kMaxTimeCost));
-    k.memory_kib = static_cast<uint32_t>(get_u64(v, "memory_kib", where, Argon2Params::kMaxMemoryKib));
-    k.parallelism = static_cast<uint32_t>(get_u64(v, "parallelism", where, Argon2Params::kMaxParallelism));
+    k.memory_kib =
+        static_cast<uint32_t>(get_u64(v, "memory_kib", where, Argon2Params::kMaxMemoryKib));
+    k.parallelism =
+        static_cast<uint32_t>(get_u64(v, "parallelism", where, Argon2Params::kMaxParallelism));
     if (k.time_cost < 1 || k.parallelism < 1 || k.memory_kib < 8 * k.parallelism) {
       fail(where + ": Argon2id parameters out of bounds");
     }
   } else if (k.type == "key-file") {
     only_keys(v, {"type", "kdf", "salt", "nonce", "wrapped_key"}, where);
-    if (get_string(v, "kdf", where, 16) != "hkdf-sha256") fail(where + ": key-file slots use hkdf-sha256");
+    if (get_string(v, "kdf", where, 16) != "hkdf-sha256")
+      fail(where + ": key-file slots use hkdf-sha256");
   } else {
     fail(where + ": unknown slot type");
   }
@@ -253,10 +276,11 @@ Manifest manifest_from_json(const Json::Value& root) {
     throw Error(ErrorKind::kUnsupported,
                 "format version " + std::to_string(m.format_version) + " (this reader knows 1)");
   }
-  only_keys(root, {"format", "format_version", "package_id", "name", "version", "description",
-                   "author", "license", "created", "metadata", "resources", "dependencies",
-                   "lineage", "encryption"},
-            where);
+  only_keys(
+      root,
+      {"format", "format_version", "package_id", "name", "version", "description", "author",
+       "license", "created", "metadata", "resources", "dependencies", "lineage", "encryption"},
+      where);
   m.package_id = get_string(root, "package_id", where, 32);
   uint8_t id[16];
   if (!from_hex(m.package_id, id)) fail("\"package_id\" must be 32 lowercase hex digits");
@@ -305,17 +329,21 @@ Manifest manifest_from_json(const Json::Value& root) {
   for (Json::ArrayIndex i = 0; i < lineage.size(); ++i) {
     m.lineage.push_back(lineage_from_json(lineage[i], i));
   }
-  const bool any_encrypted = std::any_of(m.resources.begin(), m.resources.end(),
-                                         [](const ResourceEntry& r) { return r.encryption != Cipher::kNone; });
+  const bool any_encrypted =
+      std::any_of(m.resources.begin(), m.resources.end(),
+                  [](const ResourceEntry& r) { return r.encryption != Cipher::kNone; });
   if (root.isMember("encryption")) {
     const Json::Value& enc = root["encryption"];
     if (!enc.isObject()) fail("\"encryption\" must be an object");
     only_keys(enc, {"key_slots"}, "encryption");
-    const Json::Value& slots = get_array(enc, "key_slots", "encryption", ManifestLimits::kMaxKeySlots);
-    for (Json::ArrayIndex i = 0; i < slots.size(); ++i) m.key_slots.push_back(key_slot_from_json(slots[i], i));
+    const Json::Value& slots =
+        get_array(enc, "key_slots", "encryption", ManifestLimits::kMaxKeySlots);
+    for (Json::ArrayIndex i = 0; i < slots.size(); ++i)
+      m.key_slots.push_back(key_slot_from_json(slots[i], i));
   }
   if (any_encrypted != !m.key_slots.empty()) {
-    fail(any_encrypted ? "encrypted resources but no key slots" : "key slots but no encrypted resource");
+    fail(any_encrypted ? "encrypted resources but no key slots"
+                       : "key slots but no encrypted resource");
   }
   return m;
 }
@@ -430,7 +458,9 @@ std::string ResourceEntry::index_entry_name() const {
   return ".torshpkg/index/" + std::to_string(id);
 }
 
-std::string_view to_string(ResourceType type) { return kTypeNames[static_cast<size_t>(type)]; }
+std::string_view to_string(ResourceType type) {
+  return kTypeNames[static_cast<size_t>(type)];
+}
 
 std::optional<ResourceType> resource_type_from_name(std::string_view name) {
   for (size_t i = 0; i < kTypeNames.size(); ++i) {
@@ -442,9 +472,8 @@ std::optional<ResourceType> resource_type_from_name(std::string_view name) {
 ResourceType guess_resource_type(std::string_view path) {
   const size_t slash = path.rfind('/');
   std::string base(path.substr(slash == std::string_view::npos ? 0 : slash + 1));
-  std::transform(base.begin(), base.end(), base.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
+  std::transform(base.begin(), base.end(), base.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   const size_t dot = base.rfind('.');
   const std::string ext = dot == std::string::npos ? "" : base.substr(dot + 1);
   auto is = [&](std::initializer_list<std::string_view> list) {
@@ -486,7 +515,8 @@ bool is_valid_package_name(std::string_view name) {
 bool is_valid_semver(std::string_view v) {
   if (v.empty() || v.size() > 256) return false;
   auto numeric = [](std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
            !(s.size() > 1 && s[0] == '0');
   };
   auto identifiers = [&](std::string_view s, bool prerelease) {
@@ -494,7 +524,8 @@ bool is_valid_semver(std::string_view v) {
     size_t start = 0;
     for (;;) {
       const size_t dot = s.find('.', start);
-      const std::string_view id = s.substr(start, dot == std::string_view::npos ? dot : dot - start);
+      const std::string_view id =
+          s.substr(start, dot == std::string_view::npos ? dot : dot - start);
       if (id.empty()) return false;
       const bool all_digits =
           std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -560,6 +591,8 @@ std::string serialize_manifest(const Manifest& manifest) {
   return write_json(manifest_to_json(manifest));
 }
 
-std::string dependency_file_json(const Dependency& d) { return write_json(dependency_json(d)); }
+std::string dependency_file_json(const Dependency& d) {
+  return write_json(dependency_json(d));
+}
 
 }  // namespace torshpkg

@@ -110,8 +110,8 @@ void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx
   if (encrypted) {
     const bool last = chunk + 1 == idx.chunk_count();
     if (!aead_decrypt(r.encryption, resource_keys[r.id], chunk_nonce(chunk, last),
-                      chunk_aad(package_id, r.id, chunk, idx.chunk_count(), idx.plain_len(chunk)), stored,
-                      opened)) {
+                      chunk_aad(package_id, r.id, chunk, idx.chunk_count(), idx.plain_len(chunk)),
+                      stored, opened)) {
       throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) +
                                 " does not decrypt (wrong key or forged chunk)");
     }
@@ -131,7 +131,8 @@ std::unique_ptr<Package> Package::open(const std::string& path, const Secret* se
   return open(open_file_source(path), secret);
 }
 
-std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source, const Secret* secret) {
+std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
+                                       const Secret* secret) {
   auto rep = std::make_unique<Rep>();
   rep->source = std::move(source);
   const ByteSource& src = *rep->source;
@@ -151,7 +152,8 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   std::set<std::string_view> expected{kManifestEntry};
   const auto need = [&](const std::string& name) -> const ZipEntry& {
     const auto it = by_name.find(name);
-    if (it == by_name.end()) throw corrupt(file, "entry " + name + " listed in the manifest is missing");
+    if (it == by_name.end())
+      throw corrupt(file, "entry " + name + " listed in the manifest is missing");
     expected.insert(it->first);
     return *it->second;
   };
@@ -174,7 +176,8 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   rep->indexes.resize(n);
   for (const Dependency& d : m.dependencies) {
     const ZipEntry& e = need(d.entry_name());
-    if (e.uncompressed_size != d.file_size) throw corrupt(file, e.name + ": size disagrees with the manifest");
+    if (e.uncompressed_size != d.file_size)
+      throw corrupt(file, e.name + ": size disagrees with the manifest");
     std::string bytes = read_entry_bytes(src, e, kMaxDependencyFile);
     if (to_hex(sha256(bytes)) != d.file_sha256) {
       throw corrupt(file, e.name + ": digest does not match the manifest");
@@ -197,14 +200,16 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     std::optional<Key256> data_key;
     for (size_t i = 0; i < m.key_slots.size() && !data_key; ++i) {
       try {
-        data_key = open_key_slot(m.key_slots[i], *secret, rep->package_id, static_cast<uint32_t>(i));
+        data_key =
+            open_key_slot(m.key_slots[i], *secret, rep->package_id, static_cast<uint32_t>(i));
       } catch (const Error& e) {
         throw corrupt(file, "key slot " + std::to_string(i) + ": " + e.what());
       }
     }
     if (!data_key) {
       throw Error(ErrorKind::kWrongKey,
-                  file + ": wrong " + (secret->kind == Secret::Kind::kPassword ? "password" : "key file") +
+                  file + ": wrong " +
+                      (secret->kind == Secret::Kind::kPassword ? "password" : "key file") +
                       " (no key slot opens with it)");
     }
     rep->unlocked = true;
@@ -216,14 +221,15 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     }
   }
 
-  rep->files.push_back({std::string(kManifestEntry), FileNode::Kind::kManifest,
-                        rep->manifest_bytes.size(), 0});
+  rep->files.push_back(
+      {std::string(kManifestEntry), FileNode::Kind::kManifest, rep->manifest_bytes.size(), 0});
   for (size_t i = 0; i < m.dependencies.size(); ++i) {
     rep->files.push_back({m.dependencies[i].entry_name(), FileNode::Kind::kDependency,
                           m.dependencies[i].file_size, i});
   }
   for (size_t i = 0; i < n; ++i) {
-    rep->files.push_back({m.resources[i].entry_name(), FileNode::Kind::kResource, m.resources[i].size, i});
+    rep->files.push_back(
+        {m.resources[i].entry_name(), FileNode::Kind::kResource, m.resources[i].size, i});
   }
   std::sort(rep->files.begin(), rep->files.end(),
             [](const FileNode& a, const FileNode& b) { return a.path < b.path; });
@@ -231,13 +237,27 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   return std::unique_ptr<Package>(new Package(std::move(rep)));
 }
 
-const std::string& Package::file_name() const { return rep_->name(); }
-const Manifest& Package::manifest() const { return rep_->manifest; }
-const std::string& Package::manifest_bytes() const { return rep_->manifest_bytes; }
-const std::vector<FileNode>& Package::files() const { return rep_->files; }
-const std::vector<Signature>& Package::signatures() const { return rep_->signatures; }
-bool Package::encrypted() const { return !rep_->manifest.key_slots.empty(); }
-bool Package::unlocked() const { return rep_->unlocked; }
+const std::string& Package::file_name() const {
+  return rep_->name();
+}
+const Manifest& Package::manifest() const {
+  return rep_->manifest;
+}
+const std::string& Package::manifest_bytes() const {
+  return rep_->manifest_bytes;
+}
+const std::vector<FileNode>& Package::files() const {
+  return rep_->files;
+}
+const std::vector<Signature>& Package::signatures() const {
+  return rep_->signatures;
+}
+bool Package::encrypted() const {
+  return !rep_->manifest.key_slots.empty();
+}
+bool Package::unlocked() const {
+  return rep_->unlocked;
+}
 
 const FileNode* Package::find(std::string_view path) const {
   const auto it = rep_->by_path.find(path);
@@ -256,8 +276,8 @@ size_t Package::read(const FileNode& f, uint64_t offset, std::span<uint8_t> out)
   if (offset >= f.size || out.empty()) return 0;
   const size_t len = static_cast<size_t>(std::min<uint64_t>(out.size(), f.size - offset));
   if (f.kind != FileNode::Kind::kResource) {
-    const std::string& bytes = f.kind == FileNode::Kind::kManifest ? rep_->manifest_bytes
-                                                                    : rep_->dependency_bytes[f.item];
+    const std::string& bytes =
+        f.kind == FileNode::Kind::kManifest ? rep_->manifest_bytes : rep_->dependency_bytes[f.item];
     std::memcpy(out.data(), bytes.data() + offset, len);
     return len;
   }
@@ -331,7 +351,8 @@ void Package::verify(bool full, const ProgressFn& progress) const {
       if (progress) progress(done, total);
     }
     if (!encrypted && to_hex(plain_hash.finish()) != r.sha256) {
-      throw corrupt(rep_->name(), r.entry_name() + ": SHA-256 of the content does not match the manifest");
+      throw corrupt(rep_->name(),
+                    r.entry_name() + ": SHA-256 of the content does not match the manifest");
     }
     if (crc != rep_->data_entries[r.id].crc32) {
       throw corrupt(rep_->name(), r.entry_name() + ": ZIP CRC-32 does not match the content");

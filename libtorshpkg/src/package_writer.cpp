@@ -4,11 +4,11 @@
 #include <gnutls/crypto.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
-#include <algorithm>
 #include <set>
 
 #include "chunk_codec.h"
@@ -158,7 +158,8 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   };
   const auto encode = [&](Batch& b, size_t k) {
     const uint64_t chunk = b.first + k;
-    const auto piece = std::span<const uint8_t>(b.plain).subspan(k * cs, std::min<uint64_t>(cs, b.bytes - k * cs));
+    const auto piece =
+        std::span<const uint8_t>(b.plain).subspan(k * cs, std::min<uint64_t>(cs, b.bytes - k * cs));
     const auto plain_len = static_cast<uint32_t>(piece.size());
     if (!encrypted) b.crcs[k] = crc32_of(piece);  // encrypted: over the sealed bytes, later
     const ChunkPlace place{chunk == 0, chunk + 1 == r.chunk_count};
@@ -233,11 +234,13 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
 
 PackageWriter::PackageWriter(Manifest header) : header_(std::move(header)) {
   if (!is_valid_package_name(header_.name)) {
-    throw invalid_argument("bad package name \"" + header_.name +
-                           "\" (letters, digits, '.', '_' and '-', starting with a letter or digit)");
+    throw invalid_argument(
+        "bad package name \"" + header_.name +
+        "\" (letters, digits, '.', '_' and '-', starting with a letter or digit)");
   }
   if (!is_valid_semver(header_.version)) {
-    throw invalid_argument("bad version \"" + header_.version + "\" (a semantic version like 1.0.0)");
+    throw invalid_argument("bad version \"" + header_.version +
+                           "\" (a semantic version like 1.0.0)");
   }
 }
 
@@ -245,11 +248,13 @@ PackageWriter::~PackageWriter() = default;
 
 void PackageWriter::add_resource(ResourceInput input) {
   if (!is_normalized_path(input.path)) {
-    throw invalid_argument("bad resource path \"" + input.path +
-                           "\" (relative, '/'-separated, no '.', '..', empty parts or backslashes)");
+    throw invalid_argument(
+        "bad resource path \"" + input.path +
+        "\" (relative, '/'-separated, no '.', '..', empty parts or backslashes)");
   }
   for (const ResourceInput& other : inputs_) {
-    if (other.path == input.path) throw invalid_argument("resource \"" + input.path + "\" added twice");
+    if (other.path == input.path)
+      throw invalid_argument("resource \"" + input.path + "\" added twice");
   }
   if (input.compression && !valid_level(input.compression->codec, input.compression->level)) {
     throw invalid_argument("bad compression level for " + input.path);
@@ -262,14 +267,16 @@ void PackageWriter::add_resource(ResourceInput input) {
     }
     if (!S_ISREG(st.st_mode)) throw invalid_argument(input.file + ": not a regular file");
     input.size = static_cast<uint64_t>(st.st_size);
-  } else if (input.offset > input.source->size() || input.size > input.source->size() - input.offset) {
+  } else if (input.offset > input.source->size() ||
+             input.size > input.source->size() - input.offset) {
     throw invalid_argument(input.path + ": source range out of bounds");
   }
   inputs_.push_back(std::move(input));
 }
 
 void PackageWriter::add_file(const std::string& path, const std::string& file,
-                             std::optional<ResourceType> type, std::optional<CodecSpec> compression) {
+                             std::optional<ResourceType> type,
+                             std::optional<CodecSpec> compression) {
   ResourceInput in;
   in.path = path;
   in.file = file;
@@ -279,7 +286,8 @@ void PackageWriter::add_file(const std::string& path, const std::string& file,
 }
 
 void PackageWriter::add_bytes(const std::string& path, std::vector<uint8_t> bytes,
-                              std::optional<ResourceType> type, std::optional<CodecSpec> compression) {
+                              std::optional<ResourceType> type,
+                              std::optional<CodecSpec> compression) {
   ResourceInput in;
   in.path = path;
   in.size = bytes.size();
@@ -290,7 +298,8 @@ void PackageWriter::add_bytes(const std::string& path, std::vector<uint8_t> byte
 }
 
 void PackageWriter::add_dependency(Dependency d) {
-  if (!is_valid_package_name(d.name)) throw invalid_argument("bad dependency name \"" + d.name + "\"");
+  if (!is_valid_package_name(d.name))
+    throw invalid_argument("bad dependency name \"" + d.name + "\"");
   if (!is_valid_version_req(d.version_req)) {
     throw invalid_argument("bad version requirement \"" + d.version_req + "\" for " + d.name);
   }
@@ -339,9 +348,10 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
     if (in.size == 0) in.encryption = Cipher::kNone;
   }
   // Encryption: a random data key, wrapped once per secret.
-  const bool any_encrypted = std::any_of(inputs_.begin(), inputs_.end(), [&](const ResourceInput& in) {
-    return in.encryption.value_or(options.encryption) != Cipher::kNone && in.size > 0;
-  });
+  const bool any_encrypted =
+      std::any_of(inputs_.begin(), inputs_.end(), [&](const ResourceInput& in) {
+        return in.encryption.value_or(options.encryption) != Cipher::kNone && in.size > 0;
+      });
   Key256 data_key{};
   if (any_encrypted) {
     if (options.secrets.empty()) {
@@ -349,7 +359,8 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
     }
     random_bytes(data_key);
     for (size_t i = 0; i < options.secrets.size(); ++i) {
-      m.key_slots.push_back(make_key_slot(data_key, options.secrets[i], std::span<const uint8_t, 16>(package_id),
+      m.key_slots.push_back(make_key_slot(data_key, options.secrets[i],
+                                          std::span<const uint8_t, 16>(package_id),
                                           static_cast<uint32_t>(i), options.argon2));
     }
   }
@@ -357,8 +368,12 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   ZipWriter zip(temp.fd(), out_path, dos_time, dos_date);
   uint64_t total = 0;
   for (const ResourceInput& in : inputs_) total += in.size;
-  EncodeContext ctx{out_path, zip, std::span<const uint8_t, 16>(package_id), options,
-                    any_encrypted ? &data_key : nullptr, total};
+  EncodeContext ctx{out_path,
+                    zip,
+                    std::span<const uint8_t, 16>(package_id),
+                    options,
+                    any_encrypted ? &data_key : nullptr,
+                    total};
   std::vector<std::vector<uint8_t>> indexes(inputs_.size());
   for (size_t i = 0; i < inputs_.size(); ++i) {
     m.resources.push_back(write_resource(ctx, inputs_[i], static_cast<uint32_t>(i), indexes[i]));
@@ -380,11 +395,13 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   const std::string manifest_json = serialize_manifest(m);
   const auto manifest_bytes =
       std::span(reinterpret_cast<const uint8_t*>(manifest_json.data()), manifest_json.size());
-  zip.add_entry("manifest.json", 0, manifest_bytes, crc32_of(manifest_bytes), manifest_bytes.size());
+  zip.add_entry("manifest.json", 0, manifest_bytes, crc32_of(manifest_bytes),
+                manifest_bytes.size());
   if (options.sign_key != nullptr) {
     const Signature signature = sign_manifest(*options.sign_key, manifest_json);
     const std::string envelope = serialize_signature_entry(signature);
-    const auto bytes = std::span(reinterpret_cast<const uint8_t*>(envelope.data()), envelope.size());
+    const auto bytes =
+        std::span(reinterpret_cast<const uint8_t*>(envelope.data()), envelope.size());
     zip.add_entry(signature_entry_name(signature.key_id), 0, bytes, crc32_of(bytes), bytes.size());
   }
   zip.finish();

@@ -15,7 +15,9 @@ Sha256::Sha256() {
   handle_ = handle;
 }
 
-Sha256::~Sha256() { gnutls_hash_deinit(static_cast<gnutls_hash_hd_t>(handle_), nullptr); }
+Sha256::~Sha256() {
+  gnutls_hash_deinit(static_cast<gnutls_hash_hd_t>(handle_), nullptr);
+}
 
 void Sha256::update(std::span<const uint8_t> data) {
   if (!data.empty()) gnutls_hash(static_cast<gnutls_hash_hd_t>(handle_), data.data(), data.size());

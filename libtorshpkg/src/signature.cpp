@@ -19,7 +19,8 @@ namespace {
 constexpr size_t kEd25519SignatureSize = 64;
 
 std::string base64_encode(std::span<const uint8_t> bytes) {
-  const gnutls_datum_t in{const_cast<unsigned char*>(bytes.data()), static_cast<unsigned>(bytes.size())};
+  const gnutls_datum_t in{const_cast<unsigned char*>(bytes.data()),
+                          static_cast<unsigned>(bytes.size())};
   gnutls_datum_t out{nullptr, 0};
   if (gnutls_base64_encode2(&in, &out) != 0) throw std::bad_alloc();
   std::string text(reinterpret_cast<const char*>(out.data), out.size);
@@ -29,8 +30,7 @@ std::string base64_encode(std::span<const uint8_t> bytes) {
 
 bool base64_decode(const std::string& text, std::vector<uint8_t>& bytes) {
   // Canonical base64 only: the alphabet, '=' padding, no line breaks.
-  if (text.empty() || text.size() % 4 != 0 ||
-      !std::all_of(text.begin(), text.end(), [](char c) {
+  if (text.empty() || text.size() % 4 != 0 || !std::all_of(text.begin(), text.end(), [](char c) {
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                c == '+' || c == '/' || c == '=';
       })) {
@@ -48,8 +48,8 @@ bool base64_decode(const std::string& text, std::vector<uint8_t>& bytes) {
 }  // namespace
 
 std::vector<uint8_t> dsse_pae(std::string_view payload_type, std::string_view payload) {
-  std::string out = "DSSEv1 " + std::to_string(payload_type.size()) + " " + std::string(payload_type) +
-                    " " + std::to_string(payload.size()) + " ";
+  std::string out = "DSSEv1 " + std::to_string(payload_type.size()) + " " +
+                    std::string(payload_type) + " " + std::to_string(payload.size()) + " ";
   out.append(payload);
   return std::vector<uint8_t>(out.begin(), out.end());
 }
@@ -60,7 +60,8 @@ std::string signature_entry_name(const std::string& key_id) {
 
 bool is_signature_entry_name(std::string_view name, std::string* key_id) {
   if (!name.starts_with(kSignaturePrefix) || !name.ends_with(".sig")) return false;
-  const std::string_view id = name.substr(kSignaturePrefix.size(), name.size() - kSignaturePrefix.size() - 4);
+  const std::string_view id =
+      name.substr(kSignaturePrefix.size(), name.size() - kSignaturePrefix.size() - 4);
   if (!digest_from_hex(id)) return false;
   if (key_id != nullptr) *key_id = std::string(id);
   return true;
@@ -79,7 +80,8 @@ std::string serialize_signature_entry(const Signature& s) {
   return Json::writeString(b, root) + "\n";
 }
 
-Signature parse_signature_entry(std::string_view bytes, std::string_view file, std::string_view entry) {
+Signature parse_signature_entry(std::string_view bytes, std::string_view file,
+                                std::string_view entry) {
   const auto bad = [&](const std::string& why) {
     return corrupt(file, std::string(entry) + ": " + why);
   };
@@ -134,7 +136,8 @@ void sign_package(const std::string& path, const PrivateKey& key) {
   for (const ZipEntry& e : entries) {
     if (e.name != own_entry) zip.copy_entry(e, *source);
   }
-  const auto bytes = std::span(reinterpret_cast<const uint8_t*>(entry_bytes.data()), entry_bytes.size());
+  const auto bytes =
+      std::span(reinterpret_cast<const uint8_t*>(entry_bytes.data()), entry_bytes.size());
   zip.add_entry(own_entry, 0, bytes, crc32_of(bytes), bytes.size());
   zip.finish();
   out.commit();
@@ -144,7 +147,8 @@ std::string verify_trusted_signature(const Package& package, const TrustedKeys& 
   const std::string& file = package.file_name();
   const std::vector<Signature>& signatures = package.signatures();
   if (signatures.empty()) {
-    throw Error(ErrorKind::kBadSignature, file + ": unsigned package (a signature by a trusted key is required)");
+    throw Error(ErrorKind::kBadSignature,
+                file + ": unsigned package (a signature by a trusted key is required)");
   }
   const std::vector<uint8_t> pae = dsse_pae(kManifestPayloadType, package.manifest_bytes());
   std::vector<std::string> unknown, failed;

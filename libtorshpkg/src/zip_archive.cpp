@@ -110,12 +110,11 @@ EndRecord read_end_record(const ByteSource& src) {
   rec.cd_end = eocd_pos;
   if (disk_entries != entries) throw corrupt(file, "inconsistent entry counts in EOCD");
   const bool needs_zip64 = entries == k16 || rec.cd_size == k32 || rec.cd_offset == k32;
-  const bool has_locator =
-      eocd_pos >= kZip64LocatorSize && [&] {
-        uint8_t sig[4];
-        src.read_at(eocd_pos - kZip64LocatorSize, sig);
-        return load_u32(sig) == kZip64LocatorSig;
-      }();
+  const bool has_locator = eocd_pos >= kZip64LocatorSize && [&] {
+    uint8_t sig[4];
+    src.read_at(eocd_pos - kZip64LocatorSize, sig);
+    return load_u32(sig) == kZip64LocatorSig;
+  }();
   if (!has_locator) {
     if (needs_zip64) throw corrupt(file, "EOCD needs a ZIP64 record that is missing");
     return rec;
@@ -147,7 +146,8 @@ EndRecord read_end_record(const ByteSource& src) {
   const uint64_t z_cd_offset = load_u64(z + 48);
   if (z_disk_entries != z_entries) throw corrupt(file, "inconsistent entry counts in ZIP64 EOCD");
   // Where the EOCD holds a real value it must agree with the ZIP64 record.
-  if ((entries != k16 && entries != z_entries) || (rec.cd_size != k32 && rec.cd_size != z_cd_size) ||
+  if ((entries != k16 && entries != z_entries) ||
+      (rec.cd_size != k32 && rec.cd_size != z_cd_size) ||
       (rec.cd_offset != k32 && rec.cd_offset != z_cd_offset)) {
     throw corrupt(file, "EOCD and ZIP64 EOCD disagree");
   }
@@ -202,8 +202,8 @@ bool is_normalized_path(std::string_view path) {
   size_t start = 0;
   for (;;) {
     const size_t slash = path.find('/', start);
-    const std::string_view part =
-        path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    const std::string_view part = path.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (part.empty() || part == "." || part == ".." || part.size() > 255) return false;
     for (const char ch : part) {
       const auto c = static_cast<uint8_t>(ch);
@@ -220,7 +220,8 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
   if (end.cd_offset > end.cd_end || end.cd_size != end.cd_end - end.cd_offset) {
     throw corrupt(file, "central directory does not end where the end record begins");
   }
-  if (end.cd_size > limits.max_central_directory) throw corrupt(file, "central directory too large");
+  if (end.cd_size > limits.max_central_directory)
+    throw corrupt(file, "central directory too large");
   if (end.entries > limits.max_entries || end.entries > end.cd_size / kCentralSize) {
     throw corrupt(file, "absurd entry count " + std::to_string(end.entries));
   }
@@ -285,7 +286,8 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
 
   // Local headers: each must agree with its central record.
   for (ZipEntry& e : entries) {
-    if (e.local_header_offset > end.cd_offset || end.cd_offset - e.local_header_offset < kLocalSize) {
+    if (e.local_header_offset > end.cd_offset ||
+        end.cd_offset - e.local_header_offset < kLocalSize) {
       throw corrupt(file, e.name + ": local header out of bounds");
     }
     uint8_t h[kLocalSize];
@@ -426,14 +428,17 @@ void ZipWriter::end_entry(uint32_t crc32, uint64_t uncompressed_size) {
 void ZipWriter::copy_entry(const ZipEntry& e, const ByteSource& source) {
   const uint64_t start = offset_;
   const uint64_t end = e.data_offset + e.compressed_size;
-  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(end - e.local_header_offset, 8u << 20)));
+  std::vector<uint8_t> buf(
+      static_cast<size_t>(std::min<uint64_t>(end - e.local_header_offset, 8u << 20)));
   for (uint64_t at = e.local_header_offset; at < end;) {
-    const auto piece = std::span(buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), end - at)));
+    const auto piece =
+        std::span(buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), end - at)));
     source.read_at(at, piece);
     write(piece);
     at += piece.size();
   }
-  entries_.push_back({e.name, e.method, e.flags, e.crc32, e.compressed_size, e.uncompressed_size, start});
+  entries_.push_back(
+      {e.name, e.method, e.flags, e.crc32, e.compressed_size, e.uncompressed_size, start});
 }
 
 void ZipWriter::add_entry(const std::string& name, uint16_t method, std::span<const uint8_t> data,
@@ -518,7 +523,8 @@ void ZipWriter::finish() {
 void dos_time_of(const std::string& created, uint32_t& dos_time, uint16_t& dos_date) {
   std::tm tm{};
   if (sscanf(created.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-             &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6 || tm.tm_year < 1980) {
+             &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6 ||
+      tm.tm_year < 1980) {
     dos_time = 0;
     dos_date = (0 << 9) | (1 << 5) | 1;
     return;
@@ -527,7 +533,6 @@ void dos_time_of(const std::string& created, uint32_t& dos_time, uint16_t& dos_d
   dos_time = static_cast<uint32_t>((tm.tm_hour << 11) | (tm.tm_min << 5) | (tm.tm_sec / 2));
   dos_date = static_cast<uint16_t>(((year - 1980) << 9) | (tm.tm_mon << 5) | tm.tm_mday);
 }
-
 
 uint32_t crc32_of(std::span<const uint8_t> data, uint32_t crc) {
   // zlib takes uInt lengths; feed large buffers in pieces.

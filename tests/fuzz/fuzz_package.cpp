@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<uint8_t> buf(1 << 16);
     for (const torshpkg::FileNode& f : pkg->files()) {
       try {
-        for (uint64_t at = 0; at < f.size && at < (1u << 22); at += buf.size()) pkg->read(f, at, buf);
+        for (uint64_t at = 0; at < f.size && at < (1u << 22); at += buf.size())
+          pkg->read(f, at, buf);
       } catch (const torshpkg::Error&) {
       }
     }

@@ -42,7 +42,9 @@ void write_tar(const std::string& path, const std::vector<Member>& members, bool
 TEST(ArchiveImport, ImportsEveryRegularFileOfATarZst) {
   TempDir dir;
   write_tar(dir / "m.tar.zst",
-            {{"./model/", "", AE_IFDIR}, {"./model/config.json", "{}"}, {"./model/w.bin", std::string(100000, 'w')}},
+            {{"./model/", "", AE_IFDIR},
+             {"./model/config.json", "{}"},
+             {"./model/w.bin", std::string(100000, 'w')}},
             true);
   PackageWriter w(testing::header("demo", "1.0.0"));
   EXPECT_EQ(add_archive(w, dir / "m.tar.zst", dir.path()), 2u);

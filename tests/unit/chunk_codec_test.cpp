@@ -14,7 +14,8 @@ namespace {
 using testing::random_bytes;
 using testing::text_bytes;
 
-const CodecSpec kAll[] = {{Codec::kNone, 0}, {Codec::kDeflate, 6}, {Codec::kZstd, 3}, {Codec::kXz, 6}};
+const CodecSpec kAll[] = {
+    {Codec::kNone, 0}, {Codec::kDeflate, 6}, {Codec::kZstd, 3}, {Codec::kXz, 6}};
 
 // Encodes `data` in chunks the way the writer does and returns the concatenated entry.
 std::vector<uint8_t> encode_stream(const CodecSpec& spec, const std::vector<uint8_t>& data,
@@ -24,7 +25,8 @@ std::vector<uint8_t> encode_stream(const CodecSpec& spec, const std::vector<uint
   const size_t count = (data.size() + chunk - 1) / chunk;
   for (size_t i = 0; i < count; ++i) {
     const size_t len = std::min(chunk, data.size() - i * chunk);
-    EncodedChunk e = encode_chunk(spec, std::span(data).subspan(i * chunk, len), {i == 0, i + 1 == count});
+    EncodedChunk e =
+        encode_chunk(spec, std::span(data).subspan(i * chunk, len), {i == 0, i + 1 == count});
     if (spec.codec == Codec::kXz) {
       blocks.push_back({e.xz_unpadded_size, len});
       if (i + 1 == count) {
@@ -96,8 +98,10 @@ TEST(ChunkCodec, RejectsChunksThatDecodeToTheWrongSize) {
   for (const CodecSpec& spec : kAll) {
     const EncodedChunk e = encode_chunk(spec, data, {true, true});
     std::vector<uint8_t> shorter(data.size() - 1), longer(data.size() + 1);
-    EXPECT_THROW(decode_chunk(spec.codec, e.bytes, shorter, {true, true}), Error) << codec_name(spec.codec);
-    EXPECT_THROW(decode_chunk(spec.codec, e.bytes, longer, {true, true}), Error) << codec_name(spec.codec);
+    EXPECT_THROW(decode_chunk(spec.codec, e.bytes, shorter, {true, true}), Error)
+        << codec_name(spec.codec);
+    EXPECT_THROW(decode_chunk(spec.codec, e.bytes, longer, {true, true}), Error)
+        << codec_name(spec.codec);
   }
 }
 
@@ -109,12 +113,15 @@ TEST(ChunkCodec, RejectsTruncatedAndGarbageInput) {
     std::vector<uint8_t> out(data.size());
     auto truncated = e.bytes;
     truncated.resize(truncated.size() / 2);
-    EXPECT_THROW(decode_chunk(spec.codec, truncated, out, {true, false}), Error) << codec_name(spec.codec);
+    EXPECT_THROW(decode_chunk(spec.codec, truncated, out, {true, false}), Error)
+        << codec_name(spec.codec);
     auto trailing = e.bytes;
     trailing.push_back(0);
-    EXPECT_THROW(decode_chunk(spec.codec, trailing, out, {true, false}), Error) << codec_name(spec.codec);
+    EXPECT_THROW(decode_chunk(spec.codec, trailing, out, {true, false}), Error)
+        << codec_name(spec.codec);
     const auto garbage = random_bytes(e.bytes.size(), 9);
-    EXPECT_THROW(decode_chunk(spec.codec, garbage, out, {true, false}), Error) << codec_name(spec.codec);
+    EXPECT_THROW(decode_chunk(spec.codec, garbage, out, {true, false}), Error)
+        << codec_name(spec.codec);
   }
 }
 

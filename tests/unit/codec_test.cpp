@@ -17,8 +17,8 @@ TEST(CodecSpec, ParsesNamesAndLevels) {
 }
 
 TEST(CodecSpec, RejectsUnknownNamesAndLevelsOutOfRange) {
-  for (const char* bad : {"lz4", "zstd:0", "zstd:23", "gzip:10", "xz:10", "none:1", "zstd:",
-                          "zstd:3x", "", ":3", "zstd:-1"}) {
+  for (const char* bad : {"lz4", "zstd:0", "zstd:23", "gzip:10", "xz:10", "none:1",
+                          "zstd:", "zstd:3x", "", ":3", "zstd:-1"}) {
     try {
       parse_codec_spec(bad);
       ADD_FAILURE() << bad << " was accepted";
@@ -31,7 +31,8 @@ TEST(CodecSpec, RejectsUnknownNamesAndLevelsOutOfRange) {
 TEST(CodecSpec, FormatsAsTheCliTakesIt) {
   EXPECT_EQ(format_codec_spec({Codec::kXz, 9}), "xz:9");
   EXPECT_EQ(format_codec_spec({Codec::kNone, 0}), "none");
-  EXPECT_EQ(parse_codec_spec(format_codec_spec({Codec::kDeflate, 4})), (CodecSpec{Codec::kDeflate, 4}));
+  EXPECT_EQ(parse_codec_spec(format_codec_spec({Codec::kDeflate, 4})),
+            (CodecSpec{Codec::kDeflate, 4}));
 }
 
 TEST(CodecSpec, MapsToZipMethods) {

@@ -17,7 +17,8 @@ using testing::text_bytes;
 const Secret kPassword{Secret::Kind::kPassword, "s3cret"};
 const Secret kKeyFile{Secret::Kind::kKeyFile, std::string(40, 'z')};
 
-std::string write_encrypted(const TempDir& dir, const std::string& name, Cipher cipher, CodecSpec codec) {
+std::string write_encrypted(const TempDir& dir, const std::string& name, Cipher cipher,
+                            CodecSpec codec) {
   PackageWriter w(testing::header());
   w.add_bytes("a.bin", text_bytes(50'000, 1));
   w.add_bytes("b.bin", text_bytes(50'000, 2));
@@ -31,8 +32,6 @@ std::string write_encrypted(const TempDir& dir, const std::string& name, Cipher 
   w.write(dir / name, o);
   return dir / name;
 }
-
-
 
 TEST(EncryptedPackage, EveryCodecAndCipherRoundTripsWithEitherSecret) {
   TempDir dir;
@@ -56,7 +55,8 @@ TEST(EncryptedPackage, EveryCodecAndCipherRoundTripsWithEitherSecret) {
 
 TEST(EncryptedPackage, PlaintextNeverAppearsAndItsHashIsNotPublished) {
   TempDir dir;
-  const std::string path = write_encrypted(dir, "p.torshpkg", Cipher::kAes256Gcm, {Codec::kNone, 0});
+  const std::string path =
+      write_encrypted(dir, "p.torshpkg", Cipher::kAes256Gcm, {Codec::kNone, 0});
   const auto bytes = testing::read_file(path);
   const std::string text(bytes.begin(), bytes.end());
   EXPECT_EQ(text.find("attention\ntensor"), std::string::npos);
@@ -66,7 +66,8 @@ TEST(EncryptedPackage, PlaintextNeverAppearsAndItsHashIsNotPublished) {
 
 TEST(EncryptedPackage, WrongSecretFailsAtOpenAndMissingSecretFailsOnRead) {
   TempDir dir;
-  const std::string path = write_encrypted(dir, "p.torshpkg", Cipher::kAes256Gcm, {Codec::kZstd, 3});
+  const std::string path =
+      write_encrypted(dir, "p.torshpkg", Cipher::kAes256Gcm, {Codec::kZstd, 3});
   const Secret wrong{Secret::Kind::kPassword, "nope"};
   EXPECT_EQ(testing::kind_of([&] { Package::open(path, &wrong); }), ErrorKind::kWrongKey);
   const Secret wrong_file{Secret::Kind::kKeyFile, std::string(40, 'y')};
@@ -75,7 +76,8 @@ TEST(EncryptedPackage, WrongSecretFailsAtOpenAndMissingSecretFailsOnRead) {
   EXPECT_FALSE(locked->unlocked());
   EXPECT_EQ(locked->files().size(), 4u);
   std::vector<uint8_t> buf(10);
-  EXPECT_EQ(testing::kind_of([&] { locked->read(*locked->find("resources/a.bin"), 0, buf); }), ErrorKind::kWrongKey);
+  EXPECT_EQ(testing::kind_of([&] { locked->read(*locked->find("resources/a.bin"), 0, buf); }),
+            ErrorKind::kWrongKey);
   locked->verify(true);  // leaf hashes and CRCs need no key
 }
 
@@ -85,7 +87,8 @@ TEST(EncryptedPackage, ChunksMovedAcrossResourcesOrPackagesFail) {
   auto bytes = testing::read_file(p1);
   auto entries = read_zip_directory(*memory_source(bytes, "p"));
   const auto entry = [&](const std::string& n) {
-    for (const ZipEntry& e : entries) if (e.name == n) return e;
+    for (const ZipEntry& e : entries)
+      if (e.name == n) return e;
     throw std::runtime_error(n);
   };
   const ZipEntry a = entry("resources/a.bin"), b = entry("resources/b.bin");
@@ -104,8 +107,9 @@ TEST(EncryptedPackage, ChunksMovedAcrossResourcesOrPackagesFail) {
     EXPECT_NE(std::string(e.what()).find("chunk 0 hash mismatch"), std::string::npos) << e.what();
   }
   // Unswapped, the same bytes read fine.
-  EXPECT_EQ(testing::read_all(*Package::open(memory_source(bytes, "p"), &kPassword), "resources/a.bin"),
-            text_bytes(50'000, 1));
+  EXPECT_EQ(
+      testing::read_all(*Package::open(memory_source(bytes, "p"), &kPassword), "resources/a.bin"),
+      text_bytes(50'000, 1));
 }
 
 }  // namespace

@@ -7,9 +7,9 @@
 #include <thread>
 
 #include "chunk_cache.h"
-#include "torshpkg/error.h"
 #include "package_fs.h"
 #include "test_util.h"
+#include "torshpkg/error.h"
 #include "torshpkg/package_writer.h"
 #include "tree.h"
 
@@ -32,7 +32,11 @@ std::unique_ptr<Package> sample(const TempDir& dir) {
 }
 
 FsOptions options(uint64_t readahead_bytes, uid_t uid = 0, gid_t gid = 0) {
-  return FsOptions{.cache_bytes = 1 << 20, .uid = uid, .gid = gid, .signer = "", .readahead_bytes = readahead_bytes};
+  return FsOptions{.cache_bytes = 1 << 20,
+                   .uid = uid,
+                   .gid = gid,
+                   .signer = "",
+                   .readahead_bytes = readahead_bytes};
 }
 
 TEST(Tree, FoldersFromPathsAndStableInodes) {
@@ -112,7 +116,8 @@ TEST(PackageFs, SequentialReadsDecodeTheChunksAheadInTheBackground) {
   for (int i = 0; i < 1000 && !fs.cache().contains(id, 9); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  for (uint64_t chunk = 2; chunk < 10; ++chunk) EXPECT_TRUE(fs.cache().contains(id, chunk)) << chunk;
+  for (uint64_t chunk = 2; chunk < 10; ++chunk)
+    EXPECT_TRUE(fs.cache().contains(id, chunk)) << chunk;
   EXPECT_FALSE(fs.cache().contains(id, 10));
   const auto expect = text_bytes(100'000, 1);
   fs.read(*c, 8192, buf);
@@ -140,7 +145,8 @@ TEST(PackageFs, ConcurrentReadersOfOneChunkAllGetItsBytesOrItsError) {
   EXPECT_EQ(wrong.load(), 0);
 
   const size_t at = std::search(bytes.begin(), bytes.end(), std::begin("resources/a/b/c.bin"),
-                                std::end("resources/a/b/c.bin") - 1) - bytes.begin();
+                                std::end("resources/a/b/c.bin") - 1) -
+                    bytes.begin();
   // Damage c.bin (the package's first entry, zstd-compressed) past its local header.
   bytes[at + 200 + 4096] ^= 1;
   torshpkg::testing::write_file(dir / "bad.torshpkg", bytes);

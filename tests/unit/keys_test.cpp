@@ -29,10 +29,12 @@ struct Rfc8032Vector {
 const Rfc8032Vector kVectors[] = {
     {"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
      "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
-     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"},
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b"
+     "46bd25bf5f0595bbe24655141438e7a100b"},
     {"4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
      "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
-     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"},
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11"
+     "d8c387b2eaeb4302aeeb00d291612bb0c00"},
 };
 
 TEST(Ed25519, Rfc8032VectorsSignAndVerify) {
@@ -65,8 +67,9 @@ TEST(Ed25519, PemRoundTripKeepsTheKeyId) {
 
 TEST(Ed25519, RejectsWhatIsNotAnEd25519Pem) {
   EXPECT_THROW(PublicKey::from_pem("garbage", "x"), Error);
-  EXPECT_THROW(PrivateKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "x"),
-               Error);
+  EXPECT_THROW(
+      PrivateKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "x"),
+      Error);
   const PrivateKey key = PrivateKey::generate();
   EXPECT_THROW(PublicKey::from_pem(key.pkcs8_pem(), "x"), Error);  // a private key is no public key
   EXPECT_THROW(PrivateKey::from_pem(key.public_key().pem(), "x"), Error);

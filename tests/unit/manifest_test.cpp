@@ -80,7 +80,8 @@ TEST(Manifest, RejectsBadValues) {
   const std::string json = serialize_manifest(sample());
   expect_corrupt(replace(json, "\"1.2.3-rc.1+build.5\"", "\"1.2\""), "semver");
   expect_corrupt(replace(json, "\"1.2.3-rc.1+build.5\"", "\"01.2.3\""), "leading zero");
-  expect_corrupt(replace(json, "weights/model.safetensors", "../model.safetensors"), "dot-dot path");
+  expect_corrupt(replace(json, "weights/model.safetensors", "../model.safetensors"),
+                 "dot-dot path");
   expect_corrupt(replace(json, "\"chunk_count\" : 2", "\"chunk_count\" : 3"), "chunk count");
   expect_corrupt(replace(json, "\"chunk_size\" : 4096", "\"chunk_size\" : 5000"), "chunk size");
   expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 5000.0"), "float size");

@@ -41,7 +41,6 @@ Built build(CodecSpec codec) {
   return b;
 }
 
-
 TEST(PackageHostile, FlippedChunkFailsOnlyThatChunk) {
   for (CodecSpec codec : {CodecSpec{Codec::kNone, 0}, CodecSpec{Codec::kZstd, 3},
                           CodecSpec{Codec::kDeflate, 6}, CodecSpec{Codec::kXz, 6}}) {
@@ -57,7 +56,8 @@ TEST(PackageHostile, FlippedChunkFailsOnlyThatChunk) {
     EXPECT_TRUE(std::all_of(buf.begin(), buf.end(), [](uint8_t c) { return c == 0xee || c == 0; }))
         << "bytes of a failed chunk reached the caller";
     EXPECT_EQ(testing::kind_of([&] { pkg->verify(true); }), ErrorKind::kCorrupt);
-    EXPECT_EQ(testing::kind_of([&] { pkg->verify(false); }), ErrorKind::kUnsupported);  // index is fine
+    EXPECT_EQ(testing::kind_of([&] { pkg->verify(false); }),
+              ErrorKind::kUnsupported);  // index is fine
     std::vector<uint8_t> other(4096 * 3);
     EXPECT_EQ(pkg->read(*pkg->find("resources/b.bin"), 0, other), other.size());
   }
@@ -72,8 +72,10 @@ TEST(PackageHostile, ChunksSwappedBetweenResourcesFail) {
                    b.bytes.begin() + static_cast<long>(bb.data_offset));
   const auto pkg = Package::open(memory_source(b.bytes, "p"));
   std::vector<uint8_t> buf(4096);
-  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/a.bin"), 0, buf); }), ErrorKind::kCorrupt);
-  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/b.bin"), 0, buf); }), ErrorKind::kCorrupt);
+  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/a.bin"), 0, buf); }),
+            ErrorKind::kCorrupt);
+  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/b.bin"), 0, buf); }),
+            ErrorKind::kCorrupt);
 }
 
 TEST(PackageHostile, ChunksReorderedWithinAResourceFail) {
@@ -84,7 +86,8 @@ TEST(PackageHostile, ChunksReorderedWithinAResourceFail) {
                    b.bytes.begin() + static_cast<long>(a.data_offset + 4096));
   const auto pkg = Package::open(memory_source(b.bytes, "p"));
   std::vector<uint8_t> buf(4096 * 3);
-  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/a.bin"), 0, buf); }), ErrorKind::kCorrupt);
+  EXPECT_EQ(testing::kind_of([&] { pkg->read(*pkg->find("resources/a.bin"), 0, buf); }),
+            ErrorKind::kCorrupt);
 }
 
 TEST(PackageHostile, TamperedIndexFailsItsManifestDigest) {
@@ -93,10 +96,12 @@ TEST(PackageHostile, TamperedIndexFailsItsManifestDigest) {
   b.bytes[idx.data_offset + idx.compressed_size - 1] ^= 1;
   // The index is stored with a CRC; fix it so only the digest can catch the edit.
   const uint32_t crc = crc32_of(std::span(b.bytes).subspan(idx.data_offset, idx.compressed_size));
-  for (int i = 0; i < 4; ++i) b.bytes[idx.local_header_offset + 14 + i] = static_cast<uint8_t>(crc >> (8 * i));
+  for (int i = 0; i < 4; ++i)
+    b.bytes[idx.local_header_offset + 14 + i] = static_cast<uint8_t>(crc >> (8 * i));
   for (size_t pos = idx.data_offset; pos + 4 < b.bytes.size(); ++pos) {
     // central record: signature, then the same CRC as the local header had before
-    if (b.bytes[pos] == 'P' && b.bytes[pos + 1] == 'K' && b.bytes[pos + 2] == 1 && b.bytes[pos + 3] == 2 &&
+    if (b.bytes[pos] == 'P' && b.bytes[pos + 1] == 'K' && b.bytes[pos + 2] == 1 &&
+        b.bytes[pos + 3] == 2 &&
         std::string(b.bytes.begin() + static_cast<long>(pos + 46),
                     b.bytes.begin() + static_cast<long>(pos + 46 + idx.name.size())) == idx.name) {
       for (int i = 0; i < 4; ++i) b.bytes[pos + 16 + i] = static_cast<uint8_t>(crc >> (8 * i));
@@ -116,14 +121,17 @@ TEST(PackageHostile, EditedManifestFailsItsCrc) {
   Built b = build({Codec::kZstd, 3});
   const ZipEntry& m = b.entry("manifest.json");
   b.bytes[m.data_offset + 20] ^= 1;
-  EXPECT_EQ(testing::kind_of([&] { Package::open(memory_source(b.bytes, "p")); }), ErrorKind::kCorrupt);
+  EXPECT_EQ(testing::kind_of([&] { Package::open(memory_source(b.bytes, "p")); }),
+            ErrorKind::kCorrupt);
 }
 
 TEST(PackageHostile, EveryTruncationFailsCleanly) {
   const Built b = build({Codec::kZstd, 3});
   for (size_t n = 0; n < b.bytes.size(); n += 97) {
     std::vector<uint8_t> cut(b.bytes.begin(), b.bytes.begin() + static_cast<long>(n));
-    EXPECT_EQ(testing::kind_of([&] { Package::open(memory_source(cut, "p")); }), ErrorKind::kCorrupt) << n;
+    EXPECT_EQ(testing::kind_of([&] { Package::open(memory_source(cut, "p")); }),
+              ErrorKind::kCorrupt)
+        << n;
   }
 }
 
@@ -142,7 +150,8 @@ TEST(PackageHostile, RandomBitFlipsNeverCrashOrLeakBadBytes) {
       pkg->read(*f, 0, buf);
       EXPECT_EQ(buf, good_a) << "flip " << i << " returned wrong bytes without an error";
     } catch (const Error& e) {
-      EXPECT_TRUE(e.kind() == ErrorKind::kCorrupt || e.kind() == ErrorKind::kUnsupported) << e.what();
+      EXPECT_TRUE(e.kind() == ErrorKind::kCorrupt || e.kind() == ErrorKind::kUnsupported)
+          << e.what();
     }
   }
 }

@@ -26,8 +26,8 @@ Manifest header() {
   return m;
 }
 
-
-const CodecSpec kCodecs[] = {{Codec::kNone, 0}, {Codec::kDeflate, 1}, {Codec::kZstd, 3}, {Codec::kXz, 1}};
+const CodecSpec kCodecs[] = {
+    {Codec::kNone, 0}, {Codec::kDeflate, 1}, {Codec::kZstd, 3}, {Codec::kXz, 1}};
 
 TEST(Package, EveryCodecRoundTripsBitExact) {
   TempDir dir;
@@ -45,7 +45,8 @@ TEST(Package, EveryCodecRoundTripsBitExact) {
     w.write(out, o);
     const auto pkg = Package::open(out);
     EXPECT_EQ(testing::read_all(*pkg, "resources/random.bin"), random) << codec_name(codec.codec);
-    EXPECT_EQ(testing::read_all(*pkg, "resources/sub/dir/text.txt"), text) << codec_name(codec.codec);
+    EXPECT_EQ(testing::read_all(*pkg, "resources/sub/dir/text.txt"), text)
+        << codec_name(codec.codec);
     EXPECT_TRUE(testing::read_all(*pkg, "resources/empty").empty());
     pkg->verify(true);
     EXPECT_EQ(pkg->manifest().resources[1].compression.codec, codec.codec);
@@ -92,8 +93,9 @@ TEST(Package, RandomSlicesAreExact) {
       const size_t n = pkg->read(f, off, buf);
       const size_t expect = off >= data.size() ? 0 : std::min<size_t>(len, data.size() - off);
       ASSERT_EQ(n, expect);
-      ASSERT_TRUE(std::equal(buf.begin(), buf.begin() + static_cast<long>(n),
-                             data.begin() + static_cast<long>(std::min<uint64_t>(off, data.size()))))
+      ASSERT_TRUE(
+          std::equal(buf.begin(), buf.begin() + static_cast<long>(n),
+                     data.begin() + static_cast<long>(std::min<uint64_t>(off, data.size()))))
           << codec_name(codec.codec) << " offset " << off << " length " << len;
     }
   }
@@ -162,7 +164,9 @@ TEST(Package, ManyThreadsReadConcurrently) {
         const uint64_t off = rng() % data.size();
         std::vector<uint8_t> buf(rng() % 50'000);
         const size_t n = pkg->read(f, off, buf);
-        if (!std::equal(buf.begin(), buf.begin() + static_cast<long>(n), data.begin() + static_cast<long>(off))) bad++;
+        if (!std::equal(buf.begin(), buf.begin() + static_cast<long>(n),
+                        data.begin() + static_cast<long>(off)))
+          bad++;
       }
     });
   }

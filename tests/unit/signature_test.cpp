@@ -80,7 +80,8 @@ TEST(Signatures, SignPackageAddsAndReplacesButKeepsOtherKeys) {
   const std::vector<uint8_t> after = testing::read_file(path);
   auto src = memory_source(before, "before");
   uint64_t cd = 0;
-  for (const ZipEntry& e : read_zip_directory(*src)) cd = std::max(cd, e.data_offset + e.compressed_size);
+  for (const ZipEntry& e : read_zip_directory(*src))
+    cd = std::max(cd, e.data_offset + e.compressed_size);
   EXPECT_TRUE(std::equal(before.begin(), before.begin() + static_cast<long>(cd), after.begin()));
 }
 
@@ -93,8 +94,9 @@ TEST(Signatures, FailureReasons) {
   EXPECT_NE(reason([&] { verify_trusted_signature(*Package::open(path), keys); }).find("unsigned"),
             std::string::npos);
   sign_package(path, stranger);
-  EXPECT_NE(reason([&] { verify_trusted_signature(*Package::open(path), keys); }).find("unknown key"),
-            std::string::npos);
+  EXPECT_NE(
+      reason([&] { verify_trusted_signature(*Package::open(path), keys); }).find("unknown key"),
+      std::string::npos);
 }
 
 TEST(Signatures, EditedManifestFailsTheSignature) {
@@ -116,8 +118,10 @@ TEST(Signatures, EditedManifestFailsTheSignature) {
     AtomicFile out(dir / "forged.torshpkg");
     ZipWriter zip(out.fd(), "forged", 0, 0x21);
     for (const ZipEntry& e : read_zip_directory(*src)) zip.copy_entry(e, *src);
-    const auto bytes = std::span(reinterpret_cast<const uint8_t*>(envelope.data()), envelope.size());
-    zip.add_entry(signature_entry_name(key.public_key().key_id()), 0, bytes, crc32_of(bytes), bytes.size());
+    const auto bytes =
+        std::span(reinterpret_cast<const uint8_t*>(envelope.data()), envelope.size());
+    zip.add_entry(signature_entry_name(key.public_key().key_id()), 0, bytes, crc32_of(bytes),
+                  bytes.size());
     zip.finish();
     out.commit();
   }

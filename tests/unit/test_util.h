@@ -8,11 +8,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <functional>
 
 #include "torshpkg/error.h"
 #include "torshpkg/manifest.h"

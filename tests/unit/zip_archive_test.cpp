@@ -62,7 +62,8 @@ TEST(ZipArchive, WriterOutputReadsBackWithDataOffsets) {
 
 TEST(ZipArchive, Zip64LocalHeadersAndManyEntriesUseZip64Records) {
   std::vector<Item> items;
-  for (int i = 0; i < 70000; ++i) items.push_back({"f" + std::to_string(i), {static_cast<uint8_t>(i)}});
+  for (int i = 0; i < 70000; ++i)
+    items.push_back({"f" + std::to_string(i), {static_cast<uint8_t>(i)}});
   const auto bytes = build_zip(items, true);
   const auto entries = parse(bytes);
   ASSERT_EQ(entries.size(), 70000u);

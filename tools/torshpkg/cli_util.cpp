@@ -13,19 +13,26 @@ namespace torshpkg::cli {
 std::atomic<bool> g_cancelled{false};
 
 namespace {
-extern "C" void on_signal(int) { g_cancelled.store(true); }
+extern "C" void on_signal(int) {
+  g_cancelled.store(true);
+}
 }  // namespace
 
 int exit_code_for(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::kCorrupt:
-    case ErrorKind::kBadSignature: return kExitIntegrity;
-    case ErrorKind::kWrongKey: return kExitWrongKey;
-    case ErrorKind::kInvalidArgument: return kExitUsage;
-    case ErrorKind::kInterrupted: return kExitInterrupted;
+    case ErrorKind::kBadSignature:
+      return kExitIntegrity;
+    case ErrorKind::kWrongKey:
+      return kExitWrongKey;
+    case ErrorKind::kInvalidArgument:
+      return kExitUsage;
+    case ErrorKind::kInterrupted:
+      return kExitInterrupted;
     case ErrorKind::kNotFound:
     case ErrorKind::kIo:
-    case ErrorKind::kUnsupported: return kExitError;
+    case ErrorKind::kUnsupported:
+      return kExitError;
   }
   return kExitError;
 }
@@ -50,15 +57,22 @@ uint64_t parse_byte_size(const std::string& text, const std::string& option) {
     value = value * 10 + static_cast<uint64_t>(text[pos] - '0');
     ++pos;
   }
-  if (pos == 0) throw invalid_argument(option + ": expected a byte count like 1048576 or 1M, got '" + text + "'");
+  if (pos == 0)
+    throw invalid_argument(option + ": expected a byte count like 1048576 or 1M, got '" + text +
+                           "'");
   std::string unit = text.substr(pos);
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   uint64_t mult = 1;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "K" || unit == "KIB" || unit == "KB") mult = 1ull << 10;
-  else if (unit == "M" || unit == "MIB" || unit == "MB") mult = 1ull << 20;
-  else if (unit == "G" || unit == "GIB" || unit == "GB") mult = 1ull << 30;
-  else throw invalid_argument(option + ": unknown unit in '" + text + "' (use K, M or G)");
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "K" || unit == "KIB" || unit == "KB")
+    mult = 1ull << 10;
+  else if (unit == "M" || unit == "MIB" || unit == "MB")
+    mult = 1ull << 20;
+  else if (unit == "G" || unit == "GIB" || unit == "GB")
+    mult = 1ull << 30;
+  else
+    throw invalid_argument(option + ": unknown unit in '" + text + "' (use K, M or G)");
   if (value > UINT64_MAX / mult) throw invalid_argument(option + ": number too large");
   return value * mult;
 }
@@ -82,7 +96,9 @@ ProgressBar::ProgressBar(std::string label, bool enabled)
       start_(std::chrono::steady_clock::now()),
       last_(start_) {}
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  finish();
+}
 
 void ProgressBar::update(uint64_t done, uint64_t total) {
   if (!enabled_ || total == 0) return;
@@ -119,7 +135,8 @@ ReadPlan plan_reads(const Package& pkg, const FileNode& file, uint64_t offset) {
 }
 
 void SecretOptions::add_to(CLI::App& sub) {
-  sub.add_option("--password-file", password_file, "File holding the password of an encrypted package");
+  sub.add_option("--password-file", password_file,
+                 "File holding the password of an encrypted package");
   sub.add_option("--key-file", key_file, "Key file (32 bytes or more) of an encrypted package");
 }
 

@@ -1,14 +1,13 @@
 // Shared pieces of the torshpkg command line: exit codes, progress display, cancellation.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <string>
-
-#include <CLI/CLI.hpp>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"

@@ -71,8 +71,8 @@ Dependency parse_dependency(const std::string& text) {
     start = colon + 1;
   }
   if (parts.size() < 2) {
-    throw invalid_argument("--dependency expects NAME:VERSION_REQ[:optional][:features=a,b], got '" +
-                           text + "'");
+    throw invalid_argument(
+        "--dependency expects NAME:VERSION_REQ[:optional][:features=a,b], got '" + text + "'");
   }
   Dependency d;
   d.name = parts[0];
@@ -122,7 +122,8 @@ void add_directory(PackageWriter& writer, const std::string& prefix, const std::
     if (ec) throw io_error(dir, "cannot walk directory", ec.value());
     const fs::directory_entry& e = *it;
     if (e.is_symlink()) {
-      throw invalid_argument(e.path().string() + ": symlinks are not added (copy the target instead)");
+      throw invalid_argument(e.path().string() +
+                             ": symlinks are not added (copy the target instead)");
     }
     if (e.is_directory()) continue;
     if (!e.is_regular_file()) throw invalid_argument(e.path().string() + ": not a regular file");
@@ -215,13 +216,15 @@ int run_create(const CreateArgs& a) {
     if (!a.encrypt.empty()) {
       const auto cipher = cipher_from_name(a.encrypt);
       if (!cipher || *cipher == Cipher::kNone) {
-        throw invalid_argument("--encrypt takes aes-256-gcm or chacha20-poly1305, not '" + a.encrypt + "'");
+        throw invalid_argument("--encrypt takes aes-256-gcm or chacha20-poly1305, not '" +
+                               a.encrypt + "'");
       }
       options.encryption = *cipher;
     }
     for (const std::string& f : a.password_files) options.secrets.push_back(read_password_file(f));
     for (const std::string& f : a.key_files) options.secrets.push_back(read_key_file(f));
-    if (options.secrets.empty()) throw invalid_argument("encryption needs --password-file or --key-file");
+    if (options.secrets.empty())
+      throw invalid_argument("encryption needs --password-file or --key-file");
   } else if (!a.password_files.empty() || !a.key_files.empty()) {
     throw invalid_argument("--password-file and --key-file need --encrypt or --encrypt-for");
   }
@@ -263,8 +266,9 @@ Action add_create_command(CLI::App& app) {
   sub->add_option("--meta", args->meta, "Metadata KEY=VALUE (repeatable)");
   sub->add_option("--compress", args->compress,
                   "Default codec: none, gzip[:1-9], zstd[:1-22], xz[:0-9] (default zstd:3)");
-  sub->add_option("--compress-for", args->compress_for,
-                  "Codec for resources whose path matches a glob: PATTERN=ALG[:LEVEL] (repeatable)");
+  sub->add_option(
+      "--compress-for", args->compress_for,
+      "Codec for resources whose path matches a glob: PATTERN=ALG[:LEVEL] (repeatable)");
   sub->add_option("--chunk-size", args->chunk_size,
                   "Plain bytes per chunk, a power of two from 4K to 64M (default 1M)");
   sub->add_option("--add", args->add, "Add a file: [TYPE:]PATH=FILE (repeatable)");
@@ -278,8 +282,9 @@ Action add_create_command(CLI::App& app) {
   sub->add_option("--sign-key", args->sign_key, "Sign the package with this Ed25519 private key");
   sub->add_option("--encrypt", args->encrypt,
                   "Encrypt every non-empty resource: aes-256-gcm or chacha20-poly1305");
-  sub->add_option("--encrypt-for", args->encrypt_for,
-                  "Cipher (or none) for resources whose path matches a glob: PATTERN=CIPHER (repeatable)");
+  sub->add_option(
+      "--encrypt-for", args->encrypt_for,
+      "Cipher (or none) for resources whose path matches a glob: PATTERN=CIPHER (repeatable)");
   sub->add_option("--password-file", args->password_files,
                   "With --encrypt: a key slot for this password (Argon2id; repeatable)");
   sub->add_option("--key-file", args->key_files,

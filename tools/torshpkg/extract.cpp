@@ -62,8 +62,10 @@ void extract_file(const Package& pkg, const FileNode& f, int root, const std::st
   }
   const std::string base = f.path.substr(start);
   const std::string shown = root_name + "/" + f.path;
-  const std::string temp = "." + base.substr(0, 200) + ".tmp-" + std::to_string(std::random_device{}());
-  Fd out(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  const std::string temp =
+      "." + base.substr(0, 200) + ".tmp-" + std::to_string(std::random_device{}());
+  Fd out(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0644));
   if (out.get() < 0) throw io_error(shown, "cannot create file", errno);
   try {
     const ReadPlan plan = plan_reads(pkg, f, 0);
@@ -103,8 +105,8 @@ Action add_extract_command(CLI::App& app) {
     SecretOptions secrets;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand(
-      "extract", "Write the package's files (as `ls` lists them) into a folder");
+  CLI::App* sub =
+      app.add_subcommand("extract", "Write the package's files (as `ls` lists them) into a folder");
   sub->add_option("PKG", a->pkg, "Package file")->required();
   sub->add_option("DIR", a->dir, "Destination folder (created when missing)")->required();
   sub->add_flag("-q,--quiet", a->quiet, "No progress bar");

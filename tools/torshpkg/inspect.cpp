@@ -119,7 +119,8 @@ Action add_info_command(CLI::App& app) {
     bool json = false;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand("info", "Show a package's metadata, resources and dependencies");
+  CLI::App* sub =
+      app.add_subcommand("info", "Show a package's metadata, resources and dependencies");
   sub->add_option("PKG", a->pkg, "Package file")->required();
   sub->add_flag("--json", a->json, "Print JSON");
   return [a] {
@@ -151,8 +152,12 @@ Action add_ls_command(CLI::App& app) {
         e["path"] = f.path;
         e["size"] = Json::UInt64(f.size);
         switch (f.kind) {
-          case FileNode::Kind::kManifest: e["kind"] = "manifest"; break;
-          case FileNode::Kind::kDependency: e["kind"] = "dependency"; break;
+          case FileNode::Kind::kManifest:
+            e["kind"] = "manifest";
+            break;
+          case FileNode::Kind::kDependency:
+            e["kind"] = "dependency";
+            break;
           case FileNode::Kind::kResource:
             e["kind"] = "resource";
             e["type"] = std::string(to_string(pkg->manifest().resources[f.item].type));
@@ -189,7 +194,8 @@ Action add_cat_command(CLI::App& app) {
   return [a] {
     const auto pkg = open_package(a->pkg, a->secrets);
     const FileNode* f = pkg->find(a->path);
-    if (f == nullptr) throw not_found(a->pkg, "no file " + a->path + " in the package (see `torshpkg ls`)");
+    if (f == nullptr)
+      throw not_found(a->pkg, "no file " + a->path + " in the package (see `torshpkg ls`)");
     const uint64_t offset = parse_byte_size(a->offset, "--offset");
     uint64_t remaining = f->size > offset ? f->size - offset : 0;
     if (!a->length.empty()) remaining = std::min(remaining, parse_byte_size(a->length, "--length"));
@@ -235,7 +241,8 @@ Action add_verify_command(CLI::App& app) {
       const TrustedKeys keys = TrustedKeys::load_dir(a->trusted_keys);
       trust = "signed by trusted key " + verify_trusted_signature(*pkg, keys);
     } else {
-      trust = signers_text(*pkg) + (pkg->signatures().empty() ? "" : " (not checked: no --trusted-keys)");
+      trust = signers_text(*pkg) +
+              (pkg->signatures().empty() ? "" : " (not checked: no --trusted-keys)");
     }
     ProgressBar bar("verify", !a->quiet);
     pkg->verify(a->full, [&](uint64_t done, uint64_t total) { bar.update(done, total); });

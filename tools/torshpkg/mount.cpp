@@ -80,13 +80,15 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
   if (message == "OK") return kExitOk;
   int status = 0;
   ::waitpid(pid, &status, 0);
-  throw Error(ErrorKind::kIo, dir + ": " + (message.empty() ? "the filesystem process died" : message));
+  throw Error(ErrorKind::kIo,
+              dir + ": " + (message.empty() ? "the filesystem process died" : message));
 }
 
 int run_mount(const MountArgs& a) {
   auto package = open_package(a.pkg, a.secrets);
   if (package->encrypted() && !package->unlocked()) {
-    throw Error(ErrorKind::kWrongKey, a.pkg + ": encrypted package: give --password-file or --key-file");
+    throw Error(ErrorKind::kWrongKey,
+                a.pkg + ": encrypted package: give --password-file or --key-file");
   }
   std::string signer;
   if (!a.allow_unsigned) {
@@ -125,8 +127,10 @@ int run_mount(const MountArgs& a) {
   };
   if (a.foreground) {
     return serve([&](const std::string& error) {
-      if (!error.empty()) std::cerr << "torshpkg: " << a.dir << ": " << error << "\n";
-      else std::cerr << "torshpkg: mounted " << name << " on " << a.dir << "\n";
+      if (!error.empty())
+        std::cerr << "torshpkg: " << a.dir << ": " << error << "\n";
+      else
+        std::cerr << "torshpkg: mounted " << name << " on " << a.dir << "\n";
     });
   }
   const int rc = mount_in_background(a.dir, serve);
@@ -144,7 +148,8 @@ Action add_mount_command(CLI::App& app) {
   sub->add_option("DIR", a->dir, "Mount point (an existing folder)")->required();
   sub->add_option("--trusted-keys", a->trusted_keys,
                   std::string("Folder of trusted .pub keys (default ") + kDefaultTrustedKeys + ")");
-  sub->add_flag("--allow-unsigned", a->allow_unsigned, "Mount without requiring a trusted signature");
+  sub->add_flag("--allow-unsigned", a->allow_unsigned,
+                "Mount without requiring a trusted signature");
   a->secrets.add_to(*sub);
   sub->add_option("--cache-size", a->cache_size, "Bytes of decoded chunks to keep (default 256M)");
   sub->add_option("--owner", a->owner, "UID:GID owning the files (default: the caller)");
@@ -168,7 +173,8 @@ Action add_umount_command(CLI::App& app) {
       // Not root: the setuid helper unmounts what this user mounted.
       const pid_t pid = ::fork();
       if (pid == 0) {
-        ::execlp("fusermount3", "fusermount3", "-u", a->lazy ? "-z" : "-u", a->dir.c_str(), nullptr);
+        ::execlp("fusermount3", "fusermount3", "-u", a->lazy ? "-z" : "-u", a->dir.c_str(),
+                 nullptr);
         ::_exit(127);
       }
       int status = 0;

@@ -37,11 +37,11 @@ std::optional<ResourceType> resource_type_from_name(std::string_view name);
 ResourceType guess_resource_type(std::string_view path);
 
 struct ResourceEntry {
-  uint32_t id = 0;          // position in the manifest's resource list
-  std::string path;         // relative; the ZIP entry is "resources/" + path
+  uint32_t id = 0;   // position in the manifest's resource list
+  std::string path;  // relative; the ZIP entry is "resources/" + path
   ResourceType type = ResourceType::kData;
-  uint64_t size = 0;        // plain bytes
-  uint64_t stored_size = 0; // bytes of the ZIP entry's data
+  uint64_t size = 0;         // plain bytes
+  uint64_t stored_size = 0;  // bytes of the ZIP entry's data
   CodecSpec compression{Codec::kNone, 0};
   uint32_t chunk_size = 0;
   uint64_t chunk_count = 0;
@@ -80,8 +80,8 @@ struct LineageRecord {
 // A key slot: the package's data key wrapped under a key derived from a password (Argon2id) or
 // a key file (HKDF-SHA256). Hex fields as in docs/FORMAT.md, "Encryption".
 struct KeySlot {
-  std::string type;  // "password" or "key-file"
-  std::string salt;  // 16 bytes
+  std::string type;          // "password" or "key-file"
+  std::string salt;          // 16 bytes
   uint32_t time_cost = 0;    // password slots only
   uint32_t memory_kib = 0;   // password slots only
   uint32_t parallelism = 0;  // password slots only
@@ -93,11 +93,11 @@ struct Manifest {
   int format_version = kFormatVersion;
   std::string package_id;  // 32 lowercase hex digits (128 random bits)
   std::string name;
-  std::string version;     // semantic version 2.0.0
+  std::string version;  // semantic version 2.0.0
   std::string description;
   std::string author;
   std::string license;
-  std::string created;     // RFC 3339 UTC, "2026-01-31T12:00:00Z"
+  std::string created;  // RFC 3339 UTC, "2026-01-31T12:00:00Z"
   std::map<std::string, std::string> metadata;
   std::vector<ResourceEntry> resources;
   std::vector<Dependency> dependencies;

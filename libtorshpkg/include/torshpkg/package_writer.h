@@ -42,10 +42,10 @@ struct WriteOptions {
 };
 
 struct ResourceInput {
-  std::string path;                        // relative path under resources/
-  std::optional<ResourceType> type;        // guessed from the path when absent
-  std::optional<CodecSpec> compression;    // WriteOptions::compression when absent
-  std::optional<Cipher> encryption;        // WriteOptions::encryption when absent
+  std::string path;                      // relative path under resources/
+  std::optional<ResourceType> type;      // guessed from the path when absent
+  std::optional<CodecSpec> compression;  // WriteOptions::compression when absent
+  std::optional<Cipher> encryption;      // WriteOptions::encryption when absent
   // The bytes: a file opened when the package is written, or [offset, offset+size) of a source.
   std::string file;
   std::shared_ptr<const ByteSource> source;

@@ -15,13 +15,14 @@ namespace torshpkg {
 
 class Package;
 
-inline constexpr std::string_view kManifestPayloadType = "application/vnd.torshpkg.manifest.v1+json";
+inline constexpr std::string_view kManifestPayloadType =
+    "application/vnd.torshpkg.manifest.v1+json";
 inline constexpr std::string_view kSignaturePrefix = ".torshpkg/signatures/";
 
 // One detached signature, as stored in ".torshpkg/signatures/<key id>.sig".
 struct Signature {
-  std::string key_id;       // hex SHA-256 of the signer's SubjectPublicKeyInfo DER
-  std::vector<uint8_t> sig; // 64-byte Ed25519 signature over dsse_pae(type, manifest)
+  std::string key_id;        // hex SHA-256 of the signer's SubjectPublicKeyInfo DER
+  std::vector<uint8_t> sig;  // 64-byte Ed25519 signature over dsse_pae(type, manifest)
 };
 
 // DSSE v1 pre-authentication encoding:
@@ -33,7 +34,8 @@ std::string signature_entry_name(const std::string& key_id);
 bool is_signature_entry_name(std::string_view name, std::string* key_id = nullptr);
 std::string serialize_signature_entry(const Signature& signature);
 // Strictly parses a signature entry. Throws Error(kCorrupt) naming `file` and `entry`.
-Signature parse_signature_entry(std::string_view bytes, std::string_view file, std::string_view entry);
+Signature parse_signature_entry(std::string_view bytes, std::string_view file,
+                                std::string_view entry);
 
 Signature sign_manifest(const PrivateKey& key, std::string_view manifest_bytes);
 
