@@ -48,4 +48,37 @@ uint64_t ChunkCache::bytes() const {
   return bytes_;
 }
 
+std::shared_ptr<BufferPool> BufferPool::create(uint64_t max_free_bytes) {
+  return std::shared_ptr<BufferPool>(new BufferPool(max_free_bytes));
+}
+
+std::unique_ptr<std::vector<uint8_t>> BufferPool::take() {
+  std::lock_guard lock(mutex_);
+  if (free_.empty()) return std::make_unique<std::vector<uint8_t>>();
+  auto buffer = std::move(free_.back());
+  free_.pop_back();
+  free_bytes_ -= buffer->capacity();
+  return buffer;
+}
+
+Chunk BufferPool::adopt(std::unique_ptr<std::vector<uint8_t>> buffer) {
+  std::weak_ptr<BufferPool> pool = weak_from_this();
+  return Chunk(buffer.release(), [pool](const std::vector<uint8_t>* p) {
+    std::unique_ptr<std::vector<uint8_t>> owned(const_cast<std::vector<uint8_t>*>(p));
+    if (const auto live = pool.lock()) live->give_back(std::move(owned));
+  });
+}
+
+void BufferPool::give_back(std::unique_ptr<std::vector<uint8_t>> buffer) {
+  std::lock_guard lock(mutex_);
+  if (free_bytes_ + buffer->capacity() > max_free_bytes_) return;  // freed on return
+  free_bytes_ += buffer->capacity();
+  free_.push_back(std::move(buffer));
+}
+
+uint64_t BufferPool::free_bytes() const {
+  std::lock_guard lock(mutex_);
+  return free_bytes_;
+}
+
 }  // namespace torshpkg::fs

@@ -14,6 +14,31 @@ namespace torshpkg::fs {
 
 using Chunk = std::shared_ptr<const std::vector<uint8_t>>;
 
+// Recycles the buffers of chunks nobody holds any more (evicted and not being replied from), so
+// that decoding a chunk fills memory that is already mapped instead of faulting in and zeroing
+// fresh pages for every chunk. Keeps at most `max_free_bytes` of idle buffers. Thread-safe;
+// chunks may outlive the pool (their buffers are then freed).
+class BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  static std::shared_ptr<BufferPool> create(uint64_t max_free_bytes);
+
+  // A buffer to fill: recycled (old contents, any size) or new and empty.
+  std::unique_ptr<std::vector<uint8_t>> take();
+  // Turns a filled buffer into a chunk whose buffer comes back here when its last holder lets go.
+  Chunk adopt(std::unique_ptr<std::vector<uint8_t>> buffer);
+
+  uint64_t free_bytes() const;
+
+ private:
+  explicit BufferPool(uint64_t max_free_bytes) : max_free_bytes_(max_free_bytes) {}
+  void give_back(std::unique_ptr<std::vector<uint8_t>> buffer);
+
+  mutable std::mutex mutex_;
+  uint64_t max_free_bytes_;
+  uint64_t free_bytes_ = 0;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> free_;
+};
+
 class ChunkCache {
  public:
   explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}

@@ -3,10 +3,17 @@
 #define FUSE_USE_VERSION 312
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "package_fs.h"
@@ -131,11 +138,17 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   PackageFs& fs = fs_of(req);
   const Node* node = fs.tree().get(ino);
   if (node == nullptr || node->is_dir) return (void)fuse_reply_err(req, EISDIR);
-  thread_local std::vector<uint8_t> buf;
-  buf.resize(size);
+  // The reply points into the verified cached chunks: the bytes are copied once, into the kernel.
+  thread_local ReadSlices slices;
+  thread_local std::vector<iovec> iov;
   try {
-    const size_t n = fs.read(*node, static_cast<uint64_t>(off), buf);
-    fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
+    fs.read_slices(*node, static_cast<uint64_t>(off), size, slices);
+    iov.clear();
+    for (const auto& part : slices.parts) {
+      iov.push_back({const_cast<uint8_t*>(part.data()), part.size()});
+    }
+    fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+    slices.chunks.clear();
   } catch (const Error& e) {
     std::fprintf(stderr, "torshpkg: read of %s failed: %s\n", node->file->path.c_str(), e.what());
     fuse_reply_err(req, errno_for(e));
@@ -191,6 +204,19 @@ const fuse_lowlevel_ops kOps = [] {
   return ops;
 }();
 
+// Raises the mount's kernel readahead, which also sets how large a sequential reader's requests
+// get. Best effort: needs root, and an older kernel may not have the file.
+void set_kernel_read_ahead(dev_t dev, uint32_t kb) {
+  if (kb == 0) return;
+  const std::string path = "/sys/class/bdi/" + std::to_string(major(dev)) + ":" +
+                           std::to_string(minor(dev)) + "/read_ahead_kb";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  const std::string value = std::to_string(kb);
+  (void)!::write(fd, value.data(), value.size());
+  ::close(fd);
+}
+
 }  // namespace
 
 int serve(PackageFs& fs, const std::string& mountpoint,
@@ -215,13 +241,28 @@ int serve(PackageFs& fs, const std::string& mountpoint,
     return 1;
   }
   fuse_set_signal_handlers(se);
-  ready("");
+  // A stat of the mount point waits until the loop below has answered the kernel's INIT, so
+  // once it returns the mount serves requests.
+  std::atomic<bool> loop_done{false};
+  std::thread init_waiter([&] {
+    struct stat st {};
+    const bool answered = ::stat(mountpoint.c_str(), &st) == 0;
+    if (!answered || loop_done) {
+      ready(answered ? std::string("the mount ended before it was ready")
+                     : std::string("the mount did not come up: ") + std::strerror(errno));
+      return;
+    }
+    set_kernel_read_ahead(st.st_dev, fs.options().kernel_read_ahead_kb);
+    ready("");
+  });
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(config, 16);
   const int rc = fuse_session_loop_mt(se, config);
+  loop_done = true;
   fuse_loop_cfg_destroy(config);
   fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
+  init_waiter.join();
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);
   return rc == 0 ? 0 : 1;

@@ -17,6 +17,7 @@ PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
   for (const FileNode& f : package_->files()) total_bytes_ += f.size;
   const size_t resources = package_->manifest().resources.size();
   last_end_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
+  advised_end_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
   if (options_.readahead_bytes > 0 && resources > 0) {
     const size_t threads = std::max(1u, std::thread::hardware_concurrency());
     prefetcher_ = std::make_unique<Prefetcher>(threads, [this](uint32_t id, uint64_t index) {
@@ -65,9 +66,9 @@ Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
   }
   if (pending.valid()) return pending.get();  // rethrows the decoder's error
   try {
-    auto data = std::make_shared<std::vector<uint8_t>>();
+    auto data = buffers_->take();
     package_->read_chunk(r, index, *data);
-    Chunk chunk = std::move(data);
+    Chunk chunk = buffers_->adopt(std::move(data));
     cache_.put(r.id, index, chunk);
     promise.set_value(chunk);
     std::lock_guard lock(in_flight_mutex_);
@@ -82,23 +83,42 @@ Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
 }
 
 size_t PackageFs::read(const Node& node, uint64_t offset, std::span<uint8_t> out) {
+  thread_local ReadSlices slices;
+  read_slices(node, offset, out.size(), slices);
+  size_t done = 0;
+  for (const auto& part : slices.parts) {
+    std::memcpy(out.data() + done, part.data(), part.size());
+    done += part.size();
+  }
+  slices.chunks.clear();  // do not keep chunks alive past the read
+  return done;
+}
+
+void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, ReadSlices& out) {
+  out.chunks.clear();
+  out.parts.clear();
+  out.size = 0;
   const FileNode& f = *node.file;
-  if (offset >= f.size || out.empty()) return 0;
-  const size_t len = static_cast<size_t>(std::min<uint64_t>(out.size(), f.size - offset));
-  if (f.kind != FileNode::Kind::kResource) return package_->read(f, offset, out.first(len));
+  if (offset >= f.size || length == 0) return;
+  const size_t len = static_cast<size_t>(std::min<uint64_t>(length, f.size - offset));
+  if (f.kind != FileNode::Kind::kResource) {
+    out.own.resize(len);
+    out.size = package_->read(f, offset, out.own);
+    out.parts.emplace_back(out.own.data(), out.size);
+    return;
+  }
   const ResourceEntry& r = package_->manifest().resources[f.item];
   read_ahead(r, offset, offset + len);
-  size_t done = 0;
-  while (done < len) {
-    const uint64_t at = offset + done;
+  while (out.size < len) {
+    const uint64_t at = offset + out.size;
     const uint64_t index = at / r.chunk_size;
-    const Chunk c = chunk(r, index);
+    Chunk c = chunk(r, index);
     const uint64_t within = at - index * r.chunk_size;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - done, c->size() - within));
-    std::memcpy(out.data() + done, c->data() + within, n);
-    done += n;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - out.size, c->size() - within));
+    out.parts.emplace_back(c->data() + within, n);
+    out.chunks.push_back(std::move(c));
+    out.size += n;
   }
-  return len;
 }
 
 void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end) {
@@ -114,7 +134,19 @@ void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
   if (!prefetcher_ || !sequential || end >= r.size) return;
   const uint64_t first = (end + r.chunk_size - 1) / r.chunk_size;
   const uint64_t count = std::max<uint64_t>(1, options_.readahead_bytes / r.chunk_size);
-  for (uint64_t c = first; c < std::min(first + count, r.chunk_count); ++c) {
+  const uint64_t last = std::min(first + count, r.chunk_count);
+  // Ask the disk for the stored bytes of the window's new chunks at once, so the prefetch
+  // threads verify and decode while the disk keeps reading (one hint per chunk, never twice).
+  uint64_t advised = advised_end_[r.id].load();
+  const uint64_t from = advised >= first && advised <= last ? advised : first;
+  if (from < last && advised_end_[r.id].compare_exchange_strong(advised, last)) {
+    try {
+      package_->will_need(r, from, last - from);
+    } catch (const Error&) {
+      // A damaged chunk index: the read of those chunks reports it.
+    }
+  }
+  for (uint64_t c = first; c < last; ++c) {
     if (!cache_.contains(r.id, c)) prefetcher_->request(r.id, c);
   }
 }

@@ -25,12 +25,26 @@
 namespace torshpkg::fs {
 
 struct FsOptions {
-  uint64_t cache_bytes = 256ull << 20;
+  uint64_t cache_bytes = 64ull << 20;
   uid_t uid = 0;
   gid_t gid = 0;
   std::string signer;  // key id shown in user.torshpkg.signer; empty when unsigned
   // Plain bytes to decode ahead of a sequential reader, in parallel (0 turns readahead off).
   uint64_t readahead_bytes = 16ull << 20;
+  // The kernel's readahead for the mount (/sys/class/bdi/<dev>/read_ahead_kb), which also sets
+  // the size of the read requests a sequential reader sends: the kernel default of 128 KiB makes
+  // eight round trips per chunk. Needs root; 0 leaves the kernel's value.
+  uint32_t kernel_read_ahead_kb = 1024;
+};
+
+// The bytes of one read as pieces of cached chunks, which `chunks` keeps alive: what the FUSE
+// layer hands to the kernel without copying them. Bytes that live in no chunk (manifest.json,
+// dependency files) are copied into `own`.
+struct ReadSlices {
+  std::vector<Chunk> chunks;
+  std::vector<std::span<const uint8_t>> parts;
+  std::vector<uint8_t> own;
+  size_t size = 0;
 };
 
 class PackageFs {
@@ -40,11 +54,14 @@ class PackageFs {
   const Tree& tree() const { return tree_; }
   const Package& package() const { return *package_; }
   const ChunkCache& cache() const { return cache_; }
+  const FsOptions& options() const { return options_; }
 
   struct stat attributes(const Node& node) const;
   // Reads up to out.size() bytes of a file at `offset` through the chunk cache. Throws
   // torshpkg::Error (kCorrupt for a chunk that fails its hash).
   size_t read(const Node& node, uint64_t offset, std::span<uint8_t> out);
+  // The same read without copying: `out` is cleared and filled with up to `length` bytes.
+  void read_slices(const Node& node, uint64_t offset, size_t length, ReadSlices& out);
 
   // user.torshpkg.{type,sha256,compression,encryption,signer}; nullopt when absent.
   std::optional<std::string> xattr(const Node& node, std::string_view name) const;
@@ -60,20 +77,24 @@ class PackageFs {
   FsOptions options_;
   Tree tree_;
   ChunkCache cache_;
+  std::shared_ptr<BufferPool> buffers_ = BufferPool::create(32ull << 20);
   uint64_t total_bytes_ = 0;
   time_t created_ = 0;  // the manifest's creation time: every node's mtime and ctime
   // Chunks being decoded, so that a reader and the prefetcher never decode the same chunk twice:
   // whoever comes second waits for the first.
   std::mutex in_flight_mutex_;
   std::map<std::pair<uint32_t, uint64_t>, std::shared_future<Chunk>> in_flight_;
-  // Per resource: where the last read ended, to recognise sequential reading.
+  // Per resource: where the last read ended, to recognise sequential reading, and up to which
+  // chunk the package file has been asked to come from disk ahead of the prefetcher.
   std::unique_ptr<std::atomic<uint64_t>[]> last_end_;
+  std::unique_ptr<std::atomic<uint64_t>[]> advised_end_;
   std::unique_ptr<Prefetcher> prefetcher_;  // last: its threads use the members above
 };
 
 // Mounts `fs` on `mountpoint` (read-only, FUSE low-level, multi-threaded) and serves it until
-// unmounted or signalled. `ready` is called once the mount is in place, or with an error message
-// when mounting failed; returns the process exit status.
+// unmounted or signalled. `ready` is called (from another thread) once the kernel has finished
+// its INIT exchange and the mount answers, or with an error message when mounting failed;
+// returns the process exit status.
 int serve(PackageFs& fs, const std::string& mountpoint,
           const std::vector<std::string>& fuse_options,
           const std::function<void(const std::string& error)>& ready);

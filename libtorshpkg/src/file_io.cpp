@@ -102,6 +102,10 @@ class FileSource final : public ByteSource {
     }
     pread_exact(fd_.get(), out, offset, name_);
   }
+  void will_need(uint64_t offset, uint64_t length) const override {
+    ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(length),
+                    POSIX_FADV_WILLNEED);
+  }
 
  private:
   UniqueFd fd_;

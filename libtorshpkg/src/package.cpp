@@ -272,6 +272,15 @@ void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::vector<uin
   rep_->read_chunk_into(r, idx, chunk, out, scratch);
 }
 
+void Package::will_need(const ResourceEntry& r, uint64_t first, uint64_t count) const {
+  const ChunkIndex& idx = rep_->index(r.id);
+  const uint64_t end = std::min(first + count, idx.chunk_count());
+  if (first >= end) return;
+  const uint64_t from = idx.stored_offset[first];
+  const uint64_t to = idx.stored_offset[end - 1] + idx.stored_len[end - 1];
+  rep_->source->will_need(rep_->data_entries[r.id].data_offset + from, to - from);
+}
+
 size_t Package::read(const FileNode& f, uint64_t offset, std::span<uint8_t> out) const {
   if (offset >= f.size || out.empty()) return 0;
   const size_t len = static_cast<size_t>(std::min<uint64_t>(out.size(), f.size - offset));

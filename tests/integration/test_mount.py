@@ -94,6 +94,19 @@ class Mount(TempDirTest):
         self.assertEqual(len(os.getxattr(w, "user.torshpkg.signer")), 64)
         self.assertIn("user.torshpkg.signer", os.listxattr(w))
 
+    def test_mount_is_ready_on_return_with_raised_kernel_readahead(self):
+        mnt, _ = self.mount(self.create("p.torshpkg"))
+        # Mounted and past the kernel's INIT: the fs answers at once, as a FUSE mount.
+        with open("/proc/mounts") as f:
+            fstype = [line.split()[2] for line in f if line.split()[1] == os.path.realpath(mnt)]
+        self.assertEqual(fstype, ["fuse.torshpkg"])
+        dev = os.stat(mnt).st_dev
+        with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
+            self.assertEqual(f.read().strip(), "1024")
+        path = os.path.join(mnt, "resources", "model.safetensors")
+        with open(path, "rb", buffering=0) as f:  # sequential 1 MiB reads, served whole
+            self.assertEqual(f.read(), self.files["model.safetensors"])
+
     def test_owner_option(self):
         mnt, _ = self.mount(self.create("p.torshpkg"), "--owner", "1234:5678")
         st = os.stat(os.path.join(mnt, "resources", "config.json"))

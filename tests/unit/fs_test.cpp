@@ -79,6 +79,37 @@ TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
   EXPECT_GT(cache.misses(), 0u);
 }
 
+TEST(BufferPool, RecyclesBuffersOnceTheLastHolderLetsGoWithinItsBudget) {
+  auto pool = BufferPool::create(3000);
+  auto buffer = pool->take();
+  buffer->assign(1000, 7);
+  const uint8_t* memory = buffer->data();
+  Chunk chunk = pool->adopt(std::move(buffer));
+  Chunk holder = chunk;
+  chunk.reset();
+  EXPECT_EQ(pool->free_bytes(), 0u);  // still held
+  holder.reset();
+  EXPECT_EQ(pool->free_bytes(), 1000u);
+  auto again = pool->take();
+  EXPECT_EQ(again->data(), memory);  // the same memory, contents kept (no zeroing)
+  EXPECT_EQ(again->size(), 1000u);
+  EXPECT_EQ(pool->free_bytes(), 0u);
+
+  std::vector<Chunk> many;
+  for (int i = 0; i < 4; ++i) {
+    auto b = pool->take();
+    b->resize(1000);
+    b->shrink_to_fit();
+    many.push_back(pool->adopt(std::move(b)));
+  }
+  many.clear();
+  EXPECT_EQ(pool->free_bytes(), 3000u);  // the fourth buffer was freed, not kept
+
+  Chunk orphan = pool->adopt(std::move(again));
+  pool.reset();
+  orphan.reset();  // outlives its pool: freed, no crash
+}
+
 TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
   TempDir dir;
   PackageFs fs(sample(dir), options(0, 7, 8));
@@ -100,6 +131,41 @@ TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
   EXPECT_EQ(fs.xattr(*c, "user.torshpkg.signer"), std::nullopt);
   EXPECT_EQ(fs.xattr(*c, "user.other"), std::nullopt);
   EXPECT_EQ(fs.xattr_names(*c).size(), 4u);
+}
+
+TEST(PackageFs, ReadSlicesPointIntoTheCachedChunksAndKeepThemAlive) {
+  TempDir dir;
+  FsOptions o = options(0);
+  o.cache_bytes = 4096;  // one chunk: the cache evicts while the slices still hold chunks
+  PackageFs fs(sample(dir), o);
+  const Node* c = fs.tree().find("resources/a/b/c.bin");
+  const auto expect = text_bytes(100'000, 1);
+  ReadSlices slices;
+  fs.read_slices(*c, 4000, 10'000, slices);
+  ASSERT_EQ(slices.size, 10'000u);
+  ASSERT_EQ(slices.parts.size(), 4u);  // 96 + 4096 + 4096 + 1712 bytes of chunks 0..3
+  ASSERT_EQ(slices.chunks.size(), 4u);
+  std::vector<uint8_t> joined;
+  for (size_t i = 0; i < slices.parts.size(); ++i) {
+    const auto& part = slices.parts[i];
+    const auto& chunk = *slices.chunks[i];
+    EXPECT_GE(part.data(), chunk.data());  // no copy: the part lies inside its chunk
+    EXPECT_LE(part.data() + part.size(), chunk.data() + chunk.size());
+    joined.insert(joined.end(), part.begin(), part.end());
+  }
+  EXPECT_TRUE(std::equal(joined.begin(), joined.end(), expect.begin() + 4000));
+
+  fs.read_slices(*c, 99'990, 4096, slices);  // clipped at the end of the file
+  EXPECT_EQ(slices.size, 10u);
+  fs.read_slices(*c, 100'000, 4096, slices);
+  EXPECT_EQ(slices.size, 0u);
+  EXPECT_TRUE(slices.parts.empty());
+
+  const Node* manifest = fs.tree().find("manifest.json");
+  fs.read_slices(*manifest, 0, 1 << 20, slices);  // not chunked: copied into `own`
+  ASSERT_EQ(slices.parts.size(), 1u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(slices.parts[0].data()), slices.size),
+            fs.package().manifest_bytes());
 }
 
 TEST(PackageFs, SequentialReadsDecodeTheChunksAheadInTheBackground) {

@@ -174,6 +174,50 @@ TEST(Package, ManyThreadsReadConcurrently) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+// Forwards to a file and records the readahead hints it gets.
+class HintRecorder final : public ByteSource {
+ public:
+  explicit HintRecorder(std::shared_ptr<ByteSource> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  const std::string& name() const override { return inner_->name(); }
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    inner_->read_at(offset, out);
+  }
+  void will_need(uint64_t offset, uint64_t length) const override {
+    hints.emplace_back(offset, length);
+    inner_->will_need(offset, length);
+  }
+  mutable std::vector<std::pair<uint64_t, uint64_t>> hints;
+
+ private:
+  std::shared_ptr<ByteSource> inner_;
+};
+
+TEST(Package, WillNeedHintsExactlyTheStoredBytesOfTheChunks) {
+  TempDir dir;
+  PackageWriter w(header());
+  w.add_bytes("w.bin", random_bytes(200'000));
+  WriteOptions o;
+  o.compression = {Codec::kNone, 0};
+  o.chunk_size = 4096;
+  w.write(dir / "p.torshpkg", o);
+  auto recorder = std::make_shared<HintRecorder>(open_file_source(dir / "p.torshpkg"));
+  const auto pkg = Package::open(recorder);
+  uint64_t data_offset = 0;
+  for (const ZipEntry& e : read_zip_directory(*recorder)) {
+    if (e.name == "resources/w.bin") data_offset = e.data_offset;
+  }
+  const ResourceEntry& r = pkg->manifest().resources[0];
+  recorder->hints.clear();
+  pkg->will_need(r, 2, 3);
+  pkg->will_need(r, 48, 10);  // clipped to the last chunk (49: 200,000 = 48 * 4096 + 3392)
+  pkg->will_need(r, 49, 0);   // nothing
+  pkg->will_need(r, 60, 2);   // past the end: nothing
+  ASSERT_EQ(recorder->hints.size(), 2u);
+  EXPECT_EQ(recorder->hints[0], std::make_pair(data_offset + 2 * 4096, uint64_t{3 * 4096}));
+  EXPECT_EQ(recorder->hints[1], std::make_pair(data_offset + 48 * 4096, uint64_t{3392}));
+}
+
 TEST(Package, OpenCostDoesNotReadResourceData) {
   // A package whose only resource's chunks are all zeroed still opens and lists: opening reads
   // the directory and manifest, never the data or the index.

@@ -29,7 +29,7 @@ struct MountArgs {
   std::string trusted_keys = kDefaultTrustedKeys;
   bool allow_unsigned = false;
   SecretOptions secrets;
-  std::string cache_size = "256M";
+  std::string cache_size = "64M";
   std::string owner;
   bool foreground = false;
   std::vector<std::string> fuse_options;
@@ -151,7 +151,7 @@ Action add_mount_command(CLI::App& app) {
   sub->add_flag("--allow-unsigned", a->allow_unsigned,
                 "Mount without requiring a trusted signature");
   a->secrets.add_to(*sub);
-  sub->add_option("--cache-size", a->cache_size, "Bytes of decoded chunks to keep (default 256M)");
+  sub->add_option("--cache-size", a->cache_size, "Bytes of decoded chunks to keep (default 64M)");
   sub->add_option("--owner", a->owner, "UID:GID owning the files (default: the caller)");
   sub->add_flag("--foreground", a->foreground, "Serve in this process until unmounted");
   sub->add_option("-o", a->fuse_options, "Extra FUSE mount options (repeatable)");

@@ -19,6 +19,9 @@ class ByteSource {
   virtual void read_at(uint64_t offset, std::span<uint8_t> out) const = 0;
   // The name used in error messages (the file's path).
   virtual const std::string& name() const = 0;
+  // A hint that [offset, offset + length) will be read soon (a file starts reading it from
+  // disk in the background). Never fails; does nothing by default.
+  virtual void will_need(uint64_t /*offset*/, uint64_t /*length*/) const {}
 };
 
 // Opens `path` read-only. Throws Error(kNotFound / kIo).

@@ -72,6 +72,11 @@ class Package {
   // Decodes one verified chunk of a resource into `out` (resized to the chunk's plain length).
   void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::vector<uint8_t>& out) const;
 
+  // A hint that chunks [first, first + count) of a resource will be read soon: their stored
+  // bytes start coming from disk in the background, so that reading and verifying them later
+  // does not wait for the disk. Loads the resource's chunk index; never reads chunk data.
+  void will_need(const ResourceEntry& resource, uint64_t first, uint64_t count) const;
+
   // Whether some resource is encrypted, and whether the package was opened with its secret.
   bool encrypted() const;
   bool unlocked() const;
