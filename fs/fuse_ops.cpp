@@ -1,19 +1,14 @@
 // The libfuse3 low-level callbacks: each translates one request into a call on PackageFs and
 // replies. No policy, caching or decoding lives here.
-#define FUSE_USE_VERSION 312
-#include <fcntl.h>
-#include <fuse_lowlevel.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/uio.h>
-#include <unistd.h>
+#include "fuse_ops.h"
 
-#include <atomic>
+#include <fcntl.h>
+#include <sys/uio.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "package_fs.h"
@@ -204,68 +199,10 @@ const fuse_lowlevel_ops kOps = [] {
   return ops;
 }();
 
-// Raises the mount's kernel readahead, which also sets how large a sequential reader's requests
-// get. Best effort: needs root, and an older kernel may not have the file.
-void set_kernel_read_ahead(dev_t dev, uint32_t kb) {
-  if (kb == 0) return;
-  const std::string path = "/sys/class/bdi/" + std::to_string(major(dev)) + ":" +
-                           std::to_string(minor(dev)) + "/read_ahead_kb";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  const std::string value = std::to_string(kb);
-  (void)!::write(fd, value.data(), value.size());
-  ::close(fd);
-}
-
 }  // namespace
 
-int serve(PackageFs& fs, const std::string& mountpoint,
-          const std::vector<std::string>& fuse_options,
-          const std::function<void(const std::string& error)>& ready) {
-  std::vector<std::string> argv_store = {"torshpkg"};
-  for (const std::string& o : fuse_options) {
-    argv_store.push_back("-o");
-    argv_store.push_back(o);
-  }
-  std::vector<char*> argv;
-  for (std::string& a : argv_store) argv.push_back(a.data());
-  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  fuse_session* se = fuse_session_new(&args, &kOps, sizeof kOps, &fs);
-  if (se == nullptr) {
-    ready("cannot create the FUSE session (bad -o option?)");
-    return 1;
-  }
-  if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
-    fuse_session_destroy(se);
-    ready("cannot mount on " + mountpoint);
-    return 1;
-  }
-  fuse_set_signal_handlers(se);
-  // A stat of the mount point waits until the loop below has answered the kernel's INIT, so
-  // once it returns the mount serves requests.
-  std::atomic<bool> loop_done{false};
-  std::thread init_waiter([&] {
-    struct stat st {};
-    const bool answered = ::stat(mountpoint.c_str(), &st) == 0;
-    if (!answered || loop_done) {
-      ready(answered ? std::string("the mount ended before it was ready")
-                     : std::string("the mount did not come up: ") + std::strerror(errno));
-      return;
-    }
-    set_kernel_read_ahead(st.st_dev, fs.options().kernel_read_ahead_kb);
-    ready("");
-  });
-  fuse_loop_config* config = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(config, 16);
-  const int rc = fuse_session_loop_mt(se, config);
-  loop_done = true;
-  fuse_loop_cfg_destroy(config);
-  fuse_remove_signal_handlers(se);
-  fuse_session_unmount(se);
-  init_waiter.join();
-  fuse_session_destroy(se);
-  fuse_opt_free_args(&args);
-  return rc == 0 ? 0 : 1;
+const fuse_lowlevel_ops& lowlevel_ops() {
+  return kOps;
 }
 
 }  // namespace torshpkg::fs

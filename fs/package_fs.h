@@ -91,12 +91,4 @@ class PackageFs {
   std::unique_ptr<Prefetcher> prefetcher_;  // last: its threads use the members above
 };
 
-// Mounts `fs` on `mountpoint` (read-only, FUSE low-level, multi-threaded) and serves it until
-// unmounted or signalled. `ready` is called (from another thread) once the kernel has finished
-// its INIT exchange and the mount answers, or with an error message when mounting failed;
-// returns the process exit status.
-int serve(PackageFs& fs, const std::string& mountpoint,
-          const std::vector<std::string>& fuse_options,
-          const std::function<void(const std::string& error)>& ready);
-
 }  // namespace torshpkg::fs

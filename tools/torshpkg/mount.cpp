@@ -15,6 +15,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "package_fs.h"
+#include "session.h"
 #include "torshpkg/keys.h"
 #include "torshpkg/signature.h"
 
