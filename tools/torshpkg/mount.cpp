@@ -14,10 +14,9 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "mount_policy.h"
 #include "package_fs.h"
 #include "session.h"
-#include "torshpkg/keys.h"
-#include "torshpkg/signature.h"
 
 namespace torshpkg::cli {
 namespace {
@@ -35,11 +34,6 @@ struct MountArgs {
   bool foreground = false;
   std::vector<std::string> fuse_options;
 };
-
-std::string absolute(const std::string& path) {
-  char buf[PATH_MAX];
-  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
-}
 
 using ServeFn = std::function<int(const std::function<void(const std::string&)>& ready)>;
 
@@ -86,18 +80,14 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
 }
 
 int run_mount(const MountArgs& a) {
-  auto package = open_package(a.pkg, a.secrets);
-  if (package->encrypted() && !package->unlocked()) {
-    throw Error(ErrorKind::kWrongKey,
-                a.pkg + ": encrypted package: give --password-file or --key-file");
-  }
-  std::string signer;
-  if (!a.allow_unsigned) {
-    signer = verify_trusted_signature(*package, TrustedKeys::load_dir(a.trusted_keys));
-  } else if (!package->signatures().empty()) {
-    signer = package->signatures().front().key_id;
-  }
-  package->verify(false);
+  fs::MountPolicy policy;
+  policy.trusted_keys_dir = a.trusted_keys;
+  policy.allow_unsigned = a.allow_unsigned;
+  policy.password_file = a.secrets.password_file;
+  policy.key_file = a.secrets.key_file;
+  fs::AdmittedPackage admitted = fs::admit_package(a.pkg, policy);
+  std::unique_ptr<Package> package = std::move(admitted.package);
+  const std::string signer = admitted.signer;
   struct stat st {};
   if (::stat(a.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     throw not_found(a.dir, "mount point is not a folder");
@@ -118,9 +108,7 @@ int run_mount(const MountArgs& a) {
   }
   options.signer = signer;
   const std::string name = package->manifest().name + "@" + package->manifest().version;
-  std::vector<std::string> fuse_options = {"ro", "default_permissions", "subtype=torshpkg",
-                                           "fsname=" + absolute(a.pkg), "max_read=1048576"};
-  if (::getuid() == 0) fuse_options.emplace_back("allow_other");
+  std::vector<std::string> fuse_options = fs::standard_fuse_options(a.pkg);
   fuse_options.insert(fuse_options.end(), a.fuse_options.begin(), a.fuse_options.end());
   const ServeFn serve = [&](const std::function<void(const std::string&)>& ready) {
     fs::PackageFs filesystem(std::move(package), options);

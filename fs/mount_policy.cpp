@@ -1,0 +1,50 @@
+#include "mount_policy.h"
+
+#include <climits>
+#include <cstdlib>
+#include <optional>
+
+#include <unistd.h>
+
+#include "torshpkg/encryption.h"
+#include "torshpkg/error.h"
+#include "torshpkg/keys.h"
+#include "torshpkg/signature.h"
+
+namespace torshpkg::fs {
+
+AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy) {
+  if (!policy.password_file.empty() && !policy.key_file.empty()) {
+    throw Error(ErrorKind::kInvalidArgument, "give either a password file or a key file, not both");
+  }
+  std::optional<Secret> secret;
+  if (!policy.password_file.empty()) secret = read_password_file(policy.password_file);
+  if (!policy.key_file.empty()) secret = read_key_file(policy.key_file);
+  AdmittedPackage admitted;
+  admitted.package = Package::open(path, secret ? &*secret : nullptr);
+  const Package& package = *admitted.package;
+  if (package.encrypted() && !package.unlocked()) {
+    throw Error(ErrorKind::kWrongKey,
+                path + ": encrypted package: give --password-file or --key-file");
+  }
+  if (!policy.allow_unsigned) {
+    admitted.signer =
+        verify_trusted_signature(package, TrustedKeys::load_dir(policy.trusted_keys_dir));
+  } else if (!package.signatures().empty()) {
+    admitted.signer = package.signatures().front().key_id;
+  }
+  package.verify(false);
+  return admitted;
+}
+
+std::vector<std::string> standard_fuse_options(const std::string& package_path) {
+  char buf[PATH_MAX];
+  const std::string absolute =
+      ::realpath(package_path.c_str(), buf) != nullptr ? std::string(buf) : package_path;
+  std::vector<std::string> options = {"ro", "default_permissions", "subtype=torshpkg",
+                                      "fsname=" + absolute, "max_read=1048576"};
+  if (::getuid() == 0) options.emplace_back("allow_other");
+  return options;
+}
+
+}  // namespace torshpkg::fs
