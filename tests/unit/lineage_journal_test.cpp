@@ -1,0 +1,172 @@
+#include "torshpkg/lineage_journal.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "test_util.h"
+#include "torshpkg/error.h"
+
+namespace torshpkg {
+namespace {
+
+using testing::TempDir;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void spit(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& l : lines) text += l + "\n";
+  return text;
+}
+
+LineageJournal three_events(const TempDir& dir) {
+  LineageJournal j(dir / "lineage.jsonl");
+  j.append("created", {{"package", "a@1.0.0"}});
+  j.append("mounted", {{"package", "a@1.0.0"}, {"mountpoint", "/run/models/a"}});
+  j.append("unmounted", {{"package", "a@1.0.0"}});
+  return j;
+}
+
+TEST(LineageJournal, AppendsChainedEventsAndReadsThemBack) {
+  TempDir dir;
+  const LineageJournal j = three_events(dir);
+  const auto events = j.read();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].seq, 1u);
+  EXPECT_EQ(events[0].prev, std::string(64, '0'));
+  EXPECT_EQ(events[1].prev, events[0].hash);
+  EXPECT_EQ(events[2].prev, events[1].hash);
+  EXPECT_EQ(events[1].event, "mounted");
+  EXPECT_EQ(events[1].data.at("mountpoint"), "/run/models/a");
+  EXPECT_EQ(events[0].time.size(), 24u);  // 2026-11-28T21:00:00.123Z
+  EXPECT_TRUE(j.verify().empty());
+  EXPECT_EQ(lines_of(slurp(j.path())).size(), 3u);
+}
+
+TEST(LineageJournal, MissingJournalIsEmptyAndIntact) {
+  TempDir dir;
+  const LineageJournal j(dir / "none.jsonl");
+  EXPECT_TRUE(j.read().empty());
+  EXPECT_TRUE(j.verify().empty());
+}
+
+TEST(LineageJournal, DetectsAnEditedEvent) {
+  TempDir dir;
+  const LineageJournal j = three_events(dir);
+  auto lines = lines_of(slurp(j.path()));
+  const size_t at = lines[1].find("/run/models/a");
+  lines[1].replace(at, 13, "/run/models/b");
+  spit(j.path(), joined(lines));
+  const auto problems = j.verify();
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].line, 3u);  // the next line no longer chains to it
+}
+
+TEST(LineageJournal, DetectsADeletedEvent) {
+  TempDir dir;
+  const LineageJournal j = three_events(dir);
+  auto lines = lines_of(slurp(j.path()));
+  lines.erase(lines.begin() + 1);
+  spit(j.path(), joined(lines));
+  const auto problems = j.verify();
+  ASSERT_FALSE(problems.empty());
+  EXPECT_EQ(problems[0].line, 2u);
+}
+
+TEST(LineageJournal, DetectsReorderedEvents) {
+  TempDir dir;
+  const LineageJournal j = three_events(dir);
+  auto lines = lines_of(slurp(j.path()));
+  std::swap(lines[0], lines[1]);
+  spit(j.path(), joined(lines));
+  const auto problems = j.verify();
+  ASSERT_FALSE(problems.empty());
+  EXPECT_EQ(problems[0].line, 1u);
+}
+
+TEST(LineageJournal, DetectsEventsRemovedFromTheEnd) {
+  TempDir dir;
+  const LineageJournal j = three_events(dir);
+  auto lines = lines_of(slurp(j.path()));
+  lines.pop_back();
+  spit(j.path(), joined(lines));
+  const auto problems = j.verify();
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].line, 0u);  // only the head file knows
+  EXPECT_NE(problems[0].reason.find("removed from the end"), std::string::npos);
+}
+
+TEST(LineageJournal, RefusesLinesThatAreNotEvents) {
+  TempDir dir;
+  const LineageJournal j = three_events(dir);
+  const std::string good = slurp(j.path());
+  for (const std::string& bad :
+       {std::string("not json\n"), std::string("{\"seq\":1}\n"), std::string("[1,2]\n"),
+        std::string("{\"seq\":1,\"time\":\"t\",\"event\":\"e\",\"prev\":\"p\",\"data\":{},"
+                    "\"extra\":1}\n"),
+        std::string("{\"seq\":1,\"time\":\"t\",\"event\":\"e\",\"prev\":\"p\",\"data\":{\"k\":1}}"
+                    "\n"),
+        std::string("{\"seq\":1,\"time\":\"t\",\"event\":\"e\",\"prev\":\"p\",\"data\":{}}")}) {
+    spit(j.path(), good + bad);
+    EXPECT_EQ(testing::kind_of([&] { j.read(); }), ErrorKind::kCorrupt) << bad;
+    EXPECT_FALSE(j.verify().empty()) << bad;
+  }
+}
+
+TEST(LineageJournal, ConcurrentAppendersFromManyProcessesKeepOneChain) {
+  TempDir dir;
+  const std::string path = dir / "lineage.jsonl";
+  std::vector<pid_t> children;
+  for (int p = 0; p < 4; ++p) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      LineageJournal j(path);
+      for (int i = 0; i < 25; ++i) j.append("opened", {{"pid", std::to_string(::getpid())}});
+      ::_exit(0);
+    }
+    children.push_back(pid);
+  }
+  for (const pid_t pid : children) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  const LineageJournal j(path);
+  EXPECT_EQ(j.read().size(), 100u);
+  EXPECT_TRUE(j.verify().empty());
+}
+
+TEST(LineageJournal, RefusesEmptyNamesAndHugeEvents) {
+  TempDir dir;
+  LineageJournal j(dir / "lineage.jsonl");
+  EXPECT_EQ(testing::kind_of([&] { j.append("", {}); }), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(testing::kind_of([&] {
+              j.append("x", {{"big", std::string(70'000, 'a')}});
+            }),
+            ErrorKind::kInvalidArgument);
+  EXPECT_TRUE(j.read().empty());
+}
+
+}  // namespace
+}  // namespace torshpkg
