@@ -125,6 +125,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
   if (node->is_dir) return (void)fuse_reply_err(req, EISDIR);
   if ((fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  fs_of(req).opened(ctx->pid, ctx->uid);
   fi->keep_cache = 1;
   fuse_reply_open(req, fi);
 }
@@ -143,9 +145,10 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       iov.push_back({const_cast<uint8_t*>(part.data()), part.size()});
     }
     fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+    fs.served(slices.size);
     slices.chunks.clear();
   } catch (const Error& e) {
-    std::fprintf(stderr, "torshpkg: read of %s failed: %s\n", node->file->path.c_str(), e.what());
+    fs.read_failed(node->file->path, e.what());
     fuse_reply_err(req, errno_for(e));
   }
 }

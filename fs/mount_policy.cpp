@@ -1,10 +1,10 @@
 #include "mount_policy.h"
 
+#include <unistd.h>
+
 #include <climits>
 #include <cstdlib>
 #include <optional>
-
-#include <unistd.h>
 
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"

@@ -151,6 +151,28 @@ void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
   }
 }
 
+void PackageFs::opened(pid_t pid, uid_t uid) {
+  constexpr size_t kMaxOpeners = 65536;
+  {
+    std::lock_guard lock(openers_mutex_);
+    if (openers_.size() >= kMaxOpeners) openers_.clear();  // pids are reused anyway
+    if (!openers_.insert(pid).second) return;
+  }
+  if (options_.on_first_open) options_.on_first_open(pid, uid);
+}
+
+void PackageFs::read_failed(const std::string& path, const std::string& error) {
+  ++read_failures_;
+  if (options_.on_read_error) options_.on_read_error(path, error);
+}
+
+FsStats PackageFs::stats() const {
+  return FsStats{.bytes_served = bytes_served_.load(),
+                 .read_failures = read_failures_.load(),
+                 .cache_hits = cache_.hits(),
+                 .cache_misses = cache_.misses()};
+}
+
 std::optional<std::string> PackageFs::xattr(const Node& node, std::string_view name) const {
   if (node.is_dir) return std::nullopt;
   const FileNode& f = *node.file;

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -35,6 +36,18 @@ struct FsOptions {
   // the size of the read requests a sequential reader sends: the kernel default of 128 KiB makes
   // eight round trips per chunk. Needs root; 0 leaves the kernel's value.
   uint32_t kernel_read_ahead_kb = 1024;
+  // Called before the open is answered, on the first open of any file by each process; and when
+  // a read fails (the reader gets EIO or EACCES). Either may run on many threads at once.
+  std::function<void(pid_t pid, uid_t uid)> on_first_open;
+  std::function<void(const std::string& path, const std::string& error)> on_read_error;
+};
+
+// What a mount has served, for status reports.
+struct FsStats {
+  uint64_t bytes_served = 0;
+  uint64_t read_failures = 0;
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
 };
 
 // The bytes of one read as pieces of cached chunks, which `chunks` keeps alive: what the FUSE
@@ -69,6 +82,14 @@ class PackageFs {
 
   uint64_t total_bytes() const { return total_bytes_; }
 
+  // Records an open by process `pid`; calls on_first_open the first time that process opens a
+  // file of this mount.
+  void opened(pid_t pid, uid_t uid);
+  // Records bytes handed to the kernel, and a failed read (calling on_read_error).
+  void served(size_t bytes) { bytes_served_ += bytes; }
+  void read_failed(const std::string& path, const std::string& error);
+  FsStats stats() const;
+
  private:
   Chunk chunk(const ResourceEntry& resource, uint64_t index);
   void read_ahead(const ResourceEntry& resource, uint64_t offset, uint64_t end);
@@ -88,6 +109,10 @@ class PackageFs {
   // chunk the package file has been asked to come from disk ahead of the prefetcher.
   std::unique_ptr<std::atomic<uint64_t>[]> last_end_;
   std::unique_ptr<std::atomic<uint64_t>[]> advised_end_;
+  std::atomic<uint64_t> bytes_served_{0};
+  std::atomic<uint64_t> read_failures_{0};
+  std::mutex openers_mutex_;
+  std::set<pid_t> openers_;  // processes that opened a file; cleared when it grows large
   std::unique_ptr<Prefetcher> prefetcher_;  // last: its threads use the members above
 };
 

@@ -252,6 +252,10 @@ const std::vector<FileNode>& Package::files() const {
 const std::vector<Signature>& Package::signatures() const {
   return rep_->signatures;
 }
+std::string Package::manifest_digest() const {
+  return to_hex(sha256(std::string_view(rep_->manifest_bytes)));
+}
+
 bool Package::encrypted() const {
   return !rep_->manifest.key_slots.empty();
 }

@@ -32,11 +32,12 @@ std::unique_ptr<Package> sample(const TempDir& dir) {
 }
 
 FsOptions options(uint64_t readahead_bytes, uid_t uid = 0, gid_t gid = 0) {
-  return FsOptions{.cache_bytes = 1 << 20,
-                   .uid = uid,
-                   .gid = gid,
-                   .signer = "",
-                   .readahead_bytes = readahead_bytes};
+  FsOptions o;
+  o.cache_bytes = 1 << 20;
+  o.uid = uid;
+  o.gid = gid;
+  o.readahead_bytes = readahead_bytes;
+  return o;
 }
 
 TEST(Tree, FoldersFromPathsAndStableInodes) {

@@ -1,0 +1,127 @@
+#include "config.h"
+
+#include <json/json.h>
+
+#include <fstream>
+#include <memory>
+#include <set>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg::daemon {
+namespace {
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+constexpr size_t kMaxMounts = 4096;
+
+class Checker {
+ public:
+  explicit Checker(std::string name) : name_(std::move(name)) {}
+
+  [[noreturn]] void fail(const std::string& where, const std::string& why) const {
+    throw Error(ErrorKind::kInvalidArgument, name_ + ": " + where + ": " + why);
+  }
+
+  void only_keys(const Json::Value& object, const std::string& where,
+                 const std::set<std::string>& allowed) const {
+    for (const std::string& key : object.getMemberNames()) {
+      if (!allowed.count(key)) fail(where.empty() ? key : where + "." + key, "unknown key");
+    }
+  }
+
+  // An absolute path, or the default when the key is absent; null counts as absent.
+  std::string path(const Json::Value& object, const std::string& key, const std::string& where,
+                   const std::string& fallback) const {
+    const std::string at = where.empty() ? key : where + "." + key;
+    if (!object.isMember(key) || object[key].isNull()) return fallback;
+    if (!object[key].isString()) fail(at, "must be a string (a path)");
+    const std::string value = object[key].asString();
+    if (value.empty() || value[0] != '/') fail(at, "must be an absolute path, got '" + value + "'");
+    if (value.find('\0') != std::string::npos) fail(at, "contains a NUL byte");
+    return value;
+  }
+
+  bool flag(const Json::Value& object, const std::string& key, const std::string& where) const {
+    if (!object.isMember(key) || object[key].isNull()) return false;
+    if (!object[key].isBool()) fail(where + "." + key, "must be true or false");
+    return object[key].asBool();
+  }
+
+ private:
+  std::string name_;
+};
+
+}  // namespace
+
+DaemonConfig parse_config(const std::string& text, const std::string& name) {
+  if (text.size() > kMaxConfigBytes) {
+    throw Error(ErrorKind::kInvalidArgument, name + ": larger than 1 MiB");
+  }
+  Json::CharReaderBuilder builder;
+  Json::CharReaderBuilder::strictMode(&builder.settings_);
+  builder["stackLimit"] = 32;
+  const std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  Json::Value root;
+  std::string errors;
+  bool ok = false;
+  try {
+    ok = reader->parse(text.data(), text.data() + text.size(), &root, &errors);
+  } catch (const std::exception& e) {
+    errors = e.what();
+  }
+  if (!ok) {
+    std::string first = errors.substr(0, errors.find('\n', errors.find('\n') + 1));
+    for (char& c : first) c = c == '\n' ? ' ' : c;
+    throw Error(ErrorKind::kInvalidArgument, name + ": not valid JSON: " + first);
+  }
+  const Checker check(name);
+  if (!root.isObject()) check.fail("(top level)", "must be an object");
+  check.only_keys(root, "", {"control_socket", "lineage_journal", "trusted_keys_dir", "mounts"});
+  DaemonConfig config;
+  config.control_socket = check.path(root, "control_socket", "", config.control_socket);
+  config.lineage_journal = check.path(root, "lineage_journal", "", config.lineage_journal);
+  config.trusted_keys_dir = check.path(root, "trusted_keys_dir", "", config.trusted_keys_dir);
+  if (root.isMember("mounts") && !root["mounts"].isNull()) {
+    const Json::Value& mounts = root["mounts"];
+    if (!mounts.isArray()) check.fail("mounts", "must be an array");
+    if (mounts.size() > kMaxMounts) check.fail("mounts", "more than 4096 entries");
+    std::set<std::string> mountpoints;
+    for (Json::ArrayIndex i = 0; i < mounts.size(); ++i) {
+      const std::string where = "mounts[" + std::to_string(i) + "]";
+      const Json::Value& m = mounts[i];
+      if (!m.isObject()) check.fail(where, "must be an object");
+      check.only_keys(m, where,
+                      {"package", "mountpoint", "password_file", "key_file", "allow_unsigned"});
+      MountEntry e;
+      e.package = check.path(m, "package", where, "");
+      e.mountpoint = check.path(m, "mountpoint", where, "");
+      if (e.package.empty()) check.fail(where + ".package", "missing");
+      if (e.mountpoint.empty()) check.fail(where + ".mountpoint", "missing");
+      while (e.mountpoint.size() > 1 && e.mountpoint.back() == '/') e.mountpoint.pop_back();
+      e.password_file = check.path(m, "password_file", where, "");
+      e.key_file = check.path(m, "key_file", where, "");
+      if (!e.password_file.empty() && !e.key_file.empty()) {
+        check.fail(where, "give password_file or key_file, not both");
+      }
+      e.allow_unsigned = check.flag(m, "allow_unsigned", where);
+      if (!mountpoints.insert(e.mountpoint).second) {
+        check.fail(where + ".mountpoint",
+                   "'" + e.mountpoint + "' is already used by another mount");
+      }
+      config.mounts.push_back(std::move(e));
+    }
+  }
+  return config;
+}
+
+DaemonConfig load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorKind::kNotFound, path + ": cannot open the config file");
+  std::string text(kMaxConfigBytes + 1, '\0');  // bounded: a config is small
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) throw Error(ErrorKind::kIo, path + ": cannot read the config file");
+  text.resize(static_cast<size_t>(in.gcount()));
+  return parse_config(text, path);
+}
+
+}  // namespace torshpkg::daemon

@@ -1,0 +1,35 @@
+// torshpkgd's configuration: a JSON file naming the control socket, the lineage journal, the
+// trusted keys and the packages to mount. Every key is optional except each mount's package and
+// mountpoint; unknown keys and wrong types are errors that name the key.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace torshpkg::daemon {
+
+struct MountEntry {
+  std::string package;        // absolute path of the .torshpkg file
+  std::string mountpoint;     // absolute path of an existing folder
+  std::string password_file;  // empty: none
+  std::string key_file;       // empty: none
+  bool allow_unsigned = false;
+
+  bool operator==(const MountEntry&) const = default;
+};
+
+struct DaemonConfig {
+  std::string control_socket = "/run/torshpkg/torshpkgd.sock";
+  std::string lineage_journal = "/var/lib/torshpkg/lineage.jsonl";
+  std::string trusted_keys_dir = "/etc/torshpkg/trusted-keys";
+  std::vector<MountEntry> mounts;
+};
+
+// Reads and checks a config file. Throws Error(kNotFound/kIo) when it cannot be read and
+// Error(kInvalidArgument) naming the file and key for anything malformed: not strict JSON,
+// unknown keys, wrong types, relative paths, two mounts on one mountpoint.
+DaemonConfig load_config(const std::string& path);
+// The same for config text already in memory; `name` is used in messages.
+DaemonConfig parse_config(const std::string& text, const std::string& name);
+
+}  // namespace torshpkg::daemon

@@ -1,0 +1,161 @@
+#include "event_log.h"
+
+#include <syslog.h>
+#include <systemd/sd-journal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg::daemon {
+namespace {
+
+// One MESSAGE_ID per event kind; systemd/torshpkg.catalog explains each.
+const std::map<std::string, std::string>& message_ids() {
+  static const std::map<std::string, std::string> ids = {
+      {"created", "6fc10fbd3112481ab77573e18cf6d39e"},
+      {"signed", "d91e8053512c4e9aba4dc9ffb5415a17"},
+      {"derived", "5c3f70fd22dc46fd821956f838eb3103"},
+      {"mounted", "f30a73e1236e402f9c0dae3b5ce62bfd"},
+      {"unmounted", "e506e31da409411c83ff8379e57195b9"},
+      {"mount_refused", "8acdce4a694744108ca95446407e6812"},
+      {"verification_failed", "c4f9a46d2f2e4d9a8b2fe3cf8394e12d"},
+      {"opened", "e0aa9237ce044082afa3493f0999003a"},
+  };
+  return ids;
+}
+
+std::string describe(const std::string& kind, const std::map<std::string, std::string>& data) {
+  const auto get = [&](const char* key) {
+    const auto it = data.find(key);
+    return it == data.end() ? std::string() : it->second;
+  };
+  if (kind == "mounted") return "mounted " + get("package") + " on " + get("mountpoint");
+  if (kind == "unmounted") return "unmounted " + get("package") + " from " + get("mountpoint");
+  if (kind == "mount_refused") {
+    return "refused to mount " + get("path") + " on " + get("mountpoint") + ": " + get("error");
+  }
+  if (kind == "verification_failed") {
+    return "chunk verification failed in " + get("package") + ": " + get("error");
+  }
+  if (kind == "opened") {
+    return get("comm") + " (pid " + get("pid") + ") opened " + get("package") + " at " +
+           get("mountpoint");
+  }
+  if (kind == "derived") {
+    return get("package") + " " + get("relation") + " " + get("parent");
+  }
+  return kind + " " + get("package");
+}
+
+std::string upper_field(const std::string& key) {
+  std::string out = "TORSHPKG_";
+  for (const char c : key) out += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+  return out;
+}
+
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+}  // namespace
+
+EventLog::EventLog(const std::string& journal_path) : journal_(journal_path) {
+  for (const JournalEvent& e : journal_.read()) {
+    if (e.event == "derived" && e.data.count("digest"))
+      lineage_recorded_.insert(e.data.at("digest"));
+  }
+}
+
+std::map<std::string, std::string> EventLog::package_fields(const Package& package,
+                                                            const std::string& path) {
+  return {{"package", package.manifest().name + "@" + package.manifest().version},
+          {"digest", "sha256:" + package.manifest_digest()},
+          {"path", path}};
+}
+
+void EventLog::record(const std::string& event, const std::map<std::string, std::string>& data,
+                      pid_t object_pid) {
+  JournalEvent written;
+  {
+    std::lock_guard lock(mutex_);
+    written = journal_.append(event, data);
+  }
+  const bool bad = event == "mount_refused" || event == "verification_failed";
+  mirror(&written, event, data, bad ? LOG_ERR : LOG_INFO, describe(event, data), object_pid);
+}
+
+void EventLog::note(int priority, const std::string& message) {
+  mirror(nullptr, "", {}, priority, message, 0);
+}
+
+void EventLog::record_lineage(const Package& package) {
+  const std::string digest = "sha256:" + package.manifest_digest();
+  {
+    std::lock_guard lock(mutex_);
+    if (lineage_recorded_.count(digest)) return;
+  }
+  const auto base = package_fields(package, "");
+  for (const LineageRecord& r : package.manifest().lineage) {
+    auto data = base;
+    data.erase("path");
+    data["relation"] = r.relation;
+    data["parent"] = r.parent;
+    if (!r.description.empty()) data["description"] = r.description;
+    record("derived", data);
+  }
+  std::lock_guard lock(mutex_);
+  lineage_recorded_.insert(digest);
+}
+
+void EventLog::mirror(const JournalEvent* event, const std::string& kind,
+                      const std::map<std::string, std::string>& data, int priority,
+                      const std::string& message, pid_t object_pid) {
+  std::fprintf(stderr, "torshpkgd: %s\n", message.c_str());
+  std::vector<std::string> fields = {"MESSAGE=" + message, "PRIORITY=" + std::to_string(priority),
+                                     "SYSLOG_IDENTIFIER=torshpkgd"};
+  if (event != nullptr) {
+    fields.push_back("TORSHPKG_EVENT=" + kind);
+    fields.push_back("TORSHPKG_SEQ=" + std::to_string(event->seq));
+    const auto id = message_ids().find(kind);
+    if (id != message_ids().end()) fields.push_back("MESSAGE_ID=" + id->second);
+    for (const auto& [key, value] : data) fields.push_back(upper_field(key) + "=" + value);
+  }
+  if (object_pid > 0) fields.push_back("OBJECT_PID=" + std::to_string(object_pid));
+  std::vector<iovec> iov;
+  for (std::string& f : fields) iov.push_back({f.data(), f.size()});
+  // Best effort: without journald (no socket) the journal file and stderr still have it.
+  sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
+}
+
+std::string unit_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string line, unit;
+  while (std::getline(in, line)) {
+    // "0::/system.slice/serving.service" (v2) or "N:name=systemd:/..." (v1)
+    size_t start = line.rfind(':');
+    if (start == std::string::npos) continue;
+    const std::string path = line.substr(start + 1);
+    size_t from = 0;
+    while (from < path.size()) {
+      size_t end = path.find('/', from);
+      if (end == std::string::npos) end = path.size();
+      const std::string part = path.substr(from, end - from);
+      if (part.size() > 8 && (part.ends_with(".service") || part.ends_with(".scope"))) unit = part;
+      from = end + 1;
+    }
+    if (!unit.empty()) return unit;
+  }
+  return unit;
+}
+
+std::string comm_of(pid_t pid) {
+  return first_line("/proc/" + std::to_string(pid) + "/comm");
+}
+
+}  // namespace torshpkg::daemon

@@ -1,0 +1,53 @@
+// Where torshpkgd records what happens to packages: the lineage journal (durable, hash-chained),
+// journald (structured fields and a MESSAGE_ID per event kind, see systemd/torshpkg.catalog) and
+// stderr. Thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "torshpkg/lineage_journal.h"
+#include "torshpkg/package.h"
+
+namespace torshpkg::daemon {
+
+class EventLog {
+ public:
+  explicit EventLog(const std::string& journal_path);
+
+  // Records an event in the journal (fsync'd before returning), then mirrors it to journald and
+  // stderr. Throws Error(kIo) when the journal cannot be written: the caller decides whether the
+  // action may go ahead unrecorded.
+  void record(const std::string& event, const std::map<std::string, std::string>& data,
+              pid_t object_pid = 0);
+  // A line for journald and stderr only (daemon start, reload, errors that are no event).
+  void note(int priority, const std::string& message);
+
+  // The package's own lineage records, as "derived" events, once per package digest over the
+  // journal's lifetime.
+  void record_lineage(const Package& package);
+
+  // The fields every event about a package carries.
+  static std::map<std::string, std::string> package_fields(const Package& package,
+                                                           const std::string& path);
+
+ private:
+  void mirror(const JournalEvent* event, const std::string& kind,
+              const std::map<std::string, std::string>& data, int priority,
+              const std::string& message, pid_t object_pid);
+
+  LineageJournal journal_;
+  std::mutex mutex_;
+  std::set<std::string> lineage_recorded_;  // package digests whose lineage is in the journal
+};
+
+// The systemd unit a process belongs to, from /proc/PID/cgroup; empty when none.
+std::string unit_of(pid_t pid);
+// The process's command name (/proc/PID/comm); empty when gone.
+std::string comm_of(pid_t pid);
+
+}  // namespace torshpkg::daemon

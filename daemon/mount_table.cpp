@@ -1,0 +1,269 @@
+#include "mount_table.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "mount_policy.h"
+#include "torshpkg/error.h"
+
+namespace torshpkg::daemon {
+namespace {
+
+std::string now_utc() {
+  const time_t now = ::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Whether `path` is a mount point now (listed in /proc/self/mountinfo).
+bool is_mountpoint(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    // Octal escapes (\040 for a space) as the kernel writes them.
+    std::string decoded;
+    for (size_t i = 0; i < point.size(); ++i) {
+      if (point[i] == '\\' && i + 3 < point.size()) {
+        decoded += static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        decoded += point[i];
+      }
+    }
+    if (decoded == path) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool clear_stale_mountpoint(const std::string& mountpoint) {
+  struct stat st {};
+  if (::stat(mountpoint.c_str(), &st) == 0 || errno != ENOTCONN) return false;
+  return ::umount2(mountpoint.c_str(), MNT_DETACH) == 0;
+}
+
+MountTable::~MountTable() {
+  stop_all(std::chrono::seconds(5));
+}
+
+void MountTable::mount(const MountEntry& entry, const std::string& trusted_keys_dir) {
+  const std::map<std::string, std::string> where = {{"path", entry.package},
+                                                    {"mountpoint", entry.mountpoint}};
+  try {
+    if (mounts_.count(entry.mountpoint)) {
+      throw Error(ErrorKind::kInvalidArgument,
+                  entry.mountpoint + ": torshpkgd already has a package mounted there");
+    }
+    if (clear_stale_mountpoint(entry.mountpoint)) {
+      log_.note(LOG_NOTICE, "cleared the stale mount point " + entry.mountpoint +
+                                " (left by a server that died)");
+    }
+    struct stat st {};
+    if (::stat(entry.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      throw Error(ErrorKind::kNotFound, entry.mountpoint + ": mount point is not a folder");
+    }
+    if (is_mountpoint(entry.mountpoint)) {
+      throw Error(ErrorKind::kInvalidArgument,
+                  entry.mountpoint + ": something else is already mounted there");
+    }
+    fs::MountPolicy policy;
+    policy.trusted_keys_dir = trusted_keys_dir;
+    policy.allow_unsigned = entry.allow_unsigned;
+    policy.password_file = entry.password_file;
+    policy.key_file = entry.key_file;
+    fs::AdmittedPackage admitted = fs::admit_package(entry.package, policy);
+    auto m = std::make_unique<Mounted>();
+    m->entry = entry;
+    m->trusted_keys_dir = trusted_keys_dir;
+    m->status.package =
+        admitted.package->manifest().name + "@" + admitted.package->manifest().version;
+    m->status.path = entry.package;
+    m->status.mountpoint = entry.mountpoint;
+    m->status.signer = admitted.signer;
+    m->status.digest = "sha256:" + admitted.package->manifest_digest();
+    auto fields = EventLog::package_fields(*admitted.package, entry.package);
+    fields["mountpoint"] = entry.mountpoint;
+    log_.record_lineage(*admitted.package);
+
+    fs::FsOptions options;
+    options.signer = admitted.signer;
+    options.on_first_open = [this, fields](pid_t pid, uid_t uid) {
+      auto data = fields;
+      data["pid"] = std::to_string(pid);
+      data["uid"] = std::to_string(uid);
+      data["comm"] = comm_of(pid);
+      const std::string unit = unit_of(pid);
+      if (!unit.empty()) data["unit"] = unit;
+      try {
+        log_.record("opened", data, pid);
+      } catch (const Error& e) {
+        log_.note(LOG_ERR, std::string("cannot record an open: ") + e.what());
+      }
+    };
+    options.on_read_error = [this, fields](const std::string& file, const std::string& error) {
+      auto data = fields;
+      data["file"] = file;
+      data["error"] = error;
+      try {
+        log_.record("verification_failed", data);
+      } catch (const Error& e) {
+        log_.note(LOG_ERR, "read of " + file + " failed: " + error +
+                               " (and cannot record it: " + e.what() + ")");
+      }
+    };
+    m->fs = std::make_unique<fs::PackageFs>(std::move(admitted.package), options);
+    m->session =
+        fs::Session::start(*m->fs, entry.mountpoint, fs::standard_fuse_options(entry.package));
+    m->status.since = now_utc();
+    if (!admitted.signer.empty()) fields["signer"] = admitted.signer;
+    try {
+      log_.record("mounted", fields);
+    } catch (const Error& e) {
+      // An unrecorded mount is not acknowledged: take it down again.
+      m->session->detach();
+      m->session.reset();
+      throw Error(ErrorKind::kIo, entry.mountpoint +
+                                      ": mounted but the lineage journal cannot "
+                                      "record it, so it was unmounted: " +
+                                      e.what());
+    }
+    mounts_.emplace(entry.mountpoint, std::move(m));
+  } catch (const Error& e) {
+    auto data = where;
+    data["error"] = e.what();
+    try {
+      log_.record("mount_refused", data);
+    } catch (const Error& journal) {
+      log_.note(LOG_ERR, std::string("cannot record a refused mount: ") + journal.what());
+    }
+    throw;
+  }
+}
+
+MountTable::Outcome MountTable::apply(const DaemonConfig& config) {
+  Outcome outcome;
+  reap();
+  // Unmount what is gone from the config or changed.
+  for (auto it = mounts_.begin(); it != mounts_.end();) {
+    bool keep = false;
+    for (const MountEntry& e : config.mounts) {
+      if (e == it->second->entry && it->second->trusted_keys_dir == config.trusted_keys_dir) {
+        keep = true;
+      }
+    }
+    if (keep) {
+      ++it;
+      continue;
+    }
+    unmount_entry(std::move(it->second));
+    it = mounts_.erase(it);
+    ++outcome.unmounted;
+  }
+  for (const MountEntry& e : config.mounts) {
+    if (mounts_.count(e.mountpoint)) continue;
+    try {
+      mount(e, config.trusted_keys_dir);
+      ++outcome.mounted;
+    } catch (const Error& err) {
+      outcome.failures.push_back(err.what());
+    }
+  }
+  return outcome;
+}
+
+bool MountTable::unmount(const std::string& mountpoint) {
+  const auto it = mounts_.find(mountpoint);
+  if (it == mounts_.end()) return false;
+  unmount_entry(std::move(it->second));
+  mounts_.erase(it);
+  return true;
+}
+
+void MountTable::unmount_entry(std::unique_ptr<Mounted> m) {
+  m->session->detach();
+  std::map<std::string, std::string> data = {{"package", m->status.package},
+                                             {"digest", m->status.digest},
+                                             {"path", m->status.path},
+                                             {"mountpoint", m->status.mountpoint}};
+  try {
+    log_.record("unmounted", data);
+  } catch (const Error& e) {
+    log_.note(LOG_ERR, std::string("cannot record an unmount: ") + e.what());
+  }
+  if (!m->session->ended()) {
+    draining_.push_back(std::move(m));  // readers still open: served until they close
+  }
+}
+
+void MountTable::reap() {
+  for (auto it = draining_.begin(); it != draining_.end();) {
+    if ((*it)->session->ended()) {
+      it = draining_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = mounts_.begin(); it != mounts_.end();) {
+    if (it->second->session->ended()) {
+      // Unmounted from outside (umount, fusermount3 -u).
+      auto m = std::move(it->second);
+      it = mounts_.erase(it);
+      unmount_entry(std::move(m));
+    } else {
+      ++it;
+    }
+  }
+}
+
+void MountTable::stop_all(std::chrono::milliseconds grace) {
+  while (!mounts_.empty()) {
+    auto it = mounts_.begin();
+    auto m = std::move(it->second);
+    mounts_.erase(it);
+    unmount_entry(std::move(m));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  for (auto& m : draining_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !m->session->wait_for(left)) {
+      log_.note(LOG_WARNING, m->status.mountpoint +
+                                 ": still in use after the grace period; ending its connection");
+      m->session->abort();
+    }
+  }
+  draining_.clear();
+}
+
+std::vector<MountStatus> MountTable::status() const {
+  std::vector<MountStatus> out;
+  for (const auto& [point, m] : mounts_) {
+    MountStatus s = m->status;
+    s.stats = m->fs->stats();
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string MountTable::summary(size_t failed) const {
+  std::string s = std::to_string(mounts_.size()) + " mounted";
+  if (failed > 0) s += ", " + std::to_string(failed) + " failed";
+  if (!draining_.empty()) s += ", " + std::to_string(draining_.size()) + " draining";
+  return s;
+}
+
+}  // namespace torshpkg::daemon
