@@ -216,10 +216,12 @@ std::vector<JournalProblem> LineageJournal::verify() const {
   char hash[65] = {};
   if (std::sscanf(text.c_str(), "%llu %64s", &seq, hash) != 2) {
     problems.push_back({0, head_path + ": unreadable"});
-  } else if (seq != events.size() || (events.empty() ? kZeroHash : events.back().hash) != hash) {
+  } else if (seq != events.size()) {
     problems.push_back({0, head_path + ": records event " + std::to_string(seq) +
                                " but the journal ends at event " + std::to_string(events.size()) +
-                               " (events removed from the end, or the last one edited)"});
+                               " (events removed from the end?)"});
+  } else if ((events.empty() ? kZeroHash : events.back().hash) != hash) {
+    problems.push_back({0, head_path + ": does not match the last event (edited?)"});
   }
   return problems;
 }

@@ -4,9 +4,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+
+#include "torshpkg/lineage_journal.h"
 
 namespace torshpkg::cli {
 
@@ -152,6 +156,36 @@ std::optional<Secret> SecretOptions::load() const {
 std::unique_ptr<Package> open_package(const std::string& path, const SecretOptions& secrets) {
   const std::optional<Secret> secret = secrets.load();
   return Package::open(path, secret ? &*secret : nullptr);
+}
+
+void record_lineage_event(const std::string& journal, const std::string& event,
+                          const std::string& path,
+                          const std::map<std::string, std::string>& extra) {
+  std::string target = journal;
+  bool explicit_target = !target.empty();
+  if (!explicit_target) {
+    const char* env = std::getenv("TORSHPKG_JOURNAL");
+    if (env != nullptr && *env != '\0') {
+      target = env;
+      explicit_target = true;
+    } else if (::access("/var/lib/torshpkg", W_OK) == 0) {
+      target = "/var/lib/torshpkg/lineage.jsonl";
+    } else {
+      return;  // not a torshpkg host: nothing to record into
+    }
+  }
+  try {
+    const auto package = Package::open(path);
+    std::map<std::string, std::string> data = extra;
+    data["package"] = package->manifest().name + "@" + package->manifest().version;
+    data["digest"] = "sha256:" + package->manifest_digest();
+    char buf[PATH_MAX];
+    data["path"] = ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+    LineageJournal(target).append(event, data);
+  } catch (const Error& e) {
+    if (explicit_target) throw;
+    std::fprintf(stderr, "torshpkg: warning: not recorded in the lineage journal: %s\n", e.what());
+  }
 }
 
 void write_stdout(const void* data, size_t size) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -73,6 +74,13 @@ struct SecretOptions {
 
 // Opens a package, unlocking it with the secret when one is given.
 std::unique_ptr<Package> open_package(const std::string& path, const SecretOptions& secrets);
+
+// Records a lineage event about the package at `path` (package, digest, path and `extra`) in
+// the journal: `journal` when given (failure is an error), else $TORSHPKG_JOURNAL, else
+// /var/lib/torshpkg/lineage.jsonl when that folder exists (failure there only warns).
+void record_lineage_event(const std::string& journal, const std::string& event,
+                          const std::string& path,
+                          const std::map<std::string, std::string>& extra = {});
 
 // Writes all of `data` to stdout; throws Error(kIo) on failure.
 void write_stdout(const void* data, size_t size);

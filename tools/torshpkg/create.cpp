@@ -33,6 +33,7 @@ struct CreateArgs {
   std::vector<std::string> dependency;
   std::vector<std::string> lineage;
   std::string sign_key;
+  std::string journal;
   std::string encrypt;
   std::vector<std::string> encrypt_for;
   std::vector<std::string> password_files;
@@ -243,6 +244,10 @@ int run_create(const CreateArgs& a) {
   for (const ResourceEntry& r : m.resources) plain += r.size;
   struct stat st {};
   ::stat(a.out.c_str(), &st);
+  record_lineage_event(
+      a.journal, "created", a.out,
+      key ? std::map<std::string, std::string>{{"signer", key->public_key().key_id()}}
+          : std::map<std::string, std::string>{});
   if (!a.quiet) {
     std::cout << "created " << a.out << ": " << m.name << " " << m.version << ", "
               << m.resources.size() << " resources, " << human_bytes(plain) << " -> "
@@ -280,6 +285,9 @@ Action add_create_command(CLI::App& app) {
                   "NAME:VERSION_REQ[:optional][:features=a,b] (repeatable)");
   sub->add_option("--lineage", args->lineage, "RELATION:PARENT[:DESCRIPTION] (repeatable)");
   sub->add_option("--sign-key", args->sign_key, "Sign the package with this Ed25519 private key");
+  sub->add_option("--journal", args->journal,
+                  "Lineage journal to record the creation in (default $TORSHPKG_JOURNAL, or "
+                  "/var/lib/torshpkg/lineage.jsonl when that folder exists)");
   sub->add_option("--encrypt", args->encrypt,
                   "Encrypt every non-empty resource: aes-256-gcm or chacha20-poly1305");
   sub->add_option(

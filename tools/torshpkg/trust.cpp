@@ -32,6 +32,7 @@ Action add_sign_command(CLI::App& app) {
   struct Args {
     std::string pkg;
     std::string key;
+    std::string journal;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(
@@ -39,9 +40,12 @@ Action add_sign_command(CLI::App& app) {
   sub->add_option("PKG", a->pkg, "Package file, rewritten atomically")->required();
   sub->add_option("--key", a->key, "Private key (PKCS#8 PEM, e.g. from keygen or openssl genpkey)")
       ->required();
+  sub->add_option("--journal", a->journal,
+                  "Lineage journal to record the signature in (default as for create)");
   return [a] {
     const PrivateKey key = PrivateKey::load(a->key);
     sign_package(a->pkg, key);
+    record_lineage_event(a->journal, "signed", a->pkg, {{"signer", key.public_key().key_id()}});
     std::cout << "signed " << a->pkg << " with key " << key.public_key().key_id() << "\n";
     return kExitOk;
   };
