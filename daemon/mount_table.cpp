@@ -2,11 +2,13 @@
 
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <syslog.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -51,8 +53,9 @@ bool is_mountpoint(const std::string& path) {
 }  // namespace
 
 bool clear_stale_mountpoint(const std::string& mountpoint) {
-  struct stat st {};
-  if (::stat(mountpoint.c_str(), &st) == 0 || errno != ENOTCONN) return false;
+  // statfs always reaches the server (a stat may be answered from the kernel's attribute cache).
+  struct statfs st {};
+  if (::statfs(mountpoint.c_str(), &st) == 0 || errno != ENOTCONN) return false;
   return ::umount2(mountpoint.c_str(), MNT_DETACH) == 0;
 }
 
@@ -73,6 +76,11 @@ void MountTable::mount(const MountEntry& entry, const std::string& trusted_keys_
                                 " (left by a server that died)");
     }
     struct stat st {};
+    if (::stat(entry.mountpoint.c_str(), &st) != 0 && errno == ENOENT) {
+      // Mount points under /run vanish at boot: make them, as systemd does for its mounts.
+      std::error_code ignored;
+      std::filesystem::create_directories(entry.mountpoint, ignored);
+    }
     if (::stat(entry.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       throw Error(ErrorKind::kNotFound, entry.mountpoint + ": mount point is not a folder");
     }

@@ -76,7 +76,8 @@ class MountTable {
   std::vector<std::unique_ptr<Mounted>> draining_;          // detached, readers still open
 };
 
-// Clears a mount point a crashed server left behind ("Transport endpoint is not connected").
+// Clears a mount point a crashed server left behind ("Transport endpoint is not connected" on
+// statfs).
 // Returns true when it cleared one.
 bool clear_stale_mountpoint(const std::string& mountpoint);
 

@@ -1,0 +1,371 @@
+"""torshpkgd as systemd runs it: a real daemon, a NOTIFY_SOCKET the test binds, real mounts."""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import TempDirTest, read_bytes, run, tpk  # noqa: E402
+
+TORSHPKGD = os.environ.get("TORSHPKGD") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "daemon", "torshpkgd")
+
+
+def mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+class Notify:
+    """The NOTIFY_SOCKET: records each message with the mount state at the moment it arrived."""
+
+    def __init__(self, path, watched):
+        self.path = path
+        self.watched = watched
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []  # (fields dict, {mountpoint: mounted?})
+
+    def expect(self, key, timeout=30):
+        """Waits for a message carrying `key` (e.g. "READY"); returns (fields, mount state)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536).decode()
+            except socket.timeout:
+                break
+            state = {m: mounted(m) for m in self.watched}
+            fields = dict(line.split("=", 1) for line in data.split("\n") if "=" in line)
+            self.messages.append((fields, state))
+            if key in fields:
+                return fields, state
+        raise AssertionError(f"no {key}= within {timeout} s; got {[m[0] for m in self.messages]}")
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.files = self.make_model()
+        tpk("keygen", self.path("k"))
+        os.makedirs(self.path("trusted"))
+        os.rename(self.path("k.pub"), self.path("trusted", "k.pub"))
+        self.journal = self.path("state", "lineage.jsonl")
+        self.procs = []
+        self.points = [self.path(f"m{i}") for i in range(4)]
+        for p in self.points:
+            os.makedirs(p)
+        self.notify = Notify(self.path("notify"), self.points)
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+            p.stderr.close()
+        for m in self.points:
+            if mounted(m) or not os.path.isdir(m):
+                subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)
+        self.notify.close()
+        super().tearDown()
+
+    def package(self, name, *extra, sign=True):
+        pkg = self.path(name + ".torshpkg")
+        tpk("create", pkg, "--name", name, "--version", "1.0.0", "-q", "--chunk-size", "64K",
+            "--add-dir", "=" + self.path("model"), "--journal", self.path("cli.jsonl"),
+            *(["--sign-key", self.path("k.key")] if sign else []), *extra)
+        return pkg
+
+    def config(self, mounts, **top):
+        cfg = {"control_socket": self.path("torshpkgd.sock"), "lineage_journal": self.journal,
+               "trusted_keys_dir": self.path("trusted"), "mounts": mounts, **top}
+        path = self.path("torshpkgd.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        return path
+
+    def start(self, config, env=None, wrap=()):
+        proc = subprocess.Popen([*wrap, TORSHPKGD, "--config", config],
+                                env={**os.environ, "NOTIFY_SOCKET": self.notify.path, **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.procs.append(proc)
+        return proc
+
+    def events(self):
+        with open(self.journal) as f:
+            return [json.loads(line) for line in f]
+
+    def test_ready_only_after_every_mount_and_failures_reported(self):
+        a, b, u = self.package("a"), self.package("b"), self.package("u", sign=False)
+        cfg = self.config([
+            {"package": a, "mountpoint": self.points[0]},
+            {"package": b, "mountpoint": self.points[1], "password_file": None},
+            {"package": u, "mountpoint": self.points[2]},  # unsigned: refused
+            {"package": self.path("missing.torshpkg"), "mountpoint": self.points[3]},
+        ])
+        proc = self.start(cfg)
+        fields, state = self.notify.expect("READY")
+        self.assertEqual(state, {self.points[0]: True, self.points[1]: True,
+                                 self.points[2]: False, self.points[3]: False})
+        self.assertEqual(fields["STATUS"], "2 mounted, 2 failed")
+        self.assertEqual(read_bytes(os.path.join(self.points[1], "resources", "config.json")),
+                         self.files["config.json"])
+        kinds = [e["event"] for e in self.events()]
+        self.assertEqual(kinds.count("mounted"), 2)
+        self.assertEqual(kinds.count("mount_refused"), 2)
+        refused = [e["data"] for e in self.events() if e["event"] == "mount_refused"]
+        self.assertTrue(any("unsigned" in r["error"] for r in refused), refused)
+        proc.send_signal(signal.SIGTERM)
+        fields, state = self.notify.expect("STOPPING")
+        self.assertEqual(proc.wait(timeout=30), 0)
+        self.assertFalse(any(mounted(m) for m in self.points))
+        self.assertEqual([e["event"] for e in self.events()].count("unmounted"), 2)
+
+    def test_reload_mounts_added_and_unmounts_removed(self):
+        a, b = self.package("a"), self.package("b")
+        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+        self.notify.expect("READY")
+        self.config([{"package": b, "mountpoint": self.points[1]}])
+        proc.send_signal(signal.SIGHUP)
+        self.notify.expect("RELOADING")
+        fields, after = self.notify.expect("READY")  # the reload is complete when READY comes
+        self.assertEqual(after[self.points[0]], False)
+        self.assertEqual(after[self.points[1]], True)
+        self.assertEqual(fields["STATUS"], "1 mounted")
+        # A broken config on reload keeps what runs.
+        with open(self.path("torshpkgd.json"), "w") as f:
+            f.write('{"mounts": [}')
+        proc.send_signal(signal.SIGHUP)
+        self.notify.expect("RELOADING")
+        self.notify.expect("READY")
+        self.assertTrue(mounted(self.points[1]))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        self.assertIn(b"reload failed, keeping the running mounts", proc.stderr.read())
+
+    def test_sigterm_with_a_busy_reader_still_stops(self):
+        a = self.package("a")
+        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+        self.notify.expect("READY")
+        busy = open(os.path.join(self.points[0], "resources", "model.safetensors"), "rb")
+        self.assertEqual(busy.read(1000), self.files["model.safetensors"][:1000])
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        self.notify.expect("STOPPING")
+        self.assertEqual(proc.wait(timeout=60), 0)
+        self.assertLess(time.monotonic() - start, 30)
+        self.assertFalse(mounted(self.points[0]))  # detached at once
+        with self.assertRaises(OSError):  # the connection ended: an error, not a hang
+            busy.seek(2_000_000)
+            busy.read(100_000)
+        with self.assertRaises(OSError):
+            busy.close()  # the release cannot reach a server that is gone either
+        self.assertIn(b"still in use after the grace period", proc.stderr.read())
+
+    def test_kill9_then_restart_clears_the_stale_mount_and_mounts_again(self):
+        a = self.package("a")
+        cfg = self.config([{"package": a, "mountpoint": self.points[0]}])
+        proc = self.start(cfg)
+        self.notify.expect("READY")
+        proc.kill()
+        proc.wait()
+        with self.assertRaises(OSError) as err:
+            os.statvfs(self.points[0])  # (a stat may still be answered from the kernel's cache)
+        self.assertEqual(err.exception.errno, 107)  # ENOTCONN: "Transport endpoint is not connected"
+        proc = self.start(cfg)
+        fields, state = self.notify.expect("READY")
+        self.assertEqual(fields["STATUS"], "1 mounted")
+        self.assertTrue(state[self.points[0]])
+        self.assertEqual(read_bytes(os.path.join(self.points[0], "resources", "config.json")),
+                         self.files["config.json"])
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        self.assertIn(b"cleared the stale mount point", proc.stderr.read())
+
+    def test_watchdog_pings_when_asked(self):
+        proc = self.start(self.config([]), env={"WATCHDOG_USEC": "200000"})
+        self.notify.expect("READY")
+        self.notify.expect("WATCHDOG")
+        self.notify.expect("WATCHDOG")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+    def test_bad_configs_are_one_clear_error(self):
+        cases = {
+            '{"mounts": [{"package": "/x", "mountpoint": "/y", "color": 1}]}':
+                "mounts[0].color: unknown key",
+            '{"mounts": [{"package": "x.torshpkg", "mountpoint": "/y"}]}':
+                "mounts[0].package: must be an absolute path",
+            '{"mounts": [{"package": "/x", "mountpoint": "/y", "allow_unsigned": "yes"}]}':
+                "mounts[0].allow_unsigned: must be true or false",
+            '{"mounts": [{"package": "/x", "mountpoint": "/y"}, {"package": "/z", "mountpoint": "/y/"}]}':
+                "mounts[1].mountpoint: '/y' is already used",
+            '{"mounts": [{"mountpoint": "/y"}]}': "mounts[0].package: missing",
+            '{"lineage_journal": 3}': "lineage_journal: must be a string",
+            '{"extra": true}': "extra: unknown key",
+            '{"mounts": [}': "not valid JSON",
+            '[]': "must be an object",
+        }
+        for text, expect in cases.items():
+            with self.subTest(text=text):
+                path = self.write("bad.json", text.encode())
+                proc = run(TORSHPKGD, "--config", path, check=False)
+                self.assertEqual(proc.returncode, 1)
+                lines = proc.stderr.decode().strip().splitlines()
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn(expect, lines[0])
+        proc = run(TORSHPKGD, "--config", self.path("absent.json"), check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(b"cannot open the config file", proc.stderr)
+        ok = run(TORSHPKGD, "--check", "--config", self.config([]))
+        self.assertIn(b"OK, 0 mounts", ok.stdout)
+
+    def test_journal_answers_who_read_the_model_and_where_it_came_from(self):
+        a = self.package("a", "--lineage", "ConvertedFrom:llama.pt:converted from torch.save")
+        bad = self.package("bad", "--compress", "none", sign=False)
+        data = bytearray(read_bytes(bad))
+        pos = data.find(self.files["model.safetensors"][70_000:70_100])
+        data[pos] ^= 0xFF  # inside the weights' second 64 KiB chunk
+        with open(bad, "wb") as f:
+            f.write(data)
+        proc = self.start(self.config([
+            {"package": a, "mountpoint": self.points[0]},
+            {"package": bad, "mountpoint": self.points[1], "allow_unsigned": True}]))
+        self.notify.expect("READY")
+        reader = run("cat", os.path.join(self.points[0], "resources", "config.json"))
+        self.assertEqual(reader.stdout, self.files["config.json"])
+        broken = run("cat", os.path.join(self.points[1], "resources", "model.safetensors"),
+                     check=False)
+        self.assertNotEqual(broken.returncode, 0)
+        self.assertIn(b"Input/output error", broken.stderr)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+        events = self.events()
+        opened = [e["data"] for e in events if e["event"] == "opened"]
+        self.assertTrue(any(o["comm"] == "cat" and o["package"] == "a@1.0.0" and o["uid"] == "0"
+                            for o in opened), opened)
+        failed = [e["data"] for e in events if e["event"] == "verification_failed"]
+        self.assertTrue(failed and "hash mismatch" in failed[0]["error"], failed)
+        derived = [e["data"] for e in events if e["event"] == "derived"]
+        self.assertEqual([(d["relation"], d["parent"]) for d in derived],
+                         [("ConvertedFrom", "llama.pt")])
+        self.assertEqual(len({e["data"]["digest"] for e in events if e["data"].get("package") == "a@1.0.0"}), 1)
+
+        log = tpk("lineage", "log", "--journal", self.journal).stdout.decode()
+        self.assertIn("opened  a@1.0.0 at " + self.points[0] + " by cat", log)
+        show = tpk("lineage", "show", "a", "--journal", self.journal).stdout.decode()
+        self.assertIn("<- ConvertedFrom llama.pt", show)
+        dot = tpk("lineage", "export", "--dot", "--journal", self.journal).stdout.decode()
+        self.assertIn('"llama.pt" -> "a@1.0.0" [label="ConvertedFrom"];', dot)
+        self.assertIn(b"intact", tpk("lineage", "verify", "--journal", self.journal).stdout)
+        cli = tpk("lineage", "log", "--json", "--journal", self.path("cli.jsonl")).stdout
+        self.assertEqual([e["event"] for e in json.loads(cli)], ["created", "created"])
+
+        with open(self.journal) as f:
+            lines = f.read().splitlines()
+        for name, tampered in {
+            "edited": [lines[0].replace("llama.pt", "other.pt")] + lines[1:],
+            "deleted": lines[:2] + lines[3:],
+            "reordered": [lines[1], lines[0]] + lines[2:],
+            "truncated": lines[:-1],
+        }.items():
+            with self.subTest(tamper=name):
+                with open(self.journal, "w") as f:
+                    f.write("".join(line + "\n" for line in tampered))
+                proc = tpk("lineage", "verify", "--journal", self.journal, check=False)
+                self.assertEqual(proc.returncode, 3, proc.stderr)
+
+    def test_journald_gets_structured_fields(self):
+        """The daemon runs in a private mount namespace whose /run/systemd/journal is a folder
+        holding the test's own socket, so what libsystemd sends arrives here."""
+        a = self.package("a")
+        jdir = self.path("journal")
+        os.makedirs(jdir)
+        jsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        jsock.bind(os.path.join(jdir, "socket"))
+        script = ("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && "
+                  f"mount --bind {jdir} /run/systemd/journal && exec \"$0\" \"$@\"")
+        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]),
+                          wrap=("unshare", "-m", "--propagation", "private", "sh", "-c", script))
+        self.notify.expect("READY")
+        run("nsenter", "-t", str(proc.pid), "-m", "cat",
+            os.path.join(self.points[0], "resources", "config.json"))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        entries = []
+        jsock.settimeout(1)
+        while True:
+            try:
+                entries.append(parse_journal_datagram(jsock.recv(1 << 20)))
+            except socket.timeout:
+                break
+        jsock.close()
+        by_event = {e.get("TORSHPKG_EVENT"): e for e in entries}
+        mounted_entry = by_event["mounted"]
+        self.assertEqual(mounted_entry["TORSHPKG_PACKAGE"], "a@1.0.0")
+        self.assertTrue(mounted_entry["TORSHPKG_DIGEST"].startswith("sha256:"))
+        self.assertEqual(mounted_entry["TORSHPKG_MOUNTPOINT"], self.points[0])
+        self.assertEqual(mounted_entry["MESSAGE_ID"], "f30a73e1236e402f9c0dae3b5ce62bfd")
+        self.assertEqual(mounted_entry["SYSLOG_IDENTIFIER"], "torshpkgd")
+        opened = by_event["opened"]
+        self.assertEqual(opened["TORSHPKG_COMM"], "cat")
+        self.assertEqual(opened["OBJECT_PID"], opened["TORSHPKG_PID"])
+        self.assertIn("unmounted", by_event)
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "systemd",
+                               "torshpkg.catalog")) as f:
+            catalog = f.read()
+        for e in entries:
+            if "MESSAGE_ID" in e:
+                self.assertIn("-- " + e["MESSAGE_ID"], catalog)
+
+
+class Units(unittest.TestCase):
+    def test_units_expose_at_most_4_0(self):
+        build = os.environ.get("BUILD_ROOT") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
+        for unit in ("torshpkgd.service", "torshpkg-mount@.service"):
+            with self.subTest(unit=unit):
+                proc = run("systemd-analyze", "security", "--offline=yes", "--no-pager",
+                           os.path.join(build, "daemon", unit))
+                last = proc.stdout.decode().strip().splitlines()[-1]
+                exposure = float(last.split(":")[1].split()[0])
+                self.assertLessEqual(exposure, 4.0, last)
+                text = "\n".join(line for line in read_bytes(os.path.join(build, "daemon", unit))
+                                  .decode().splitlines() if not line.startswith("#"))
+                for namespacing in ("ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
+                                    "PrivateMounts", "ProtectKernelTunables", "ProtectKernelModules",
+                                    "ProtectKernelLogs", "ProtectControlGroups", "PrivateNetwork",
+                                    "ReadOnlyPaths", "ProtectProc"):
+                    self.assertNotIn("\n" + namespacing + "=", text)
+
+
+def parse_journal_datagram(data):
+    """journald's native protocol: KEY=value lines, or KEY\\n<le64 size><value>\\n."""
+    fields, i = {}, 0
+    while i < len(data):
+        nl = data.index(b"\n", i)
+        line = data[i:nl]
+        if b"=" in line:
+            key, value = line.split(b"=", 1)
+            i = nl + 1
+        else:
+            key = line
+            size = struct.unpack("<Q", data[nl + 1:nl + 9])[0]
+            value = data[nl + 9:nl + 9 + size]
+            i = nl + 9 + size + 1
+        fields[key.decode()] = value.decode(errors="replace")
+    return fields
+
+
+if __name__ == "__main__":
+    unittest.main()
