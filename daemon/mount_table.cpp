@@ -63,7 +63,8 @@ MountTable::~MountTable() {
   stop_all(std::chrono::seconds(5));
 }
 
-void MountTable::mount(const MountEntry& entry, const std::string& trusted_keys_dir) {
+const MountStatus& MountTable::mount(const MountEntry& entry, const std::string& trusted_keys_dir,
+                                     bool from_config) {
   const std::map<std::string, std::string> where = {{"path", entry.package},
                                                     {"mountpoint", entry.mountpoint}};
   try {
@@ -97,6 +98,7 @@ void MountTable::mount(const MountEntry& entry, const std::string& trusted_keys_
     auto m = std::make_unique<Mounted>();
     m->entry = entry;
     m->trusted_keys_dir = trusted_keys_dir;
+    m->from_config = from_config;
     m->status.package =
         admitted.package->manifest().name + "@" + admitted.package->manifest().version;
     m->status.path = entry.package;
@@ -149,7 +151,7 @@ void MountTable::mount(const MountEntry& entry, const std::string& trusted_keys_
                                       "record it, so it was unmounted: " +
                                       e.what());
     }
-    mounts_.emplace(entry.mountpoint, std::move(m));
+    return mounts_.emplace(entry.mountpoint, std::move(m)).first->second->status;
   } catch (const Error& e) {
     auto data = where;
     data["error"] = e.what();
@@ -167,7 +169,7 @@ MountTable::Outcome MountTable::apply(const DaemonConfig& config) {
   reap();
   // Unmount what is gone from the config or changed.
   for (auto it = mounts_.begin(); it != mounts_.end();) {
-    bool keep = false;
+    bool keep = !it->second->from_config;  // control-socket mounts stay until unmounted
     for (const MountEntry& e : config.mounts) {
       if (e == it->second->entry && it->second->trusted_keys_dir == config.trusted_keys_dir) {
         keep = true;
@@ -184,7 +186,7 @@ MountTable::Outcome MountTable::apply(const DaemonConfig& config) {
   for (const MountEntry& e : config.mounts) {
     if (mounts_.count(e.mountpoint)) continue;
     try {
-      mount(e, config.trusted_keys_dir);
+      mount(e, config.trusted_keys_dir, true);
       ++outcome.mounted;
     } catch (const Error& err) {
       outcome.failures.push_back(err.what());
@@ -193,9 +195,13 @@ MountTable::Outcome MountTable::apply(const DaemonConfig& config) {
   return outcome;
 }
 
-bool MountTable::unmount(const std::string& mountpoint) {
+bool MountTable::unmount(const std::string& mountpoint, bool lazy) {
   const auto it = mounts_.find(mountpoint);
   if (it == mounts_.end()) return false;
+  if (!lazy && ::umount2(mountpoint.c_str(), 0) != 0) {
+    throw io_error(mountpoint, "cannot unmount (give --lazy to detach while files are open)",
+                   errno);
+  }
   unmount_entry(std::move(it->second));
   mounts_.erase(it);
   return true;

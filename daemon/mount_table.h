@@ -44,10 +44,13 @@ class MountTable {
   // detached at once; files still open on it keep reading until closed.
   Outcome apply(const DaemonConfig& config);
 
-  // Mounts one entry now (the control socket's mount). Throws torshpkg::Error when refused.
-  void mount(const MountEntry& entry, const std::string& trusted_keys_dir);
-  // Unmounts the mount on `mountpoint`; false when there is none.
-  bool unmount(const std::string& mountpoint);
+  // Mounts one entry now. Throws torshpkg::Error when refused. Mounts made through the control
+  // socket (from_config false) are left alone by apply().
+  const MountStatus& mount(const MountEntry& entry, const std::string& trusted_keys_dir,
+                           bool from_config);
+  // Unmounts the mount on `mountpoint`; false when there is none. Not lazy: fails with
+  // Error(kIo) while files are open (as umount does). Lazy: detaches at once.
+  bool unmount(const std::string& mountpoint, bool lazy);
 
   // Detaches every mount and waits up to `grace` for open files to close; then ends the
   // connections of the mounts still busy (their readers get ENOTCONN).
@@ -65,6 +68,7 @@ class MountTable {
   struct Mounted {
     MountEntry entry;
     std::string trusted_keys_dir;
+    bool from_config = true;
     std::unique_ptr<fs::PackageFs> fs;
     std::unique_ptr<fs::Session> session;  // destroyed before fs
     MountStatus status;

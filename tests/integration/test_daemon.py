@@ -286,6 +286,83 @@ class Daemon(TempDirTest):
                 proc = tpk("lineage", "verify", "--journal", self.journal, check=False)
                 self.assertEqual(proc.returncode, 3, proc.stderr)
 
+    def test_cli_goes_through_the_daemon_and_falls_back_without_it(self):
+        a = self.package("a")
+        sock = self.path("torshpkgd.sock")
+        env_socket = ["--socket", sock]
+        proc = self.start(self.config([]))
+        self.notify.expect("READY")
+        self.assertEqual(os.stat(sock).st_mode & 0o777, 0o600)
+        out = tpk("mount", a, self.points[0], "--trusted-keys", self.path("trusted"), *env_socket)
+        self.assertIn(b"through torshpkgd", out.stdout)
+        self.assertEqual(read_bytes(os.path.join(self.points[0], "resources", "config.json")),
+                         self.files["config.json"])
+        refused = tpk("mount", self.package("u", sign=False), self.points[1], *env_socket,
+                      "--trusted-keys", self.path("trusted"), check=False)
+        self.assertEqual(refused.returncode, 3, refused.stderr)  # the daemon's error kind
+        self.assertFalse(mounted(self.points[1]))
+        status = json.loads(tpk("status", "--json", *env_socket).stdout)
+        self.assertTrue(status["daemon"])
+        [m] = [m for m in status["mounts"] if m["mountpoint"] == self.points[0]]
+        self.assertEqual(m["package"], "a@1.0.0")
+        self.assertEqual(m["bytes_served"], len(self.files["config.json"]))
+        self.assertEqual(len(m["signer"]), 64)
+        self.assertEqual(m["verification_failures"], 0)
+        self.assertIn("cache_hit_rate", m)
+        # A reload keeps mounts made through the socket.
+        proc.send_signal(signal.SIGHUP)
+        self.notify.expect("RELOADING")
+        self.notify.expect("READY")
+        self.assertTrue(mounted(self.points[0]))
+        busy = open(os.path.join(self.points[0], "resources", "config.json"), "rb")
+        self.assertEqual(tpk("umount", self.points[0], *env_socket, check=False).returncode, 1)
+        busy.close()
+        tpk("umount", self.points[0], *env_socket)
+        self.assertFalse(mounted(self.points[0]))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        kinds = [e["event"] for e in self.events()]
+        self.assertEqual(kinds.count("mounted"), 1)
+        self.assertEqual(kinds.count("unmounted"), 1)
+        self.assertEqual(kinds.count("mount_refused"), 1)
+        # No daemon: the CLI mounts alone.
+        self.assertFalse(os.path.exists(sock))
+        out = tpk("mount", a, self.points[0], "--trusted-keys", self.path("trusted"), *env_socket)
+        self.assertNotIn(b"through torshpkgd", out.stdout)
+        status = json.loads(tpk("status", "--json", *env_socket).stdout)
+        self.assertFalse(status["daemon"])
+        self.assertIn({"path": a, "mountpoint": self.points[0], "standalone": True},
+                      status["mounts"])
+        tpk("umount", self.points[0], *env_socket)
+        self.assertFalse(mounted(self.points[0]))
+
+    def test_control_socket_refuses_other_users(self):
+        proc = self.start(self.config([]))
+        self.notify.expect("READY")
+        sock = self.path("torshpkgd.sock")
+        os.chmod(self.dir, 0o755)
+        os.chmod(sock, 0o666)  # even when the file mode lets them in, peer credentials do not
+
+        def as_nobody():
+            os.setgid(65534)
+            os.setuid(65534)
+        # The daemon answers a refused peer at once, before it sends anything.
+        probe = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+                 "print(s.recv(4096).decode())")
+        out = subprocess.run(["/usr/bin/python3", "-c", probe, sock], capture_output=True,
+                             preexec_fn=as_nobody, timeout=30)
+        reply = json.loads(out.stdout)
+        self.assertFalse(reply["ok"])
+        self.assertIn("only root", reply["error"])
+        # Root with a malformed request gets an error reply, and the daemon keeps running.
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        s.sendall(b"not json\n")
+        self.assertFalse(json.loads(s.recv(4096))["ok"])
+        s.close()
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
     def test_journald_gets_structured_fields(self):
         """The daemon runs in a private mount namespace whose /run/systemd/journal is a folder
         holding the test's own socket, so what libsystemd sends arrives here."""
@@ -328,6 +405,55 @@ class Daemon(TempDirTest):
         for e in entries:
             if "MESSAGE_ID" in e:
                 self.assertIn("-- " + e["MESSAGE_ID"], catalog)
+
+
+    def in_namespace(self, commands):
+        """Runs shell commands in a private mount namespace whose /usr/sbin holds only the built
+        mount.torshpkg (mount(8) finds helpers in /sbin, which is /usr/sbin on Debian)."""
+        helper_dir = self.path("sbin")
+        os.makedirs(helper_dir, exist_ok=True)
+        helper = os.path.join(os.path.dirname(TORSHPKGD), "..", "tools", "mount.torshpkg")
+        if not os.path.lexists(os.path.join(helper_dir, "mount.torshpkg")):
+            os.symlink(os.path.realpath(helper), os.path.join(helper_dir, "mount.torshpkg"))
+        script = f"mount --bind {helper_dir} /usr/sbin\n" + commands
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                              capture_output=True, timeout=120)
+
+    def test_mount_t_torshpkg_with_fstab_style_options_and_plain_umount(self):
+        a = self.package("a")
+        u = self.package("u", sign=False)
+        mnt = self.points[0]
+        opts = f"ro,trusted_keys={self.path('trusted')},nofail,x-systemd.after=network.target,socket={self.path('none.sock')}"
+        proc = self.in_namespace(f"""
+set -e
+mount -t torshpkg {a} {mnt} -o {opts}
+cat {mnt}/resources/config.json
+grep -c " {mnt} fuse.torshpkg " /proc/mounts
+umount {mnt}
+grep -c " {mnt} " /proc/mounts || echo "unmounted"
+if mount -t torshpkg {u} {mnt} -o trusted_keys={self.path('trusted')} 2>{self.path('err')}; then echo "mounted unsigned"; fi
+mount -t torshpkg {a} {mnt} -o rw,trusted_keys={self.path('trusted')}
+touch {mnt}/manifest.json 2>>{self.path('err')} || echo "still read-only"
+umount {mnt}
+if mount -t torshpkg {a} {mnt} -o bogus_option=1,trusted_keys={self.path('trusted')} 2>>{self.path('err')}; then echo "mounted bogus"; fi
+grep -c " {mnt} " /proc/mounts || echo "nothing mounted"
+mount -t torshpkg {u} {mnt} -o allow_unsigned,standalone
+cat {mnt}/manifest.json > /dev/null
+umount {mnt}
+""")
+        out = proc.stdout.decode()
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertTrue(out.startswith(self.files["config.json"].decode()), out)
+        self.assertIn("\n1\n", out)
+        self.assertIn("unmounted", out)
+        self.assertNotIn("mounted unsigned", out)
+        self.assertIn("still read-only", out)
+        self.assertNotIn("mounted bogus", out)
+        self.assertIn("nothing mounted", out)
+        err = read_bytes(self.path("err")).decode()
+        self.assertIn("unsigned", err)
+        self.assertIn("Read-only file system", err)
+        self.assertIn("bogus_option", err)
 
 
 class Units(unittest.TestCase):

@@ -20,5 +20,6 @@ Action add_sign_command(CLI::App& app);
 Action add_mount_command(CLI::App& app);
 Action add_umount_command(CLI::App& app);
 Action add_lineage_command(CLI::App& app);
+Action add_status_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

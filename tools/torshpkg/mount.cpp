@@ -8,12 +8,15 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <set>
 
 #include "cli_util.h"
 #include "commands.h"
+#include "daemon_client.h"
 #include "mount_policy.h"
 #include "package_fs.h"
 #include "session.h"
@@ -33,7 +36,34 @@ struct MountArgs {
   std::string owner;
   bool foreground = false;
   std::vector<std::string> fuse_options;
+  std::string socket;
+  bool standalone = false;
 };
+
+std::string absolute(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
+// Asks a running torshpkgd to mount; false when none runs (the caller mounts alone).
+bool mount_through_daemon(const MountArgs& a) {
+  Json::Value request(Json::objectValue);
+  request["op"] = "mount";
+  request["package"] = absolute(a.pkg);
+  request["mountpoint"] = absolute(a.dir);
+  request["allow_unsigned"] = a.allow_unsigned;
+  request["trusted_keys_dir"] = absolute(a.trusted_keys);
+  if (!a.secrets.password_file.empty())
+    request["password_file"] = absolute(a.secrets.password_file);
+  if (!a.secrets.key_file.empty()) request["key_file"] = absolute(a.secrets.key_file);
+  const auto reply = daemon_request(daemon_socket(a.socket), request);
+  if (!reply) return false;
+  const std::string signer = (*reply)["signer"].asString();
+  std::cout << "mounted " << (*reply)["package"].asString() << " on " << a.dir
+            << (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")")
+            << " through torshpkgd\n";
+  return true;
+}
 
 using ServeFn = std::function<int(const std::function<void(const std::string&)>& ready)>;
 
@@ -80,6 +110,11 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
 }
 
 int run_mount(const MountArgs& a) {
+  // What the daemon cannot take (serving in this process, FUSE options, owner, cache size)
+  // makes the mount standalone.
+  const bool daemon_can = !a.standalone && !a.foreground && a.fuse_options.empty() &&
+                          a.owner.empty() && a.cache_size == "64M";
+  if (daemon_can && mount_through_daemon(a)) return kExitOk;
   fs::MountPolicy policy;
   policy.trusted_keys_dir = a.trusted_keys;
   policy.allow_unsigned = a.allow_unsigned;
@@ -144,6 +179,11 @@ Action add_mount_command(CLI::App& app) {
   sub->add_option("--owner", a->owner, "UID:GID owning the files (default: the caller)");
   sub->add_flag("--foreground", a->foreground, "Serve in this process until unmounted");
   sub->add_option("-o", a->fuse_options, "Extra FUSE mount options (repeatable)");
+  sub->add_option("--socket", a->socket,
+                  std::string("torshpkgd's control socket (default $TORSHPKG_SOCKET or ") +
+                      kDefaultSocket + ")");
+  sub->add_flag("--standalone", a->standalone,
+                "Mount in a process of its own even when torshpkgd runs");
   return [a] { return run_mount(*a); };
 }
 
@@ -151,12 +191,24 @@ Action add_umount_command(CLI::App& app) {
   struct Args {
     std::string dir;
     bool lazy = false;
+    std::string socket;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("umount", "Unmount a mounted package");
   sub->add_option("DIR", a->dir, "Mount point")->required();
   sub->add_flag("--lazy", a->lazy, "Detach now, finish when the last reader closes");
+  sub->add_option("--socket", a->socket, "torshpkgd's control socket");
   return [a] {
+    // A mount the daemon holds is unmounted by the daemon, so it records it and lets go.
+    Json::Value request(Json::objectValue);
+    request["op"] = "umount";
+    request["mountpoint"] = absolute(a->dir);
+    request["lazy"] = a->lazy;
+    try {
+      if (daemon_request(daemon_socket(a->socket), request)) return kExitOk;
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::kNotFound) throw;  // not the daemon's: unmount it here
+    }
     if (::umount2(a->dir.c_str(), a->lazy ? MNT_DETACH : 0) == 0) return kExitOk;
     if (errno == EPERM) {
       // Not root: the setuid helper unmounts what this user mounted.
@@ -171,6 +223,67 @@ Action add_umount_command(CLI::App& app) {
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return kExitOk;
     }
     throw io_error(a->dir, "cannot unmount", errno);
+  };
+}
+
+Action add_status_command(CLI::App& app) {
+  struct Args {
+    bool json = false;
+    std::string socket;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub =
+      app.add_subcommand("status", "List mounted packages (torshpkgd's and standalone)");
+  sub->add_flag("--json", a->json, "One JSON object: {\"daemon\": bool, \"mounts\": [...]}");
+  sub->add_option("--socket", a->socket, "torshpkgd's control socket");
+  return [a] {
+    Json::Value request(Json::objectValue);
+    request["op"] = "status";
+    const auto reply = daemon_request(daemon_socket(a->socket), request);
+    Json::Value mounts = reply ? (*reply)["mounts"] : Json::Value(Json::arrayValue);
+    std::set<std::string> known;
+    for (const Json::Value& m : mounts) {
+      known.insert(m["mountpoint"].asString());
+    }
+    // Standalone mounts: fuse.torshpkg entries the daemon does not hold.
+    std::ifstream in("/proc/self/mounts");
+    std::string source, point, type;
+    std::string rest;
+    while (in >> source >> point >> type && std::getline(in, rest)) {
+      if (type != "fuse.torshpkg" || known.count(point)) continue;
+      Json::Value m(Json::objectValue);
+      m["path"] = source;
+      m["mountpoint"] = point;
+      m["standalone"] = true;
+      mounts.append(m);
+    }
+    if (a->json) {
+      Json::Value out(Json::objectValue);
+      out["daemon"] = reply.has_value();
+      out["mounts"] = mounts;
+      Json::StreamWriterBuilder w;
+      w["indentation"] = "  ";
+      std::cout << Json::writeString(w, out) << "\n";
+      return kExitOk;
+    }
+    std::cout << (reply ? "torshpkgd: running" : "torshpkgd: not running") << "\n";
+    for (const Json::Value& m : mounts) {
+      if (m["standalone"].asBool()) {
+        std::cout << m["mountpoint"].asString() << "  " << m["path"].asString()
+                  << "  (standalone)\n";
+        continue;
+      }
+      char rate[32];
+      std::snprintf(rate, sizeof rate, "%.1f%%", 100.0 * m["cache_hit_rate"].asDouble());
+      std::cout << m["mountpoint"].asString() << "  " << m["package"].asString() << "  "
+                << m["path"].asString() << "\n    signer "
+                << (m["signer"].isNull() ? std::string("(unsigned)")
+                                         : m["signer"].asString().substr(0, 16))
+                << ", since " << m["mounted_since"].asString() << ", served "
+                << human_bytes(m["bytes_served"].asUInt64()) << ", cache hits " << rate
+                << ", verification failures " << m["verification_failures"].asUInt64() << "\n";
+    }
+    return kExitOk;
   };
 }
 

@@ -1,0 +1,86 @@
+#include "daemon_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg::cli {
+namespace {
+
+constexpr int kReplyTimeoutMs = 120'000;  // a mount of an encrypted package runs Argon2id
+
+ErrorKind kind_named(const std::string& name) {
+  for (const ErrorKind k : {ErrorKind::kCorrupt, ErrorKind::kBadSignature, ErrorKind::kWrongKey,
+                            ErrorKind::kNotFound, ErrorKind::kIo, ErrorKind::kInvalidArgument,
+                            ErrorKind::kUnsupported, ErrorKind::kInterrupted}) {
+    if (to_string(k) == name) return k;
+  }
+  return ErrorKind::kIo;
+}
+
+}  // namespace
+
+std::string daemon_socket(const std::string& option) {
+  if (!option.empty()) return option;
+  const char* env = std::getenv("TORSHPKG_SOCKET");
+  return env != nullptr && *env != '\0' ? env : kDefaultSocket;
+}
+
+std::optional<Json::Value> daemon_request(const std::string& socket, const Json::Value& request) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket.size() >= sizeof addr.sun_path) {
+    throw Error(ErrorKind::kInvalidArgument, socket + ": socket path too long");
+  }
+  std::memcpy(addr.sun_path, socket.c_str(), socket.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw io_error(socket, "cannot create a socket", errno);
+  const std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* p) {
+    ::close(*p);
+    delete p;
+  });
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno == ENOENT || errno == ECONNREFUSED) return std::nullopt;  // no daemon
+    throw io_error(socket, "cannot reach torshpkgd", errno);
+  }
+  Json::StreamWriterBuilder w;
+  w["indentation"] = "";
+  const std::string text = Json::writeString(w, request) + "\n";
+  if (::send(fd, text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
+    throw io_error(socket, "cannot send to torshpkgd", errno);
+  }
+  std::string reply;
+  char buf[65536];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    const int ready = ::poll(&p, 1, kReplyTimeoutMs);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) throw Error(ErrorKind::kIo, socket + ": torshpkgd did not answer");
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw io_error(socket, "cannot read from torshpkgd", errno);
+    if (n == 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+    if (reply.size() > (64u << 20)) throw Error(ErrorKind::kIo, socket + ": reply too large");
+  }
+  Json::Value v;
+  std::string errors;
+  const std::unique_ptr<Json::CharReader> reader(Json::CharReaderBuilder().newCharReader());
+  if (!reader->parse(reply.data(), reply.data() + reply.size(), &v, &errors) || !v.isObject()) {
+    throw Error(ErrorKind::kIo, socket + ": torshpkgd sent a reply that is not JSON");
+  }
+  if (!v["ok"].asBool()) {
+    throw Error(kind_named(v["kind"].asString()), "torshpkgd: " + v["error"].asString());
+  }
+  return v;
+}
+
+}  // namespace torshpkg::cli

@@ -1,0 +1,20 @@
+// The client side of torshpkgd's control socket (see daemon/control.h for the protocol).
+#pragma once
+
+#include <json/json.h>
+
+#include <optional>
+#include <string>
+
+namespace torshpkg::cli {
+
+inline constexpr const char* kDefaultSocket = "/run/torshpkg/torshpkgd.sock";
+
+// The socket to use: `option` when given, else $TORSHPKG_SOCKET, else the default.
+std::string daemon_socket(const std::string& option);
+
+// Sends one request. Returns nullopt when no daemon listens at `socket` (the caller falls back
+// to working alone); throws torshpkg::Error, with the kind the daemon named, for an error reply.
+std::optional<Json::Value> daemon_request(const std::string& socket, const Json::Value& request);
+
+}  // namespace torshpkg::cli
