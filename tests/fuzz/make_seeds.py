@@ -74,6 +74,24 @@ def main():
                 if r["encryption"] == "none":
                     save("chunk_decoder", head + raw[at:at + stored_len])
                 at += stored_len
+        # Lineage journals: made by create and sign, then the same with their head (a seed
+        # verify accepts) and a tampered copy.
+        journal = os.path.join(work, "lineage.jsonl")
+        pkg = os.path.join(work, "j.torshpkg")
+        subprocess.run([torshpkg, "create", pkg, "--name", "j", "--version", "1.0.0", "-q",
+                        "--add", "w.txt=" + src, "--journal", journal], check=True)
+        subprocess.run([torshpkg, "sign", pkg, "--key", os.path.join(work, "k.key"),
+                        "--journal", journal], check=True, capture_output=True)
+        text = open(journal, "rb").read()
+        save("lineage_journal", text)
+        save("lineage_journal", text.replace(b'"signed"', b'"sighed"'))
+        save("lineage_journal", text.splitlines(keepends=True)[0])
+        # Daemon configs: the shipped example and small edge cases.
+        save("daemon_config", open(os.path.join(HERE, "..", "..", "systemd",
+                                                "torshpkgd.json.example"), "rb").read())
+        save("daemon_config", b'{"mounts": []}')
+        save("daemon_config", b'{"control_socket": "/run/t.sock", "mounts": [{"package": "/a", '
+                              b'"mountpoint": "/b/", "allow_unsigned": true, "key_file": null}]}')
     finally:
         shutil.rmtree(work)
 

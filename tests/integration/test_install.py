@@ -59,6 +59,23 @@ class Install(TempDirTest):
                                  env=dict(os.environ, LD_LIBRARY_PATH=libdir), check=True)
         self.assertEqual(listing.stdout, b"manifest.json\nresources/hello.txt\n")
 
+    def test_daemon_helper_and_systemd_files_are_installed(self):
+        build = os.environ["BUILD_ROOT"]
+        dest = self.path("dest")
+        run("meson", "install", "-C", build, "--no-rebuild", "--destdir", dest)
+        [daemon] = glob.glob(dest + "/**/sbin/torshpkgd", recursive=True)
+        self.assertTrue(os.path.isfile(dest + "/sbin/mount.torshpkg"))
+        [unit] = glob.glob(dest + "/**/lib/systemd/system/torshpkgd.service", recursive=True)
+        self.assertTrue(glob.glob(dest + "/**/lib/systemd/system/torshpkg-mount@.service",
+                                  recursive=True))
+        self.assertTrue(glob.glob(dest + "/**/lib/tmpfiles.d/torshpkg.conf", recursive=True))
+        self.assertTrue(glob.glob(dest + "/**/lib/systemd/catalog/torshpkg.catalog", recursive=True))
+        self.assertTrue(glob.glob(dest + "/**/doc/torshpkg/torshpkgd.json.example", recursive=True))
+        with open(unit) as f:
+            exec_start = [line for line in f if line.startswith("ExecStart=")][0]
+        # The unit names the installed daemon (its path without the staging folder).
+        self.assertIn(daemon[len(dest):] + " --config", exec_start)
+
 
 if __name__ == "__main__":
     unittest.main()
