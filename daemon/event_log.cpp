@@ -52,7 +52,12 @@ std::string describe(const std::string& kind, const std::map<std::string, std::s
 
 std::string upper_field(const std::string& key) {
   std::string out = "TORSHPKG_";
-  for (const char c : key) out += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+  // journald field names: upper-case letters, digits and underscores only.
+  for (const char c : key) {
+    out += c >= 'a' && c <= 'z'                                    ? static_cast<char>(c - 'a' + 'A')
+           : (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ? c
+                                                                  : '_';
+  }
   return out;
 }
 
@@ -107,6 +112,7 @@ void EventLog::record_lineage(const Package& package) {
     data["relation"] = r.relation;
     data["parent"] = r.parent;
     if (!r.description.empty()) data["description"] = r.description;
+    for (const auto& [key, value] : r.provenance) data["provenance." + key] = value;
     record("derived", data);
   }
   std::lock_guard lock(mutex_);

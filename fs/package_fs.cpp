@@ -17,6 +17,7 @@ PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
   for (const FileNode& f : package_->files()) total_bytes_ += f.size;
   const size_t resources = package_->manifest().resources.size();
   last_end_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
+  run_start_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
   advised_end_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
   if (options_.readahead_bytes > 0 && resources > 0) {
     const size_t threads = std::max(1u, std::thread::hardware_concurrency());
@@ -123,14 +124,20 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
 
 void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end) {
   // The kernel issues readahead requests concurrently, so a sequential reader's requests may
-  // arrive slightly out of order: a read within two chunks of where the furthest read ended
-  // counts as sequential.
-  uint64_t previous_end = last_end_[r.id].load();
-  while (end > previous_end && !last_end_[r.id].compare_exchange_weak(previous_end, end)) {
-  }
+  // arrive slightly out of order: a read within two chunks of where the last one ended continues
+  // the run. Readahead starts once the run is long enough that it cannot be one random read the
+  // kernel split into several requests (a 1 MiB pread at an odd offset arrives as two).
+  const uint64_t previous_end = last_end_[r.id].exchange(end);
   const uint64_t window = 2ull * r.chunk_size;
-  const bool sequential =
-      offset <= previous_end + window && offset + window >= previous_end && previous_end > 0;
+  const bool continues =
+      previous_end > 0 && offset <= previous_end + window && offset + window >= previous_end;
+  uint64_t run_start = offset;
+  if (continues) {
+    run_start = std::min(run_start_[r.id].load(), offset);
+  } else {
+    run_start_[r.id].store(offset);
+  }
+  const bool sequential = continues && end - run_start >= options_.sequential_after_bytes;
   if (!prefetcher_ || !sequential || end >= r.size) return;
   const uint64_t first = (end + r.chunk_size - 1) / r.chunk_size;
   const uint64_t count = std::max<uint64_t>(1, options_.readahead_bytes / r.chunk_size);

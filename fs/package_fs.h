@@ -32,6 +32,9 @@ struct FsOptions {
   std::string signer;  // key id shown in user.torshpkg.signer; empty when unsigned
   // Plain bytes to decode ahead of a sequential reader, in parallel (0 turns readahead off).
   uint64_t readahead_bytes = 16ull << 20;
+  // How many contiguous bytes a reader must have read before readahead starts: more than one
+  // random read of the largest request size (1 MiB) can span.
+  uint64_t sequential_after_bytes = 2ull << 20;
   // The kernel's readahead for the mount (/sys/class/bdi/<dev>/read_ahead_kb), which also sets
   // the size of the read requests a sequential reader sends: the kernel default of 128 KiB makes
   // eight round trips per chunk. Needs root; 0 leaves the kernel's value.
@@ -105,9 +108,11 @@ class PackageFs {
   // whoever comes second waits for the first.
   std::mutex in_flight_mutex_;
   std::map<std::pair<uint32_t, uint64_t>, std::shared_future<Chunk>> in_flight_;
-  // Per resource: where the last read ended, to recognise sequential reading, and up to which
+  // Per resource: where the last read ended and where its run began, to recognise sequential
+  // reading, and up to which
   // chunk the package file has been asked to come from disk ahead of the prefetcher.
   std::unique_ptr<std::atomic<uint64_t>[]> last_end_;
+  std::unique_ptr<std::atomic<uint64_t>[]> run_start_;  // where the current contiguous run began
   std::unique_ptr<std::atomic<uint64_t>[]> advised_end_;
   std::atomic<uint64_t> bytes_served_{0};
   std::atomic<uint64_t> read_failures_{0};

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up, build, make a sample model package, then list it, read from it and
-# extract it. Everything it writes goes to a fresh temporary folder it names at the end.
+# The main job: set up, build, make a sample model package, list it, read from it, extract it,
+# sign it, mount it (standalone and through torshpkgd) and show the lineage journal. Everything it writes goes to a fresh temporary folder it names at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -32,5 +32,34 @@ echo
 "$BIN" extract "$work/demo.torshpkg" "$work/extracted"
 diff -r "$model" "$work/extracted/resources"
 bsdtar -tf "$work/demo.torshpkg" 2>/dev/null | head -20 || true
+
+# Sign it, trust the key, and mount it as a read-only folder.
+export TORSHPKG_JOURNAL="$work/lineage.jsonl"
+"$BIN" keygen "$work/demo-key"
+mkdir -p "$work/trusted" && cp "$work/demo-key.pub" "$work/trusted/"
+"$BIN" sign "$work/demo.torshpkg" --key "$work/demo-key.key"
+mkdir -p "$work/mnt"
+"$BIN" mount "$work/demo.torshpkg" "$work/mnt" --trusted-keys "$work/trusted" --standalone
+ls -l "$work/mnt" "$work/mnt/resources"
+cat "$work/mnt/resources/config.json"
+cmp "$work/mnt/resources/model.safetensors" "$model/model.safetensors"
+"$BIN" status
+"$BIN" umount "$work/mnt"
+
+# The same through torshpkgd, as a systemd host runs it.
+cat > "$work/torshpkgd.json" <<JSON
+{"control_socket": "$work/torshpkgd.sock", "lineage_journal": "$work/lineage.jsonl",
+ "trusted_keys_dir": "$work/trusted",
+ "mounts": [{"package": "$work/demo.torshpkg", "mountpoint": "$work/mnt"}]}
+JSON
+"$PWD/build/daemon/torshpkgd" --config "$work/torshpkgd.json" 2> "$work/torshpkgd.log" &
+daemon=$!
+for _ in $(seq 100); do grep -q "ready:" "$work/torshpkgd.log" && break; sleep 0.1; done
+head -c 64 "$work/mnt/resources/tokenizer/vocab.txt"; echo
+"$BIN" status --socket "$work/torshpkgd.sock"
+kill -TERM "$daemon" && wait "$daemon"
+"$BIN" lineage log
+"$BIN" lineage verify
 { set +x; } 2>/dev/null
-echo "demo OK: package $work/demo.torshpkg, extracted into $work/extracted (identical to the source)"
+echo "demo OK: package $work/demo.torshpkg, extracted into $work/extracted (identical to the source),"
+echo "mounted standalone and through torshpkgd; lineage journal $work/lineage.jsonl"

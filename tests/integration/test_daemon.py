@@ -231,7 +231,8 @@ class Daemon(TempDirTest):
         self.assertIn(b"OK, 0 mounts", ok.stdout)
 
     def test_journal_answers_who_read_the_model_and_where_it_came_from(self):
-        a = self.package("a", "--lineage", "ConvertedFrom:llama.pt:converted from torch.save")
+        a = self.package("a", "--lineage", "ConvertedFrom:llama.pt:converted from torch.save",
+                         "--provenance", "creator=ci", "--provenance", "source_commit=abc123")
         bad = self.package("bad", "--compress", "none", sign=False)
         data = bytearray(read_bytes(bad))
         pos = data.find(self.files["model.safetensors"][70_000:70_100])
@@ -258,12 +259,16 @@ class Daemon(TempDirTest):
         failed = [e["data"] for e in events if e["event"] == "verification_failed"]
         self.assertTrue(failed and "hash mismatch" in failed[0]["error"], failed)
         derived = [e["data"] for e in events if e["event"] == "derived"]
-        self.assertEqual([(d["relation"], d["parent"]) for d in derived],
-                         [("ConvertedFrom", "llama.pt")])
+        self.assertEqual([(d["relation"], d["parent"], d["provenance.creator"],
+                           d["provenance.source_commit"]) for d in derived],
+                         [("ConvertedFrom", "llama.pt", "ci", "abc123")])
         self.assertEqual(len({e["data"]["digest"] for e in events if e["data"].get("package") == "a@1.0.0"}), 1)
 
         log = tpk("lineage", "log", "--journal", self.journal).stdout.decode()
         self.assertIn("opened  a@1.0.0 at " + self.points[0] + " by cat", log)
+        info = tpk("info", a).stdout.decode()
+        self.assertIn("ConvertedFrom llama.pt (converted from torch.save)", info)
+        self.assertIn("source_commit: abc123", info)
         show = tpk("lineage", "show", "a", "--journal", self.journal).stdout.decode()
         self.assertIn("<- ConvertedFrom llama.pt", show)
         dot = tpk("lineage", "export", "--dot", "--journal", self.journal).stdout.decode()

@@ -37,6 +37,7 @@ FsOptions options(uint64_t readahead_bytes, uid_t uid = 0, gid_t gid = 0) {
   o.uid = uid;
   o.gid = gid;
   o.readahead_bytes = readahead_bytes;
+  o.sequential_after_bytes = 2 * 4096;
   return o;
 }
 
@@ -233,6 +234,38 @@ TEST(PackageFs, ConcurrentReadersOfOneChunkAllGetItsBytesOrItsError) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 8);
+}
+
+TEST(PackageFs, OneRandomReadSplitIntoRequestsDoesNotReadAheadButALongerRunDoes) {
+  TempDir dir;
+  FsOptions o = options(8 * 4096);
+  o.sequential_after_bytes = 6 * 4096;
+  PackageFs fs(sample(dir), o);
+  const Node* c = fs.tree().find("resources/a/b/c.bin");
+  const uint32_t id = static_cast<uint32_t>(c->file->item);
+  std::vector<uint8_t> buf(5000);
+  fs.read(*c, 50'000, buf);  // one 10,000-byte read the kernel sent as two requests
+  fs.read(*c, 55'000, buf);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(fs.cache().contains(id, 16));  // nothing beyond chunks 12..14 was decoded
+  fs.read(*c, 60'000, buf);
+  fs.read(*c, 65'000, buf);  // the run is now 20,000 bytes: still short of 6 chunks
+  fs.read(*c, 70'000, buf);
+  fs.read(*c, 75'000, buf);  // 30,000 bytes: sequential
+  for (int i = 0; i < 1000 && !fs.cache().contains(id, 22); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(fs.cache().contains(id, 22));
+  // Reading the file again from the start is a new run, recognised as such.
+  fs.read(*c, 0, buf);
+  fs.read(*c, 5000, buf);
+  fs.read(*c, 10'000, buf);
+  fs.read(*c, 15'000, buf);
+  fs.read(*c, 20'000, buf);
+  for (int i = 0; i < 1000 && !fs.cache().contains(id, 8); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(fs.cache().contains(id, 8));
 }
 
 TEST(PackageFs, RandomReadsDoNotReadAhead) {

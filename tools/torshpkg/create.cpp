@@ -32,6 +32,7 @@ struct CreateArgs {
   std::vector<std::string> from_archive;
   std::vector<std::string> dependency;
   std::vector<std::string> lineage;
+  std::vector<std::string> provenance;
   std::string sign_key;
   std::string journal;
   std::string encrypt;
@@ -149,6 +150,16 @@ int run_create(const CreateArgs& a) {
     header.metadata[k] = v;
   }
   for (const std::string& l : a.lineage) header.lineage.push_back(parse_lineage(l));
+  if (!a.provenance.empty() && header.lineage.empty()) {
+    throw invalid_argument("--provenance describes lineage records: give --lineage too");
+  }
+  for (const std::string& kv : a.provenance) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw invalid_argument("--provenance expects KEY=VALUE, got '" + kv + "'");
+    }
+    for (LineageRecord& l : header.lineage) l.provenance[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
 
   WriteOptions options;
   if (!a.compress.empty()) options.compression = parse_codec_spec(a.compress);
@@ -284,6 +295,9 @@ Action add_create_command(CLI::App& app) {
   sub->add_option("--dependency", args->dependency,
                   "NAME:VERSION_REQ[:optional][:features=a,b] (repeatable)");
   sub->add_option("--lineage", args->lineage, "RELATION:PARENT[:DESCRIPTION] (repeatable)");
+  sub->add_option("--provenance", args->provenance,
+                  "KEY=VALUE recorded with the lineage, e.g. creator=, source_url=, "
+                  "source_commit=, build_environment= (repeatable)");
   sub->add_option("--sign-key", args->sign_key, "Sign the package with this Ed25519 private key");
   sub->add_option("--journal", args->journal,
                   "Lineage journal to record the creation in (default $TORSHPKG_JOURNAL, or "

@@ -107,6 +107,7 @@ void print_info(const Package& pkg) {
       std::cout << "  " << l.relation << " " << l.parent;
       if (!l.description.empty()) std::cout << " (" << l.description << ")";
       std::cout << "\n";
+      for (const auto& [k, v] : l.provenance) std::cout << "    " << k << ": " << v << "\n";
     }
   }
 }
