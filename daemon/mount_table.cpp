@@ -218,9 +218,9 @@ void MountTable::unmount_entry(std::unique_ptr<Mounted> m) {
   } catch (const Error& e) {
     log_.note(LOG_ERR, std::string("cannot record an unmount: ") + e.what());
   }
-  if (!m->session->ended()) {
-    draining_.push_back(std::move(m));  // readers still open: served until they close
-  }
+  // Without open files the kernel lets go of the connection within milliseconds; a mount that
+  // still has readers keeps serving them until they close.
+  if (!m->session->wait_for(std::chrono::seconds(1))) draining_.push_back(std::move(m));
 }
 
 void MountTable::reap() {
