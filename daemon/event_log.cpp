@@ -54,9 +54,9 @@ std::string upper_field(const std::string& key) {
   std::string out = "TORSHPKG_";
   // journald field names: upper-case letters, digits and underscores only.
   for (const char c : key) {
-    out += c >= 'a' && c <= 'z'                                    ? static_cast<char>(c - 'a' + 'A')
+    out += c >= 'a' && c <= 'z'                               ? static_cast<char>(c - 'a' + 'A')
            : (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ? c
-                                                                  : '_';
+                                                              : '_';
   }
   return out;
 }

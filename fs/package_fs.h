@@ -34,7 +34,7 @@ struct FsOptions {
   uint64_t readahead_bytes = 16ull << 20;
   // How many contiguous bytes a reader must have read before readahead starts: more than one
   // random read of the largest request size (1 MiB) can span.
-  uint64_t sequential_after_bytes = 2ull << 20;
+  uint64_t sequential_after_bytes = 4ull << 20;
   // The kernel's readahead for the mount (/sys/class/bdi/<dev>/read_ahead_kb), which also sets
   // the size of the read requests a sequential reader sends: the kernel default of 128 KiB makes
   // eight round trips per chunk. Needs root; 0 leaves the kernel's value.

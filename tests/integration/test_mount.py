@@ -106,6 +106,11 @@ class Mount(TempDirTest):
         path = os.path.join(mnt, "resources", "model.safetensors")
         with open(path, "rb", buffering=0) as f:  # sequential 1 MiB reads, served whole
             self.assertEqual(f.read(), self.files["model.safetensors"])
+        self.unmount(mnt)
+        mnt, _ = self.mount(self.create("q.torshpkg"), "--kernel-readahead", "256")
+        dev = os.stat(mnt).st_dev
+        with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
+            self.assertEqual(f.read().strip(), "256")
 
     def test_owner_option(self):
         mnt, _ = self.mount(self.create("p.torshpkg"), "--owner", "1234:5678")

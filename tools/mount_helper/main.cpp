@@ -29,7 +29,8 @@ int usage(const char* why) {
   std::fprintf(stderr,
                "usage: mount.torshpkg PACKAGE DIR [-o OPTIONS]\n"
                "options: trusted_keys=DIR, allow_unsigned, password_file=F, key_file=F,\n"
-               "         cache_size=BYTES, owner=UID:GID, socket=PATH, standalone, and FUSE\n"
+               "         cache_size=BYTES, owner=UID:GID, kernel_readahead=KIB, socket=PATH,\n"
+               "         standalone, and FUSE\n"
                "         options (allow_other, ...); the mount is always read-only\n");
   return 2;
 }
@@ -92,7 +93,8 @@ int main(int argc, char** argv) {
       if (eq != std::string::npos) return usage(("option " + key + " takes no value").c_str());
       args.push_back("--" + std::string(key == "allow_unsigned" ? "allow-unsigned" : "standalone"));
     } else if (key == "trusted_keys" || key == "password_file" || key == "key_file" ||
-               key == "cache_size" || key == "owner" || key == "socket") {
+               key == "cache_size" || key == "owner" || key == "socket" ||
+               key == "kernel_readahead") {
       if (!has_value) return usage(("option " + key + " needs a value").c_str());
       std::string flag = "--" + key;
       for (char& c : flag) c = c == '_' ? '-' : c;

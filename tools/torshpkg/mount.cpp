@@ -38,6 +38,7 @@ struct MountArgs {
   std::vector<std::string> fuse_options;
   std::string socket;
   bool standalone = false;
+  uint32_t kernel_read_ahead_kb = 1024;
 };
 
 std::string absolute(const std::string& path) {
@@ -113,7 +114,8 @@ int run_mount(const MountArgs& a) {
   // What the daemon cannot take (serving in this process, FUSE options, owner, cache size)
   // makes the mount standalone.
   const bool daemon_can = !a.standalone && !a.foreground && a.fuse_options.empty() &&
-                          a.owner.empty() && a.cache_size == "64M";
+                          a.owner.empty() && a.cache_size == "64M" &&
+                          a.kernel_read_ahead_kb == 1024;
   if (daemon_can && mount_through_daemon(a)) return kExitOk;
   fs::MountPolicy policy;
   policy.trusted_keys_dir = a.trusted_keys;
@@ -142,6 +144,7 @@ int run_mount(const MountArgs& a) {
     options.gid = gid;
   }
   options.signer = signer;
+  options.kernel_read_ahead_kb = a.kernel_read_ahead_kb;
   const std::string name = package->manifest().name + "@" + package->manifest().version;
   std::vector<std::string> fuse_options = fs::standard_fuse_options(a.pkg);
   fuse_options.insert(fuse_options.end(), a.fuse_options.begin(), a.fuse_options.end());
@@ -178,6 +181,10 @@ Action add_mount_command(CLI::App& app) {
   sub->add_option("--cache-size", a->cache_size, "Bytes of decoded chunks to keep (default 64M)");
   sub->add_option("--owner", a->owner, "UID:GID owning the files (default: the caller)");
   sub->add_flag("--foreground", a->foreground, "Serve in this process until unmounted");
+  sub->add_option("--kernel-readahead", a->kernel_read_ahead_kb,
+                  "KiB the kernel reads ahead (as root; default 1024, 0 keeps the kernel's 128): "
+                  "large favours streaming, small favours random reads")
+      ->check(CLI::Range(0, 65536));
   sub->add_option("-o", a->fuse_options, "Extra FUSE mount options (repeatable)");
   sub->add_option("--socket", a->socket,
                   std::string("torshpkgd's control socket (default $TORSHPKG_SOCKET or ") +
