@@ -232,6 +232,15 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def cases(mounters, family, images):
+    """(codec, mounter name, mounter, image, path inside the mount) for every image a mounter has."""
+    for codec in CODECS:
+        for name, m in mounters.items():
+            key = (family[name], codec)
+            if key in images:
+                yield (codec, name, m, *images[key])
+
+
 def median_of(args, fn):
     return statistics.median(fn() for _ in range(args.runs))
 
@@ -260,27 +269,22 @@ def sequential(args, mounters, family, images, mnt, data):
     print(f"raw read of the stored package file: {mib / raw:.0f} MiB/s\n")
     print("| codec | mounter | MiB/s | / raw file | / CLI decompressor | peak RSS MiB | temp files |")
     print("|---|---|---|---|---|---|---|")
-    for codec in CODECS:
-        for name, m in mounters.items():
-            key = (family[name], codec)
-            if key not in images:
-                continue
-            image, inner = images[key]
-            rss, temps, secs = [], [], []
-            for _ in range(args.runs):
-                m.mount(image, mnt)
-                try:
-                    drop_caches()
-                    secs.append(dd_seconds(os.path.join(mnt, inner)))
-                    pid = server_pid(mnt)
-                    rss.append(peak_rss_mib(pid))
-                    temps += open_files(pid, image)
-                finally:
-                    m.unmount(mnt)
-            s = statistics.median(secs)
-            vs_cli = "" if codec == "stored" else f"{cli[codec] / s:.2f}"
-            print(f"| {codec} | {name} | {mib / s:.0f} | {raw / s:.2f} | {vs_cli} | "
-                  f"{max(rss):.0f} | {len(set(temps))} |", flush=True)
+    for codec, name, m, image, inner in cases(mounters, family, images):
+        rss, temps, secs = [], [], []
+        for _ in range(args.runs):
+            m.mount(image, mnt)
+            try:
+                drop_caches()
+                secs.append(dd_seconds(os.path.join(mnt, inner)))
+                pid = server_pid(mnt)
+                rss.append(peak_rss_mib(pid))
+                temps += open_files(pid, image)
+            finally:
+                m.unmount(mnt)
+        s = statistics.median(secs)
+        vs_cli = "" if codec == "stored" else f"{cli[codec] / s:.2f}"
+        print(f"| {codec} | {name} | {mib / s:.0f} | {raw / s:.2f} | {vs_cli} | "
+              f"{max(rss):.0f} | {len(set(temps))} |", flush=True)
     print("\nCLI decompressors, cold: " + ", ".join(
         f"{c} {mib / cli[c]:.0f} MiB/s" for c in ("zstd", "gzip", "xz")) + "\n")
 
@@ -294,23 +298,26 @@ def random_table(args, mounters, family, images, mnt, data, offsets):
     print(f"same reads on the plain data file: {raw:.3f} s\n")
     print("| codec | mounter | seconds | / raw file |")
     print("|---|---|---|---|")
-    for codec in CODECS:
-        for name, m in mounters.items():
-            key = (family[name], codec)
-            if key not in images:
-                continue
-            image, inner = images[key]
-            secs = []
-            for _ in range(args.runs):
-                m.mount(image, mnt)
-                try:
-                    drop_caches()
-                    secs.append(random_reads_seconds(os.path.join(mnt, inner), offsets))
-                finally:
-                    m.unmount(mnt)
-            s = statistics.median(secs)
-            print(f"| {codec} | {name} | {s:.3f} | {s / raw:.2f} |", flush=True)
+    for codec, name, m, image, inner in cases(mounters, family, images):
+        secs = []
+        for _ in range(args.runs):
+            m.mount(image, mnt)
+            try:
+                drop_caches()
+                secs.append(random_reads_seconds(os.path.join(mnt, inner), offsets))
+            finally:
+                m.unmount(mnt)
+        s = statistics.median(secs)
+        print(f"| {codec} | {name} | {s:.3f} | {s / raw:.2f} |", flush=True)
     print()
+
+
+def big_image(images, fam):
+    """The big package of a family for mount times: compressed when there is one."""
+    for codec in ("zstd", "gzip", "stored", "xz"):
+        if (fam, codec) in images:
+            return images[(fam, codec)][0]
+    raise RuntimeError(f"no image for {fam}")
 
 
 def mount_table(args, tpk, mounters, family, images, mnt, work):
@@ -324,8 +331,7 @@ def mount_table(args, tpk, mounters, family, images, mnt, work):
     print("|---|---|---|---|---|")
     for name, m in mounters.items():
         row = []
-        for image in (images.get((family[name], "zstd"), images.get((family[name], "gzip")))[0],
-                      many[family[name]]):
+        for image in (big_image(images, family[name]), many[family[name]]):
             for warm_program in (False, True):
                 def once(image=image, warm_program=warm_program):
                     drop_caches()
@@ -338,7 +344,7 @@ def mount_table(args, tpk, mounters, family, images, mnt, work):
                 row.append(median_of(args, once) * 1000)
         print(f"| {name} | " + " | ".join(f"{ms:.0f} ms" for ms in row) + " |", flush=True)
         if name == "torshpkg" and os.path.exists(args.torshpkgd):
-            row = daemon_mount_times(args, images[("torshpkg", "zstd")][0], many["torshpkg"],
+            row = daemon_mount_times(args, big_image(images, "torshpkg"), many["torshpkg"],
                                      mnt, work)
             print("| torshpkg through a running torshpkgd | " +
                   " | ".join(f"{ms:.0f} ms" for ms in row) + " |", flush=True)

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 
+#include "config.h"
 #include "torshpkg/error.h"
 
 namespace torshpkg::daemon {
@@ -121,18 +122,10 @@ void ControlServer::serve_one(const Handler& handler) {
   }
   std::string text;
   if (!read_request(client, text)) return;
-  Json::CharReaderBuilder builder;
-  Json::CharReaderBuilder::strictMode(&builder.settings_);
-  builder["stackLimit"] = 16;
-  const std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
   Json::Value request;
-  std::string errors;
-  bool ok = false;
-  try {
-    ok = reader->parse(text.data(), text.data() + text.size(), &request, &errors);
-  } catch (const std::exception&) {
-  }
-  if (!ok || !request.isObject() || !request["op"].isString()) {
+  std::string error;
+  if (!parse_json_strictly(text, 16, request, error) || !request.isObject() ||
+      !request["op"].isString()) {
     write_reply(client, error_reply("bad request: expected one JSON object with \"op\"",
                                     std::string(to_string(ErrorKind::kInvalidArgument))));
     return;
