@@ -10,7 +10,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import TempDirTest, read_bytes, run, tpk  # noqa: E402
+from helpers import TORSHPKG, TempDirTest, read_bytes, run, tpk  # noqa: E402
 
 TORSHPKGD = os.environ.get("TORSHPKGD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "daemon", "torshpkgd")
@@ -274,7 +274,8 @@ class Daemon(TempDirTest):
         dot = tpk("lineage", "export", "--dot", "--journal", self.journal).stdout.decode()
         self.assertIn('"llama.pt" -> "a@1.0.0" [label="ConvertedFrom"];', dot)
         self.assertIn(b"intact", tpk("lineage", "verify", "--journal", self.journal).stdout)
-        cli = tpk("lineage", "log", "--json", "--journal", self.path("cli.jsonl")).stdout
+        cli = subprocess.run([TORSHPKG, "lineage", "log", "--json"], capture_output=True, check=True,
+                             env={**os.environ, "TORSHPKG_JOURNAL": self.path("cli.jsonl")}).stdout
         self.assertEqual([e["event"] for e in json.loads(cli)], ["created", "created"])
 
         with open(self.journal) as f:

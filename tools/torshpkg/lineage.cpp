@@ -1,6 +1,7 @@
 // torshpkg lineage: read and check the lineage journal (log, verify, show, export).
 #include <json/json.h>
 
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -93,7 +94,10 @@ std::string dot_quote(const std::string& s) {
 
 Action add_lineage_command(CLI::App& app) {
   struct Args {
-    std::string journal = "/var/lib/torshpkg/lineage.jsonl";
+    std::string journal = [] {
+      const char* env = std::getenv("TORSHPKG_JOURNAL");
+      return std::string(env != nullptr && *env != '\0' ? env : "/var/lib/torshpkg/lineage.jsonl");
+    }();
     bool json = false;
     std::string name;
     bool dot = false;
@@ -101,7 +105,8 @@ Action add_lineage_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("lineage", "Read and check the lineage journal");
   sub->require_subcommand(1);
-  const std::string journal_help = "Journal file (default /var/lib/torshpkg/lineage.jsonl)";
+  const std::string journal_help =
+      "Journal file (default $TORSHPKG_JOURNAL, else /var/lib/torshpkg/lineage.jsonl)";
   CLI::App* log = sub->add_subcommand("log", "List the journal's events");
   log->add_option("--journal", a->journal, journal_help);
   log->add_flag("--json", a->json, "One JSON array of events");
