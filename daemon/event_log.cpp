@@ -12,21 +12,6 @@
 namespace torshpkg::daemon {
 namespace {
 
-// One MESSAGE_ID per event kind; systemd/torshpkg.catalog explains each.
-const std::map<std::string, std::string>& message_ids() {
-  static const std::map<std::string, std::string> ids = {
-      {"created", "6fc10fbd3112481ab77573e18cf6d39e"},
-      {"signed", "d91e8053512c4e9aba4dc9ffb5415a17"},
-      {"derived", "5c3f70fd22dc46fd821956f838eb3103"},
-      {"mounted", "f30a73e1236e402f9c0dae3b5ce62bfd"},
-      {"unmounted", "e506e31da409411c83ff8379e57195b9"},
-      {"mount_refused", "8acdce4a694744108ca95446407e6812"},
-      {"verification_failed", "c4f9a46d2f2e4d9a8b2fe3cf8394e12d"},
-      {"opened", "e0aa9237ce044082afa3493f0999003a"},
-  };
-  return ids;
-}
-
 std::string describe(const std::string& kind, const std::map<std::string, std::string>& data) {
   const auto get = [&](const char* key) {
     const auto it = data.find(key);
@@ -48,17 +33,6 @@ std::string describe(const std::string& kind, const std::map<std::string, std::s
     return get("package") + " " + get("relation") + " " + get("parent");
   }
   return kind + " " + get("package");
-}
-
-std::string upper_field(const std::string& key) {
-  std::string out = "TORSHPKG_";
-  // journald field names: upper-case letters, digits and underscores only.
-  for (const char c : key) {
-    out += c >= 'a' && c <= 'z'                               ? static_cast<char>(c - 'a' + 'A')
-           : (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ? c
-                                                              : '_';
-  }
-  return out;
 }
 
 std::string first_line(const std::string& path) {
@@ -92,11 +66,11 @@ void EventLog::record(const std::string& event, const std::map<std::string, std:
     written = journal_.append(event, data);
   }
   const bool bad = event == "mount_refused" || event == "verification_failed";
-  mirror(&written, event, data, bad ? LOG_ERR : LOG_INFO, describe(event, data), object_pid);
+  mirror(&written, bad ? LOG_ERR : LOG_INFO, describe(event, data), object_pid);
 }
 
 void EventLog::note(int priority, const std::string& message) {
-  mirror(nullptr, "", {}, priority, message, 0);
+  mirror(nullptr, priority, message, 0);
 }
 
 void EventLog::record_lineage(const Package& package) {
@@ -119,19 +93,14 @@ void EventLog::record_lineage(const Package& package) {
   lineage_recorded_.insert(digest);
 }
 
-void EventLog::mirror(const JournalEvent* event, const std::string& kind,
-                      const std::map<std::string, std::string>& data, int priority,
-                      const std::string& message, pid_t object_pid) {
+void EventLog::mirror(const JournalEvent* event, int priority, const std::string& message,
+                      pid_t object_pid) {
   std::fprintf(stderr, "torshpkgd: %s\n", message.c_str());
-  std::vector<std::string> fields = {"MESSAGE=" + message, "PRIORITY=" + std::to_string(priority),
+  std::vector<std::string> fields =
+      event != nullptr
+          ? journal_fields(*event, "torshpkgd", message, priority)
+          : std::vector<std::string>{"MESSAGE=" + message, "PRIORITY=" + std::to_string(priority),
                                      "SYSLOG_IDENTIFIER=torshpkgd"};
-  if (event != nullptr) {
-    fields.push_back("TORSHPKG_EVENT=" + kind);
-    fields.push_back("TORSHPKG_SEQ=" + std::to_string(event->seq));
-    const auto id = message_ids().find(kind);
-    if (id != message_ids().end()) fields.push_back("MESSAGE_ID=" + id->second);
-    for (const auto& [key, value] : data) fields.push_back(upper_field(key) + "=" + value);
-  }
   if (object_pid > 0) fields.push_back("OBJECT_PID=" + std::to_string(object_pid));
   std::vector<iovec> iov;
   for (std::string& f : fields) iov.push_back({f.data(), f.size()});

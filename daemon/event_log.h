@@ -36,9 +36,8 @@ class EventLog {
                                                            const std::string& path);
 
  private:
-  void mirror(const JournalEvent* event, const std::string& kind,
-              const std::map<std::string, std::string>& data, int priority,
-              const std::string& message, pid_t object_pid);
+  void mirror(const JournalEvent* event, int priority, const std::string& message,
+              pid_t object_pid);
 
   LineageJournal journal_;
   std::mutex mutex_;

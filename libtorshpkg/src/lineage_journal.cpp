@@ -134,6 +134,40 @@ std::pair<uint64_t, std::string> last_event(int fd, const std::string& name) {
 
 }  // namespace
 
+std::string_view journal_message_id(std::string_view event) {
+  static const std::map<std::string_view, std::string_view> ids = {
+      {"created", "6fc10fbd3112481ab77573e18cf6d39e"},
+      {"signed", "d91e8053512c4e9aba4dc9ffb5415a17"},
+      {"derived", "5c3f70fd22dc46fd821956f838eb3103"},
+      {"mounted", "f30a73e1236e402f9c0dae3b5ce62bfd"},
+      {"unmounted", "e506e31da409411c83ff8379e57195b9"},
+      {"mount_refused", "8acdce4a694744108ca95446407e6812"},
+      {"verification_failed", "c4f9a46d2f2e4d9a8b2fe3cf8394e12d"},
+      {"opened", "e0aa9237ce044082afa3493f0999003a"},
+  };
+  const auto it = ids.find(event);
+  return it == ids.end() ? std::string_view() : it->second;
+}
+
+std::vector<std::string> journal_fields(const JournalEvent& event, std::string_view identifier,
+                                        const std::string& message, int priority) {
+  std::vector<std::string> fields = {"MESSAGE=" + message, "PRIORITY=" + std::to_string(priority),
+                                     "SYSLOG_IDENTIFIER=" + std::string(identifier),
+                                     "TORSHPKG_EVENT=" + event.event,
+                                     "TORSHPKG_SEQ=" + std::to_string(event.seq)};
+  const std::string_view id = journal_message_id(event.event);
+  if (!id.empty()) fields.push_back("MESSAGE_ID=" + std::string(id));
+  for (const auto& [key, value] : event.data) {
+    std::string name = "TORSHPKG_";
+    for (const char c : key) {
+      const bool keep = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+      name += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : keep ? c : '_';
+    }
+    fields.push_back(name + "=" + value);
+  }
+  return fields;
+}
+
 LineageJournal::LineageJournal(std::string path) : path_(std::move(path)) {}
 
 JournalEvent LineageJournal::append(std::string_view event,

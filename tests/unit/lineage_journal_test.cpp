@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -155,6 +156,30 @@ TEST(LineageJournal, ConcurrentAppendersFromManyProcessesKeepOneChain) {
   const LineageJournal j(path);
   EXPECT_EQ(j.read().size(), 100u);
   EXPECT_TRUE(j.verify().empty());
+}
+
+TEST(LineageJournal, JournaldFieldsNameTheEventAndItsData) {
+  TempDir dir;
+  LineageJournal j(dir / "lineage.jsonl");
+  const JournalEvent e =
+      j.append("mounted", {{"package", "a@1.0.0"}, {"provenance.source-url", "https://x"}});
+  const auto fields = journal_fields(e, "torshpkgd", "mounted a@1.0.0", 6);
+  const auto has = [&](const std::string& f) {
+    return std::find(fields.begin(), fields.end(), f) != fields.end();
+  };
+  EXPECT_TRUE(has("MESSAGE=mounted a@1.0.0"));
+  EXPECT_TRUE(has("PRIORITY=6"));
+  EXPECT_TRUE(has("SYSLOG_IDENTIFIER=torshpkgd"));
+  EXPECT_TRUE(has("TORSHPKG_EVENT=mounted"));
+  EXPECT_TRUE(has("TORSHPKG_SEQ=1"));
+  EXPECT_TRUE(has("MESSAGE_ID=f30a73e1236e402f9c0dae3b5ce62bfd"));
+  EXPECT_TRUE(has("TORSHPKG_PACKAGE=a@1.0.0"));
+  EXPECT_TRUE(has("TORSHPKG_PROVENANCE_SOURCE_URL=https://x"));
+  EXPECT_EQ(journal_message_id("nonsense"), "");
+  for (const char* kind : {"created", "signed", "derived", "mounted", "unmounted", "mount_refused",
+                           "verification_failed", "opened"}) {
+    EXPECT_EQ(journal_message_id(kind).size(), 32u) << kind;
+  }
 }
 
 TEST(LineageJournal, RefusesEmptyNamesAndHugeEvents) {

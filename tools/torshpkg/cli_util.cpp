@@ -1,5 +1,8 @@
 #include "cli_util.h"
 
+#include <sys/uio.h>
+#include <syslog.h>
+#include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -181,7 +184,13 @@ void record_lineage_event(const std::string& journal, const std::string& event,
     data["digest"] = "sha256:" + package->manifest_digest();
     char buf[PATH_MAX];
     data["path"] = ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
-    LineageJournal(target).append(event, data);
+    const JournalEvent written = LineageJournal(target).append(event, data);
+    // Mirrored to journald like the daemon's events (best effort: no journald, no copy).
+    std::vector<std::string> fields =
+        journal_fields(written, "torshpkg", event + " " + data["package"], LOG_INFO);
+    std::vector<iovec> iov;
+    for (std::string& f : fields) iov.push_back({f.data(), f.size()});
+    sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
   } catch (const Error& e) {
     if (explicit_target) throw;
     std::fprintf(stderr, "torshpkg: warning: not recorded in the lineage journal: %s\n", e.what());

@@ -36,6 +36,16 @@ struct JournalProblem {
   std::string reason;
 };
 
+// The journald MESSAGE_ID (32 hex digits) of an event kind, as systemd/torshpkg.catalog lists
+// them; empty for an unknown kind.
+std::string_view journal_message_id(std::string_view event);
+
+// The journald fields of an event: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER=`identifier`,
+// MESSAGE_ID, TORSHPKG_EVENT, TORSHPKG_SEQ and TORSHPKG_<FIELD> for each data field (upper-cased,
+// other characters as '_'). The caller sends them (sd_journal_sendv).
+std::vector<std::string> journal_fields(const JournalEvent& event, std::string_view identifier,
+                                        const std::string& message, int priority);
+
 class LineageJournal {
  public:
   // Lines longer than this are refused on append and on read.
