@@ -92,6 +92,13 @@ def main():
         save("daemon_config", b'{"mounts": []}')
         save("daemon_config", b'{"control_socket": "/run/t.sock", "mounts": [{"package": "/a", '
                               b'"mountpoint": "/b/", "allow_unsigned": true, "key_file": null}]}')
+        # safetensors: files laid out as the format's specification describes them.
+        for header, data in (
+                (b'{"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[2,2],'
+                 b'"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[],"data_offsets":[8,12]}}', 12),
+                (b'{"q":{"dtype":"F4","shape":[4],"data_offsets":[0,2]},'
+                 b'"e":{"dtype":"I64","shape":[0],"data_offsets":[2,2]}}    ', 2)):
+            save("safetensors", struct.pack("<Q", len(header)) + header + bytes(range(data)))
     finally:
         shutil.rmtree(work)
 
