@@ -8,6 +8,7 @@
 #include <set>
 
 #include "file_io.h"
+#include "sha256.h"
 #include "strict_json.h"
 #include "torshpkg/error.h"
 
@@ -179,6 +180,21 @@ SafetensorsHeader read_safetensors_header(const ByteSource& source) {
               " bytes but the tensors cover " + std::to_string(at));
   }
   return header;
+}
+
+std::string tensor_sha256(const ByteSource& source, const SafetensorsHeader& header,
+                          const TensorInfo& tensor) {
+  constexpr uint64_t kPiece = 8 << 20;
+  Sha256 hasher;
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(kPiece, tensor.size())));
+  for (uint64_t done = 0; done < tensor.size();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kPiece, tensor.size() - done));
+    source.read_at(header.data_start + tensor.begin + done, std::span(buf.data(), n));
+    hasher.update(std::span<const uint8_t>(buf.data(), n));
+    done += n;
+  }
+  const Digest d = hasher.finish();
+  return to_hex(d);
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,

@@ -21,5 +21,6 @@ Action add_mount_command(CLI::App& app);
 Action add_umount_command(CLI::App& app);
 Action add_lineage_command(CLI::App& app);
 Action add_status_command(CLI::App& app);
+Action add_tensors_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

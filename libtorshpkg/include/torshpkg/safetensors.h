@@ -88,6 +88,10 @@ SafetensorsHeader read_safetensors_header(const ByteSource& source);
 // does not fill whole bytes.
 std::optional<uint64_t> tensor_bytes(Dtype dtype, std::span<const uint64_t> shape);
 
+// Hex SHA-256 of a tensor's bytes, read from `source` in pieces (any size of tensor).
+std::string tensor_sha256(const ByteSource& source, const SafetensorsHeader& header,
+                          const TensorInfo& tensor);
+
 struct TensorToWrite {
   std::string name;
   Dtype dtype = Dtype::kU8;

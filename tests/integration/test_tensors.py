@@ -1,0 +1,93 @@
+"""torshpkg tensors on safetensors files laid out by hand from the format's description (struct +
+json, independent of our writer), directly and through a real mount; hostile files refused."""
+import hashlib
+import json
+import os
+import struct
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import TempDirTest, random_bytes, tpk  # noqa: E402
+
+BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
+        "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32,
+        "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+
+
+def safetensors(tensors, metadata=None):
+    """tensors: [(name, dtype, shape, bytes)] -> file bytes, header padded to 8 with spaces."""
+    header, data, at = {}, b"", 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, blob in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [at, at + len(blob)]}
+        data += blob
+        at += len(blob)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+class Tensors(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.tensors = []
+        for i, (dtype, bits) in enumerate(BITS.items()):
+            shape = [2, 4]
+            self.tensors.append((f"layer.{i}.{dtype.lower()}", dtype, shape,
+                                 random_bytes(8 * bits // 8, i)))
+        self.tensors.append(("scalar", "F32", [], random_bytes(4, 99)))
+        self.tensors.append(("empty", "BF16", [0, 3], b""))
+        self.file = self.write("model.safetensors",
+                               safetensors(self.tensors, {"format": "pt", "source": "hand"}))
+
+    def expected(self):
+        return {"metadata": {"format": "pt", "source": "hand"},
+                "tensors": [{"name": n, "dtype": d, "shape": s,
+                             "data_offsets": [sum(len(t[3]) for t in self.tensors[:i]),
+                                              sum(len(t[3]) for t in self.tensors[:i + 1])],
+                             "sha256": hashlib.sha256(b).hexdigest()}
+                            for i, (n, d, s, b) in enumerate(self.tensors)]}
+
+    def test_json_listing_with_digests_matches_the_file(self):
+        out = json.loads(tpk("tensors", self.file, "--json", "--sha256").stdout)
+        self.assertEqual(out, self.expected())
+        text = tpk("tensors", self.file).stdout.decode()
+        self.assertIn("layer.11.bf16  BF16  [2, 4]", text)
+        self.assertIn("# format: pt", text)
+
+    def test_through_a_mounted_package(self):
+        pkg = self.path("m.torshpkg")
+        tpk("create", pkg, "--name", "m", "--version", "1.0.0", "-q", "--chunk-size", "4K",
+            "--add", "ModelWeights:model.safetensors=" + self.file)
+        mnt = self.path("mnt")
+        os.makedirs(mnt)
+        tpk("mount", pkg, mnt, "--allow-unsigned", "--standalone")
+        try:
+            out = json.loads(tpk("tensors", os.path.join(mnt, "resources", "model.safetensors"),
+                                 "--json", "--sha256").stdout)
+            self.assertEqual(out, self.expected())
+        finally:
+            tpk("umount", mnt)
+
+    def test_hostile_files_are_one_line_errors(self):
+        good = safetensors([("a", "U8", [4], b"abcd")])
+        n = struct.unpack("<Q", good[:8])[0]
+        cases = {
+            "truncated": good[:-1],
+            "extra byte": good + b"x",
+            "size past end": struct.pack("<Q", 1 << 40) + good[8:],
+            "not json": struct.pack("<Q", n) + b"{" + b"x" * (n - 1) + good[8 + n:],
+            "wrong size": safetensors([("a", "U16", [4], b"abcd")]),
+            "tiny": b"\x01\x00",
+        }
+        for why, data in cases.items():
+            with self.subTest(why=why):
+                proc = tpk("tensors", self.write("bad.safetensors", data), check=False)
+                self.assert_one_line_error(proc, 3)
+                self.assertIn(b"safetensors", proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
