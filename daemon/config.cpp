@@ -7,6 +7,7 @@
 #include <set>
 
 #include "torshpkg/error.h"
+#include "torshpkg/strict_json.h"
 
 namespace torshpkg::daemon {
 namespace {
@@ -53,32 +54,13 @@ class Checker {
 
 }  // namespace
 
-bool parse_json_strictly(const std::string& text, int max_depth, Json::Value& out,
-                         std::string& error) {
-  Json::CharReaderBuilder builder;
-  Json::CharReaderBuilder::strictMode(&builder.settings_);
-  builder["stackLimit"] = max_depth;
-  const std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  std::string errors;
-  bool ok = false;
-  try {
-    ok = reader->parse(text.data(), text.data() + text.size(), &out, &errors);
-  } catch (const std::exception& e) {  // jsoncpp throws past its depth limit
-    errors = e.what();
-  }
-  if (ok) return true;
-  error = errors.substr(0, errors.find('\n', errors.find('\n') + 1));
-  for (char& c : error) c = c == '\n' ? ' ' : c;
-  return false;
-}
-
 DaemonConfig parse_config(const std::string& text, const std::string& name) {
   if (text.size() > kMaxConfigBytes) {
     throw Error(ErrorKind::kInvalidArgument, name + ": larger than 1 MiB");
   }
   Json::Value root;
   std::string error;
-  if (!parse_json_strictly(text, 32, root, error)) {
+  if (!parse_strict_json(text, 32, root, error)) {
     throw Error(ErrorKind::kInvalidArgument, name + ": not valid JSON: " + error);
   }
   const Checker check(name);

@@ -3,8 +3,6 @@
 // mountpoint; unknown keys and wrong types are errors that name the key.
 #pragma once
 
-#include <json/json.h>
-
 #include <string>
 #include <vector>
 
@@ -26,12 +24,6 @@ struct DaemonConfig {
   std::string trusted_keys_dir = "/etc/torshpkg/trusted-keys";
   std::vector<MountEntry> mounts;
 };
-
-// Parses JSON in jsoncpp's strict mode (duplicate keys, comments and trailing text refused)
-// with nesting bounded by `max_depth`. False with the first error's text, on one line, in
-// `error`.
-bool parse_json_strictly(const std::string& text, int max_depth, Json::Value& out,
-                         std::string& error);
 
 // Reads and checks a config file. Throws Error(kNotFound/kIo) when it cannot be read and
 // Error(kInvalidArgument) naming the file and key for anything malformed: not strict JSON,

@@ -11,8 +11,8 @@
 #include <cstring>
 #include <memory>
 
-#include "config.h"
 #include "torshpkg/error.h"
+#include "torshpkg/strict_json.h"
 
 namespace torshpkg::daemon {
 namespace {
@@ -124,7 +124,7 @@ void ControlServer::serve_one(const Handler& handler) {
   if (!read_request(client, text)) return;
   Json::Value request;
   std::string error;
-  if (!parse_json_strictly(text, 16, request, error) || !request.isObject() ||
+  if (!parse_strict_json(text, 16, request, error) || !request.isObject() ||
       !request["op"].isString()) {
     write_reply(client, error_reply("bad request: expected one JSON object with \"op\"",
                                     std::string(to_string(ErrorKind::kInvalidArgument))));

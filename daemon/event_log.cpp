@@ -51,13 +51,6 @@ EventLog::EventLog(const std::string& journal_path) : journal_(journal_path) {
   }
 }
 
-std::map<std::string, std::string> EventLog::package_fields(const Package& package,
-                                                            const std::string& path) {
-  return {{"package", package.manifest().name + "@" + package.manifest().version},
-          {"digest", "sha256:" + package.manifest_digest()},
-          {"path", path}};
-}
-
 void EventLog::record(const std::string& event, const std::map<std::string, std::string>& data,
                       pid_t object_pid) {
   JournalEvent written;
@@ -79,7 +72,7 @@ void EventLog::record_lineage(const Package& package) {
     std::lock_guard lock(mutex_);
     if (lineage_recorded_.count(digest)) return;
   }
-  const auto base = package_fields(package, "");
+  const auto base = package_event_fields(package, "");
   for (const LineageRecord& r : package.manifest().lineage) {
     auto data = base;
     data.erase("path");

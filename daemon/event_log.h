@@ -31,10 +31,6 @@ class EventLog {
   // journal's lifetime.
   void record_lineage(const Package& package);
 
-  // The fields every event about a package carries.
-  static std::map<std::string, std::string> package_fields(const Package& package,
-                                                           const std::string& path);
-
  private:
   void mirror(const JournalEvent* event, int priority, const std::string& message,
               pid_t object_pid);

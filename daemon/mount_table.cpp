@@ -105,7 +105,7 @@ const MountStatus& MountTable::mount(const MountEntry& entry, const std::string&
     m->status.mountpoint = entry.mountpoint;
     m->status.signer = admitted.signer;
     m->status.digest = "sha256:" + admitted.package->manifest_digest();
-    auto fields = EventLog::package_fields(*admitted.package, entry.package);
+    auto fields = package_event_fields(*admitted.package, entry.package);
     fields["mountpoint"] = entry.mountpoint;
     log_.record_lineage(*admitted.package);
 

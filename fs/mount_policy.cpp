@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <climits>
-#include <cstdlib>
 #include <optional>
 
 #include "torshpkg/encryption.h"
@@ -38,11 +36,8 @@ AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy
 }
 
 std::vector<std::string> standard_fuse_options(const std::string& package_path) {
-  char buf[PATH_MAX];
-  const std::string absolute =
-      ::realpath(package_path.c_str(), buf) != nullptr ? std::string(buf) : package_path;
   std::vector<std::string> options = {"ro", "default_permissions", "subtype=torshpkg",
-                                      "fsname=" + absolute, "max_read=1048576"};
+                                      "fsname=" + package_path, "max_read=1048576"};
   if (::getuid() == 0) options.emplace_back("allow_other");
   return options;
 }

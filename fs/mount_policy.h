@@ -29,7 +29,8 @@ struct AdmittedPackage {
 AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy);
 
 // The FUSE options every torshpkg mount gets: read-only, default permissions, 1 MiB reads,
-// fsname = the package's absolute path, subtype torshpkg, allow_other when run by root.
+// fsname = `package_path` (give it absolute: mount tables show it), subtype torshpkg,
+// allow_other when run by root.
 std::vector<std::string> standard_fuse_options(const std::string& package_path);
 
 }  // namespace torshpkg::fs

@@ -16,9 +16,7 @@ PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
       cache_(options_.cache_bytes) {
   for (const FileNode& f : package_->files()) total_bytes_ += f.size;
   const size_t resources = package_->manifest().resources.size();
-  last_end_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
-  run_start_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
-  advised_end_ = std::make_unique<std::atomic<uint64_t>[]>(resources);
+  reads_ = std::make_unique<ReadState[]>(resources);
   if (options_.readahead_bytes > 0 && resources > 0) {
     const size_t threads = std::max(1u, std::thread::hardware_concurrency());
     prefetcher_ = std::make_unique<Prefetcher>(threads, [this](uint32_t id, uint64_t index) {
@@ -127,33 +125,34 @@ void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
   // arrive slightly out of order: a read within two chunks of where the last one ended continues
   // the run. Readahead starts once the run is long enough that it cannot be one random read the
   // kernel split into several requests (a 1 MiB pread at an odd offset arrives as two).
-  const uint64_t previous_end = last_end_[r.id].exchange(end);
+  ReadState& state = reads_[r.id];
+  const uint64_t previous_end = state.last_end.exchange(end);
   const uint64_t window = 2ull * r.chunk_size;
   const bool continues =
       previous_end > 0 && offset <= previous_end + window && offset + window >= previous_end;
   uint64_t run_start = offset;
   if (continues) {
-    run_start = std::min(run_start_[r.id].load(), offset);
+    run_start = std::min(state.run_start.load(), offset);
   } else {
-    run_start_[r.id].store(offset);
+    state.run_start.store(offset);
   }
   const bool sequential = continues && end - run_start >= options_.sequential_after_bytes;
   if (!prefetcher_ || !sequential || end >= r.size) return;
   const uint64_t first = (end + r.chunk_size - 1) / r.chunk_size;
   const uint64_t count = std::max<uint64_t>(1, options_.readahead_bytes / r.chunk_size);
   const uint64_t last = std::min(first + count, r.chunk_count);
-  // Ask the disk for the stored bytes of the window's new chunks at once, so the prefetch
-  // threads verify and decode while the disk keeps reading (one hint per chunk, never twice).
-  uint64_t advised = advised_end_[r.id].load();
-  const uint64_t from = advised >= first && advised <= last ? advised : first;
-  if (from < last && advised_end_[r.id].compare_exchange_strong(advised, last)) {
-    try {
-      package_->will_need(r, from, last - from);
-    } catch (const Error&) {
-      // A damaged chunk index: the read of those chunks reports it.
-    }
+  // Only the chunks the window gained since the last request are new: ask the disk for their
+  // stored bytes at once (so the prefetch threads verify and decode while the disk keeps
+  // reading) and queue them, so each request costs nothing once the window is in flight.
+  uint64_t requested = state.requested_end.load();
+  const uint64_t from = requested >= first && requested <= last ? requested : first;
+  if (from >= last || !state.requested_end.compare_exchange_strong(requested, last)) return;
+  try {
+    package_->will_need(r, from, last - from);
+  } catch (const Error&) {
+    // A damaged chunk index: the read of those chunks reports it.
   }
-  for (uint64_t c = first; c < last; ++c) {
+  for (uint64_t c = from; c < last; ++c) {
     if (!cache_.contains(r.id, c)) prefetcher_->request(r.id, c);
   }
 }

@@ -109,11 +109,13 @@ class PackageFs {
   std::mutex in_flight_mutex_;
   std::map<std::pair<uint32_t, uint64_t>, std::shared_future<Chunk>> in_flight_;
   // Per resource: where the last read ended and where its run began, to recognise sequential
-  // reading, and up to which
-  // chunk the package file has been asked to come from disk ahead of the prefetcher.
-  std::unique_ptr<std::atomic<uint64_t>[]> last_end_;
-  std::unique_ptr<std::atomic<uint64_t>[]> run_start_;  // where the current contiguous run began
-  std::unique_ptr<std::atomic<uint64_t>[]> advised_end_;
+  // reading, and up to which chunk readahead has been requested.
+  struct ReadState {
+    std::atomic<uint64_t> last_end{0};
+    std::atomic<uint64_t> run_start{0};
+    std::atomic<uint64_t> requested_end{0};
+  };
+  std::unique_ptr<ReadState[]> reads_;
   std::atomic<uint64_t> bytes_served_{0};
   std::atomic<uint64_t> read_failures_{0};
   std::mutex openers_mutex_;

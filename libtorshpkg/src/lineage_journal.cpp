@@ -13,8 +13,8 @@
 
 #include "file_io.h"
 #include "sha256.h"
-#include "strict_json.h"
 #include "torshpkg/error.h"
+#include "torshpkg/strict_json.h"
 
 namespace torshpkg {
 namespace {
@@ -133,6 +133,13 @@ std::pair<uint64_t, std::string> last_event(int fd, const std::string& name) {
 }
 
 }  // namespace
+
+std::map<std::string, std::string> package_event_fields(const Package& package,
+                                                        const std::string& path) {
+  return {{"package", package.manifest().name + "@" + package.manifest().version},
+          {"digest", "sha256:" + package.manifest_digest()},
+          {"path", path}};
+}
 
 std::string_view journal_message_id(std::string_view event) {
   static const std::map<std::string_view, std::string_view> ids = {

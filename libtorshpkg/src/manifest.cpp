@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "sha256.h"
-#include "strict_json.h"
+#include "torshpkg/strict_json.h"
 #include "torshpkg/error.h"
 #include "zip_archive.h"
 

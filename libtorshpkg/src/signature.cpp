@@ -8,7 +8,7 @@
 
 #include "file_io.h"
 #include "sha256.h"
-#include "strict_json.h"
+#include "torshpkg/strict_json.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
 #include "zip_archive.h"

@@ -1,4 +1,4 @@
-#include "strict_json.h"
+#include "torshpkg/strict_json.h"
 
 #include <algorithm>
 #include <memory>

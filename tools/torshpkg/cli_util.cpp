@@ -161,6 +161,11 @@ std::unique_ptr<Package> open_package(const std::string& path, const SecretOptio
   return Package::open(path, secret ? &*secret : nullptr);
 }
 
+std::string absolute_path(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
 void record_lineage_event(const std::string& journal, const std::string& event,
                           const std::string& path,
                           const std::map<std::string, std::string>& extra) {
@@ -179,11 +184,8 @@ void record_lineage_event(const std::string& journal, const std::string& event,
   }
   try {
     const auto package = Package::open(path);
-    std::map<std::string, std::string> data = extra;
-    data["package"] = package->manifest().name + "@" + package->manifest().version;
-    data["digest"] = "sha256:" + package->manifest_digest();
-    char buf[PATH_MAX];
-    data["path"] = ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+    std::map<std::string, std::string> data = package_event_fields(*package, absolute_path(path));
+    data.insert(extra.begin(), extra.end());
     const JournalEvent written = LineageJournal(target).append(event, data);
     // Mirrored to journald like the daemon's events (best effort: no journald, no copy).
     std::vector<std::string> fields =

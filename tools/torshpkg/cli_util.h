@@ -75,6 +75,10 @@ struct SecretOptions {
 // Opens a package, unlocking it with the secret when one is given.
 std::unique_ptr<Package> open_package(const std::string& path, const SecretOptions& secrets);
 
+// The absolute, symlink-free form of an existing path; the path as given when it cannot be
+// resolved (the later open reports why).
+std::string absolute_path(const std::string& path);
+
 // Records a lineage event about the package at `path` (package, digest, path and `extra`) in
 // the journal: `journal` when given (failure is an error), else $TORSHPKG_JOURNAL, else
 // /var/lib/torshpkg/lineage.jsonl when that folder exists (failure there only warns).

@@ -41,22 +41,17 @@ struct MountArgs {
   uint32_t kernel_read_ahead_kb = 1024;
 };
 
-std::string absolute(const std::string& path) {
-  char buf[PATH_MAX];
-  return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
-}
-
 // Asks a running torshpkgd to mount; false when none runs (the caller mounts alone).
 bool mount_through_daemon(const MountArgs& a) {
   Json::Value request(Json::objectValue);
   request["op"] = "mount";
-  request["package"] = absolute(a.pkg);
-  request["mountpoint"] = absolute(a.dir);
+  request["package"] = absolute_path(a.pkg);
+  request["mountpoint"] = absolute_path(a.dir);
   request["allow_unsigned"] = a.allow_unsigned;
-  request["trusted_keys_dir"] = absolute(a.trusted_keys);
+  request["trusted_keys_dir"] = absolute_path(a.trusted_keys);
   if (!a.secrets.password_file.empty())
-    request["password_file"] = absolute(a.secrets.password_file);
-  if (!a.secrets.key_file.empty()) request["key_file"] = absolute(a.secrets.key_file);
+    request["password_file"] = absolute_path(a.secrets.password_file);
+  if (!a.secrets.key_file.empty()) request["key_file"] = absolute_path(a.secrets.key_file);
   const auto reply = daemon_request(daemon_socket(a.socket), request);
   if (!reply) return false;
   const std::string signer = (*reply)["signer"].asString();
@@ -146,7 +141,7 @@ int run_mount(const MountArgs& a) {
   options.signer = signer;
   options.kernel_read_ahead_kb = a.kernel_read_ahead_kb;
   const std::string name = package->manifest().name + "@" + package->manifest().version;
-  std::vector<std::string> fuse_options = fs::standard_fuse_options(a.pkg);
+  std::vector<std::string> fuse_options = fs::standard_fuse_options(absolute_path(a.pkg));
   fuse_options.insert(fuse_options.end(), a.fuse_options.begin(), a.fuse_options.end());
   const ServeFn serve = [&](const std::function<void(const std::string&)>& ready) {
     fs::PackageFs filesystem(std::move(package), options);
@@ -209,7 +204,7 @@ Action add_umount_command(CLI::App& app) {
     // A mount the daemon holds is unmounted by the daemon, so it records it and lets go.
     Json::Value request(Json::objectValue);
     request["op"] = "umount";
-    request["mountpoint"] = absolute(a->dir);
+    request["mountpoint"] = absolute_path(a->dir);
     request["lazy"] = a->lazy;
     try {
       if (daemon_request(daemon_socket(a->socket), request)) return kExitOk;

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "torshpkg/package.h"
+
 namespace torshpkg {
 
 struct JournalEvent {
@@ -45,6 +47,11 @@ std::string_view journal_message_id(std::string_view event);
 // other characters as '_'). The caller sends them (sd_journal_sendv).
 std::vector<std::string> journal_fields(const JournalEvent& event, std::string_view identifier,
                                         const std::string& message, int priority);
+
+// The fields every event about a package carries: package (name@version), digest
+// ("sha256:" + manifest digest) and path (the package file, as given).
+std::map<std::string, std::string> package_event_fields(const Package& package,
+                                                        const std::string& path);
 
 class LineageJournal {
  public:

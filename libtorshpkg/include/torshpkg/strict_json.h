@@ -1,5 +1,6 @@
-// Strict JSON parsing shared by the manifest and signature parsers: RFC 8259 only (no comments,
-// no trailing commas or data, no duplicate keys), bounded nesting.
+// Strict JSON parsing for every JSON torshpkg reads (manifests, signatures, journals, safetensors
+// headers, the daemon's config and control requests): RFC 8259 only (no comments, no trailing
+// commas or data, no duplicate keys), valid UTF-8, bounded nesting. Exposes jsoncpp's Json::Value.
 #pragma once
 
 #include <json/json.h>
