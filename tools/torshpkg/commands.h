@@ -22,5 +22,6 @@ Action add_umount_command(CLI::App& app);
 Action add_lineage_command(CLI::App& app);
 Action add_status_command(CLI::App& app);
 Action add_tensors_command(CLI::App& app);
+Action add_load_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

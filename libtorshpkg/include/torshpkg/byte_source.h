@@ -22,6 +22,9 @@ class ByteSource {
   // A hint that [offset, offset + length) will be read soon (a file starts reading it from
   // disk in the background). Never fails; does nothing by default.
   virtual void will_need(uint64_t /*offset*/, uint64_t /*length*/) const {}
+  // Reads that start and end on multiples of this many bytes are the cheapest (a package
+  // resource's chunk size); 0 when any size will do.
+  virtual uint64_t preferred_read_size() const { return 0; }
 };
 
 // Opens `path` read-only. Throws Error(kNotFound / kIo).
