@@ -96,7 +96,11 @@ class CudaWorker final : public LoadWorker {
 
 class CudaBackend final : public LoadBackend {
  public:
-  explicit CudaBackend(int device) : device_(device) {}
+  // Creates the device's primary context now (cudaFree(nullptr) is the idiom for it).
+  explicit CudaBackend(int device) : device_(device) {
+    check(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
+    check(cudaFree(nullptr), "creating the CUDA context of device " + std::to_string(device_));
+  }
   ~CudaBackend() override {
     if (block_ != nullptr) {
       cudaSetDevice(device_);

@@ -12,6 +12,7 @@ namespace torshpkg {
 
 // Stage times of one reader thread, in seconds.
 struct StageTimes {
+  double staging = 0;
   double read = 0;
   double copy = 0;
   double wait = 0;
@@ -46,7 +47,8 @@ class LoadBackend {
 };
 
 std::unique_ptr<LoadBackend> make_host_backend();
-// Throws Error(kUnsupported) when this build has no CUDA or the device is not visible.
+// Creates the device's CUDA context (so that its cost stays out of the load's time). Throws
+// Error(kUnsupported) when this build has no CUDA or the device is not visible.
 std::unique_ptr<LoadBackend> make_cuda_backend(int device);
 
 }  // namespace torshpkg

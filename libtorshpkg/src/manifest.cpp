@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "sha256.h"
-#include "torshpkg/strict_json.h"
 #include "torshpkg/error.h"
+#include "torshpkg/strict_json.h"
 #include "zip_archive.h"
 
 namespace torshpkg {

@@ -8,9 +8,9 @@
 
 #include "file_io.h"
 #include "sha256.h"
-#include "torshpkg/strict_json.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
+#include "torshpkg/strict_json.h"
 #include "zip_archive.h"
 
 namespace torshpkg {

@@ -72,7 +72,9 @@ void run_readers(const ByteSource& source, LoadBackend& backend, const std::vect
   const auto reader = [&] {
     StageTimes times;
     try {
+      const Clock::time_point made = Clock::now();
       const std::unique_ptr<LoadWorker> worker = backend.make_worker(piece_bytes, buffers);
+      times.staging += seconds_since(made);
       try {
         for (size_t i = next++; i < pieces.size() && !failed; i = next++) {
           const Piece& p = pieces[i];
@@ -96,6 +98,7 @@ void run_readers(const ByteSource& source, LoadBackend& backend, const std::vect
       if (!first_error) first_error = std::current_exception();
     }
     const std::lock_guard lock(mutex);
+    stats.staging_seconds += times.staging;
     stats.read_seconds += times.read;
     stats.copy_seconds += times.copy;
     stats.wait_seconds += times.wait;
@@ -167,16 +170,18 @@ std::string LoadedTensors::sha256(const TensorInfo& t) const {
 
 std::unique_ptr<LoadedTensors> load_tensors(const ByteSource& source, const LoadOptions& options) {
   check_options(options);
-  const Clock::time_point start = Clock::now();
-  SafetensorsHeader header = read_safetensors_header(source);
-  const uint64_t data_size = source.size() - header.data_start;
-
+  LoadStats stats;
+  const Clock::time_point init = Clock::now();
   std::unique_ptr<LoadBackend> backend = options.target.device == LoadDevice::kHost
                                              ? make_host_backend()
                                              : make_cuda_backend(options.target.index);
+  stats.init_seconds = seconds_since(init);
+
+  const Clock::time_point start = Clock::now();
+  SafetensorsHeader header = read_safetensors_header(source);
+  const uint64_t data_size = source.size() - header.data_start;
   backend->allocate(data_size);
 
-  LoadStats stats;
   stats.bytes = data_size;
   stats.piece_bytes = effective_piece_bytes(source, options.piece_bytes);
   const std::vector<Piece> pieces = plan_pieces(header.data_start, data_size, stats.piece_bytes);

@@ -109,7 +109,7 @@ class Load(TempDirTest):
         self.assertEqual(out["device"], "cpu")
         self.assertEqual(out["tensor_count"], len(self.tensors))
         self.assertGreater(out["seconds"], 0)
-        self.assertEqual(set(out["stages"]), {"setup_s", "read_s", "copy_s", "wait_s"})
+        self.assertEqual(set(out["stages"]), {"init_s", "setup_s", "staging_s", "read_s", "copy_s", "wait_s"})
         return out
 
     def package(self, *extra):

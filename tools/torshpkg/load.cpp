@@ -55,7 +55,9 @@ Json::Value stats_json(const LoadArgs& a, const LoadedTensors& loaded) {
   out["piece_bytes"] = Json::UInt64(s.piece_bytes);
   out["pieces"] = Json::UInt64(s.pieces);
   Json::Value stages(Json::objectValue);
+  stages["init_s"] = s.init_seconds;
   stages["setup_s"] = s.setup_seconds;
+  stages["staging_s"] = s.staging_seconds;
   stages["read_s"] = s.read_seconds;
   stages["copy_s"] = s.copy_seconds;
   stages["wait_s"] = s.wait_seconds;
@@ -116,8 +118,10 @@ Action add_load_command(CLI::App& app) {
                 to_string(loaded->target()).c_str(), s.seconds, s.gigabytes_per_second(), s.threads,
                 human_bytes(s.piece_bytes).c_str());
     std::printf(
-        "stages: setup %.3f s; summed over threads: read %.3f s, copy %.3f s, wait %.3f s\n",
-        s.setup_seconds, s.read_seconds, s.copy_seconds, s.wait_seconds);
+        "stages: device init %.3f s (not counted), setup %.3f s; summed over threads: staging "
+        "%.3f s, read %.3f s, copy %.3f s, wait %.3f s\n",
+        s.init_seconds, s.setup_seconds, s.staging_seconds, s.read_seconds, s.copy_seconds,
+        s.wait_seconds);
     if (a->sha256) {
       for (const TensorInfo& t : loaded->header().tensors) {
         std::printf("%s  %s\n", loaded->sha256(t).c_str(), t.name.c_str());

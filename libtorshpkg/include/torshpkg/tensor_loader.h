@@ -49,17 +49,20 @@ struct LoadOptions {
   unsigned buffers_per_thread = 2;  // pinned staging buffers per reader thread (cuda)
 };
 
-// Where the time of one load went. Stage times are summed over the reader threads, so with
-// several threads they can exceed `seconds`.
+// Where the time of one load went. Staging, read, copy and wait times are summed over the
+// reader threads, so with several threads they can exceed `seconds`.
 struct LoadStats {
-  uint64_t bytes = 0;        // the data buffer's size
-  double seconds = 0;        // wall time of the whole load: header, allocation, reads, copies
-  double setup_seconds = 0;  // header, device and staging allocation (wall)
-  double read_seconds = 0;   // in the source's read_at
-  double copy_seconds = 0;   // issuing host-to-device copies (cuda)
-  double wait_seconds = 0;   // waiting for a staging buffer's copy, and the final sync (cuda)
-  unsigned threads = 0;      // reader threads used
-  size_t piece_bytes = 0;    // piece size used
+  uint64_t bytes = 0;          // the data buffer's size
+  double seconds = 0;          // wall time of the load: header, allocation, reads, copies
+  double init_seconds = 0;     // creating the CUDA context first (once per process; not in
+                               // `seconds`, as a serving process has its context already)
+  double setup_seconds = 0;    // header and block allocation (wall)
+  double staging_seconds = 0;  // allocating the reader threads' pinned staging buffers (cuda)
+  double read_seconds = 0;     // in the source's read_at
+  double copy_seconds = 0;     // issuing host-to-device copies (cuda)
+  double wait_seconds = 0;     // waiting for a staging buffer's copy, and the final sync (cuda)
+  unsigned threads = 0;        // reader threads used
+  size_t piece_bytes = 0;      // piece size used
   uint64_t pieces = 0;
   double gigabytes_per_second() const { return seconds > 0 ? double(bytes) / seconds / 1e9 : 0; }
 };
