@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "sha256.h"
 #include "torshpkg/manifest.h"
+#include "torshpkg/sha256.h"
 
 namespace torshpkg {
 

@@ -8,8 +8,8 @@
 
 #include "file_io.h"
 #include "little_endian.h"
-#include "sha256.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 
 namespace torshpkg {
 namespace {

@@ -15,8 +15,8 @@
 #include <utility>
 
 #include "file_io.h"
-#include "sha256.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 
 namespace torshpkg {
 namespace {

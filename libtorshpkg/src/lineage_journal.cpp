@@ -12,8 +12,8 @@
 #include <ctime>
 
 #include "file_io.h"
-#include "sha256.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"
 
 namespace torshpkg {

@@ -7,8 +7,8 @@
 #include <set>
 #include <sstream>
 
-#include "sha256.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"
 #include "zip_archive.h"
 

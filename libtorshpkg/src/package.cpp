@@ -10,9 +10,9 @@
 #include "chunk_codec.h"
 #include "chunk_index.h"
 #include "crypto.h"
-#include "sha256.h"
 #include "thread_pool.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 #include "zip_archive.h"
 
 namespace torshpkg {

@@ -15,9 +15,9 @@
 #include "chunk_index.h"
 #include "crypto.h"
 #include "file_io.h"
-#include "sha256.h"
 #include "thread_pool.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 #include "torshpkg/signature.h"
 #include "zip_archive.h"
 

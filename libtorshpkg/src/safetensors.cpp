@@ -8,8 +8,8 @@
 #include <set>
 
 #include "file_io.h"
-#include "sha256.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"
 
 namespace torshpkg {
@@ -197,26 +197,35 @@ std::string tensor_sha256(const ByteSource& source, const SafetensorsHeader& hea
   return to_hex(d);
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+struct SafetensorsWriter::Rep {
+  std::string path;
+  AtomicFile out;
+  std::vector<uint64_t> sizes;  // bytes each tensor calls for
+  size_t tensor = 0;            // the tensor being written
+  uint64_t written = 0;         // bytes of it written so far
+  explicit Rep(const std::string& p) : path(p), out(p) {}
+};
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path,
+                                     const std::vector<TensorSpec>& tensors,
+                                     const std::map<std::string, std::string>& metadata) {
   Json::Value root(Json::objectValue);
   if (!metadata.empty()) {
     root["__metadata__"] = Json::Value(Json::objectValue);
     for (const auto& [k, v] : metadata) root["__metadata__"][k] = v;
   }
   std::set<std::string> names;
+  std::vector<uint64_t> sizes;
   uint64_t at = 0;
-  for (const TensorToWrite& t : tensors) {
+  for (const TensorSpec& t : tensors) {
     if (t.name.empty() || t.name == "__metadata__" || !names.insert(t.name).second) {
       throw invalid_argument("safetensors: tensor name '" + t.name +
                              "' is empty, reserved or used twice");
     }
     const auto bytes = tensor_bytes(t.dtype, t.shape);
-    if (!bytes || *bytes != t.data.size()) {
-      throw invalid_argument("safetensors: tensor '" + t.name + "' has " +
-                             std::to_string(t.data.size()) +
-                             " bytes, its shape and dtype call for " +
-                             (bytes ? std::to_string(*bytes) : std::string("an impossible size")));
+    if (!bytes) {
+      throw invalid_argument("safetensors: tensor '" + t.name +
+                             "' has a shape whose size overflows or splits a byte");
     }
     Json::Value v(Json::objectValue);
     v["dtype"] = std::string(dtype_name(t.dtype));
@@ -226,6 +235,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     v["data_offsets"].append(Json::UInt64(at));
     v["data_offsets"].append(Json::UInt64(at + *bytes));
     root[t.name] = v;
+    sizes.push_back(*bytes);
     at += *bytes;
   }
   Json::StreamWriterBuilder writer;
@@ -233,23 +243,75 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   writer["emitUTF8"] = true;
   std::string header = Json::writeString(writer, root);
   header.append((8 - (8 + header.size()) % 8) % 8, ' ');
+  if (header.size() > SafetensorsLimits::kMaxHeader) {
+    throw invalid_argument("safetensors: the header would be " + std::to_string(header.size()) +
+                           " bytes, over the format's limit");
+  }
+  rep_ = std::make_unique<Rep>(path);
+  rep_->sizes = std::move(sizes);
   uint8_t size_bytes[8];
   for (int i = 0; i < 8; ++i) size_bytes[i] = static_cast<uint8_t>(header.size() >> (8 * i));
-  AtomicFile out(path);
-  const auto write_all = [&](const void* data, size_t size) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    while (size > 0) {
-      const ssize_t n = ::write(out.fd(), p, size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw io_error(path, "cannot write", errno);
-      p += n;
-      size -= static_cast<size_t>(n);
+  write_all(rep_->out.fd(), std::span<const uint8_t>(size_bytes, 8), path);
+  write_all(rep_->out.fd(),
+            std::span(reinterpret_cast<const uint8_t*>(header.data()), header.size()), path);
+  skip_finished();
+}
+
+SafetensorsWriter::~SafetensorsWriter() = default;
+
+void SafetensorsWriter::skip_finished() {
+  while (rep_->tensor < rep_->sizes.size() && rep_->written == rep_->sizes[rep_->tensor]) {
+    ++rep_->tensor;
+    rep_->written = 0;
+  }
+}
+
+void SafetensorsWriter::write(std::span<const uint8_t> data) {
+  uint64_t room = 0;
+  for (size_t i = rep_->tensor; i < rep_->sizes.size() && room < data.size(); ++i) {
+    room += rep_->sizes[i] - (i == rep_->tensor ? rep_->written : 0);
+  }
+  if (data.size() > room) {
+    throw invalid_argument("safetensors: " + rep_->path + ": more data than the tensors call for");
+  }
+  write_all(rep_->out.fd(), data, rep_->path);
+  uint64_t left = data.size();
+  while (left > 0) {
+    const uint64_t n = std::min(left, rep_->sizes[rep_->tensor] - rep_->written);
+    rep_->written += n;
+    left -= n;
+    skip_finished();
+  }
+}
+
+size_t SafetensorsWriter::current_tensor() const {
+  return rep_->tensor;
+}
+
+void SafetensorsWriter::commit() {
+  if (rep_->tensor < rep_->sizes.size()) {
+    throw invalid_argument("safetensors: " + rep_->path + ": tensor " +
+                           std::to_string(rep_->tensor) + " is missing " +
+                           std::to_string(rep_->sizes[rep_->tensor] - rep_->written) + " bytes");
+  }
+  rep_->out.commit();
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorSpec> specs;
+  for (const TensorToWrite& t : tensors) {
+    const auto bytes = tensor_bytes(t.dtype, t.shape);
+    if (bytes && *bytes != t.data.size()) {
+      throw invalid_argument("safetensors: tensor '" + t.name + "' has " +
+                             std::to_string(t.data.size()) +
+                             " bytes, its shape and dtype call for " + std::to_string(*bytes));
     }
-  };
-  write_all(size_bytes, 8);
-  write_all(header.data(), header.size());
-  for (const TensorToWrite& t : tensors) write_all(t.data.data(), t.data.size());
-  out.commit();
+    specs.push_back({t.name, t.dtype, t.shape});
+  }
+  SafetensorsWriter writer(path, specs, metadata);
+  for (const TensorToWrite& t : tensors) writer.write(t.data);
+  writer.commit();
 }
 
 }  // namespace torshpkg

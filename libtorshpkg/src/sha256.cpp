@@ -1,4 +1,4 @@
-#include "sha256.h"
+#include "torshpkg/sha256.h"
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>

@@ -7,9 +7,9 @@
 #include <memory>
 
 #include "file_io.h"
-#include "sha256.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
+#include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"
 #include "zip_archive.h"
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "load_backend.h"
-#include "sha256.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 
 namespace torshpkg {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "sha256.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 
 namespace torshpkg {
 namespace {

@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "sha256.h"
 #include "test_util.h"
 #include "torshpkg/error.h"
+#include "torshpkg/sha256.h"
 
 namespace torshpkg {
 namespace {

@@ -143,5 +143,41 @@ TEST(Safetensors, WriterRefusesInconsistentTensors) {
   EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
 }
 
+TEST(Safetensors, StreamingWriterTakesBytesInAnyPiecesAndChecksTheTotal) {
+  TempDir dir;
+  const auto bytes = testing::random_bytes(4 + 12 + 0 + 8, 3);
+  const std::vector<TensorSpec> specs = {{"a", Dtype::kU8, {4}},
+                                         {"b", Dtype::kF32, {3}},
+                                         {"empty", Dtype::kF16, {0}},
+                                         {"c", Dtype::kI64, {}}};
+  {
+    SafetensorsWriter w(dir / "s.safetensors", specs, {{"k", "v"}});
+    EXPECT_EQ(w.current_tensor(), 0u);
+    w.write(std::span(bytes).subspan(0, 6));  // all of a, part of b
+    EXPECT_EQ(w.current_tensor(), 1u);
+    w.write(std::span(bytes).subspan(6, 10));  // the rest of b: the empty tensor is skipped
+    EXPECT_EQ(w.current_tensor(), 3u);
+    EXPECT_EQ(testing::kind_of([&] { w.write(std::vector<uint8_t>(9)); }),
+              ErrorKind::kInvalidArgument);
+    EXPECT_EQ(testing::kind_of([&] { w.commit(); }), ErrorKind::kInvalidArgument);
+    w.write(std::span(bytes).subspan(16));
+    EXPECT_EQ(w.current_tensor(), 4u);
+    w.commit();
+  }
+  const auto source = open_file_source(dir / "s.safetensors");
+  const SafetensorsHeader h = read_safetensors_header(*source);
+  ASSERT_EQ(h.tensors.size(), 4u);
+  EXPECT_EQ(h.metadata.at("k"), "v");
+  std::vector<uint8_t> data(source->size() - h.data_start);
+  source->read_at(h.data_start, data);
+  EXPECT_EQ(data, bytes);
+  {
+    SafetensorsWriter unfinished(dir / "u.safetensors", specs);
+    unfinished.write(std::span(bytes).subspan(0, 2));
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "u.safetensors"));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);  // no temp
+}
+
 }  // namespace
 }  // namespace torshpkg

@@ -8,10 +8,10 @@
 #include <random>
 #include <set>
 
-#include "sha256.h"
 #include "test_util.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package_writer.h"
+#include "torshpkg/sha256.h"
 
 namespace torshpkg {
 namespace {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -91,6 +92,41 @@ std::optional<uint64_t> tensor_bytes(Dtype dtype, std::span<const uint64_t> shap
 // Hex SHA-256 of a tensor's bytes, read from `source` in pieces (any size of tensor).
 std::string tensor_sha256(const ByteSource& source, const SafetensorsHeader& header,
                           const TensorInfo& tensor);
+
+// A tensor's name, dtype and shape: what the header says of it.
+struct TensorSpec {
+  std::string name;
+  Dtype dtype = Dtype::kU8;
+  std::vector<uint64_t> shape;
+};
+
+// Writes a safetensors file whose tensors are known up front and whose bytes arrive in pieces
+// (a converter materializing one tensor at a time). The header is written at construction; the
+// tensors' bytes follow, in the order given, through write(); commit() renames the temporary
+// file into place once every byte has come. Destroyed before commit(), it removes the
+// temporary file. Not thread-safe. Throws as write_safetensors.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, const std::vector<TensorSpec>& tensors,
+                    const std::map<std::string, std::string>& metadata = {});
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  // Appends bytes of the current tensor (and of the following ones when `data` runs past its
+  // end). Throws Error(kInvalidArgument) past the last tensor's end.
+  void write(std::span<const uint8_t> data);
+  // The index of the tensor the next byte belongs to (tensors.size() when all are complete).
+  size_t current_tensor() const;
+  // Throws Error(kInvalidArgument) when bytes are missing; Error(kIo) when the file cannot be
+  // synced or renamed.
+  void commit();
+
+ private:
+  void skip_finished();
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
 
 struct TensorToWrite {
   std::string name;
