@@ -28,7 +28,7 @@ std::string_view to_string(ErrorKind kind) {
 
 Error corrupt(std::string_view file, std::string_view reason) {
   return Error(ErrorKind::kCorrupt,
-               std::string(file) + ": corrupt package: " + std::string(reason));
+               std::string(file) + ": corrupt: " + std::string(reason));
 }
 
 Error io_error(std::string_view file, std::string_view what, int errno_value) {
