@@ -99,6 +99,22 @@ def main():
                 (b'{"q":{"dtype":"F4","shape":[4],"data_offsets":[0,2]},'
                  b'"e":{"dtype":"I64","shape":[0],"data_offsets":[2,2]}}    ', 2)):
             save("safetensors", struct.pack("<Q", len(header)) + header + bytes(range(data)))
+        # Converters: pickles, .npy files, ONNX models and ZIP archives the real producers made
+        # (tests/fixtures/convert).
+        fixtures = os.path.join(HERE, "..", "fixtures", "convert")
+        for archive in ("checkpoint.pt", "module.pt", "tiny.torchpkg", "arrays.npz",
+                        "arrays_compressed.npz"):
+            path = os.path.join(fixtures, archive)
+            save("source_zip", open(path, "rb").read())
+            with zipfile.ZipFile(path) as z:
+                for name in z.namelist():
+                    if name.endswith(".pkl"):
+                        save("pickle", z.read(name))
+                    if name.endswith(".npy") and archive == "arrays.npz":
+                        save("npy", z.read(name))
+        save("npy", open(os.path.join(fixtures, "weights.npy"), "rb").read())
+        for model in ("model.onnx", os.path.join("onnx_external", "model.onnx")):
+            save("onnx", open(os.path.join(fixtures, model), "rb").read())
     finally:
         shutil.rmtree(work)
 

@@ -23,5 +23,7 @@ Action add_lineage_command(CLI::App& app);
 Action add_status_command(CLI::App& app);
 Action add_tensors_command(CLI::App& app);
 Action add_load_command(CLI::App& app);
+Action add_convert_command(CLI::App& app);
+Action add_diff_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

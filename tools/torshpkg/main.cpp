@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
        {&add_create_command, &add_info_command, &add_ls_command, &add_cat_command,
         &add_extract_command, &add_verify_command, &add_keygen_command, &add_sign_command,
         &add_mount_command, &add_umount_command, &add_status_command, &add_lineage_command,
-        &add_tensors_command, &add_load_command}) {
+        &add_tensors_command, &add_load_command, &add_convert_command, &add_diff_command}) {
     Action action = add(app);
     actions[app.get_subcommands({}).back()] = std::move(action);
   }

@@ -1,0 +1,230 @@
+#include "source_zip.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <set>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg::convert {
+namespace {
+
+constexpr uint32_t kEocdSig = 0x06054b50;
+constexpr uint32_t kZip64LocatorSig = 0x07064b50;
+constexpr uint32_t kZip64EocdSig = 0x06064b50;
+constexpr uint32_t kCentralSig = 0x02014b50;
+constexpr uint32_t kLocalSig = 0x04034b50;
+constexpr uint64_t kMaxCentralDirectory = 1ull << 30;
+constexpr uint64_t kMaxEntries = 4'000'000;
+
+uint16_t u16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | p[1] << 8);
+}
+uint32_t u32(const uint8_t* p) {
+  return u16(p) | static_cast<uint32_t>(u16(p + 2)) << 16;
+}
+uint64_t u64(const uint8_t* p) {
+  return u32(p) | static_cast<uint64_t>(u32(p + 4)) << 32;
+}
+
+std::vector<uint8_t> read_range(const ByteSource& s, uint64_t offset, uint64_t size) {
+  if (offset > s.size() || size > s.size() - offset) {
+    throw corrupt(s.name(), "ZIP structure points past the end of the file");
+  }
+  std::vector<uint8_t> out(static_cast<size_t>(size));
+  s.read_at(offset, out);
+  return out;
+}
+
+struct EndRecord {
+  uint64_t entries = 0;
+  uint64_t cd_size = 0;
+  uint64_t cd_offset = 0;
+  uint64_t end = 0;  // where the central directory must end (the first end record)
+};
+
+EndRecord read_end_records(const ByteSource& s) {
+  const uint64_t size = s.size();
+  if (size < 22) throw corrupt(s.name(), "not a ZIP archive (too short)");
+  const uint64_t tail_len = std::min<uint64_t>(size, 22 + 65535);
+  const std::vector<uint8_t> tail = read_range(s, size - tail_len, tail_len);
+  for (size_t i = tail.size() - 22 + 1; i-- > 0;) {
+    const uint8_t* p = tail.data() + i;
+    if (u32(p) != kEocdSig || i + 22 + u16(p + 20) > tail.size()) continue;
+    const uint64_t eocd = size - tail_len + i;
+    if (u16(p + 4) != 0 && u16(p + 4) != 0xFFFF) throw unsupported(s.name(), "multi-disk ZIP");
+    EndRecord r{u16(p + 10), u32(p + 12), u32(p + 16), eocd};
+    if (r.entries == 0xFFFF || r.cd_size == 0xFFFFFFFF || r.cd_offset == 0xFFFFFFFF) {
+      if (eocd < 20) throw corrupt(s.name(), "ZIP64 locator missing");
+      const auto loc = read_range(s, eocd - 20, 20);
+      if (u32(loc.data()) != kZip64LocatorSig) throw corrupt(s.name(), "ZIP64 locator missing");
+      const uint64_t at = u64(loc.data() + 8);
+      if (at > eocd - 20) throw corrupt(s.name(), "ZIP64 end record out of place");
+      const auto z = read_range(s, at, 56);
+      if (u32(z.data()) != kZip64EocdSig) throw corrupt(s.name(), "bad ZIP64 end record");
+      r = {u64(z.data() + 32), u64(z.data() + 40), u64(z.data() + 48), at};
+    }
+    return r;
+  }
+  throw corrupt(s.name(), "not a ZIP archive (no end of central directory record)");
+}
+
+// The ZIP64 extended information of a central record fills the fields that overflowed.
+void apply_zip64_extra(const uint8_t* extra, size_t len, SourceZipEntry& e, uint64_t& local,
+                       const std::string& archive) {
+  for (size_t at = 0; at + 4 <= len;) {
+    const uint16_t id = u16(extra + at);
+    const uint16_t n = u16(extra + at + 2);
+    if (at + 4 + n > len) throw corrupt(archive, "truncated extra field in " + e.name);
+    if (id == 0x0001) {
+      const uint8_t* p = extra + at + 4;
+      size_t left = n;
+      const auto take = [&](uint64_t& field) {
+        if (left < 8) throw corrupt(archive, "short ZIP64 field in " + e.name);
+        field = u64(p);
+        p += 8;
+        left -= 8;
+      };
+      if (e.size == 0xFFFFFFFF) take(e.size);
+      if (e.compressed_size == 0xFFFFFFFF) take(e.compressed_size);
+      if (local == 0xFFFFFFFF) take(local);
+    }
+    at += 4 + n;
+  }
+}
+
+}  // namespace
+
+SourceZip::SourceZip(std::shared_ptr<const ByteSource> source) : source_(std::move(source)) {
+  const ByteSource& s = *source_;
+  const EndRecord end = read_end_records(s);
+  if (end.cd_size > kMaxCentralDirectory || end.entries > kMaxEntries) {
+    throw corrupt(s.name(), "ZIP central directory too large");
+  }
+  if (end.cd_offset > end.end || end.cd_size > end.end - end.cd_offset) {
+    throw corrupt(s.name(), "ZIP central directory out of bounds");
+  }
+  const std::vector<uint8_t> cd = read_range(s, end.cd_offset, end.cd_size);
+  std::set<std::string_view> names;
+  size_t at = 0;
+  entries_.reserve(static_cast<size_t>(end.entries));
+  for (uint64_t i = 0; i < end.entries; ++i) {
+    if (at + 46 > cd.size() || u32(cd.data() + at) != kCentralSig) {
+      throw corrupt(s.name(), "bad ZIP central directory record " + std::to_string(i));
+    }
+    const uint8_t* p = cd.data() + at;
+    const size_t name_len = u16(p + 28), extra_len = u16(p + 30), comment_len = u16(p + 32);
+    if (at + 46 + name_len + extra_len + comment_len > cd.size()) {
+      throw corrupt(s.name(), "truncated ZIP central directory record " + std::to_string(i));
+    }
+    SourceZipEntry e;
+    e.name.assign(reinterpret_cast<const char*>(p + 46), name_len);
+    if (u16(p + 8) & 0x0001) throw unsupported(s.name(), "encrypted ZIP member " + e.name);
+    e.method = u16(p + 10);
+    e.crc32 = u32(p + 16);
+    e.compressed_size = u32(p + 20);
+    e.size = u32(p + 24);
+    uint64_t local = u32(p + 42);
+    apply_zip64_extra(p + 46 + name_len, extra_len, e, local, s.name());
+    at += 46 + name_len + extra_len + comment_len;
+
+    const auto lh = read_range(s, local, 30);
+    if (u32(lh.data()) != kLocalSig) throw corrupt(s.name(), "bad local header of " + e.name);
+    e.data_offset = local + 30 + u16(lh.data() + 26) + u16(lh.data() + 28);
+    if (e.data_offset > end.cd_offset || e.compressed_size > end.cd_offset - e.data_offset) {
+      throw corrupt(s.name(), "member " + e.name + " runs into the central directory");
+    }
+    if (e.method == 0 && e.compressed_size != e.size) {
+      throw corrupt(s.name(), "stored member " + e.name + " has two sizes");
+    }
+    entries_.push_back(std::move(e));
+  }
+  for (const SourceZipEntry& e : entries_) {
+    if (!names.insert(e.name).second) {
+      throw corrupt(s.name(), "ZIP member " + e.name + " appears twice");
+    }
+  }
+}
+
+const SourceZipEntry* SourceZip::find(std::string_view member) const {
+  for (const SourceZipEntry& e : entries_) {
+    if (e.name == member) return &e;
+  }
+  return nullptr;
+}
+
+void SourceZip::read(const SourceZipEntry& e, uint64_t offset, std::span<uint8_t> out,
+                     uint64_t max_inflate) const {
+  if (offset > e.size || out.size() > e.size - offset) {
+    throw corrupt(name(), "read past the end of member " + e.name);
+  }
+  if (out.empty()) return;
+  if (e.method == 0) {
+    source_->read_at(e.data_offset + offset, out);
+    return;
+  }
+  if (e.method != 8) {
+    throw unsupported(name(), "member " + e.name + " uses ZIP method " + std::to_string(e.method) +
+                                  " (only stored and deflated are read)");
+  }
+  if (offset + out.size() > max_inflate) {
+    throw invalid_argument(name() + ": member " + e.name + " is too large to inflate");
+  }
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) throw corrupt(name(), "zlib init failed");
+  struct Guard {
+    z_stream* z;
+    ~Guard() { inflateEnd(z); }
+  } guard{&z};
+  constexpr size_t kIn = 1 << 20;
+  std::vector<uint8_t> in(kIn), skip(offset > 0 ? kIn : 0);
+  uint64_t read_in = 0, produced = 0;
+  const uint64_t want_end = offset + out.size();
+  while (produced < want_end) {
+    if (z.avail_in == 0) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kIn, e.compressed_size - read_in));
+      if (n == 0) break;
+      source_->read_at(e.data_offset + read_in, std::span(in.data(), n));
+      read_in += n;
+      z.next_in = in.data();
+      z.avail_in = static_cast<uInt>(n);
+    }
+    uint8_t* dest;
+    size_t room;
+    if (produced < offset) {
+      dest = skip.data();
+      room = static_cast<size_t>(std::min<uint64_t>(skip.size(), offset - produced));
+    } else {
+      dest = out.data() + (produced - offset);
+      room = static_cast<size_t>(want_end - produced);
+    }
+    z.next_out = dest;
+    z.avail_out = static_cast<uInt>(std::min<size_t>(room, 1u << 30));
+    const int rc = ::inflate(&z, Z_NO_FLUSH);
+    produced += static_cast<uInt>(std::min<size_t>(room, 1u << 30)) - z.avail_out;
+    if (rc == Z_STREAM_END) break;
+    if (rc != Z_OK && rc != Z_BUF_ERROR) throw corrupt(name(), "bad deflate data in " + e.name);
+    if (rc == Z_BUF_ERROR && z.avail_in == 0 && read_in == e.compressed_size) break;
+  }
+  if (produced < want_end) throw corrupt(name(), "member " + e.name + " inflates short");
+}
+
+std::vector<uint8_t> SourceZip::read_all(const SourceZipEntry& e, uint64_t max_bytes) const {
+  if (e.size > max_bytes) {
+    throw invalid_argument(name() + ": member " + e.name + " is " + std::to_string(e.size) +
+                           " bytes, over the limit of " + std::to_string(max_bytes));
+  }
+  std::vector<uint8_t> out(static_cast<size_t>(e.size));
+  read(e, 0, out, max_bytes);
+  uLong crc = crc32(0, nullptr, 0);
+  for (size_t at = 0; at < out.size();) {
+    const size_t n = std::min<size_t>(out.size() - at, 1u << 30);
+    crc = crc32(crc, out.data() + at, static_cast<uInt>(n));
+    at += n;
+  }
+  if (static_cast<uint32_t>(crc) != e.crc32) throw corrupt(name(), "CRC mismatch in " + e.name);
+  return out;
+}
+
+}  // namespace torshpkg::convert

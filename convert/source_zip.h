@@ -1,0 +1,61 @@
+// ZIP archives written by other tools (torch.save, torch.package, numpy.savez): a bounds-checked
+// reader of the central directory that accepts what those writers produce (data descriptors,
+// ZIP64 records, directory entries, stored and deflated members) and reads members by name.
+//
+// Opening reads only the end records and the central directory; every member's local header is
+// read to find where its data starts, and every member must lie before the central directory.
+// Immutable after construction; safe to use from many threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "torshpkg/byte_source.h"
+
+namespace torshpkg::convert {
+
+struct SourceZipEntry {
+  std::string name;
+  uint16_t method = 0;  // 0 stored, 8 deflated; anything else fails when read
+  uint32_t crc32 = 0;
+  uint64_t compressed_size = 0;
+  uint64_t size = 0;
+  uint64_t data_offset = 0;  // in the archive
+  bool directory() const { return !name.empty() && name.back() == '/'; }
+};
+
+class SourceZip {
+ public:
+  // Throws Error(kCorrupt) naming the archive for anything malformed or out of bounds, and
+  // Error(kUnsupported) for encrypted or multi-disk archives.
+  explicit SourceZip(std::shared_ptr<const ByteSource> source);
+
+  const std::string& name() const { return source_->name(); }
+  const ByteSource& source() const { return *source_; }
+  std::shared_ptr<const ByteSource> shared_source() const { return source_; }
+  const std::vector<SourceZipEntry>& entries() const { return entries_; }
+  // nullptr when absent.
+  const SourceZipEntry* find(std::string_view member) const;
+
+  // Bytes [offset, offset + out.size()) of a member's plain data: read in place for a stored
+  // member; a deflated one is inflated from its start (bounded by `max_inflate`). Throws
+  // Error(kCorrupt) past the member's end.
+  void read(const SourceZipEntry& entry, uint64_t offset, std::span<uint8_t> out,
+            uint64_t max_inflate = kMaxInflate) const;
+  // The whole member, its CRC-32 checked. Throws Error(kInvalidArgument) when it is larger than
+  // `max_bytes`.
+  std::vector<uint8_t> read_all(const SourceZipEntry& entry,
+                                uint64_t max_bytes = kMaxInflate) const;
+
+  static constexpr uint64_t kMaxInflate = 16ull << 30;
+
+ private:
+  std::shared_ptr<const ByteSource> source_;
+  std::vector<SourceZipEntry> entries_;
+};
+
+}  // namespace torshpkg::convert

@@ -1,0 +1,157 @@
+#include "torch_sources.h"
+
+#include <map>
+
+#include "torch_pickle.h"
+#include "torshpkg/error.h"
+
+namespace torshpkg::convert {
+namespace {
+
+constexpr uint64_t kMaxPickle = 4ull << 30;
+
+// The archive's top folder ("archive/" for "archive/data.pkl"); empty when members differ.
+std::string top_folder(const SourceZip& zip) {
+  std::string top;
+  for (const SourceZipEntry& e : zip.entries()) {
+    const size_t slash = e.name.find('/');
+    if (slash == std::string::npos) return "";
+    const std::string t = e.name.substr(0, slash + 1);
+    if (top.empty()) top = t;
+    if (t != top) return "";
+  }
+  return top;
+}
+
+ResourceType kept_type(const std::string& path) {
+  if (path.ends_with(".py")) return ResourceType::kSource;
+  if (path.ends_with(".pkl")) return ResourceType::kBinary;
+  if (path.ends_with("extern_modules") || path.ends_with(".txt")) return ResourceType::kText;
+  if (path.ends_with("/version") || path.ends_with("python_version") ||
+      path.ends_with("byteorder") || path.ends_with("serialization_id")) {
+    return ResourceType::kMetadata;
+  }
+  // Weights are in the safetensors files: a kept .bin or .pt is just bytes.
+  const ResourceType guessed = guess_resource_type(path);
+  return guessed == ResourceType::kModelWeights ? ResourceType::kBinary : guessed;
+}
+
+KeptFile keep(const std::shared_ptr<const SourceZip>& zip, const SourceZipEntry& e,
+              const std::string& path) {
+  KeptFile k;
+  k.path = path;
+  k.type = kept_type(path);
+  if (e.method == 0) {
+    k.source = zip->shared_source();
+    k.offset = e.data_offset;
+    k.size = e.size;
+  } else {
+    k.bytes = zip->read_all(e);
+  }
+  return k;
+}
+
+// The tensors of one pickle, their bytes read from the storages `storage_member` names.
+std::vector<PlannedTensor> plan_tensors(
+    const std::shared_ptr<const SourceZip>& zip, const SourceZipEntry& pickle_entry,
+    const std::function<std::string(const std::string& key)>& storage_member) {
+  const std::vector<uint8_t> bytes = zip->read_all(pickle_entry, kMaxPickle);
+  const std::string where = zip->name() + ":" + pickle_entry.name;
+  const Pickle pickle = read_pickle(bytes, where);
+  std::vector<PlannedTensor> out;
+  for (TorchTensorRef& t : find_torch_tensors(pickle.root, where)) {
+    const std::string member = storage_member(t.storage_key);
+    const SourceZipEntry* storage = zip->find(member);
+    const std::string what = where + ": tensor " + t.name;
+    if (storage == nullptr) throw corrupt(what, "its storage " + member + " is missing");
+    StridedView view;
+    view.element_size = t.dtype.element_size;
+    view.storage_elements = t.storage_numel;
+    view.offset = t.storage_offset;
+    view.shape = t.shape;
+    view.stride = t.stride;
+    check_view(view, what);
+    uint64_t storage_bytes = 0;
+    if (__builtin_mul_overflow(t.storage_numel, uint64_t{t.dtype.element_size}, &storage_bytes) ||
+        storage->size < storage_bytes) {
+      throw corrupt(what, "its storage " + member + " is shorter than the " +
+                              std::to_string(t.storage_numel) + " elements it claims");
+    }
+    PlannedTensor p;
+    p.spec.name = t.name;
+    p.spec.dtype = t.dtype.dtype;
+    p.spec.shape = t.shape;
+    if (t.dtype.split_complex) p.spec.shape.push_back(2);
+    const SourceZipEntry entry = *storage;
+    p.produce = [zip, entry, view, what](const ByteSink& sink) {
+      std::vector<uint8_t> whole;
+      if (entry.method != 0) whole = zip->read_all(entry);
+      stream_view(
+          view,
+          [&](uint64_t offset, std::span<uint8_t> out) {
+            if (entry.method == 0) {
+              zip->read(entry, offset, out);
+            } else {
+              std::copy_n(whole.begin() + static_cast<ptrdiff_t>(offset), out.size(), out.begin());
+            }
+          },
+          sink, what);
+    };
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace
+
+bool is_torch_checkpoint(const SourceZip& zip) {
+  const std::string top = top_folder(zip);
+  return !top.empty() && zip.find(top + "data.pkl") != nullptr;
+}
+
+Plan plan_torch_checkpoint(std::shared_ptr<const SourceZip> zip) {
+  const std::string top = top_folder(*zip);
+  Plan plan;
+  plan.kind = SourceKind::kTorchCheckpoint;
+  WeightsFile w;
+  w.path = "model.safetensors";
+  w.metadata = {{"format", "pt"}};
+  w.tensors = plan_tensors(zip, *zip->find(top + "data.pkl"),
+                           [&](const std::string& key) { return top + "data/" + key; });
+  plan.weights.push_back(std::move(w));
+  for (const SourceZipEntry& e : zip->entries()) {
+    if (e.directory() || e.name.starts_with(top + "data/")) continue;
+    plan.kept.push_back(keep(zip, e, "source/" + e.name));
+  }
+  return plan;
+}
+
+bool is_torch_package(const SourceZip& zip) {
+  const std::string top = top_folder(zip);
+  return !top.empty() && zip.find(top + ".data/version") != nullptr;
+}
+
+Plan plan_torch_package(std::shared_ptr<const SourceZip> zip) {
+  const std::string top = top_folder(*zip);
+  Plan plan;
+  plan.kind = SourceKind::kTorchPackage;
+  const std::string storage_prefix = top + ".data/";
+  for (const SourceZipEntry& e : zip->entries()) {
+    if (e.directory()) continue;
+    const std::string inner = e.name.substr(top.size());
+    const bool storage = e.name.starts_with(storage_prefix) && e.name.ends_with(".storage");
+    if (!storage) plan.kept.push_back(keep(zip, e, "torch_package/" + inner));
+    if (!e.name.ends_with(".pkl")) continue;
+    std::vector<PlannedTensor> tensors = plan_tensors(
+        zip, e, [&](const std::string& key) { return storage_prefix + key + ".storage"; });
+    if (tensors.empty()) continue;
+    WeightsFile w;
+    w.path = inner.substr(0, inner.size() - 4) + ".safetensors";
+    w.metadata = {{"format", "pt"}, {"torch_package.pickle", inner}};
+    w.tensors = std::move(tensors);
+    plan.weights.push_back(std::move(w));
+  }
+  return plan;
+}
+
+}  // namespace torshpkg::convert

@@ -1,0 +1,278 @@
+"""torshpkg convert and diff on fixtures made by the real producers (tests/fixtures/convert,
+made by make_fixtures.py with Debian's python3-torch, python3-numpy and python3-onnx): every
+tensor must match, by dtype, shape and SHA-256, what the producer held; every file of the source
+that is not a tensor must be kept byte for byte; hostile inputs fail cleanly."""
+import glob
+import hashlib
+import json
+import os
+import struct
+import sys
+import unittest
+import zipfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import TempDirTest, read_bytes, tpk  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "convert")
+with open(os.path.join(FIXTURES, "expected.json")) as f:
+    EXPECTED = json.load(f)["fixtures"]
+
+
+class Convert(TempDirTest):
+    def convert(self, fixture, *extra):
+        out = self.path(os.path.basename(fixture.rstrip("/")) + ".torshpkg")
+        tpk("convert", os.path.join(FIXTURES, fixture), "-o", out, "-q", "--force", *extra)
+        return out
+
+    def tensors_of(self, pkg):
+        """name -> {dtype, shape, sha256} over every .safetensors file of the package."""
+        dest = self.path("x-" + os.path.basename(pkg))
+        tpk("extract", pkg, dest)
+        found = {}
+        for st in glob.glob(os.path.join(dest, "resources", "**", "*.safetensors"), recursive=True):
+            listing = json.loads(tpk("tensors", st, "--json", "--sha256").stdout)
+            for t in listing["tensors"]:
+                self.assertNotIn(t["name"], found)
+                found[t["name"]] = {"dtype": t["dtype"], "shape": t["shape"], "sha256": t["sha256"]}
+        return found, dest
+
+    def manifest(self, pkg):
+        return json.loads(tpk("info", pkg, "--json").stdout)
+
+    def check_fixture(self, fixture):
+        pkg = self.convert(fixture)
+        found, dest = self.tensors_of(pkg)
+        self.assertEqual(found, EXPECTED[fixture], fixture)
+        info = self.manifest(pkg)
+        [record] = info["lineage"]
+        self.assertEqual(record["relation"], "ConvertedFrom")
+        prov = record["provenance"]
+        self.assertEqual(prov["tensors"], str(len(EXPECTED[fixture])))
+        self.assertTrue(prov["converter"].startswith("torshpkg convert "))
+        src = os.path.join(FIXTURES, fixture)
+        if os.path.isfile(src):
+            self.assertEqual(record["parent"], os.path.basename(src))
+            self.assertEqual(prov["source_sha256"], hashlib.sha256(read_bytes(src)).hexdigest())
+            self.assertEqual(prov["source_size"], str(os.path.getsize(src)))
+        self.assertEqual(tpk("diff", pkg, src).returncode, 0)
+        return pkg, dest
+
+    def test_torch_checkpoint_every_dtype_view_and_shared_storage(self):
+        pkg, dest = self.check_fixture("checkpoint.pt")
+        # Nothing else of the checkpoint is lost: every member but the storages is kept.
+        with zipfile.ZipFile(os.path.join(FIXTURES, "checkpoint.pt")) as z:
+            for name in z.namelist():
+                if "/data/" in name:
+                    continue
+                self.assertEqual(read_bytes(os.path.join(dest, "resources", "source", name)),
+                                 z.read(name), name)
+
+    def test_pickled_whole_module_gets_state_dict_names(self):
+        self.check_fixture("module.pt")
+
+    def test_torch_package_tensors_and_every_other_member_kept(self):
+        pkg, dest = self.check_fixture("tiny.torchpkg")
+        with zipfile.ZipFile(os.path.join(FIXTURES, "tiny.torchpkg")) as z:
+            kept = 0
+            for name in z.namelist():
+                inner = name.split("/", 1)[1]
+                if inner.startswith(".data/") and inner.endswith(".storage"):
+                    continue
+                self.assertEqual(read_bytes(os.path.join(dest, "resources", "torch_package", inner)),
+                                 z.read(name), name)
+                kept += 1
+        self.assertGreaterEqual(kept, 7)
+        types = {r["path"]: r["type"] for r in self.manifest(pkg)["resources"]}
+        self.assertEqual(types["torch_package/tiny_model.py"], "Source")
+        self.assertEqual(types["torch_package/.data/extern_modules"], "Text")
+        self.assertEqual(types["models/tiny.safetensors"], "ModelWeights")
+        self.assertEqual(types["weights/table.safetensors"], "ModelWeights")
+
+    def test_numpy_npy_and_npz_stored_and_deflated(self):
+        for fixture in ("weights.npy", "arrays.npz", "arrays_compressed.npz"):
+            with self.subTest(fixture=fixture):
+                self.check_fixture(fixture)
+
+    def test_onnx_raw_typed_and_external_initializers(self):
+        pkg, dest = self.check_fixture("model.onnx")
+        self.assertEqual(read_bytes(os.path.join(dest, "resources", "model.onnx")),
+                         read_bytes(os.path.join(FIXTURES, "model.onnx")))
+        self.check_fixture("onnx_external/model.onnx")
+
+    def test_hugging_face_folder_and_safetensors_file(self):
+        pkg, dest = self.check_fixture("hf_model")
+        src = os.path.join(FIXTURES, "hf_model")
+        for name in os.listdir(src):
+            self.assertEqual(read_bytes(os.path.join(dest, "resources", name)),
+                             read_bytes(os.path.join(src, name)), name)
+        types = {r["path"]: r["type"] for r in self.manifest(pkg)["resources"]}
+        self.assertEqual(types["config.json"], "Config")
+        self.assertEqual(types["tokenizer.json"], "Tokenizer")
+        self.assertEqual(types["model-00001-of-00002.safetensors"], "ModelWeights")
+        prov = self.manifest(pkg)["lineage"][0]["provenance"]
+        listing = "".join(f"{hashlib.sha256(read_bytes(os.path.join(src, n))).hexdigest()}  {n}\n"
+                          for n in sorted(os.listdir(src)))
+        self.assertEqual(prov["source_sha256"], hashlib.sha256(listing.encode()).hexdigest())
+        self.assertEqual(prov["source_files"], str(len(os.listdir(src))))
+        self.check_fixture("single.safetensors")
+
+    def test_inconsistent_shard_index_is_refused(self):
+        src = os.path.join(FIXTURES, "hf_model")
+        bad = self.path("bad_model")
+        os.makedirs(bad)
+        for name in os.listdir(src):
+            with open(os.path.join(bad, name), "wb") as f:
+                f.write(read_bytes(os.path.join(src, name)))
+        index = json.loads(read_bytes(os.path.join(bad, "model.safetensors.index.json")))
+        index["weight_map"]["layers.0.weight"] = "model-00002-of-00002.safetensors"
+        self.write("bad_model/model.safetensors.index.json", json.dumps(index).encode())
+        proc = tpk("convert", bad, "-o", self.path("bad.torshpkg"), "-q", check=False)
+        self.assert_one_line_error(proc, 3)
+        self.assertIn(b"layers.0.weight", proc.stderr)
+        self.assertFalse(os.path.exists(self.path("bad.torshpkg")))
+
+    def test_diff_reports_each_kind_of_difference(self):
+        a = self.convert("arrays.npz")
+        # B: the same arrays with one changed, one dropped and one added, made as a .npz by hand
+        # (stored members, each a .npy file).
+        with zipfile.ZipFile(os.path.join(FIXTURES, "arrays.npz")) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        f32 = bytearray(members["float32.npy"])
+        f32[-1] ^= 1
+        members["float32.npy"] = bytes(f32)
+        del members["int8.npy"]
+        members["extra.npy"] = members["uint8.npy"]
+        b = self.path("b.npz")
+        with zipfile.ZipFile(b, "w") as z:
+            for n, data in members.items():
+                z.writestr(n, data)
+        proc = tpk("diff", a, b, check=False)
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        text = proc.stdout.decode()
+        self.assertIn("differs: float32  bytes", text)
+        self.assertIn("only in " + a + ": int8", text)
+        self.assertIn("only in " + b + ": extra", text)
+        out = json.loads(tpk("diff", a, b, "--json", check=False).stdout)
+        self.assertFalse(out["identical"])
+        self.assertEqual([d["name"] for d in out["different"]], ["float32"])
+        self.assertEqual(out["only_in_a"], ["int8"])
+        self.assertEqual(out["only_in_b"], ["extra"])
+        self.assertEqual(tpk("diff", a, a).returncode, 0)
+
+    def test_walkthrough_convert_mount_load(self):
+        pkg = self.convert("tiny.torchpkg")
+        mnt = self.path("mnt")
+        os.makedirs(mnt)
+        tpk("mount", pkg, mnt, "--allow-unsigned", "--standalone")
+        try:
+            out = json.loads(tpk("load", os.path.join(mnt, "resources", "models", "tiny.safetensors"),
+                                 "--sha256", "--json").stdout)
+            for t in out["tensors"]:
+                self.assertEqual(t["sha256"], EXPECTED["tiny.torchpkg"][t["name"]]["sha256"])
+            self.assertEqual(len(out["tensors"]), 3)
+        finally:
+            tpk("umount", mnt)
+
+
+def pickle_checkpoint(pkl, storages=None):
+    """A torch.save-style zip with the given data.pkl bytes (and storage members)."""
+    import io
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/version", "3\n")
+        for key, data in (storages or {}).items():
+            z.writestr("archive/data/" + key, data)
+    return buf.getvalue()
+
+
+def rebuild_tensor(storage_type, key, numel, offset, size, stride):
+    """Protocol-2 pickle opcodes for torch._utils._rebuild_tensor_v2 over a storage."""
+    def tup(items):
+        return b"(" + b"".join(items) + b"t"
+
+    def i(n):
+        return b"J" + struct.pack("<i", n)
+    pid = tup([b"X" + struct.pack("<I", 7) + b"storage",
+               b"ctorch\n" + storage_type + b"\n",
+               b"X" + struct.pack("<I", len(key)) + key.encode(),
+               b"X\x03\x00\x00\x00cpu", i(numel)])
+    return (b"ctorch._utils\n_rebuild_tensor_v2\n" +
+            tup([pid + b"Q", i(offset), tup([i(x) for x in size]), tup([i(x) for x in stride]),
+                 b"\x89", b"ccollections\nOrderedDict\n)R"]) + b"R")
+
+
+class HostilePickles(TempDirTest):
+    def convert_bytes(self, data, name="x.pt"):
+        src = self.write(name, data)
+        return tpk("convert", src, "-o", self.path("out.torshpkg"), "-q", "--force", check=False)
+
+    def test_globals_are_never_imported_or_called(self):
+        marker = self.path("pwned")
+        evil = (b"\x80\x02}(X\x01\x00\x00\x00a" + b"cos\nsystem\n(X" +
+                struct.pack("<I", len("touch " + marker)) + ("touch " + marker).encode() +
+                b"tRu.")
+        proc = self.convert_bytes(pickle_checkpoint(evil))
+        self.assertEqual(proc.returncode, 0, proc.stderr)  # an opaque value, no tensors
+        self.assertFalse(os.path.exists(marker))
+
+    def test_hand_built_tensor_pickle_converts(self):
+        data = struct.pack("<6f", *range(6))
+        pkl = (b"\x80\x02}(X\x01\x00\x00\x00w" +
+               rebuild_tensor(b"FloatStorage", "0", 6, 1, [2, 2], [1, 2]) + b"u.")
+        proc = self.convert_bytes(pickle_checkpoint(pkl, {"0": data}))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        found, _ = Convert.tensors_of(self, self.path("out.torshpkg"))
+        # elements [1, 3; 2, 4] of 0..5, row-major
+        self.assertEqual(found["w"]["sha256"],
+                         hashlib.sha256(struct.pack("<4f", 1, 3, 2, 4)).hexdigest())
+
+    def test_malformed_pickles_fail_with_one_line(self):
+        good = rebuild_tensor(b"FloatStorage", "0", 6, 0, [2, 3], [3, 1])
+        cases = {
+            "unknown opcode": b"\x80\x02\xff.",
+            "truncated": b"\x80\x02}(X\x05\x00\x00\x00ab",
+            "stack underflow": b"\x80\x02t.",
+            "missing memo": b"\x80\x02h\x05.",
+            "no stop": b"\x80\x02}",
+            "view past storage": b"\x80\x02}(X\x01\x00\x00\x00w" +
+                                 rebuild_tensor(b"FloatStorage", "0", 6, 4, [2, 3], [3, 1]) + b"u.",
+            "storage missing": b"\x80\x02}(X\x01\x00\x00\x00w" +
+                               rebuild_tensor(b"FloatStorage", "9", 6, 0, [2, 3], [3, 1]) + b"u.",
+            "storage short": b"\x80\x02}(X\x01\x00\x00\x00w" +
+                             rebuild_tensor(b"FloatStorage", "0", 600, 0, [2, 3], [3, 1]) + b"u.",
+            "bad storage key": b"\x80\x02}(X\x01\x00\x00\x00w" +
+                               rebuild_tensor(b"FloatStorage", "../x", 6, 0, [2, 3], [3, 1]) + b"u.",
+            "rank mismatch": b"\x80\x02}(X\x01\x00\x00\x00w" +
+                             rebuild_tensor(b"FloatStorage", "0", 6, 0, [2, 3], [1]) + b"u.",
+            "deep nesting": b"\x80\x02" + b"]" * 100000 + b"a" * 99999 + b".",
+        }
+        for why, pkl in cases.items():
+            with self.subTest(why=why):
+                proc = self.convert_bytes(pickle_checkpoint(pkl, {"0": bytes(24)}))
+                self.assert_one_line_error(proc, 3)
+                self.assertFalse(os.path.exists(self.path("out.torshpkg")))
+        self.assertTrue(good)
+
+    def test_unknown_storage_and_formats_are_unsupported(self):
+        pkl = b"\x80\x02}(X\x01\x00\x00\x00w" + rebuild_tensor(b"QInt8Storage", "0", 6, 0, [6], [1]) + b"u."
+        proc = self.convert_bytes(pickle_checkpoint(pkl, {"0": bytes(6)}))
+        self.assert_one_line_error(proc, 1)
+        self.assertIn(b"QInt8Storage", proc.stderr)
+        for name, data, words in [("legacy.pt", b"\x80\x02\x8a\x0alo", b"legacy"),
+                                  ("random.bin", os.urandom(100) + b"zz", b"not a model format"),
+                                  ("other.zip", None, b"neither")]:
+            if data is None:
+                import io
+                buf = io.BytesIO()
+                with zipfile.ZipFile(buf, "w") as z:
+                    z.writestr("a.txt", "x")
+                data = buf.getvalue()
+            proc = self.convert_bytes(data, name)
+            self.assert_one_line_error(proc, 1)
+            self.assertIn(words, proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
