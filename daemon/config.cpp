@@ -7,6 +7,7 @@
 #include <set>
 
 #include "torshpkg/error.h"
+#include "torshpkg/store.h"
 #include "torshpkg/strict_json.h"
 
 namespace torshpkg::daemon {
@@ -65,11 +66,13 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
   }
   const Checker check(name);
   if (!root.isObject()) check.fail("(top level)", "must be an object");
-  check.only_keys(root, "", {"control_socket", "lineage_journal", "trusted_keys_dir", "mounts"});
+  check.only_keys(root, "",
+                  {"control_socket", "lineage_journal", "trusted_keys_dir", "store", "mounts"});
   DaemonConfig config;
   config.control_socket = check.path(root, "control_socket", "", config.control_socket);
   config.lineage_journal = check.path(root, "lineage_journal", "", config.lineage_journal);
   config.trusted_keys_dir = check.path(root, "trusted_keys_dir", "", config.trusted_keys_dir);
+  config.store = check.path(root, "store", "", config.store);
   if (root.isMember("mounts") && !root["mounts"].isNull()) {
     const Json::Value& mounts = root["mounts"];
     if (!mounts.isArray()) check.fail("mounts", "must be an array");
@@ -82,7 +85,24 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       check.only_keys(m, where,
                       {"package", "mountpoint", "password_file", "key_file", "allow_unsigned"});
       MountEntry e;
-      e.package = check.path(m, "package", where, "");
+      const std::string given = m["package"].isString() ? m["package"].asString() : "";
+      if (!given.empty() && given[0] != '/' && given.find('@') != std::string::npos) {
+        // NAME@REQ: the highest matching version in the store, resolved when mounted.
+        const auto ref = parse_package_ref(given);
+        if (!ref) check.fail(where + ".package", "'" + given + "' is not NAME@REQ");
+        try {
+          VersionReq::parse(ref->req);
+        } catch (const Error& err) {
+          check.fail(where + ".package", err.what());
+        }
+        e.package = given;
+        e.store = config.store;
+      } else if (!given.empty() && given[0] != '/') {
+        check.fail(where + ".package",
+                   "must be an absolute path (or NAME@REQ from the store), got '" + given + "'");
+      } else {
+        e.package = check.path(m, "package", where, "");
+      }
       e.mountpoint = check.path(m, "mountpoint", where, "");
       if (e.package.empty()) check.fail(where + ".package", "missing");
       if (e.mountpoint.empty()) check.fail(where + ".mountpoint", "missing");

@@ -9,7 +9,10 @@
 namespace torshpkg::daemon {
 
 struct MountEntry {
-  std::string package;        // absolute path of the .torshpkg file
+  // Absolute path of the .torshpkg file, or NAME@REQ: the highest matching version in `store`,
+  // resolved when the entry is mounted.
+  std::string package;
+  std::string store;          // the store for a NAME@REQ package; empty for a path
   std::string mountpoint;     // absolute path of an existing folder
   std::string password_file;  // empty: none
   std::string key_file;       // empty: none
@@ -22,6 +25,7 @@ struct DaemonConfig {
   std::string control_socket = "/run/torshpkg/torshpkgd.sock";
   std::string lineage_journal = "/var/lib/torshpkg/lineage.jsonl";
   std::string trusted_keys_dir = "/etc/torshpkg/trusted-keys";
+  std::string store = "/var/lib/torshpkg/store";
   std::vector<MountEntry> mounts;
 };
 

@@ -14,6 +14,7 @@
 
 #include "mount_policy.h"
 #include "torshpkg/error.h"
+#include "torshpkg/store.h"
 
 namespace torshpkg::daemon {
 namespace {
@@ -59,6 +60,23 @@ bool clear_stale_mountpoint(const std::string& mountpoint) {
   return ::umount2(mountpoint.c_str(), MNT_DETACH) == 0;
 }
 
+namespace {
+
+// The file a mount entry names: its path, or the highest installed version of NAME@REQ.
+std::string package_path(const MountEntry& entry) {
+  if (entry.store.empty()) return entry.package;
+  const auto ref = parse_package_ref(entry.package);
+  const Store store(entry.store);
+  const auto found = ref ? store.resolve(ref->name, VersionReq::parse(ref->req)) : std::nullopt;
+  if (!found) {
+    throw Error(ErrorKind::kNotFound,
+                entry.package + ": no installed version matches in the store " + entry.store);
+  }
+  return found->path;
+}
+
+}  // namespace
+
 MountTable::~MountTable() {
   stop_all(std::chrono::seconds(5));
 }
@@ -94,18 +112,19 @@ const MountStatus& MountTable::mount(const MountEntry& entry, const std::string&
     policy.allow_unsigned = entry.allow_unsigned;
     policy.password_file = entry.password_file;
     policy.key_file = entry.key_file;
-    fs::AdmittedPackage admitted = fs::admit_package(entry.package, policy);
+    const std::string path = package_path(entry);
+    fs::AdmittedPackage admitted = fs::admit_package(path, policy);
     auto m = std::make_unique<Mounted>();
     m->entry = entry;
     m->trusted_keys_dir = trusted_keys_dir;
     m->from_config = from_config;
     m->status.package =
         admitted.package->manifest().name + "@" + admitted.package->manifest().version;
-    m->status.path = entry.package;
+    m->status.path = path;
     m->status.mountpoint = entry.mountpoint;
     m->status.signer = admitted.signer;
     m->status.digest = "sha256:" + admitted.package->manifest_digest();
-    auto fields = package_event_fields(*admitted.package, entry.package);
+    auto fields = package_event_fields(*admitted.package, path);
     fields["mountpoint"] = entry.mountpoint;
     log_.record_lineage(*admitted.package);
 
@@ -136,8 +155,7 @@ const MountStatus& MountTable::mount(const MountEntry& entry, const std::string&
       }
     };
     m->fs = std::make_unique<fs::PackageFs>(std::move(admitted.package), options);
-    m->session =
-        fs::Session::start(*m->fs, entry.mountpoint, fs::standard_fuse_options(entry.package));
+    m->session = fs::Session::start(*m->fs, entry.mountpoint, fs::standard_fuse_options(path));
     m->status.since = now_utc();
     if (!admitted.signer.empty()) fields["signer"] = admitted.signer;
     try {

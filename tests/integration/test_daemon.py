@@ -131,6 +131,26 @@ class Daemon(TempDirTest):
         self.assertFalse(any(mounted(m) for m in self.points))
         self.assertEqual([e["event"] for e in self.events()].count("unmounted"), 2)
 
+    def test_config_names_packages_from_the_store_by_requirement(self):
+        store = self.path("store")
+        for version in ("1.0.0", "1.3.0", "2.0.0"):
+            pkg = self.path(f"s-{version}.torshpkg")
+            tpk("create", pkg, "--name", "served", "--version", version, "-q",
+                "--add-dir", "=" + self.path("model"), "--sign-key", self.path("k.key"))
+            tpk("install", pkg, "--store", store, "--trusted-keys", self.path("trusted"))
+        cfg = self.config([{"package": "served@^1", "mountpoint": self.points[0]},
+                           {"package": "served@^3", "mountpoint": self.points[1]}], store=store)
+        proc = self.start(cfg)
+        fields, state = self.notify.expect("READY")
+        self.assertEqual(state[self.points[0]], True)
+        self.assertEqual(state[self.points[1]], False)  # nothing matches ^3
+        manifest = json.loads(read_bytes(os.path.join(self.points[0], "manifest.json")))
+        self.assertEqual(manifest["version"], "1.3.0")  # the highest ^1
+        refused = [e["data"] for e in self.events() if e["event"] == "mount_refused"]
+        self.assertTrue(any("served@^3" in r["error"] for r in refused), refused)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
     def test_reload_mounts_added_and_unmounts_removed(self):
         a, b = self.package("a"), self.package("b")
         proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
@@ -211,6 +231,9 @@ class Daemon(TempDirTest):
             '{"mounts": [{"package": "/x", "mountpoint": "/y"}, {"package": "/z", "mountpoint": "/y/"}]}':
                 "mounts[1].mountpoint: '/y' is already used",
             '{"mounts": [{"mountpoint": "/y"}]}': "mounts[0].package: missing",
+            '{"mounts": [{"package": "m@>=1.q", "mountpoint": "/y"}]}':
+                "mounts[0].package: version requirement '>=1.q'",
+            '{"store": "relative", "mounts": []}': "store: must be an absolute path",
             '{"lineage_journal": 3}': "lineage_journal: must be a string",
             '{"extra": true}': "extra: unknown key",
             '{"mounts": [}': "not valid JSON",

@@ -25,5 +25,10 @@ Action add_tensors_command(CLI::App& app);
 Action add_load_command(CLI::App& app);
 Action add_convert_command(CLI::App& app);
 Action add_diff_command(CLI::App& app);
+Action add_install_command(CLI::App& app);
+Action add_list_command(CLI::App& app);
+Action add_remove_command(CLI::App& app);
+Action add_gc_command(CLI::App& app);
+Action add_deps_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

@@ -23,10 +23,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("torshpkg ") + TORSHPKG_VERSION);
   std::map<CLI::App*, Action> actions;
   for (const auto add :
-       {&add_create_command, &add_info_command, &add_ls_command, &add_cat_command,
-        &add_extract_command, &add_verify_command, &add_keygen_command, &add_sign_command,
-        &add_mount_command, &add_umount_command, &add_status_command, &add_lineage_command,
-        &add_tensors_command, &add_load_command, &add_convert_command, &add_diff_command}) {
+       {&add_create_command,  &add_info_command,   &add_ls_command,      &add_cat_command,
+        &add_extract_command, &add_verify_command, &add_keygen_command,  &add_sign_command,
+        &add_mount_command,   &add_umount_command, &add_status_command,  &add_lineage_command,
+        &add_tensors_command, &add_load_command,   &add_convert_command, &add_diff_command,
+        &add_install_command, &add_list_command,   &add_remove_command,  &add_gc_command,
+        &add_deps_command}) {
     Action action = add(app);
     actions[app.get_subcommands({}).back()] = std::move(action);
   }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -20,6 +21,8 @@
 #include "mount_policy.h"
 #include "package_fs.h"
 #include "session.h"
+#include "store_util.h"
+#include "torshpkg/store.h"
 
 namespace torshpkg::cli {
 namespace {
@@ -39,6 +42,8 @@ struct MountArgs {
   std::string socket;
   bool standalone = false;
   uint32_t kernel_read_ahead_kb = 1024;
+  std::string store = Store::default_root();
+  bool with_deps = false;
 };
 
 // Asks a running torshpkgd to mount; false when none runs (the caller mounts alone).
@@ -161,13 +166,52 @@ int run_mount(const MountArgs& a) {
   return rc;
 }
 
+// The package named by file or NAME@REQ, and with --with-deps its resolved dependencies, each
+// mounted beside DIR under its own name (DIR/../<dependency name>). Every required dependency
+// must resolve before anything is mounted.
+int run_mount_with_deps(const MountArgs& a) {
+  const Store store(a.store);
+  MountArgs main = a;
+  main.pkg = locate_package(store, a.pkg);
+  if (!a.with_deps) return run_mount(main);
+  if (a.foreground) throw invalid_argument("--with-deps cannot serve in the foreground");
+  std::vector<MountArgs> deps;
+  std::set<std::string> names;
+  const std::filesystem::path parent =
+      std::filesystem::absolute(a.dir).lexically_normal().parent_path();
+  for (const ResolvedDependency& r :
+       resolve_dependencies(store, Package::open(main.pkg)->manifest())) {
+    if (!r.package) {
+      if (r.dependency.optional) continue;
+      throw not_found(r.parent, "dependency " + r.dependency.name + " " + r.dependency.version_req +
+                                    " is not in the store " + a.store + " (see `torshpkg deps`)");
+    }
+    if (!names.insert(r.dependency.name).second) continue;
+    MountArgs dep = main;
+    dep.pkg = r.package->path;
+    dep.dir = (parent / r.dependency.name).string();
+    deps.push_back(std::move(dep));
+  }
+  int rc = run_mount(main);
+  for (const MountArgs& dep : deps) {
+    std::filesystem::create_directories(dep.dir);
+    rc = std::max(rc, run_mount(dep));
+  }
+  return rc;
+}
+
 }  // namespace
 
 Action add_mount_command(CLI::App& app) {
   auto a = std::make_shared<MountArgs>();
   CLI::App* sub = app.add_subcommand("mount", "Mount a package as a read-only folder (FUSE)");
-  sub->add_option("PKG", a->pkg, "Package file")->required();
+  sub->add_option("PKG", a->pkg, "Package file, or NAME@REQ from the local store")->required();
   sub->add_option("DIR", a->dir, "Mount point (an existing folder)")->required();
+  sub->add_option("--store", a->store,
+                  "Store folder for NAME@REQ (default $TORSHPKG_STORE or /var/lib/torshpkg/store)");
+  sub->add_flag("--with-deps", a->with_deps,
+                "Also mount the package's dependencies, resolved in the store, beside DIR "
+                "(DIR/../NAME)");
   sub->add_option("--trusted-keys", a->trusted_keys,
                   std::string("Folder of trusted .pub keys (default ") + kDefaultTrustedKeys + ")");
   sub->add_flag("--allow-unsigned", a->allow_unsigned,
@@ -186,7 +230,7 @@ Action add_mount_command(CLI::App& app) {
                       kDefaultSocket + ")");
   sub->add_flag("--standalone", a->standalone,
                 "Mount in a process of its own even when torshpkgd runs");
-  return [a] { return run_mount(*a); };
+  return [a] { return run_mount_with_deps(*a); };
 }
 
 Action add_umount_command(CLI::App& app) {
