@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 BUILD_PACKAGES=(g++ meson ninja-build pkg-config libarchive-dev libarchive-tools libjsoncpp-dev libgnutls28-dev
   libzstd-dev liblzma-dev zlib1g-dev libargon2-dev libfuse3-dev fuse3 libcli11-dev libgtest-dev
-  libsystemd-dev)
+  libsystemd-dev libcurl4-gnutls-dev)
 TEST_PACKAGES=(p7zip-full 7zip unzip zip python3 zstd xz-utils gzip openssl clang
-  libclang-rt-14-dev)
+  libclang-rt-14-dev docker-registry apache2-utils)
 
 missing_packages() {
   local p

@@ -30,5 +30,7 @@ Action add_list_command(CLI::App& app);
 Action add_remove_command(CLI::App& app);
 Action add_gc_command(CLI::App& app);
 Action add_deps_command(CLI::App& app);
+Action add_push_command(CLI::App& app);
+Action add_pull_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

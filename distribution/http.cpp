@@ -1,0 +1,237 @@
+#include "http.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+#include "torshpkg/error.h"
+
+namespace torshpkg::distribution {
+namespace {
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+struct Transfer {
+  CURL* curl = nullptr;
+  const HttpRequest* request = nullptr;
+  HttpResponse* response = nullptr;
+  uint64_t sent = 0;
+  bool too_large = false;
+  bool sink_stopped = false;
+  std::exception_ptr error;
+};
+
+size_t on_header(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const std::string line(data, size * count);
+  if (line.starts_with("HTTP/")) t->response->headers.clear();  // a new response (redirects)
+  const size_t colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
+    while (!value.empty() &&
+           (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
+      value.pop_back();
+    }
+    t->response->headers[name] = value;
+  }
+  return size * count;
+}
+
+size_t on_body(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const size_t n = size * count;
+  // Bodies of error statuses go to memory (their message), whatever the sink.
+  long status = 0;
+  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (t->request->sink && status < 300) {
+    try {
+      if (!t->request->sink(std::span(reinterpret_cast<const uint8_t*>(data), n))) {
+        t->sink_stopped = true;
+        return 0;
+      }
+    } catch (...) {
+      t->error = std::current_exception();
+      return 0;
+    }
+    return n;
+  }
+  const uint64_t limit = t->request->sink ? 1u << 20 : t->request->max_body;
+  if (t->response->body.size() + n > limit) {
+    t->too_large = true;
+    return 0;
+  }
+  t->response->body.append(data, n);
+  return n;
+}
+
+size_t on_read(char* buffer, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const HttpRequest& r = *t->request;
+  const uint64_t total = r.body_source ? r.body_size : r.body.size();
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(size * count, total - t->sent));
+  if (n == 0) return 0;
+  try {
+    if (r.body_source) {
+      r.body_source->read_at(r.body_offset + t->sent,
+                             std::span(reinterpret_cast<uint8_t*>(buffer), n));
+    } else {
+      std::copy_n(r.body.data() + t->sent, n, buffer);
+    }
+  } catch (...) {
+    t->error = std::current_exception();
+    return CURL_READFUNC_ABORT;
+  }
+  t->sent += n;
+  return n;
+}
+
+int on_progress(void* user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                curl_off_t ulnow) {
+  auto* t = static_cast<Transfer*>(user);
+  if (!t->request->progress) return 0;
+  if (ultotal > 0) {
+    t->request->progress(static_cast<uint64_t>(ulnow), static_cast<uint64_t>(ultotal));
+  } else if (dlnow > 0) {
+    t->request->progress(static_cast<uint64_t>(dlnow),
+                         static_cast<uint64_t>(std::max<curl_off_t>(dltotal, 0)));
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string HttpResponse::header(const std::string& name) const {
+  const auto it = headers.find(name);
+  return it == headers.end() ? "" : it->second;
+}
+
+HttpClient::HttpClient(HttpOptions options) : options_(options) {
+  global_init();
+  curl_ = curl_easy_init();
+  if (curl_ == nullptr) throw Error(ErrorKind::kIo, "curl: cannot initialize");
+}
+
+HttpClient::~HttpClient() {
+  curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+HttpResponse HttpClient::send(const HttpRequest& request) {
+  CURL* c = static_cast<CURL*>(curl_);
+  curl_easy_reset(c);
+  HttpResponse response;
+  Transfer t;
+  t.curl = c;
+  t.request = &request;
+  t.response = &response;
+  curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "torshpkg/" TORSHPKG_VERSION);
+  if (options_.insecure_tls) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, request.progress ? 0L : 1L);
+  const bool has_body = request.body_source || !request.body.empty();
+  const uint64_t body_size = request.body_source ? request.body_size : request.body.size();
+  if (request.method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (request.method != "GET" || has_body) {
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &t);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body_size));
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+  }
+  curl_slist* headers = nullptr;
+  for (const std::string& h : request.headers) headers = curl_slist_append(headers, h.c_str());
+  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  const CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(headers);
+  if (t.error) std::rethrow_exception(t.error);
+  if (t.too_large) {
+    throw Error(ErrorKind::kIo, request.url + ": response larger than " +
+                                    std::to_string(request.max_body) + " bytes");
+  }
+  if (rc != CURLE_OK && !t.sink_stopped) {
+    throw Error(ErrorKind::kIo, request.url + ": " + curl_easy_strerror(rc));
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  char* effective = nullptr;
+  curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &effective);
+  if (effective != nullptr) response.effective_url = effective;
+  return response;
+}
+
+std::string base64_encode(std::string_view data) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < data.size(); i += 3) {
+    const uint32_t n = static_cast<uint8_t>(data[i]) << 16 |
+                       static_cast<uint8_t>(data[i + 1]) << 8 | static_cast<uint8_t>(data[i + 2]);
+    for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(n >> s) & 63];
+  }
+  if (i < data.size()) {
+    uint32_t n = static_cast<uint8_t>(data[i]) << 16;
+    if (i + 1 < data.size()) n |= static_cast<uint8_t>(data[i + 1]) << 8;
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < data.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool base64_decode(std::string_view text, std::string& out) {
+  out.clear();
+  uint32_t acc = 0;
+  int bits = 0;
+  for (const char ch : text) {
+    if (ch == '=') break;
+    int v;
+    if (ch >= 'A' && ch <= 'Z')
+      v = ch - 'A';
+    else if (ch >= 'a' && ch <= 'z')
+      v = ch - 'a' + 26;
+    else if (ch >= '0' && ch <= '9')
+      v = ch - '0' + 52;
+    else if (ch == '+' || ch == '-')
+      v = 62;
+    else if (ch == '/' || ch == '_')
+      v = 63;
+    else
+      return false;
+    acc = acc << 6 | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xFF);
+    }
+  }
+  return true;
+}
+
+}  // namespace torshpkg::distribution

@@ -1,0 +1,517 @@
+#include "oci.h"
+
+#include <fcntl.h>
+#include <json/json.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "http.h"
+#include "torshpkg/error.h"
+#include "torshpkg/package.h"
+#include "torshpkg/sha256.h"
+#include "torshpkg/strict_json.h"
+
+namespace torshpkg::distribution {
+namespace {
+
+bool valid_repository(std::string_view r) {
+  if (r.empty() || r.size() > 255) return false;
+  for (const char c : r) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+          c == '/')) {
+      return false;
+    }
+  }
+  return r.front() != '/' && r.back() != '/' && r.find("//") == std::string_view::npos;
+}
+
+bool valid_tag(std::string_view t) {
+  if (t.empty() || t.size() > 128) return false;
+  for (const char c : t) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
+      return false;
+  }
+  return t.front() != '.' && t.front() != '-';
+}
+
+std::string sha256_of_file(const ByteSource& source,
+                           const std::function<void(uint64_t, uint64_t)>& progress) {
+  Sha256 h;
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(source.size(), 8u << 20)));
+  for (uint64_t at = 0; at < source.size();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), source.size() - at));
+    source.read_at(at, std::span(buf.data(), n));
+    h.update(std::span<const uint8_t>(buf.data(), n));
+    at += n;
+    if (progress) progress(at, source.size());
+  }
+  return "sha256:" + to_hex(h.finish());
+}
+
+std::string sha256_of(std::string_view bytes) {
+  return "sha256:" +
+         to_hex(sha256(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size())));
+}
+
+std::string json_text(const Json::Value& v) {
+  Json::StreamWriterBuilder w;
+  w["indentation"] = "";
+  w["emitUTF8"] = true;
+  return Json::writeString(w, v);
+}
+
+// The registry's error message, from its JSON error body when it sent one.
+std::string registry_message(const HttpResponse& r) {
+  Json::Value v;
+  std::string error;
+  if (parse_strict_json(r.body, 16, v, error) && v.isObject() && v["errors"].isArray() &&
+      !v["errors"].empty()) {
+    const Json::Value& e = v["errors"][0];
+    return e["code"].asString() + ": " + e["message"].asString();
+  }
+  return r.body.substr(0, 200);
+}
+
+[[noreturn]] void refuse(const std::string& what, const HttpResponse& r) {
+  const ErrorKind kind = r.status == 404 ? ErrorKind::kNotFound : ErrorKind::kIo;
+  throw Error(kind, what + ": HTTP " + std::to_string(r.status) + " " + registry_message(r));
+}
+
+// "key=value" pairs of a WWW-Authenticate challenge, after its scheme.
+std::map<std::string, std::string> challenge_params(const std::string& header) {
+  std::map<std::string, std::string> out;
+  size_t at = header.find(' ');
+  while (at != std::string::npos && at < header.size()) {
+    while (at < header.size() && (header[at] == ' ' || header[at] == ',')) ++at;
+    const size_t eq = header.find('=', at);
+    if (eq == std::string::npos) break;
+    const std::string key = header.substr(at, eq - at);
+    std::string value;
+    size_t next = eq + 1;
+    if (next < header.size() && header[next] == '"') {
+      const size_t close = header.find('"', next + 1);
+      if (close == std::string::npos) break;
+      value = header.substr(next + 1, close - next - 1);
+      next = close + 1;
+    } else {
+      const size_t comma = header.find(',', next);
+      value = header.substr(next, comma == std::string::npos ? std::string::npos : comma - next);
+      next = comma;
+    }
+    out[key] = value;
+    at = next;
+  }
+  return out;
+}
+
+std::string url_escape(const std::string& s) {
+  std::string out;
+  for (const unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      static const char* kHex = "0123456789ABCDEF";
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string OciRef::to_string() const {
+  return registry + "/" + repository + (tag.empty() ? "" : ":" + tag) +
+         (digest.empty() ? "" : "@" + digest);
+}
+
+bool is_loopback_registry(const std::string& registry) {
+  std::string host = registry;
+  if (host.starts_with("[")) {
+    host = host.substr(1, host.find(']') - 1);
+  } else if (const size_t colon = host.rfind(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+OciRef parse_oci_ref(std::string_view text) {
+  const auto fail = [&](const std::string& why) {
+    return invalid_argument("registry reference '" + std::string(text) + "': " + why);
+  };
+  std::string_view t = text;
+  if (t.starts_with("oci://")) t.remove_prefix(6);
+  OciRef r;
+  const size_t slash = t.find('/');
+  if (slash == std::string_view::npos || slash == 0)
+    throw fail("expected HOST[:PORT]/REPOSITORY[:TAG]");
+  r.registry = std::string(t.substr(0, slash));
+  std::string_view rest = t.substr(slash + 1);
+  if (const size_t at = rest.find('@'); at != std::string_view::npos) {
+    r.digest = std::string(rest.substr(at + 1));
+    rest = rest.substr(0, at);
+    if (!r.digest.starts_with("sha256:") || r.digest.size() != 71 ||
+        !digest_from_hex(std::string_view(r.digest).substr(7))) {
+      throw fail("a digest is sha256: and 64 lowercase hex digits");
+    }
+  }
+  const size_t colon = rest.rfind(':');
+  if (colon != std::string_view::npos && rest.find('/', colon) == std::string_view::npos) {
+    r.tag = std::string(rest.substr(colon + 1));
+    rest = rest.substr(0, colon);
+    if (!valid_tag(r.tag)) throw fail("bad tag '" + r.tag + "'");
+  } else if (r.digest.empty()) {
+    r.tag = "latest";
+  }
+  r.repository = std::string(rest);
+  if (!valid_repository(r.repository)) {
+    throw fail("repository names are lowercase letters, digits, '.', '_', '-' and '/'");
+  }
+  for (const char c : r.registry) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' &&
+        c != '[' && c != ']') {
+      throw fail("bad registry host");
+    }
+  }
+  return r;
+}
+
+struct OciClient::Rep {
+  OciOptions options;
+  HttpClient http;
+  std::map<std::string, std::string> authorization;  // registry -> "Authorization: ..." header
+  Json::Value docker_config;
+
+  explicit Rep(OciOptions o) : options(std::move(o)), http(HttpOptions{10, 30, false}) {
+    std::string path = options.docker_config;
+    if (path.empty()) {
+      if (const char* d = std::getenv("DOCKER_CONFIG"); d != nullptr && *d) {
+        path = std::string(d) + "/config.json";
+      } else if (const char* home = std::getenv("HOME"); home != nullptr && *home) {
+        path = std::string(home) + "/.docker/config.json";
+      }
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (in) {
+      std::stringstream text;
+      text << in.rdbuf();
+      std::string error;
+      if (!parse_strict_json(text.str(), 32, docker_config, error)) {
+        throw invalid_argument(path + ": not valid JSON: " + error);
+      }
+    }
+  }
+
+  std::string base(const OciRef& ref) const {
+    const bool plain = options.insecure || is_loopback_registry(ref.registry);
+    return (plain ? "http://" : "https://") + ref.registry + "/v2/" + ref.repository;
+  }
+
+  // user:password for a registry from the docker config, empty when none.
+  std::string credentials(const std::string& registry) const {
+    const Json::Value& auths = docker_config["auths"];
+    if (!auths.isObject()) return "";
+    for (const std::string& key : {registry, "https://" + registry, "http://" + registry}) {
+      const Json::Value& a = auths[key];
+      if (!a.isObject()) continue;
+      if (a["auth"].isString()) {
+        std::string decoded;
+        if (base64_decode(a["auth"].asString(), decoded)) return decoded;
+      }
+      if (a["username"].isString() && a["password"].isString()) {
+        return a["username"].asString() + ":" + a["password"].asString();
+      }
+    }
+    return "";
+  }
+
+  // Sends with the registry's credentials, answering a 401 challenge once.
+  HttpResponse send(HttpRequest request, const OciRef& ref) {
+    const auto with_auth = [&](const HttpRequest& r) {
+      HttpRequest copy = r;
+      if (const auto it = authorization.find(ref.registry); it != authorization.end()) {
+        copy.headers.push_back(it->second);
+      }
+      return http.send(copy);
+    };
+    HttpResponse r = with_auth(request);
+    if (r.status != 401) return r;
+    const std::string challenge = r.header("www-authenticate");
+    const std::string creds = credentials(ref.registry);
+    if (challenge.starts_with("Basic")) {
+      if (creds.empty()) refuse(ref.registry + " wants credentials (none in the docker config)", r);
+      authorization[ref.registry] = "Authorization: Basic " + base64_encode(creds);
+    } else if (challenge.starts_with("Bearer")) {
+      const auto p = challenge_params(challenge);
+      const auto realm = p.find("realm");
+      if (realm == p.end()) refuse(ref.registry + ": bearer challenge without a realm", r);
+      std::string url = realm->second + "?";
+      if (p.contains("service")) url += "service=" + url_escape(p.at("service")) + "&";
+      if (p.contains("scope")) url += "scope=" + url_escape(p.at("scope"));
+      HttpRequest token_request;
+      token_request.url = url;
+      if (!creds.empty()) {
+        token_request.headers.push_back("Authorization: Basic " + base64_encode(creds));
+      }
+      const HttpResponse t = http.send(token_request);
+      if (t.status != 200) refuse(ref.registry + ": token service refused", t);
+      Json::Value v;
+      std::string error;
+      if (!parse_strict_json(t.body, 16, v, error) || !v.isObject()) {
+        throw Error(ErrorKind::kIo, ref.registry + ": token service answered no JSON");
+      }
+      const std::string token =
+          v["token"].isString() ? v["token"].asString() : v["access_token"].asString();
+      if (token.empty())
+        throw Error(ErrorKind::kIo, ref.registry + ": token service gave no token");
+      authorization[ref.registry] = "Authorization: Bearer " + token;
+    } else {
+      refuse(ref.registry + ": unsupported authentication challenge", r);
+    }
+    return with_auth(request);
+  }
+
+  std::string absolute(const OciRef& ref, const std::string& location) const {
+    if (location.starts_with("http://") || location.starts_with("https://")) return location;
+    const bool plain = options.insecure || is_loopback_registry(ref.registry);
+    return (plain ? "http://" : "https://") + ref.registry + location;
+  }
+
+  bool blob_exists(const OciRef& ref, const std::string& digest) {
+    HttpRequest head;
+    head.method = "HEAD";
+    head.url = base(ref) + "/blobs/" + digest;
+    const HttpResponse r = send(head, ref);
+    if (r.status == 200) return true;
+    if (r.status == 404) return false;
+    refuse("checking blob " + digest + " in " + ref.to_string(), r);
+  }
+
+  // Uploads [0, size) of `source` (or `bytes`) as blob `digest`: chunked PATCHes, then PUT.
+  void upload(const OciRef& ref, const std::string& digest,
+              const std::shared_ptr<const ByteSource>& source, std::span<const uint8_t> bytes) {
+    HttpRequest start;
+    start.method = "POST";
+    start.url = base(ref) + "/blobs/uploads/";
+    HttpResponse r = send(start, ref);
+    if (r.status != 202) refuse("starting an upload to " + ref.to_string(), r);
+    std::string location = absolute(ref, r.header("location"));
+    const uint64_t size = source ? source->size() : bytes.size();
+    for (uint64_t at = 0; at < size;) {
+      const uint64_t n = std::min<uint64_t>(options.chunk_bytes, size - at);
+      HttpRequest patch;
+      patch.method = "PATCH";
+      patch.url = location;
+      patch.headers = {"Content-Type: application/octet-stream",
+                       "Content-Range: " + std::to_string(at) + "-" + std::to_string(at + n - 1)};
+      if (source) {
+        patch.body_source = source;
+        patch.body_offset = at;
+        patch.body_size = n;
+      } else {
+        patch.body = bytes.subspan(static_cast<size_t>(at), static_cast<size_t>(n));
+      }
+      r = send(patch, ref);
+      if (r.status != 202) refuse("uploading to " + ref.to_string(), r);
+      location = absolute(ref, r.header("location"));
+      at += n;
+      if (options.progress && source) options.progress(at, size);
+    }
+    HttpRequest finish;
+    finish.method = "PUT";
+    finish.url = location + (location.find('?') == std::string::npos ? "?" : "&") +
+                 "digest=" + url_escape(digest);
+    finish.headers = {"Content-Type: application/octet-stream"};
+    r = send(finish, ref);
+    if (r.status != 201) refuse("finishing the upload of " + digest + " to " + ref.to_string(), r);
+  }
+};
+
+OciClient::OciClient(OciOptions options) : rep_(new Rep(std::move(options))) {}
+OciClient::~OciClient() {
+  delete rep_;
+}
+
+PushResult OciClient::push(const std::string& package_path, const OciRef& ref) {
+  if (ref.tag.empty()) throw invalid_argument("push needs a tag: " + ref.to_string());
+  const std::shared_ptr<const ByteSource> source = open_file_source(package_path);
+  const auto pkg = Package::open(source);
+  const Manifest& m = pkg->manifest();
+  PushResult result;
+  result.blob_size = source->size();
+  result.blob_digest = sha256_of_file(*source, {});
+  std::string signers;
+  for (const Signature& s : pkg->signatures()) signers += (signers.empty() ? "" : ",") + s.key_id;
+
+  Json::Value config(Json::objectValue);
+  config["name"] = m.name;
+  config["version"] = m.version;
+  config["description"] = m.description;
+  config["package_id"] = m.package_id;
+  config["created"] = m.created;
+  config["manifest_digest"] = "sha256:" + pkg->manifest_digest();
+  config["resources"] = Json::UInt64(m.resources.size());
+  config["signers"] = Json::Value(Json::arrayValue);
+  for (const Signature& s : pkg->signatures()) config["signers"].append(s.key_id);
+  config["dependencies"] = Json::Value(Json::arrayValue);
+  for (const Dependency& d : m.dependencies) {
+    Json::Value v(Json::objectValue);
+    v["name"] = d.name;
+    v["version_req"] = d.version_req;
+    v["optional"] = d.optional;
+    config["dependencies"].append(v);
+  }
+  const std::string config_text = json_text(config);
+  const std::string config_digest = sha256_of(config_text);
+
+  result.blob_existed = rep_->blob_exists(ref, result.blob_digest);
+  if (!result.blob_existed) rep_->upload(ref, result.blob_digest, source, {});
+  if (!rep_->blob_exists(ref, config_digest)) {
+    rep_->upload(
+        ref, config_digest, nullptr,
+        std::span(reinterpret_cast<const uint8_t*>(config_text.data()), config_text.size()));
+  }
+
+  Json::Value manifest(Json::objectValue);
+  manifest["schemaVersion"] = 2;
+  manifest["mediaType"] = std::string(kManifestMediaType);
+  manifest["artifactType"] = std::string(kArtifactType);
+  manifest["config"]["mediaType"] = std::string(kConfigMediaType);
+  manifest["config"]["digest"] = config_digest;
+  manifest["config"]["size"] = Json::UInt64(config_text.size());
+  Json::Value layer(Json::objectValue);
+  layer["mediaType"] = std::string(kPackageMediaType);
+  layer["digest"] = result.blob_digest;
+  layer["size"] = Json::UInt64(result.blob_size);
+  layer["annotations"]["org.opencontainers.image.title"] = m.name + "-" + m.version + ".torshpkg";
+  manifest["layers"].append(layer);
+  Json::Value& notes = manifest["annotations"];
+  notes["org.opencontainers.image.title"] = m.name;
+  notes["org.opencontainers.image.version"] = m.version;
+  notes["dev.torshpkg.name"] = m.name;
+  notes["dev.torshpkg.version"] = m.version;
+  notes["dev.torshpkg.signers"] = signers;
+  notes["dev.torshpkg.manifest-digest"] = "sha256:" + pkg->manifest_digest();
+  if (!m.created.empty()) notes["org.opencontainers.image.created"] = m.created;
+  const std::string manifest_text = json_text(manifest);
+  HttpRequest put;
+  put.method = "PUT";
+  put.url = rep_->base(ref) + "/manifests/" + ref.tag;
+  put.headers = {"Content-Type: " + std::string(kManifestMediaType)};
+  put.body =
+      std::span(reinterpret_cast<const uint8_t*>(manifest_text.data()), manifest_text.size());
+  const HttpResponse r = rep_->send(put, ref);
+  if (r.status != 201) refuse("putting the manifest of " + ref.to_string(), r);
+  result.manifest_digest = sha256_of(manifest_text);
+  const std::string told = r.header("docker-content-digest");
+  if (!told.empty() && told != result.manifest_digest) {
+    throw corrupt(ref.to_string(), "the registry stored the manifest as " + told + ", not " +
+                                       result.manifest_digest);
+  }
+  return result;
+}
+
+PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
+  HttpRequest get;
+  get.url = rep_->base(ref) + "/manifests/" + ref.reference();
+  get.headers = {"Accept: " + std::string(kManifestMediaType)};
+  get.max_body = 4u << 20;
+  const HttpResponse mr = rep_->send(get, ref);
+  if (mr.status != 200) refuse("fetching the manifest of " + ref.to_string(), mr);
+  PullResult result;
+  result.manifest_digest = sha256_of(mr.body);
+  if (!ref.digest.empty() && ref.digest != result.manifest_digest) {
+    throw corrupt(ref.to_string(), "the manifest served has digest " + result.manifest_digest);
+  }
+  Json::Value manifest;
+  std::string error;
+  if (!parse_strict_json(mr.body, 32, manifest, error) || !manifest.isObject()) {
+    throw corrupt(ref.to_string(), "manifest is not valid JSON: " + error);
+  }
+  const Json::Value* layer = nullptr;
+  if (manifest["layers"].isArray()) {
+    for (const Json::Value& l : manifest["layers"]) {
+      if (l.isObject() && l["mediaType"].isString() &&
+          l["mediaType"].asString() == kPackageMediaType) {
+        layer = &l;
+      }
+    }
+  }
+  if (layer == nullptr || !(*layer)["digest"].isString() || !(*layer)["size"].isUInt64()) {
+    throw corrupt(ref.to_string(), "not a torshpkg artifact (no layer of type " +
+                                       std::string(kPackageMediaType) + ")");
+  }
+  result.blob_digest = (*layer)["digest"].asString();
+  result.size = (*layer)["size"].asUInt64();
+  if (!result.blob_digest.starts_with("sha256:") ||
+      !digest_from_hex(result.blob_digest.substr(7))) {
+    throw corrupt(ref.to_string(), "layer digest '" + result.blob_digest + "' is not sha256");
+  }
+  result.name = manifest["annotations"]["dev.torshpkg.name"].asString();
+  result.version = manifest["annotations"]["dev.torshpkg.version"].asString();
+
+  // The blob, into a temporary file beside out_path, hashed as it arrives.
+  const size_t slash = out_path.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : out_path.substr(0, slash == 0 ? 1 : slash);
+  std::string tmp = dir + "/.torshpkg-pull-XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) throw io_error(dir, "cannot create a temporary file", errno);
+  struct Cleanup {
+    int fd;
+    std::string path;
+    bool keep = false;
+    ~Cleanup() {
+      ::close(fd);
+      if (!keep) ::unlink(path.c_str());
+    }
+  } cleanup{fd, tmp};
+  Sha256 hasher;
+  uint64_t received = 0;
+  HttpRequest blob;
+  blob.url = rep_->base(ref) + "/blobs/" + result.blob_digest;
+  blob.progress = [&](uint64_t done, uint64_t) {
+    if (rep_->options.progress) rep_->options.progress(done, result.size);
+  };
+  blob.sink = [&](std::span<const uint8_t> data) {
+    if (data.size() > result.size - received) {
+      throw corrupt(ref.to_string(), "the blob is larger than the manifest says");
+    }
+    hasher.update(data);
+    for (size_t at = 0; at < data.size();) {
+      const ssize_t n = ::write(fd, data.data() + at, data.size() - at);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw io_error(tmp, "write failed", errno);
+      at += static_cast<size_t>(n);
+    }
+    received += data.size();
+    return true;
+  };
+  const HttpResponse br = rep_->send(blob, ref);
+  if (br.status != 200)
+    refuse("fetching blob " + result.blob_digest + " of " + ref.to_string(), br);
+  if (received != result.size) {
+    throw corrupt(ref.to_string(), "blob " + result.blob_digest + " came with " +
+                                       std::to_string(received) + " of " +
+                                       std::to_string(result.size) + " bytes");
+  }
+  const std::string got = "sha256:" + to_hex(hasher.finish());
+  if (got != result.blob_digest) {
+    throw corrupt(ref.to_string(),
+                  "blob served has digest " + got + ", the manifest says " + result.blob_digest);
+  }
+  if (::fsync(fd) != 0) throw io_error(tmp, "fsync failed", errno);
+  ::fchmod(fd, 0644);
+  if (::rename(tmp.c_str(), out_path.c_str()) != 0)
+    throw io_error(out_path, "cannot rename into place", errno);
+  cleanup.keep = true;
+  return result;
+}
+
+}  // namespace torshpkg::distribution

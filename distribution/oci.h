@@ -1,0 +1,84 @@
+// Packages in OCI registries (the distribution API that Docker, the CNCF Distribution registry,
+// Harbor, ECR, GHCR and others serve): a package is one blob of media type
+// application/vnd.torshpkg.package.v1+zip, with a small JSON config blob summarizing its
+// manifest and an OCI image manifest annotated with name, version and signer key ids, the way
+// ORAS and KitOps ship artifacts.
+//
+// Registries on loopback hosts (localhost, 127.0.0.0/8, ::1) are spoken to over plain HTTP, as
+// docker does; any other over HTTPS unless `insecure` (plain HTTP). Credentials come from a
+// docker-style config.json ("auths": {"host:port": {"auth": base64(user:password)}}) and are
+// sent as Basic, or exchanged for a Bearer token when the registry asks for one. Every blob and
+// manifest pulled is checked against its digest before it is used.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace torshpkg::distribution {
+
+inline constexpr std::string_view kPackageMediaType = "application/vnd.torshpkg.package.v1+zip";
+inline constexpr std::string_view kConfigMediaType = "application/vnd.torshpkg.config.v1+json";
+inline constexpr std::string_view kArtifactType = "application/vnd.torshpkg.package.v1";
+inline constexpr std::string_view kManifestMediaType = "application/vnd.oci.image.manifest.v1+json";
+
+struct OciRef {
+  std::string registry;    // "localhost:5000", "ghcr.io"
+  std::string repository;  // "models/llama"
+  std::string tag;         // "1.0" (empty when by digest)
+  std::string digest;      // "sha256:<hex>" (empty when by tag)
+  std::string reference() const { return digest.empty() ? tag : digest; }
+  std::string to_string() const;
+};
+
+// "[oci://]HOST[:PORT]/REPO[/...][:TAG][@sha256:HEX]"; the tag defaults to "latest". Throws
+// Error(kInvalidArgument) saying what is wrong.
+OciRef parse_oci_ref(std::string_view text);
+bool is_loopback_registry(const std::string& registry);
+
+struct OciOptions {
+  bool insecure = false;
+  std::string docker_config;  // default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json
+  uint64_t chunk_bytes = 16u << 20;  // PATCH size for uploads
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+struct PushResult {
+  std::string manifest_digest;
+  std::string blob_digest;
+  uint64_t blob_size = 0;
+  bool blob_existed = false;  // the registry had it: nothing uploaded
+};
+
+struct PullResult {
+  std::string manifest_digest;
+  std::string blob_digest;
+  uint64_t size = 0;
+  std::string name;
+  std::string version;
+};
+
+class OciClient {
+ public:
+  explicit OciClient(OciOptions options = {});
+  ~OciClient();
+  OciClient(const OciClient&) = delete;
+  OciClient& operator=(const OciClient&) = delete;
+
+  // Uploads the package (unless the registry has its blob), its config and the manifest, tagged
+  // ref.tag. Throws Error(kCorrupt) when `package_path` is not a valid package, Error(kIo) for
+  // transport failures and registry refusals (naming the status and the registry's message).
+  PushResult push(const std::string& package_path, const OciRef& ref);
+
+  // Downloads the package ref names into `out_path` (written beside it and renamed only once
+  // its digest and size match the manifest). Throws Error(kCorrupt) on any digest mismatch,
+  // Error(kNotFound) for a missing manifest or blob.
+  PullResult pull(const OciRef& ref, const std::string& out_path);
+
+ private:
+  struct Rep;
+  Rep* rep_;
+};
+
+}  // namespace torshpkg::distribution

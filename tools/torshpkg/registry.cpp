@@ -1,0 +1,133 @@
+// torshpkg push and pull: packages to and from OCI registries.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "oci.h"
+#include "torshpkg/store.h"
+
+namespace torshpkg::cli {
+
+Action add_push_command(CLI::App& app) {
+  struct Args {
+    std::string pkg;
+    std::string ref;
+    bool insecure = false;
+    std::string docker_config;
+    std::string chunk_size = "16M";
+    bool quiet = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("push", "Push a package to an OCI registry");
+  sub->add_option("PKG", a->pkg, "Package file")->required();
+  sub->add_option("REF", a->ref, "HOST[:PORT]/REPOSITORY:TAG, e.g. localhost:5000/models/llama:1.0")
+      ->required();
+  sub->add_flag("--insecure", a->insecure, "Plain HTTP to a registry that is not on loopback");
+  sub->add_option("--docker-config", a->docker_config,
+                  "Credentials file (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)");
+  sub->add_option("--chunk-size", a->chunk_size,
+                  "Bytes per upload request (default 16M; smaller for proxies that limit bodies)");
+  sub->add_flag("-q,--quiet", a->quiet, "No progress bar or summary");
+  return [a] {
+    const distribution::OciRef ref = distribution::parse_oci_ref(a->ref);
+    ProgressBar bar("push", !a->quiet);
+    distribution::OciOptions options;
+    options.chunk_bytes = parse_byte_size(a->chunk_size, "--chunk-size");
+    if (options.chunk_bytes == 0) throw invalid_argument("--chunk-size must be above 0");
+    options.insecure = a->insecure;
+    options.docker_config = a->docker_config;
+    options.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
+    distribution::OciClient client(options);
+    const distribution::PushResult r = client.push(a->pkg, ref);
+    bar.finish();
+    if (!a->quiet) {
+      std::cout << "pushed " << a->pkg << " to " << ref.to_string() << "@" << r.manifest_digest
+                << " (" << human_bytes(r.blob_size)
+                << (r.blob_existed ? ", blob already there" : "") << ")\n";
+    }
+    return kExitOk;
+  };
+}
+
+Action add_pull_command(CLI::App& app) {
+  struct Args {
+    std::string ref;
+    std::string out;
+    bool install = false;
+    std::string store = Store::default_root();
+    std::string trusted_keys = "/etc/torshpkg/trusted-keys";
+    bool allow_unsigned = false;
+    bool insecure = false;
+    std::string docker_config;
+    bool quiet = false;
+    bool force = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub =
+      app.add_subcommand("pull", "Pull a package from an OCI registry (every digest checked)");
+  sub->add_option("REF", a->ref, "HOST[:PORT]/REPOSITORY[:TAG] or ...@sha256:HEX")->required();
+  sub->add_option("-o,--output", a->out, "Write the package here");
+  sub->add_flag("--install", a->install, "Install it into the local store (verified)");
+  sub->add_option("--store", a->store, "Store folder for --install");
+  sub->add_option("--trusted-keys", a->trusted_keys, "Folder of trusted .pub keys for --install");
+  sub->add_flag("--allow-unsigned", a->allow_unsigned, "--install without a trusted signature");
+  sub->add_flag("--insecure", a->insecure, "Plain HTTP to a registry that is not on loopback");
+  sub->add_option("--docker-config", a->docker_config, "Credentials file");
+  sub->add_flag("-f,--force", a->force, "Replace the output file if it exists");
+  sub->add_flag("-q,--quiet", a->quiet, "No progress bar or summary");
+  return [a] {
+    if (a->out.empty() == !a->install) throw invalid_argument("give -o FILE or --install (one)");
+    if (!a->out.empty() && ::access(a->out.c_str(), F_OK) == 0 && !a->force) {
+      throw invalid_argument(a->out + ": already exists (use --force to replace it)");
+    }
+    const distribution::OciRef ref = distribution::parse_oci_ref(a->ref);
+    ProgressBar bar("pull", !a->quiet);
+    distribution::OciOptions options;
+    options.insecure = a->insecure;
+    options.docker_config = a->docker_config;
+    options.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
+    distribution::OciClient client(options);
+    std::string target = a->out;
+    std::string staging;
+    if (a->install) {
+      std::filesystem::create_directories(a->store + "/tmp");
+      staging = a->store + "/tmp/pull-" + std::to_string(::getpid()) + ".torshpkg";
+      target = staging;
+    }
+    struct Remove {
+      std::string path;
+      ~Remove() {
+        if (!path.empty()) ::unlink(path.c_str());
+      }
+    } remove_staging{staging};
+    const distribution::PullResult r = client.pull(ref, target);
+    bar.finish();
+    record_lineage_event("", "pulled", target,
+                         {{"source", ref.to_string()},
+                          {"manifest_digest", r.manifest_digest},
+                          {"blob_digest", r.blob_digest}});
+    if (a->install) {
+      InstallPolicy policy;
+      policy.trusted_keys_dir = a->trusted_keys;
+      policy.allow_unsigned = a->allow_unsigned;
+      const InstallResult in = Store(a->store).install(staging, policy);
+      if (!a->quiet) {
+        std::cout << "pulled " << ref.to_string() << " (" << r.blob_digest << ") and "
+                  << (in.already_installed ? "found it installed: " : "installed ")
+                  << in.package.name << "@" << in.package.version << "\n";
+      }
+      return kExitOk;
+    }
+    if (!a->quiet) {
+      std::cout << "pulled " << ref.to_string() << " -> " << a->out << " (" << human_bytes(r.size)
+                << ", " << r.blob_digest << ")\n";
+    }
+    return kExitOk;
+  };
+}
+
+}  // namespace torshpkg::cli
