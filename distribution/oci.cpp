@@ -293,6 +293,25 @@ struct OciClient::Rep {
     refuse("checking blob " + digest + " in " + ref.to_string(), r);
   }
 
+  // Asks the registry to link a blob another repository of it holds (no bytes move); false when
+  // it does not (it then opened an upload, which is cancelled).
+  bool mount_blob(const OciRef& ref, const std::string& digest, const std::string& from) {
+    HttpRequest post;
+    post.method = "POST";
+    post.url =
+        base(ref) + "/blobs/uploads/?mount=" + url_escape(digest) + "&from=" + url_escape(from);
+    const HttpResponse r = send(post, ref);
+    if (r.status == 201) return true;
+    if (r.status == 202 && !r.header("location").empty()) {
+      HttpRequest cancel;
+      cancel.method = "DELETE";
+      cancel.url = absolute(ref, r.header("location"));
+      send(cancel, ref);
+      return false;
+    }
+    refuse("mounting blob " + digest + " into " + ref.to_string(), r);
+  }
+
   // Uploads [0, size) of `source` (or `bytes`) as blob `digest`: chunked PATCHes, then PUT.
   void upload(const OciRef& ref, const std::string& digest,
               const std::shared_ptr<const ByteSource>& source, std::span<const uint8_t> bytes) {
@@ -417,46 +436,74 @@ PushResult OciClient::push(const std::string& package_path, const OciRef& ref) {
   return result;
 }
 
-PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
+// A manifest as served: its bytes, digest and parsed JSON.
+struct FetchedManifest {
+  std::string bytes;
+  std::string digest;
+  Json::Value json;
+};
+
+struct Descriptor {
+  std::string media_type;
+  std::string digest;
+  uint64_t size = 0;
+};
+
+namespace {
+
+Descriptor descriptor(const Json::Value& v, const std::string& where) {
+  Descriptor d;
+  if (!v.isObject() || !v["digest"].isString() || !v["size"].isUInt64()) {
+    throw corrupt(where, "a descriptor without digest or size");
+  }
+  d.media_type = v["mediaType"].asString();
+  d.digest = v["digest"].asString();
+  d.size = v["size"].asUInt64();
+  if (!d.digest.starts_with("sha256:") || !digest_from_hex(d.digest.substr(7))) {
+    throw corrupt(where, "digest '" + d.digest + "' is not sha256");
+  }
+  return d;
+}
+
+// The config and layers a manifest names.
+std::vector<Descriptor> blobs_of(const FetchedManifest& m, const std::string& where) {
+  std::vector<Descriptor> out;
+  out.push_back(descriptor(m.json["config"], where));
+  if (!m.json["layers"].isArray()) throw corrupt(where, "manifest without layers");
+  for (const Json::Value& l : m.json["layers"]) out.push_back(descriptor(l, where));
+  return out;
+}
+
+}  // namespace
+
+FetchedManifest fetch_manifest(OciClient::Rep& rep, const OciRef& ref);
+void download_blob(OciClient::Rep& rep, const OciRef& ref, const Descriptor& blob,
+                   const std::string& out_path);
+
+FetchedManifest fetch_manifest(OciClient::Rep& rep, const OciRef& ref) {
   HttpRequest get;
-  get.url = rep_->base(ref) + "/manifests/" + ref.reference();
+  get.url = rep.base(ref) + "/manifests/" + ref.reference();
   get.headers = {"Accept: " + std::string(kManifestMediaType)};
   get.max_body = 4u << 20;
-  const HttpResponse mr = rep_->send(get, ref);
+  const HttpResponse mr = rep.send(get, ref);
   if (mr.status != 200) refuse("fetching the manifest of " + ref.to_string(), mr);
-  PullResult result;
-  result.manifest_digest = sha256_of(mr.body);
-  if (!ref.digest.empty() && ref.digest != result.manifest_digest) {
-    throw corrupt(ref.to_string(), "the manifest served has digest " + result.manifest_digest);
+  FetchedManifest m;
+  m.bytes = mr.body;
+  m.digest = sha256_of(mr.body);
+  if (!ref.digest.empty() && ref.digest != m.digest) {
+    throw corrupt(ref.to_string(), "the manifest served has digest " + m.digest);
   }
-  Json::Value manifest;
   std::string error;
-  if (!parse_strict_json(mr.body, 32, manifest, error) || !manifest.isObject()) {
+  if (!parse_strict_json(mr.body, 32, m.json, error) || !m.json.isObject()) {
     throw corrupt(ref.to_string(), "manifest is not valid JSON: " + error);
   }
-  const Json::Value* layer = nullptr;
-  if (manifest["layers"].isArray()) {
-    for (const Json::Value& l : manifest["layers"]) {
-      if (l.isObject() && l["mediaType"].isString() &&
-          l["mediaType"].asString() == kPackageMediaType) {
-        layer = &l;
-      }
-    }
-  }
-  if (layer == nullptr || !(*layer)["digest"].isString() || !(*layer)["size"].isUInt64()) {
-    throw corrupt(ref.to_string(), "not a torshpkg artifact (no layer of type " +
-                                       std::string(kPackageMediaType) + ")");
-  }
-  result.blob_digest = (*layer)["digest"].asString();
-  result.size = (*layer)["size"].asUInt64();
-  if (!result.blob_digest.starts_with("sha256:") ||
-      !digest_from_hex(result.blob_digest.substr(7))) {
-    throw corrupt(ref.to_string(), "layer digest '" + result.blob_digest + "' is not sha256");
-  }
-  result.name = manifest["annotations"]["dev.torshpkg.name"].asString();
-  result.version = manifest["annotations"]["dev.torshpkg.version"].asString();
+  return m;
+}
 
-  // The blob, into a temporary file beside out_path, hashed as it arrives.
+// Streams a blob into a temporary file beside `out_path`, hashing as it arrives; renames it into
+// place only when digest and size match.
+void download_blob(OciClient::Rep& rep, const OciRef& ref, const Descriptor& blob,
+                   const std::string& out_path) {
   const size_t slash = out_path.rfind('/');
   const std::string dir =
       slash == std::string::npos ? "." : out_path.substr(0, slash == 0 ? 1 : slash);
@@ -474,14 +521,14 @@ PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
   } cleanup{fd, tmp};
   Sha256 hasher;
   uint64_t received = 0;
-  HttpRequest blob;
-  blob.url = rep_->base(ref) + "/blobs/" + result.blob_digest;
-  blob.progress = [&](uint64_t done, uint64_t) {
-    if (rep_->options.progress) rep_->options.progress(done, result.size);
+  HttpRequest get;
+  get.url = rep.base(ref) + "/blobs/" + blob.digest;
+  get.progress = [&](uint64_t done, uint64_t) {
+    if (rep.options.progress) rep.options.progress(done, blob.size);
   };
-  blob.sink = [&](std::span<const uint8_t> data) {
-    if (data.size() > result.size - received) {
-      throw corrupt(ref.to_string(), "the blob is larger than the manifest says");
+  get.sink = [&](std::span<const uint8_t> data) {
+    if (data.size() > blob.size - received) {
+      throw corrupt(ref.to_string(), "blob " + blob.digest + " is larger than the manifest says");
     }
     hasher.update(data);
     for (size_t at = 0; at < data.size();) {
@@ -493,24 +540,117 @@ PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
     received += data.size();
     return true;
   };
-  const HttpResponse br = rep_->send(blob, ref);
-  if (br.status != 200)
-    refuse("fetching blob " + result.blob_digest + " of " + ref.to_string(), br);
-  if (received != result.size) {
-    throw corrupt(ref.to_string(), "blob " + result.blob_digest + " came with " +
+  const HttpResponse r = rep.send(get, ref);
+  if (r.status != 200) refuse("fetching blob " + blob.digest + " of " + ref.to_string(), r);
+  if (received != blob.size) {
+    throw corrupt(ref.to_string(), "blob " + blob.digest + " came with " +
                                        std::to_string(received) + " of " +
-                                       std::to_string(result.size) + " bytes");
+                                       std::to_string(blob.size) + " bytes");
   }
   const std::string got = "sha256:" + to_hex(hasher.finish());
-  if (got != result.blob_digest) {
+  if (got != blob.digest) {
     throw corrupt(ref.to_string(),
-                  "blob served has digest " + got + ", the manifest says " + result.blob_digest);
+                  "blob served has digest " + got + ", the manifest says " + blob.digest);
   }
   if (::fsync(fd) != 0) throw io_error(tmp, "fsync failed", errno);
   ::fchmod(fd, 0644);
-  if (::rename(tmp.c_str(), out_path.c_str()) != 0)
+  if (::rename(tmp.c_str(), out_path.c_str()) != 0) {
     throw io_error(out_path, "cannot rename into place", errno);
+  }
   cleanup.keep = true;
+}
+
+PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
+  const FetchedManifest m = fetch_manifest(*rep_, ref);
+  PullResult result;
+  result.manifest_digest = m.digest;
+  const Json::Value* layer = nullptr;
+  if (m.json["layers"].isArray()) {
+    for (const Json::Value& l : m.json["layers"]) {
+      if (l.isObject() && l["mediaType"].isString() &&
+          l["mediaType"].asString() == kPackageMediaType) {
+        layer = &l;
+      }
+    }
+  }
+  if (layer == nullptr) {
+    throw corrupt(ref.to_string(), "not a torshpkg artifact (no layer of type " +
+                                       std::string(kPackageMediaType) + ")");
+  }
+  const Descriptor blob = descriptor(*layer, ref.to_string());
+  result.blob_digest = blob.digest;
+  result.size = blob.size;
+  result.name = m.json["annotations"]["dev.torshpkg.name"].asString();
+  result.version = m.json["annotations"]["dev.torshpkg.version"].asString();
+  download_blob(*rep_, ref, blob, out_path);
+  return result;
+}
+
+ReplicateResult OciClient::replicate(const OciRef& source, const OciRef& target, bool all_tags,
+                                     const std::string& work_dir) {
+  ReplicateResult result;
+  std::vector<OciRef> sources;
+  if (all_tags) {
+    HttpRequest list;
+    list.url = rep_->base(source) + "/tags/list?n=10000";
+    const HttpResponse r = rep_->send(list, source);
+    if (r.status != 200)
+      refuse("listing the tags of " + source.registry + "/" + source.repository, r);
+    Json::Value v;
+    std::string error;
+    if (!parse_strict_json(r.body, 16, v, error) || !v["tags"].isArray()) {
+      throw corrupt(source.to_string(), "tag list is not valid JSON");
+    }
+    for (const Json::Value& t : v["tags"]) {
+      OciRef s = source;
+      s.tag = t.asString();
+      s.digest.clear();
+      sources.push_back(std::move(s));
+    }
+  } else {
+    sources.push_back(source);
+  }
+  const bool same_registry = source.registry == target.registry;
+  for (const OciRef& from : sources) {
+    OciRef to = target;
+    if (all_tags || to.tag.empty()) to.tag = from.tag;
+    if (to.tag.empty()) throw invalid_argument("replicate needs a tag for " + target.to_string());
+    to.digest.clear();
+    const FetchedManifest m = fetch_manifest(*rep_, from);
+    for (const Descriptor& blob : blobs_of(m, from.to_string())) {
+      if (rep_->blob_exists(to, blob.digest)) {
+        ++result.blobs_present;
+        continue;
+      }
+      if (same_registry && rep_->mount_blob(to, blob.digest, from.repository)) {
+        ++result.blobs_mounted;
+        continue;
+      }
+      const std::string file = work_dir + "/.torshpkg-blob-" + blob.digest.substr(7);
+      download_blob(*rep_, from, blob, file);
+      struct Remove {
+        std::string path;
+        ~Remove() { ::unlink(path.c_str()); }
+      } remove{file};
+      rep_->upload(to, blob.digest, open_file_source(file), {});
+      ++result.blobs_copied;
+      result.bytes_copied += blob.size;
+    }
+    HttpRequest put;
+    put.method = "PUT";
+    put.url = rep_->base(to) + "/manifests/" + to.tag;
+    const std::string media = m.json["mediaType"].isString() ? m.json["mediaType"].asString()
+                                                             : std::string(kManifestMediaType);
+    put.headers = {"Content-Type: " + media};
+    put.body = std::span(reinterpret_cast<const uint8_t*>(m.bytes.data()), m.bytes.size());
+    const HttpResponse r = rep_->send(put, to);
+    if (r.status != 201) refuse("putting the manifest of " + to.to_string(), r);
+    const std::string told = r.header("docker-content-digest");
+    if (!told.empty() && told != m.digest) {
+      throw corrupt(to.to_string(), "the target stored the manifest as " + told);
+    }
+    result.tags.push_back(to.tag + "@" + m.digest);
+  }
   return result;
 }
 

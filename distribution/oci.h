@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace torshpkg::distribution {
 
@@ -59,8 +60,18 @@ struct PullResult {
   std::string version;
 };
 
+struct ReplicateResult {
+  std::vector<std::string> tags;  // "tag@sha256:..." as written to the target
+  uint64_t blobs_copied = 0;
+  uint64_t blobs_mounted = 0;  // linked within one registry, no bytes moved
+  uint64_t blobs_present = 0;  // the target had them
+  uint64_t bytes_copied = 0;
+};
+
 class OciClient {
  public:
+  struct Rep;
+
   explicit OciClient(OciOptions options = {});
   ~OciClient();
   OciClient(const OciClient&) = delete;
@@ -76,8 +87,15 @@ class OciClient {
   // Error(kNotFound) for a missing manifest or blob.
   PullResult pull(const OciRef& ref, const std::string& out_path);
 
+  // Copies the artifact `source` names (or, with all_tags, every tag of its repository) to
+  // `target` (its tag, or the source's): blobs the target has are skipped, blobs of the same
+  // registry are mounted across repositories, others are downloaded into `work_dir` (digest
+  // checked) and uploaded; the manifest is written with its bytes unchanged, so its digest is
+  // the same on both sides. Running it again changes nothing.
+  ReplicateResult replicate(const OciRef& source, const OciRef& target, bool all_tags,
+                            const std::string& work_dir);
+
  private:
-  struct Rep;
   Rep* rep_;
 };
 

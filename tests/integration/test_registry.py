@@ -144,6 +144,40 @@ class Registries(TempDirTest):
         self.assertIn(b"HTTP 404", proc.stderr)
 
 
+    def test_replicate_between_two_registries_and_within_one(self):
+        other = Registry(self.path("other"))
+        try:
+            digest = tpk("push", self.pkg, self.registry.ref("models/m:1.2.0")).stdout.decode().split("@")[1].split()[0]
+            tpk("push", self.pkg, self.registry.ref("models/m:stable"), "-q")
+            out = tpk("replicate", self.registry.ref("models/m:1.2.0"), other.ref("mirror/m")).stdout.decode()
+            self.assertIn(f"mirror/m:1.2.0@{digest}", out)  # same manifest digest on both sides
+            self.assertIn("2 blobs copied", out)
+            again = tpk("replicate", self.registry.ref("models/m:1.2.0"), other.ref("mirror/m")).stdout.decode()
+            self.assertIn("0 blobs copied", again)  # idempotent
+            self.assertIn("2 already there", again)
+            tpk("pull", other.ref("mirror/m@" + digest), "-o", self.path("r.torshpkg"))
+            self.assertEqual(read_bytes(self.path("r.torshpkg")), read_bytes(self.pkg))
+            # Within one registry, blobs are mounted across repositories, not copied.
+            out = tpk("replicate", self.registry.ref("models/m"), self.registry.ref("team/m"),
+                      "--all-tags").stdout.decode()
+            self.assertIn("team/m:1.2.0@", out)
+            self.assertIn("team/m:stable@", out)
+            self.assertIn("0 blobs copied", out)
+            self.assertIn("2 mounted", out)
+            # A source that serves wrong bytes is caught before anything reaches the target.
+            blob = self.registry.blob_file("sha256:" + hashlib.sha256(read_bytes(self.pkg)).hexdigest())
+            data = bytearray(read_bytes(blob))
+            data[-10] ^= 1
+            with open(blob, "wb") as f:
+                f.write(data)
+            proc = tpk("replicate", self.registry.ref("models/m:1.2.0"), other.ref("fresh/m"), check=False)
+            self.assert_one_line_error(proc, 3)
+            proc = tpk("pull", other.ref("fresh/m:1.2.0"), "-o", self.path("f.torshpkg"), check=False)
+            self.assertIn(b"HTTP 404", proc.stderr)
+        finally:
+            other.stop()
+
+
 @unittest.skipUnless(REGISTRY and HTPASSWD, "docker-registry and htpasswd (apache2-utils) needed")
 class Authenticated(TempDirTest):
     def test_basic_credentials_from_a_docker_config(self):

@@ -32,5 +32,6 @@ Action add_gc_command(CLI::App& app);
 Action add_deps_command(CLI::App& app);
 Action add_push_command(CLI::App& app);
 Action add_pull_command(CLI::App& app);
+Action add_replicate_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

@@ -131,3 +131,46 @@ Action add_pull_command(CLI::App& app) {
 }
 
 }  // namespace torshpkg::cli
+
+namespace torshpkg::cli {
+
+Action add_replicate_command(CLI::App& app) {
+  struct Args {
+    std::string source;
+    std::string target;
+    bool all_tags = false;
+    bool insecure = false;
+    std::string docker_config;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand(
+      "replicate", "Copy packages between registries (digests checked, idempotent)");
+  sub->add_option("SRC_REF", a->source, "HOST[:PORT]/REPOSITORY[:TAG]")->required();
+  sub->add_option("DST_REF", a->target, "HOST[:PORT]/REPOSITORY[:TAG] (the source's tag if none)")
+      ->required();
+  sub->add_flag("--all-tags", a->all_tags, "Every tag of the source repository");
+  sub->add_flag("--insecure", a->insecure, "Plain HTTP to registries not on loopback");
+  sub->add_option("--docker-config", a->docker_config, "Credentials file");
+  return [a] {
+    distribution::OciRef source = distribution::parse_oci_ref(a->source);
+    distribution::OciRef target = distribution::parse_oci_ref(a->target);
+    // A target written without a tag keeps the source's.
+    const std::string t = a->target.substr(a->target.find('/') + 1);
+    if (t.find(':') == std::string::npos && t.find('@') == std::string::npos) target.tag.clear();
+    distribution::OciOptions options;
+    options.insecure = a->insecure;
+    options.docker_config = a->docker_config;
+    distribution::OciClient client(options);
+    const distribution::ReplicateResult r = client.replicate(
+        source, target, a->all_tags, std::filesystem::temp_directory_path().string());
+    for (const std::string& tag : r.tags) {
+      std::cout << "replicated " << target.registry << "/" << target.repository << ":" << tag
+                << "\n";
+    }
+    std::cout << r.blobs_copied << " blobs copied (" << human_bytes(r.bytes_copied) << "), "
+              << r.blobs_mounted << " mounted, " << r.blobs_present << " already there\n";
+    return kExitOk;
+  };
+}
+
+}  // namespace torshpkg::cli
