@@ -16,7 +16,7 @@ def mounted(path):
         return any(line.split()[1] == path for line in f)
 
 
-class Store(TempDirTest):
+class StoreBase(TempDirTest):
     def setUp(self):
         super().setUp()
         self.store = self.path("store")
@@ -47,6 +47,8 @@ class Store(TempDirTest):
     def listing(self):
         return json.loads(tpk("list", "--store", self.store, "--json").stdout)["packages"]
 
+
+class Store(StoreBase):
     def test_install_verifies_and_is_idempotent(self):
         out = self.install(self.package("m", "1.0.0")).stdout.decode()
         self.assertIn("installed m@1.0.0", out)
@@ -137,6 +139,78 @@ class Store(TempDirTest):
         proc = tpk("mount", "model@^7", main, "--store", self.store, check=False)
         self.assert_one_line_error(proc, 1)
         self.assertIn(b"installed: 1.0.0, 1.1.0", proc.stderr)
+
+
+class Backup(StoreBase):
+    def state(self, root):
+        return ["--store", os.path.join(root, "store"), "--journal", os.path.join(root, "lineage.jsonl"),
+                "--trusted-keys", os.path.join(root, "keys")]
+
+    def setUp(self):
+        super().setUp()
+        self.store = self.path("host", "store")
+        os.makedirs(self.path("host", "keys"))
+        os.link(self.path("trusted", "k.pub"), self.path("host", "keys", "k.pub"))
+        for v in ("1.0.0", "1.1.0"):
+            self.write("w.txt", b"version " + v.encode() * 100)
+            tpk("install", self.package("b", v), "--store", self.store, "--trusted-keys",
+                self.path("trusted"), "--journal", self.path("host", "lineage.jsonl"))
+        self.backup = self.path("backup.tar")
+        out = tpk("backup", self.backup, *self.state(self.path("host"))).stdout.decode()
+        self.assertIn("backed up 2 packages", out)
+
+    def files(self, root):
+        found = {}
+        for d, _, names in os.walk(root):
+            for n in names:
+                p = os.path.join(d, n)
+                found[os.path.relpath(p, root)] = read_bytes(p)
+        return found
+
+    def test_restore_reproduces_the_state_and_is_idempotent(self):
+        tpk("restore", self.backup, *self.state(self.path("new")))
+        want = {k: v for k, v in self.files(self.path("host")).items() if k != "store/lock"}
+        self.assertEqual(self.files(self.path("new")), want)
+        self.assertIn("restored 0 packages", tpk("restore", self.backup, *self.state(self.path("new"))).stdout.decode())
+        self.assertEqual(len(json.loads(tpk("list", "--store", self.path("new", "store"), "--json").stdout)["packages"]), 2)
+        tpk("lineage", "verify", "--journal", self.path("new", "lineage.jsonl"))
+        # A journal that differs is kept unless --force.
+        with open(self.path("new", "lineage.jsonl"), "ab") as f:
+            f.write(b"\n")
+        proc = tpk("restore", self.backup, *self.state(self.path("new")), check=False)
+        self.assert_one_line_error(proc, 2)
+        tpk("restore", self.backup, *self.state(self.path("new")), "--force")
+
+    def test_damaged_or_hostile_backups_restore_nothing(self):
+        import io
+        import tarfile
+        data = bytearray(read_bytes(self.backup))
+        at = data.find(b"version 1.1.0version")
+        data[at + 2] ^= 1
+        self.write("damaged.tar", bytes(data))
+        cases = {"damaged.tar": 3}
+        with tarfile.open(self.backup) as t:
+            members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
+        for name, change in [("evil.tar", lambda n: "../evil" if n.startswith("trusted-keys/") else n),
+                             ("extra.tar", lambda n: "store/refs/b/9.9.9" if n.endswith("1.0.0") and "refs" in n else n)]:
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as t:
+                for m, content in members:
+                    info = tarfile.TarInfo(change(m.name))
+                    info.size = len(content)
+                    t.addfile(info, io.BytesIO(content))
+            self.write(name, buf.getvalue())
+            cases[name] = 3
+        self.write("truncated.tar", read_bytes(self.backup)[:5000])
+        cases["truncated.tar"] = 3
+        for name, code in cases.items():
+            with self.subTest(backup=name):
+                target = self.path("t-" + name)
+                proc = tpk("restore", self.path(name), *self.state(target), check=False)
+                self.assert_one_line_error(proc, code)
+                self.assertFalse(os.path.exists(os.path.join(target, "store", "refs")))
+                self.assertFalse(os.path.exists(os.path.join(target, "lineage.jsonl")))
+        self.assertFalse(os.path.exists(self.path("evil")))
 
 
 if __name__ == "__main__":

@@ -33,5 +33,7 @@ Action add_deps_command(CLI::App& app);
 Action add_push_command(CLI::App& app);
 Action add_pull_command(CLI::App& app);
 Action add_replicate_command(CLI::App& app);
+Action add_backup_command(CLI::App& app);
+Action add_restore_command(CLI::App& app);
 
 }  // namespace torshpkg::cli

@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
         &add_mount_command,   &add_umount_command, &add_status_command,  &add_lineage_command,
         &add_tensors_command, &add_load_command,   &add_convert_command, &add_diff_command,
         &add_install_command, &add_list_command,   &add_remove_command,  &add_gc_command,
-        &add_deps_command,    &add_push_command,   &add_pull_command,    &add_replicate_command}) {
+        &add_deps_command,    &add_push_command,   &add_pull_command,    &add_replicate_command,
+        &add_backup_command,  &add_restore_command}) {
     Action action = add(app);
     actions[app.get_subcommands({}).back()] = std::move(action);
   }
