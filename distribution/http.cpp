@@ -23,6 +23,7 @@ struct Transfer {
   uint64_t sent = 0;
   bool too_large = false;
   bool sink_stopped = false;
+  bool started = false;
   std::exception_ptr error;
 };
 
@@ -54,6 +55,10 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   if (t->request->sink && status < 300) {
     try {
+      if (!t->started) {
+        t->started = true;
+        if (t->request->on_status) t->request->on_status(status);
+      }
       if (!t->request->sink(std::span(reinterpret_cast<const uint8_t*>(data), n))) {
         t->sink_stopped = true;
         return 0;

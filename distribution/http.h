@@ -29,6 +29,8 @@ struct HttpRequest {
   // Receives the response body as it arrives (instead of HttpResponse::body); return false to
   // abort the transfer.
   std::function<bool(std::span<const uint8_t>)> sink;
+  // Called once with the status, before the sink gets the first byte of a response.
+  std::function<void(long status)> on_status;
   // Called with bytes moved so far (either direction) and the total when known.
   std::function<void(uint64_t done, uint64_t total)> progress;
   uint64_t max_body = 64u << 20;  // for responses kept in memory

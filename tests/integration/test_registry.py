@@ -178,6 +178,28 @@ class Registries(TempDirTest):
             other.stop()
 
 
+    def test_registry_mirror_with_wrong_bytes_is_skipped_for_the_origin(self):
+        mirror = Registry(self.path("mirror"))
+        try:
+            tpk("push", self.pkg, self.registry.ref("models/m:1.2.0"), "-q")
+            tpk("replicate", self.registry.ref("models/m:1.2.0"), mirror.ref("models/m"))
+            proc = tpk("pull", self.registry.ref("models/m:1.2.0"), "-o", self.path("a.torshpkg"),
+                       "--mirror", f"localhost:{mirror.port}")
+            self.assertEqual(proc.stderr, b"")  # the mirror served it
+            blob = mirror.blob_file("sha256:" + hashlib.sha256(read_bytes(self.pkg)).hexdigest())
+            data = bytearray(read_bytes(blob))
+            data[500] ^= 1
+            with open(blob, "wb") as f:
+                f.write(data)
+            proc = tpk("pull", self.registry.ref("models/m:1.2.0"), "-o", self.path("b.torshpkg"),
+                       "--mirror", f"localhost:{mirror.port}")
+            self.assertEqual(read_bytes(self.path("b.torshpkg")), read_bytes(self.pkg))
+            self.assertIn(f"warning: localhost:{mirror.port}".encode(), proc.stderr)
+            self.assertIn(b"digest", proc.stderr)
+        finally:
+            mirror.stop()
+
+
 @unittest.skipUnless(REGISTRY and HTPASSWD, "docker-registry and htpasswd (apache2-utils) needed")
 class Authenticated(TempDirTest):
     def test_basic_credentials_from_a_docker_config(self):

@@ -7,6 +7,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "http_pull.h"
 #include "oci.h"
 #include "torshpkg/store.h"
 
@@ -65,11 +66,19 @@ Action add_pull_command(CLI::App& app) {
     std::string docker_config;
     bool quiet = false;
     bool force = false;
+    std::vector<std::string> mirrors;
+    std::string sha256;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* sub =
-      app.add_subcommand("pull", "Pull a package from an OCI registry (every digest checked)");
-  sub->add_option("REF", a->ref, "HOST[:PORT]/REPOSITORY[:TAG] or ...@sha256:HEX")->required();
+  CLI::App* sub = app.add_subcommand(
+      "pull", "Pull a package from an OCI registry or an HTTP(S) server (every digest checked)");
+  sub->add_option("REF", a->ref,
+                  "HOST[:PORT]/REPOSITORY[:TAG], ...@sha256:HEX, or an http(s):// URL")
+      ->required();
+  sub->add_option("--mirror", a->mirrors,
+                  "Try this first (repeatable, in order): a registry HOST[:PORT] for OCI "
+                  "references, a base URL for http(s) ones; the origin is tried last");
+  sub->add_option("--sha256", a->sha256, "Expected SHA-256 of the package file (http(s) pulls)");
   sub->add_option("-o,--output", a->out, "Write the package here");
   sub->add_flag("--install", a->install, "Install it into the local store (verified)");
   sub->add_option("--store", a->store, "Store folder for --install");
@@ -84,13 +93,11 @@ Action add_pull_command(CLI::App& app) {
     if (!a->out.empty() && ::access(a->out.c_str(), F_OK) == 0 && !a->force) {
       throw invalid_argument(a->out + ": already exists (use --force to replace it)");
     }
-    const distribution::OciRef ref = distribution::parse_oci_ref(a->ref);
+    const bool http = a->ref.starts_with("http://") || a->ref.starts_with("https://");
     ProgressBar bar("pull", !a->quiet);
-    distribution::OciOptions options;
-    options.insecure = a->insecure;
-    options.docker_config = a->docker_config;
-    options.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
-    distribution::OciClient client(options);
+    const auto warn = [&](const std::string& message) {
+      std::cerr << "torshpkg: warning: " << message << "\n";
+    };
     std::string target = a->out;
     std::string staging;
     if (a->install) {
@@ -104,10 +111,47 @@ Action add_pull_command(CLI::App& app) {
         if (!path.empty()) ::unlink(path.c_str());
       }
     } remove_staging{staging};
-    const distribution::PullResult r = client.pull(ref, target);
+    distribution::PullResult r;
+    std::string source = a->ref;
+    if (http) {
+      distribution::HttpPullOptions options;
+      options.mirrors = a->mirrors;
+      options.sha256 = a->sha256;
+      options.http.insecure_tls = a->insecure;
+      options.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
+      options.warn = warn;
+      const distribution::HttpPullResult h = distribution::http_pull(a->ref, target, options);
+      r.blob_digest = "sha256:" + h.sha256;
+      r.size = h.size;
+      source = h.url;
+    } else {
+      const distribution::OciRef origin = distribution::parse_oci_ref(a->ref);
+      distribution::OciOptions options;
+      options.insecure = a->insecure;
+      options.docker_config = a->docker_config;
+      options.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
+      distribution::OciClient client(options);
+      std::vector<distribution::OciRef> refs;
+      for (const std::string& m : a->mirrors) {
+        distribution::OciRef mirrored = origin;
+        mirrored.registry = m;
+        refs.push_back(mirrored);
+      }
+      refs.push_back(origin);
+      for (size_t i = 0; i < refs.size(); ++i) {
+        try {
+          r = client.pull(refs[i], target);
+          source = refs[i].to_string();
+          break;
+        } catch (const Error& e) {
+          if (i + 1 == refs.size()) throw;
+          warn(refs[i].registry + ": " + e.what() + "; trying the next source");
+        }
+      }
+    }
     bar.finish();
     record_lineage_event("", "pulled", target,
-                         {{"source", ref.to_string()},
+                         {{"source", source},
                           {"manifest_digest", r.manifest_digest},
                           {"blob_digest", r.blob_digest}});
     if (a->install) {
@@ -116,15 +160,15 @@ Action add_pull_command(CLI::App& app) {
       policy.allow_unsigned = a->allow_unsigned;
       const InstallResult in = Store(a->store).install(staging, policy);
       if (!a->quiet) {
-        std::cout << "pulled " << ref.to_string() << " (" << r.blob_digest << ") and "
+        std::cout << "pulled " << source << " (" << r.blob_digest << ") and "
                   << (in.already_installed ? "found it installed: " : "installed ")
                   << in.package.name << "@" << in.package.version << "\n";
       }
       return kExitOk;
     }
     if (!a->quiet) {
-      std::cout << "pulled " << ref.to_string() << " -> " << a->out << " (" << human_bytes(r.size)
-                << ", " << r.blob_digest << ")\n";
+      std::cout << "pulled " << source << " -> " << a->out << " (" << human_bytes(r.size) << ", "
+                << r.blob_digest << ")\n";
     }
     return kExitOk;
   };

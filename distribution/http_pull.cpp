@@ -1,0 +1,149 @@
+#include "http_pull.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "torshpkg/error.h"
+#include "torshpkg/package.h"
+#include "torshpkg/sha256.h"
+
+namespace torshpkg::distribution {
+namespace {
+
+// "scheme://host[:port]" of a URL, and the rest (path and query).
+std::pair<std::string, std::string> split_origin(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) throw invalid_argument("'" + url + "' is not an http(s) URL");
+  const size_t path = url.find('/', scheme + 3);
+  if (path == std::string::npos) return {url, "/"};
+  return {url.substr(0, path), url.substr(path)};
+}
+
+uint64_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+std::string sha256_of_file(const std::string& path) {
+  const auto source = open_file_source(path);
+  Sha256 h;
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(source->size(), 8u << 20)));
+  for (uint64_t at = 0; at < source->size();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), source->size() - at));
+    source->read_at(at, std::span(buf.data(), n));
+    h.update(std::span<const uint8_t>(buf.data(), n));
+    at += n;
+  }
+  return to_hex(h.finish());
+}
+
+// One request for the rest of `part` (all of it when the server ignores the range).
+void fetch_rest(HttpClient& http, const std::string& url, const std::string& part,
+                const HttpPullOptions& options, uint64_t& resumed_from) {
+  resumed_from = file_size(part);
+  int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw io_error(part, "cannot open", errno);
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close{fd};
+  HttpRequest get;
+  get.url = url;
+  if (resumed_from > 0) get.headers.push_back("Range: bytes=" + std::to_string(resumed_from) + "-");
+  bool restarted = false;
+  get.on_status = [&](long status) {
+    if (status == 200 && resumed_from > 0) {  // the server ignored the range: start over
+      if (::ftruncate(fd, 0) != 0) throw io_error(part, "cannot truncate", errno);
+      restarted = true;
+    }
+  };
+  get.sink = [&](std::span<const uint8_t> data) {
+    for (size_t at = 0; at < data.size();) {
+      const ssize_t n = ::write(fd, data.data() + at, data.size() - at);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw io_error(part, "write failed", errno);
+      at += static_cast<size_t>(n);
+    }
+    return true;
+  };
+  get.progress = [&](uint64_t done, uint64_t all) {
+    const uint64_t base = restarted ? 0 : resumed_from;
+    if (options.progress) options.progress(base + done, base + all);
+  };
+  const HttpResponse response = http.send(get);
+  if (response.status == 416) return;  // nothing left to send: the part is whole
+  // A client error other than a timeout or a rate limit will not change on retry.
+  if (response.status >= 400 && response.status < 500 && response.status != 408 &&
+      response.status != 429) {
+    throw Error(ErrorKind::kNotFound, url + ": HTTP " + std::to_string(response.status));
+  }
+  if (response.status != 200 && response.status != 206) {
+    throw Error(ErrorKind::kIo, url + ": HTTP " + std::to_string(response.status));
+  }
+}
+
+}  // namespace
+
+HttpPullResult http_pull(const std::string& url, const std::string& out,
+                         const HttpPullOptions& options) {
+  const auto [origin, path] = split_origin(url);
+  std::vector<std::string> sources;
+  for (std::string m : options.mirrors) {
+    while (!m.empty() && m.back() == '/') m.pop_back();
+    sources.push_back(split_origin(m + "/").first + path);
+  }
+  sources.push_back(url);
+  const std::string part = out + ".part";
+  HttpClient http(options.http);
+  std::exception_ptr last;
+  for (size_t index = 0; index < sources.size(); ++index) {
+    const std::string& source = sources[index];
+    const bool last_source = index + 1 == sources.size();
+    double wait = options.backoff_seconds;
+    for (int attempt = 1; attempt <= std::max(1, options.attempts); ++attempt) {
+      HttpPullResult result;
+      result.url = source;
+      try {
+        fetch_rest(http, source, part, options, result.resumed_from);
+        result.size = file_size(part);
+        result.sha256 = sha256_of_file(part);
+        if (!options.sha256.empty() && result.sha256 != options.sha256) {
+          throw corrupt(source, "served bytes with SHA-256 " + result.sha256 + ", expected " +
+                                    options.sha256);
+        }
+        Package::open(part)->verify(true);  // the package's own integrity, chunk by chunk
+        if (::rename(part.c_str(), out.c_str()) != 0) {
+          throw io_error(out, "cannot rename into place", errno);
+        }
+        return result;
+      } catch (const Error& e) {
+        last = std::current_exception();
+        if (e.kind() == ErrorKind::kCorrupt || e.kind() == ErrorKind::kUnsupported) {
+          // Wrong bytes: drop them and move on to the next source.
+          ::unlink(part.c_str());
+          if (options.warn && !last_source) {
+            options.warn(source + ": wrong bytes, skipped (" + e.what() + ")");
+          }
+          break;
+        }
+        if (e.kind() == ErrorKind::kNotFound) {
+          if (options.warn && !last_source) options.warn(std::string(e.what()) + ", skipped");
+          break;
+        }
+        if (attempt == options.attempts) break;
+        if (options.warn) {
+          options.warn(std::string(e.what()) + "; retrying");
+        }
+        std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+        wait *= 2;
+      }
+    }
+  }
+  std::rethrow_exception(last);
+}
+
+}  // namespace torshpkg::distribution
