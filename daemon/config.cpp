@@ -6,6 +6,7 @@
 #include <memory>
 #include <set>
 
+#include "oci.h"
 #include "torshpkg/error.h"
 #include "torshpkg/store.h"
 #include "torshpkg/strict_json.h"
@@ -86,7 +87,19 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
                       {"package", "mountpoint", "password_file", "key_file", "allow_unsigned"});
       MountEntry e;
       const std::string given = m["package"].isString() ? m["package"].asString() : "";
-      if (!given.empty() && given[0] != '/' && given.find('@') != std::string::npos) {
+      if (given.starts_with("oci://") || given.starts_with("https://") ||
+          given.starts_with("http://")) {
+        // Pulled into the store (digest checked, installed under the trust policy), then mounted.
+        if (given.starts_with("oci://")) {
+          try {
+            distribution::parse_oci_ref(given);
+          } catch (const Error& err) {
+            check.fail(where + ".package", err.what());
+          }
+        }
+        e.package = given;
+        e.store = config.store;
+      } else if (!given.empty() && given[0] != '/' && given.find('@') != std::string::npos) {
         // NAME@REQ: the highest matching version in the store, resolved when mounted.
         const auto ref = parse_package_ref(given);
         if (!ref) check.fail(where + ".package", "'" + given + "' is not NAME@REQ");

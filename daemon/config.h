@@ -9,8 +9,9 @@
 namespace torshpkg::daemon {
 
 struct MountEntry {
-  // Absolute path of the .torshpkg file, or NAME@REQ: the highest matching version in `store`,
-  // resolved when the entry is mounted.
+  // Absolute path of the .torshpkg file; NAME@REQ: the highest matching version in `store`,
+  // resolved when the entry is mounted; or oci://REF or an http(s):// URL: pulled into `store`
+  // (digest checked, installed under the trust policy), then mounted.
   std::string package;
   std::string store;          // the store for a NAME@REQ package; empty for a path
   std::string mountpoint;     // absolute path of an existing folder

@@ -5,6 +5,7 @@
 #include <sys/vfs.h>
 #include <syslog.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
@@ -12,7 +13,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "http_pull.h"
 #include "mount_policy.h"
+#include "oci.h"
 #include "torshpkg/error.h"
 #include "torshpkg/store.h"
 
@@ -62,17 +65,54 @@ bool clear_stale_mountpoint(const std::string& mountpoint) {
 
 namespace {
 
-// The file a mount entry names: its path, or the highest installed version of NAME@REQ.
-std::string package_path(const MountEntry& entry) {
-  if (entry.store.empty()) return entry.package;
-  const auto ref = parse_package_ref(entry.package);
+// Where a mount entry's package file is, and where it came from.
+struct Located {
+  std::string path;
+  std::string source;  // the registry reference or URL pulled; empty otherwise
+  std::string digest;  // "sha256:..." of what was pulled
+};
+
+bool is_remote(const std::string& package) {
+  return package.starts_with("oci://") || package.starts_with("https://") ||
+         package.starts_with("http://");
+}
+
+// The file a mount entry names: its path; the highest installed version of NAME@REQ; or, for
+// oci:// and http(s):// sources, the package pulled (digest checked) and installed into the
+// store under the mount's trust policy.
+Located locate(const MountEntry& entry, const std::string& trusted_keys_dir) {
+  if (entry.store.empty()) return {entry.package, "", ""};
   const Store store(entry.store);
-  const auto found = ref ? store.resolve(ref->name, VersionReq::parse(ref->req)) : std::nullopt;
-  if (!found) {
-    throw Error(ErrorKind::kNotFound,
-                entry.package + ": no installed version matches in the store " + entry.store);
+  if (!is_remote(entry.package)) {
+    const auto ref = parse_package_ref(entry.package);
+    const auto found = ref ? store.resolve(ref->name, VersionReq::parse(ref->req)) : std::nullopt;
+    if (!found) {
+      throw Error(ErrorKind::kNotFound,
+                  entry.package + ": no installed version matches in the store " + entry.store);
+    }
+    return {found->path, "", ""};
   }
-  return found->path;
+  static std::atomic<unsigned> counter{0};
+  std::filesystem::create_directories(entry.store + "/tmp");
+  const std::string staging = entry.store + "/tmp/pull-" + std::to_string(::getpid()) + "-" +
+                              std::to_string(counter++) + ".torshpkg";
+  struct Remove {
+    std::string path;
+    ~Remove() { ::unlink(path.c_str()); }
+  } remove{staging};
+  Located located;
+  located.source = entry.package;
+  if (entry.package.starts_with("oci://")) {
+    distribution::OciClient client;
+    located.digest = client.pull(distribution::parse_oci_ref(entry.package), staging).blob_digest;
+  } else {
+    located.digest = "sha256:" + distribution::http_pull(entry.package, staging, {}).sha256;
+  }
+  InstallPolicy policy;
+  policy.trusted_keys_dir = trusted_keys_dir;
+  policy.allow_unsigned = entry.allow_unsigned;
+  located.path = store.install(staging, policy).package.path;
+  return located;
 }
 
 }  // namespace
@@ -112,7 +152,8 @@ const MountStatus& MountTable::mount(const MountEntry& entry, const std::string&
     policy.allow_unsigned = entry.allow_unsigned;
     policy.password_file = entry.password_file;
     policy.key_file = entry.key_file;
-    const std::string path = package_path(entry);
+    const Located located = locate(entry, trusted_keys_dir);
+    const std::string& path = located.path;
     fs::AdmittedPackage admitted = fs::admit_package(path, policy);
     auto m = std::make_unique<Mounted>();
     m->entry = entry;
@@ -126,6 +167,10 @@ const MountStatus& MountTable::mount(const MountEntry& entry, const std::string&
     m->status.digest = "sha256:" + admitted.package->manifest_digest();
     auto fields = package_event_fields(*admitted.package, path);
     fields["mountpoint"] = entry.mountpoint;
+    if (!located.source.empty()) {
+      fields["source"] = located.source;
+      fields["source_digest"] = located.digest;
+    }
     log_.record_lineage(*admitted.package);
 
     fs::FsOptions options;

@@ -1,4 +1,5 @@
 """torshpkgd as systemd runs it: a real daemon, a NOTIFY_SOCKET the test binds, real mounts."""
+import hashlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import TORSHPKG, TempDirTest, read_bytes, run, tpk  # noqa: E402
+import test_registry  # noqa: E402
 
 TORSHPKGD = os.environ.get("TORSHPKGD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "daemon", "torshpkgd")
@@ -150,6 +152,34 @@ class Daemon(TempDirTest):
         self.assertTrue(any("served@^3" in r["error"] for r in refused), refused)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
+
+    @unittest.skipUnless(test_registry.REGISTRY, "docker-registry is not installed")
+    def test_config_pulls_oci_references_into_the_store_then_mounts(self):
+        registry = test_registry.Registry(self.path("registry"))
+        try:
+            pkg = self.package("remote")
+            ref = registry.ref("models/remote:1.0.0")
+            tpk("push", pkg, ref, "-q")
+            store = self.path("store")
+            cfg = self.config([{"package": "oci://" + ref, "mountpoint": self.points[0]},
+                               {"package": "oci://" + registry.ref("models/absent:1"),
+                                "mountpoint": self.points[1]}], store=store)
+            proc = self.start(cfg)
+            fields, state = self.notify.expect("READY")
+            self.assertEqual(state[self.points[0]], True)
+            self.assertEqual(state[self.points[1]], False)
+            self.assertEqual(read_bytes(os.path.join(self.points[0], "resources", "config.json")),
+                             self.files["config.json"])
+            listed = json.loads(tpk("list", "--store", store, "--json").stdout)["packages"]
+            self.assertEqual([p["name"] for p in listed], ["remote"])
+            mounted_events = [e["data"] for e in self.events() if e["event"] == "mounted"]
+            self.assertEqual(mounted_events[0]["source"], "oci://" + ref)
+            self.assertEqual(mounted_events[0]["source_digest"],
+                             "sha256:" + hashlib.sha256(read_bytes(pkg)).hexdigest())
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+        finally:
+            registry.stop()
 
     def test_reload_mounts_added_and_unmounts_removed(self):
         a, b = self.package("a"), self.package("b")
