@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "http_pull.h"
+#include "mirrors.h"
 #include "mount_policy.h"
 #include "oci.h"
 #include "torshpkg/error.h"
@@ -102,11 +103,23 @@ Located locate(const MountEntry& entry, const std::string& trusted_keys_dir) {
   } remove{staging};
   Located located;
   located.source = entry.package;
+  // The host's mirror list applies to the daemon's pulls too; skipped sources go to stderr.
+  const distribution::MirrorList mirrors =
+      distribution::load_mirrors(distribution::default_mirrors_file());
+  const auto warn = [](const std::string& m) {
+    std::fprintf(stderr, "torshpkgd: %s\n", m.c_str());
+  };
   if (entry.package.starts_with("oci://")) {
     distribution::OciClient client;
-    located.digest = client.pull(distribution::parse_oci_ref(entry.package), staging).blob_digest;
+    const distribution::OciRef ref = distribution::parse_oci_ref(entry.package);
+    located.digest = distribution::pull_with_mirrors(
+                         client, ref, mirrors.for_registry(ref.registry), staging, warn)
+                         .blob_digest;
   } else {
-    located.digest = "sha256:" + distribution::http_pull(entry.package, staging, {}).sha256;
+    distribution::HttpPullOptions options;
+    options.mirrors = mirrors.for_url(entry.package);
+    options.warn = warn;
+    located.digest = "sha256:" + distribution::http_pull(entry.package, staging, options).sha256;
   }
   InstallPolicy policy;
   policy.trusted_keys_dir = trusted_keys_dir;

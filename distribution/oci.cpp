@@ -654,4 +654,27 @@ ReplicateResult OciClient::replicate(const OciRef& source, const OciRef& target,
   return result;
 }
 
+PullResult pull_with_mirrors(OciClient& client, const OciRef& ref,
+                             const std::vector<std::string>& mirrors, const std::string& out_path,
+                             const std::function<void(const std::string&)>& warn,
+                             std::string* used) {
+  std::vector<OciRef> refs;
+  for (const std::string& m : mirrors) {
+    OciRef mirrored = ref;
+    mirrored.registry = m;
+    refs.push_back(std::move(mirrored));
+  }
+  refs.push_back(ref);
+  for (size_t i = 0;; ++i) {
+    try {
+      PullResult r = client.pull(refs[i], out_path);
+      if (used != nullptr) *used = refs[i].to_string();
+      return r;
+    } catch (const Error& e) {
+      if (i + 1 == refs.size()) throw;
+      if (warn) warn(refs[i].registry + ": " + e.what() + "; trying the next source");
+    }
+  }
+}
+
 }  // namespace torshpkg::distribution

@@ -99,4 +99,12 @@ class OciClient {
   Rep* rep_;
 };
 
+// Pulls `ref` from each mirror registry in order (HOST[:PORT] replacing the registry), then
+// from its own registry; a source that fails (wrong bytes, missing, unreachable) is reported
+// through `warn` and the next one tried. Throws the origin's error when all fail.
+PullResult pull_with_mirrors(OciClient& client, const OciRef& ref,
+                             const std::vector<std::string>& mirrors, const std::string& out_path,
+                             const std::function<void(const std::string&)>& warn,
+                             std::string* used = nullptr);
+
 }  // namespace torshpkg::distribution

@@ -2,6 +2,7 @@
 config): a package served as a file, an ordered mirror list where a mirror serves wrong bytes
 or nothing, an interrupted download resumed with a Range request, and OCI mirrors."""
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -97,6 +98,20 @@ http {{
                    check=False)
         self.assert_one_line_error(proc, 1)
         self.assertIn(b"HTTP 404", proc.stderr)
+
+    def test_mirror_list_file(self):
+        mirrors = self.write("mirrors.json", json.dumps(
+            {"urls": {f"http://127.0.0.1:{self.good}": [f"http://127.0.0.1:{self.bad}"]}}).encode())
+        proc = subprocess.run([TORSHPKG, "pull", self.url(self.good), "-o", self.path("f.torshpkg")],
+                              env={**os.environ, "TORSHPKG_MIRRORS": mirrors}, capture_output=True)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(f"127.0.0.1:{self.bad}/models/m.torshpkg: wrong bytes, skipped".encode(), proc.stderr)
+        self.assertEqual(read_bytes(self.path("f.torshpkg")), read_bytes(self.pkg))
+        bad = self.write("bad.json", b'{"urls": {"http://x": "not a list"}}')
+        proc = tpk("pull", self.url(self.good), "-o", self.path("g.torshpkg"), "--mirrors-file", bad,
+                   check=False)
+        self.assert_one_line_error(proc, 2)
+        self.assertIn(b"must be an array of strings", proc.stderr)
 
     def test_interrupted_download_resumes_with_a_range_request(self):
         out = self.path("r.torshpkg")

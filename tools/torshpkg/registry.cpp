@@ -8,6 +8,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "http_pull.h"
+#include "mirrors.h"
 #include "oci.h"
 #include "torshpkg/store.h"
 
@@ -67,6 +68,7 @@ Action add_pull_command(CLI::App& app) {
     bool quiet = false;
     bool force = false;
     std::vector<std::string> mirrors;
+    std::string mirrors_file = distribution::default_mirrors_file();
     std::string sha256;
   };
   auto a = std::make_shared<Args>();
@@ -78,6 +80,9 @@ Action add_pull_command(CLI::App& app) {
   sub->add_option("--mirror", a->mirrors,
                   "Try this first (repeatable, in order): a registry HOST[:PORT] for OCI "
                   "references, a base URL for http(s) ones; the origin is tried last");
+  sub->add_option("--mirrors-file", a->mirrors_file,
+                  "Mirror list, tried after --mirror (default $TORSHPKG_MIRRORS or "
+                  "/etc/torshpkg/mirrors.json)");
   sub->add_option("--sha256", a->sha256, "Expected SHA-256 of the package file (http(s) pulls)");
   sub->add_option("-o,--output", a->out, "Write the package here");
   sub->add_flag("--install", a->install, "Install it into the local store (verified)");
@@ -94,6 +99,7 @@ Action add_pull_command(CLI::App& app) {
       throw invalid_argument(a->out + ": already exists (use --force to replace it)");
     }
     const bool http = a->ref.starts_with("http://") || a->ref.starts_with("https://");
+    const distribution::MirrorList configured = distribution::load_mirrors(a->mirrors_file);
     ProgressBar bar("pull", !a->quiet);
     const auto warn = [&](const std::string& message) {
       std::cerr << "torshpkg: warning: " << message << "\n";
@@ -116,6 +122,7 @@ Action add_pull_command(CLI::App& app) {
     if (http) {
       distribution::HttpPullOptions options;
       options.mirrors = a->mirrors;
+      for (const std::string& m : configured.for_url(a->ref)) options.mirrors.push_back(m);
       options.sha256 = a->sha256;
       options.http.insecure_tls = a->insecure;
       options.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
@@ -131,23 +138,9 @@ Action add_pull_command(CLI::App& app) {
       options.docker_config = a->docker_config;
       options.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
       distribution::OciClient client(options);
-      std::vector<distribution::OciRef> refs;
-      for (const std::string& m : a->mirrors) {
-        distribution::OciRef mirrored = origin;
-        mirrored.registry = m;
-        refs.push_back(mirrored);
-      }
-      refs.push_back(origin);
-      for (size_t i = 0; i < refs.size(); ++i) {
-        try {
-          r = client.pull(refs[i], target);
-          source = refs[i].to_string();
-          break;
-        } catch (const Error& e) {
-          if (i + 1 == refs.size()) throw;
-          warn(refs[i].registry + ": " + e.what() + "; trying the next source");
-        }
-      }
+      std::vector<std::string> mirrors = a->mirrors;
+      for (const std::string& m : configured.for_registry(origin.registry)) mirrors.push_back(m);
+      r = distribution::pull_with_mirrors(client, origin, mirrors, target, warn, &source);
     }
     bar.finish();
     record_lineage_event("", "pulled", target,
