@@ -23,18 +23,6 @@ std::string stem_of(const std::string& path) {
   return fsys::path(path).stem().string();
 }
 
-std::string file_sha256(const ByteSource& source) {
-  Sha256 h;
-  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(source.size(), 8u << 20)));
-  for (uint64_t at = 0; at < source.size();) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), source.size() - at));
-    source.read_at(at, std::span(buf.data(), n));
-    h.update(std::span<const uint8_t>(buf.data(), n));
-    at += n;
-  }
-  return to_hex(h.finish());
-}
-
 Plan plan_file(const std::string& path) {
   const std::shared_ptr<const ByteSource> source = open_file_source(path);
   uint8_t magic[9] = {};
@@ -196,7 +184,7 @@ static LineageRecord converted_from(const std::string& source, const Plan& plan)
     record.provenance["source_files"] = std::to_string(d.files);
   } else {
     const auto src = open_file_source(source);
-    record.provenance["source_sha256"] = file_sha256(*src);
+    record.provenance["source_sha256"] = sha256_hex(*src);
     record.provenance["source_size"] = std::to_string(src->size());
   }
   return record;

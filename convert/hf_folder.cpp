@@ -136,17 +136,9 @@ Plan plan_hf_folder(const std::string& folder) {
 FolderDigest folder_digest(const std::string& folder) {
   FolderDigest d;
   Sha256 listing;
-  std::vector<uint8_t> buf(8u << 20);
   for (const std::string& rel : list_files(folder)) {
     const auto source = open_file_source(folder + "/" + rel);
-    Sha256 h;
-    for (uint64_t at = 0; at < source->size();) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), source->size() - at));
-      source->read_at(at, std::span(buf.data(), n));
-      h.update(std::span<const uint8_t>(buf.data(), n));
-      at += n;
-    }
-    listing.update(to_hex(h.finish()) + "  " + rel + "\n");
+    listing.update(sha256_hex(*source) + "  " + rel + "\n");
     d.bytes += source->size();
     ++d.files;
   }

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/store.h"
@@ -34,19 +35,6 @@ struct ArchiveReader {
   archive* a;
   ~ArchiveReader() { archive_read_free(a); }
 };
-
-std::string digest_of_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw io_error(path, "cannot read", errno);
-  Sha256 h;
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    h.update(
-        std::span(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount())));
-  }
-  return to_hex(h.finish());
-}
 
 void add_file(archive* a, const std::string& name, const std::string& path,
               const std::string& out) {
@@ -87,6 +75,10 @@ void add_bytes(archive* a, const std::string& name, const std::string& bytes,
   }
 }
 
+std::string digest_of(const std::string& path) {
+  return sha256_hex(*open_file_source(path));
+}
+
 // Whether a member path is one a backup holds (anything else is refused).
 bool allowed_member(const std::string& name) {
   if (name.empty() || name.size() > 4096 || name.front() == '/' ||
@@ -121,7 +113,7 @@ bool same_file(const std::string& a, const std::string& b) {
   if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0 || sa.st_size != sb.st_size) {
     return false;
   }
-  return digest_of_file(a) == digest_of_file(b);
+  return digest_of(a) == digest_of(b);
 }
 
 // Copies a checked file into place through a temporary name, so a reader never sees half of it.
@@ -185,7 +177,7 @@ BackupSummary write_backup(const BackupPaths& paths, const std::string& out) {
   std::string sums;
   for (const auto& [member, path] : files) {
     add_file(w.a, member, path, out);
-    sums += digest_of_file(path) + "  " + member + "\n";
+    sums += digest_of(path) + "  " + member + "\n";
     s.bytes += fsys::file_size(path);
   }
   add_bytes(w.a, kSums, sums, out);
@@ -266,7 +258,7 @@ BackupSummary restore_backup(const std::string& in, const BackupPaths& paths, bo
     if (m == kSums || m == kInfo) continue;
     const auto it = sums.find(m);
     if (it == sums.end()) throw corrupt(in, "'" + m + "' is not in SHA256SUMS");
-    const std::string got = digest_of_file((fsys::path(staging) / m).string());
+    const std::string got = digest_of((fsys::path(staging) / m).string());
     if (got != it->second) throw corrupt(in, "'" + m + "' does not match SHA256SUMS");
     if (m.starts_with("store/blobs/") && got != m.substr(19, 64)) {
       throw corrupt(in, "blob '" + m + "' does not hold the bytes its name says");

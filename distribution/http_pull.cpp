@@ -28,19 +28,6 @@ uint64_t file_size(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
-std::string sha256_of_file(const std::string& path) {
-  const auto source = open_file_source(path);
-  Sha256 h;
-  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(source->size(), 8u << 20)));
-  for (uint64_t at = 0; at < source->size();) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), source->size() - at));
-    source->read_at(at, std::span(buf.data(), n));
-    h.update(std::span<const uint8_t>(buf.data(), n));
-    at += n;
-  }
-  return to_hex(h.finish());
-}
-
 // One request for the rest of `part` (all of it when the server ignores the range).
 void fetch_rest(HttpClient& http, const std::string& url, const std::string& part,
                 const HttpPullOptions& options, uint64_t& resumed_from) {
@@ -110,7 +97,7 @@ HttpPullResult http_pull(const std::string& url, const std::string& out,
       try {
         fetch_rest(http, source, part, options, result.resumed_from);
         result.size = file_size(part);
-        result.sha256 = sha256_of_file(part);
+        result.sha256 = sha256_hex(*open_file_source(part));
         if (!options.sha256.empty() && result.sha256 != options.sha256) {
           throw corrupt(source, "served bytes with SHA-256 " + result.sha256 + ", expected " +
                                     options.sha256);

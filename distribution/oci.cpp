@@ -39,20 +39,6 @@ bool valid_tag(std::string_view t) {
   return t.front() != '.' && t.front() != '-';
 }
 
-std::string sha256_of_file(const ByteSource& source,
-                           const std::function<void(uint64_t, uint64_t)>& progress) {
-  Sha256 h;
-  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(source.size(), 8u << 20)));
-  for (uint64_t at = 0; at < source.size();) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), source.size() - at));
-    source.read_at(at, std::span(buf.data(), n));
-    h.update(std::span<const uint8_t>(buf.data(), n));
-    at += n;
-    if (progress) progress(at, source.size());
-  }
-  return "sha256:" + to_hex(h.finish());
-}
-
 std::string sha256_of(std::string_view bytes) {
   return "sha256:" +
          to_hex(sha256(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size())));
@@ -364,7 +350,7 @@ PushResult OciClient::push(const std::string& package_path, const OciRef& ref) {
   const Manifest& m = pkg->manifest();
   PushResult result;
   result.blob_size = source->size();
-  result.blob_digest = sha256_of_file(*source, {});
+  result.blob_digest = "sha256:" + sha256_hex(*source);
   std::string signers;
   for (const Signature& s : pkg->signatures()) signers += (signers.empty() ? "" : ",") + s.key_id;
 

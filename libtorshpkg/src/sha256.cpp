@@ -3,6 +3,10 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include <algorithm>
+#include <vector>
+
+#include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
 
 namespace torshpkg {
@@ -74,6 +78,18 @@ std::optional<Digest> digest_from_hex(std::string_view hex) {
   Digest d{};
   if (!from_hex(hex, d)) return std::nullopt;
   return d;
+}
+
+std::string sha256_hex(const ByteSource& source) {
+  Sha256 h;
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(source.size(), 8u << 20)));
+  for (uint64_t at = 0; at < source.size();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), source.size() - at));
+    source.read_at(at, std::span(buf.data(), n));
+    h.update(std::span<const uint8_t>(buf.data(), n));
+    at += n;
+  }
+  return to_hex(h.finish());
 }
 
 }  // namespace torshpkg

@@ -156,6 +156,23 @@ std::optional<Secret> SecretOptions::load() const {
   return std::nullopt;
 }
 
+WriteOptions write_options(const std::string& compress, const std::string& chunk_size) {
+  WriteOptions options;
+  if (!compress.empty()) options.compression = parse_codec_spec(compress);
+  if (!chunk_size.empty()) {
+    const uint64_t cs = parse_byte_size(chunk_size, "--chunk-size");
+    if (cs > UINT32_MAX) throw invalid_argument("--chunk-size: at most 64M");
+    options.chunk_size = static_cast<uint32_t>(cs);
+  }
+  return options;
+}
+
+void refuse_existing(const std::string& out, bool force) {
+  if (::access(out.c_str(), F_OK) == 0 && !force) {
+    throw invalid_argument(out + ": already exists (use --force to replace it)");
+  }
+}
+
 std::unique_ptr<Package> open_package(const std::string& path, const SecretOptions& secrets) {
   const std::optional<Secret> secret = secrets.load();
   return Package::open(path, secret ? &*secret : nullptr);

@@ -13,6 +13,7 @@
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
+#include "torshpkg/package_writer.h"
 
 namespace torshpkg::cli {
 
@@ -71,6 +72,12 @@ struct SecretOptions {
   // nullopt when neither option was given; both at once is a usage error.
   std::optional<Secret> load() const;
 };
+
+// WriteOptions from --compress ALG[:LEVEL] and --chunk-size BYTES (either may be empty: the
+// defaults). Throws Error(kInvalidArgument).
+WriteOptions write_options(const std::string& compress, const std::string& chunk_size);
+// Throws Error(kInvalidArgument) when `out` exists and `force` is not set.
+void refuse_existing(const std::string& out, bool force);
 
 // Opens a package, unlocking it with the secret when one is given.
 std::unique_ptr<Package> open_package(const std::string& path, const SecretOptions& secrets);

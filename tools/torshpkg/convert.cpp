@@ -62,16 +62,8 @@ int run_convert(const ConvertArgs& a) {
   header.version = a.version;
   header.description = a.description;
   header.license = a.license;
-  WriteOptions options;
-  if (!a.compress.empty()) options.compression = parse_codec_spec(a.compress);
-  if (!a.chunk_size.empty()) {
-    const uint64_t cs = parse_byte_size(a.chunk_size, "--chunk-size");
-    if (cs > UINT32_MAX) throw invalid_argument("--chunk-size: at most 64M");
-    options.chunk_size = static_cast<uint32_t>(cs);
-  }
-  if (::access(a.out.c_str(), F_OK) == 0 && !a.force) {
-    throw invalid_argument(a.out + ": already exists (use --force to replace it)");
-  }
+  WriteOptions options = write_options(a.compress, a.chunk_size);
+  refuse_existing(a.out, a.force);
   std::optional<PrivateKey> key;
   if (!a.sign_key.empty()) {
     key = PrivateKey::load(a.sign_key);

@@ -95,9 +95,7 @@ Action add_pull_command(CLI::App& app) {
   sub->add_flag("-q,--quiet", a->quiet, "No progress bar or summary");
   return [a] {
     if (a->out.empty() == !a->install) throw invalid_argument("give -o FILE or --install (one)");
-    if (!a->out.empty() && ::access(a->out.c_str(), F_OK) == 0 && !a->force) {
-      throw invalid_argument(a->out + ": already exists (use --force to replace it)");
-    }
+    if (!a->out.empty()) refuse_existing(a->out, a->force);
     const bool http = a->ref.starts_with("http://") || a->ref.starts_with("https://");
     const distribution::MirrorList configured = distribution::load_mirrors(a->mirrors_file);
     ProgressBar bar("pull", !a->quiet);

@@ -10,6 +10,8 @@
 
 namespace torshpkg {
 
+class ByteSource;
+
 using Digest = std::array<uint8_t, 32>;
 
 // Incremental hasher. Not thread-safe; one per thread or task.
@@ -30,6 +32,9 @@ class Sha256 {
 
 Digest sha256(std::span<const uint8_t> data);
 Digest sha256(std::string_view text);
+
+// Hex SHA-256 of everything `source` holds, read in pieces of a few MiB.
+std::string sha256_hex(const ByteSource& source);
 
 std::string to_hex(std::span<const uint8_t> bytes);
 // Parses exactly 2*N lowercase hex digits; nullopt otherwise.
