@@ -83,8 +83,9 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       const std::string where = "mounts[" + std::to_string(i) + "]";
       const Json::Value& m = mounts[i];
       if (!m.isObject()) check.fail(where, "must be an object");
-      check.only_keys(m, where,
-                      {"package", "mountpoint", "password_file", "key_file", "allow_unsigned"});
+      check.only_keys(
+          m, where,
+          {"package", "mountpoint", "password_file", "key_file", "allow_unsigned", "with_deps"});
       MountEntry e;
       const std::string given = m["package"].isString() ? m["package"].asString() : "";
       if (given.starts_with("oci://") || given.starts_with("https://") ||
@@ -126,6 +127,11 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
         check.fail(where, "give password_file or key_file, not both");
       }
       e.allow_unsigned = check.flag(m, "allow_unsigned", where);
+      e.with_deps = check.flag(m, "with_deps", where);
+      if (e.with_deps && (given.starts_with("oci://") || given.starts_with("http"))) {
+        check.fail(where + ".with_deps", "needs a path or NAME@REQ package, not a remote source");
+      }
+      if (e.with_deps && e.store.empty()) e.store = config.store;
       if (!mountpoints.insert(e.mountpoint).second) {
         check.fail(where + ".mountpoint",
                    "'" + e.mountpoint + "' is already used by another mount");

@@ -18,6 +18,9 @@ struct MountEntry {
   std::string password_file;  // empty: none
   std::string key_file;       // empty: none
   bool allow_unsigned = false;
+  // Also mount the package's dependencies, resolved in `store`, beside the mountpoint
+  // (<parent>/<dependency name>). A path or NAME@REQ package only.
+  bool with_deps = false;
 
   bool operator==(const MountEntry&) const = default;
 };

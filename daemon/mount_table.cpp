@@ -11,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "http_pull.h"
@@ -240,13 +241,71 @@ const MountStatus& MountTable::mount(const MountEntry& entry, const std::string&
   }
 }
 
+namespace {
+
+// The config's mounts, each with_deps entry followed by one entry per resolved dependency
+// (mounted at <parent of its mountpoint>/<name>). An entry whose required dependencies do not
+// all resolve is left out, with the reason in `failures`.
+std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
+                                            std::vector<std::string>& failures) {
+  std::vector<MountEntry> out;
+  std::set<std::string> mountpoints;
+  for (const MountEntry& e : config.mounts) mountpoints.insert(e.mountpoint);
+  for (const MountEntry& e : config.mounts) {
+    if (!e.with_deps) {
+      out.push_back(e);
+      continue;
+    }
+    try {
+      const Store store(e.store);
+      std::string path = e.package;
+      if (path.empty() || path[0] != '/') {
+        const auto ref = parse_package_ref(e.package);
+        const auto found =
+            ref ? store.resolve(ref->name, VersionReq::parse(ref->req)) : std::nullopt;
+        if (!found) throw Error(ErrorKind::kNotFound, e.package + ": not in the store " + e.store);
+        path = found->path;
+      }
+      std::vector<MountEntry> deps;
+      std::set<std::string> names;
+      const std::filesystem::path parent = std::filesystem::path(e.mountpoint).parent_path();
+      for (const ResolvedDependency& r :
+           resolve_dependencies(store, Package::open(path)->manifest())) {
+        if (!r.package) {
+          if (r.dependency.optional) continue;
+          throw Error(ErrorKind::kNotFound, e.package + ": dependency " + r.dependency.name + " " +
+                                                r.dependency.version_req + " is not in the store");
+        }
+        if (!names.insert(r.dependency.name).second) continue;
+        MountEntry d;
+        d.package = r.package->path;
+        d.mountpoint = (parent / r.dependency.name).string();
+        d.allow_unsigned = e.allow_unsigned;
+        if (!mountpoints.insert(d.mountpoint).second) {
+          throw Error(ErrorKind::kInvalidArgument,
+                      e.package + ": dependency mount point " + d.mountpoint + " is taken");
+        }
+        deps.push_back(std::move(d));
+      }
+      out.push_back(e);
+      out.insert(out.end(), deps.begin(), deps.end());
+    } catch (const Error& err) {
+      failures.push_back(err.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 MountTable::Outcome MountTable::apply(const DaemonConfig& config) {
   Outcome outcome;
   reap();
+  const std::vector<MountEntry> wanted = expand_dependencies(config, outcome.failures);
   // Unmount what is gone from the config or changed.
   for (auto it = mounts_.begin(); it != mounts_.end();) {
     bool keep = !it->second->from_config;  // control-socket mounts stay until unmounted
-    for (const MountEntry& e : config.mounts) {
+    for (const MountEntry& e : wanted) {
       if (e == it->second->entry && it->second->trusted_keys_dir == config.trusted_keys_dir) {
         keep = true;
       }
@@ -259,7 +318,7 @@ MountTable::Outcome MountTable::apply(const DaemonConfig& config) {
     it = mounts_.erase(it);
     ++outcome.unmounted;
   }
-  for (const MountEntry& e : config.mounts) {
+  for (const MountEntry& e : wanted) {
     if (mounts_.count(e.mountpoint)) continue;
     try {
       mount(e, config.trusted_keys_dir, true);

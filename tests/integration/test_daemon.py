@@ -153,6 +153,32 @@ class Daemon(TempDirTest):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
 
+    def test_with_deps_mounts_resolved_dependencies_beside_the_package(self):
+        store = self.path("store")
+        for name, version, deps in [("base", "1.2.0", []), ("base", "2.0.0", []),
+                                    ("model", "1.0.0", ["base:^1"])]:
+            pkg = self.path(f"{name}-{version}.torshpkg")
+            tpk("create", pkg, "--name", name, "--version", version, "-q", "--add-dir",
+                "=" + self.path("model"), "--sign-key", self.path("k.key"),
+                *[a for d in deps for a in ("--dependency", d)])
+            tpk("install", pkg, "--store", store, "--trusted-keys", self.path("trusted"))
+        beside = self.path("base")
+        self.points.append(beside)  # cleaned up by tearDown if anything is left
+        cfg = self.config([{"package": "model@^1", "mountpoint": self.points[0], "with_deps": True},
+                           {"package": "base@^9", "mountpoint": self.points[1], "with_deps": True}],
+                          store=store)
+        proc = self.start(cfg)
+        fields, state = self.notify.expect("READY")
+        self.assertTrue(state[self.points[0]])
+        self.assertTrue(mounted(beside))
+        manifest = json.loads(read_bytes(os.path.join(beside, "manifest.json")))
+        self.assertEqual((manifest["name"], manifest["version"]), ("base", "1.2.0"))  # ^1, not 2.0.0
+        self.assertFalse(state[self.points[1]])
+        self.assertIn("1 failed", fields["STATUS"])
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        self.assertFalse(mounted(beside))
+
     @unittest.skipUnless(test_registry.REGISTRY, "docker-registry is not installed")
     def test_config_pulls_oci_references_into_the_store_then_mounts(self):
         registry = test_registry.Registry(self.path("registry"))
@@ -264,6 +290,8 @@ class Daemon(TempDirTest):
             '{"mounts": [{"package": "m@>=1.q", "mountpoint": "/y"}]}':
                 "mounts[0].package: version requirement '>=1.q'",
             '{"store": "relative", "mounts": []}': "store: must be an absolute path",
+            '{"mounts": [{"package": "oci://h:1/r:t", "mountpoint": "/y", "with_deps": true}]}':
+                "mounts[0].with_deps: needs a path or NAME@REQ package",
             '{"lineage_journal": 3}': "lineage_journal: must be a string",
             '{"extra": true}': "extra: unknown key",
             '{"mounts": [}': "not valid JSON",
