@@ -92,6 +92,9 @@ def main():
         save("daemon_config", b'{"mounts": []}')
         save("daemon_config", b'{"control_socket": "/run/t.sock", "mounts": [{"package": "/a", '
                               b'"mountpoint": "/b/", "allow_unsigned": true, "key_file": null}]}')
+        save("daemon_config", b'{"store": "/s", "mounts": [{"package": "m@^1.2", "mountpoint": "/a", '
+                              b'"with_deps": true}, {"package": "oci://localhost:5000/r/m:1", '
+                              b'"mountpoint": "/b"}, {"package": "http:///x", "mountpoint": "/c"}]}')
         # safetensors: files laid out as the format's specification describes them.
         for header, data in (
                 (b'{"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[2,2],'
