@@ -166,7 +166,7 @@ Plan plan_conversion(const std::string& path) {
   return plan_file(path);
 }
 
-static LineageRecord converted_from(const std::string& source, const Plan& plan) {
+static LineageRecord converted_from(const std::string& source, const Plan& plan, size_t tensors) {
   LineageRecord record;
   record.relation = "ConvertedFrom";
   const fsys::path abs = fsys::absolute(source).lexically_normal();
@@ -176,7 +176,7 @@ static LineageRecord converted_from(const std::string& source, const Plan& plan)
                        " by torshpkg convert " + TORSHPKG_VERSION;
   record.provenance["source_kind"] = std::string(to_string(plan.kind));
   record.provenance["converter"] = std::string("torshpkg convert ") + TORSHPKG_VERSION;
-  record.provenance["tensors"] = std::to_string(tensor_count(plan));
+  record.provenance["tensors"] = std::to_string(tensors);
   if (plan.kind == SourceKind::kHuggingFaceFolder) {
     const FolderDigest d = folder_digest(source);
     record.provenance["source_sha256"] = d.sha256;
@@ -193,7 +193,9 @@ static LineageRecord converted_from(const std::string& source, const Plan& plan)
 ConvertResult convert_to_package(const std::string& source, const std::string& out, Manifest header,
                                  const WriteOptions& options) {
   const Plan plan = plan_conversion(source);
-  header.lineage.push_back(converted_from(source, plan));
+  // Counting reads the headers of kept safetensors files: once.
+  const size_t tensors = tensor_count(plan);
+  header.lineage.push_back(converted_from(source, plan, tensors));
   const TempDir tmp(out);
   PackageWriter writer(header);
   std::set<std::string> paths;
@@ -222,7 +224,7 @@ ConvertResult convert_to_package(const std::string& source, const std::string& o
   }
   ConvertResult result;
   result.kind = plan.kind;
-  result.tensors = tensor_count(plan);
+  result.tensors = tensors;
   result.manifest = writer.write(out, options);
   return result;
 }

@@ -167,6 +167,13 @@ WriteOptions write_options(const std::string& compress, const std::string& chunk
   return options;
 }
 
+void apply_sign_key(const std::string& path, std::optional<PrivateKey>& key,
+                    WriteOptions& options) {
+  if (path.empty()) return;
+  key = PrivateKey::load(path);
+  options.sign_key = &*key;
+}
+
 void refuse_existing(const std::string& out, bool force) {
   if (::access(out.c_str(), F_OK) == 0 && !force) {
     throw invalid_argument(out + ": already exists (use --force to replace it)");

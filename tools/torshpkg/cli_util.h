@@ -12,6 +12,7 @@
 
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
+#include "torshpkg/keys.h"
 #include "torshpkg/package.h"
 #include "torshpkg/package_writer.h"
 
@@ -76,6 +77,8 @@ struct SecretOptions {
 // WriteOptions from --compress ALG[:LEVEL] and --chunk-size BYTES (either may be empty: the
 // defaults). Throws Error(kInvalidArgument).
 WriteOptions write_options(const std::string& compress, const std::string& chunk_size);
+// Loads --sign-key into `key` (when given) and points options.sign_key at it.
+void apply_sign_key(const std::string& path, std::optional<PrivateKey>& key, WriteOptions& options);
 // Throws Error(kInvalidArgument) when `out` exists and `force` is not set.
 void refuse_existing(const std::string& out, bool force);
 

@@ -65,10 +65,7 @@ int run_convert(const ConvertArgs& a) {
   WriteOptions options = write_options(a.compress, a.chunk_size);
   refuse_existing(a.out, a.force);
   std::optional<PrivateKey> key;
-  if (!a.sign_key.empty()) {
-    key = PrivateKey::load(a.sign_key);
-    options.sign_key = &*key;
-  }
+  apply_sign_key(a.sign_key, key, options);
   install_cancel_handlers();
   options.cancel = &g_cancelled;
   ProgressBar bar("convert", !a.quiet);

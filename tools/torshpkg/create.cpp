@@ -233,10 +233,7 @@ int run_create(const CreateArgs& a) {
     throw invalid_argument("--password-file and --key-file need --encrypt or --encrypt-for");
   }
   std::optional<PrivateKey> key;
-  if (!a.sign_key.empty()) {
-    key = PrivateKey::load(a.sign_key);
-    options.sign_key = &*key;
-  }
+  apply_sign_key(a.sign_key, key, options);
   install_cancel_handlers();
   options.cancel = &g_cancelled;
   ProgressBar bar("create", !a.quiet);
