@@ -1,15 +1,18 @@
 #include "torshpkg/manifest.h"
 
 #include <json/json.h>
+#include <simdjson.h>
 
 #include <algorithm>
 #include <memory>
 #include <set>
+#include <optional>
 #include <sstream>
+#include <system_error>
+#include <thread>
 
 #include "torshpkg/error.h"
 #include "torshpkg/sha256.h"
-#include "torshpkg/strict_json.h"
 #include "zip_archive.h"
 
 namespace torshpkg {
@@ -28,76 +31,139 @@ struct SchemaError {
   throw SchemaError{reason};
 }
 
-void only_keys(const Json::Value& obj, std::initializer_list<std::string_view> allowed,
-               const std::string& where) {
-  for (const std::string& key : obj.getMemberNames()) {
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      fail(where + ": unknown key \"" + key.substr(0, 100) + "\"");
+// JSON nesting a manifest may have; it needs 4.
+constexpr size_t kMaxDepth = 64;
+
+using simdjson::dom::element;
+
+// An object's members, each found by the position of its key in `allowed`. Duplicate keys fail
+// here (strict JSON); unknown keys fail in reject_unknown(), so that callers can check a format
+// version before complaining about keys a newer version may add.
+class Members {
+ public:
+  static constexpr size_t kMaxKeys = 16;
+  static constexpr size_t kNoIndex = SIZE_MAX;
+
+  // `name` and `index` say where the object is in errors: "resources[3]", or just "manifest".
+  Members(const element& value, std::initializer_list<std::string_view> allowed,
+          std::string_view name, size_t index = kNoIndex)
+      : name_(name), index_(index) {
+    std::copy(allowed.begin(), allowed.end(), allowed_.begin());
+    count_ = allowed.size();
+    simdjson::dom::object object;
+    if (value.get(object) != simdjson::SUCCESS) fail(where() + " must be an object");
+    for (const simdjson::dom::key_value_pair field : object) {
+      const size_t i = position(field.key);
+      if (i == count_) {
+        if (!unknown_) unknown_ = std::string(field.key.substr(0, 100));
+        continue;
+      }
+      if (present_ & (1u << i)) fail(where() + ": duplicate key \"" + std::string(field.key) + "\"");
+      present_ |= 1u << i;
+      values_[i] = field.value;
     }
   }
-}
 
-const Json::Value& member(const Json::Value& obj, const char* key, const std::string& where) {
-  const Json::Value* v = obj.find(key, key + std::strlen(key));
-  if (v == nullptr) fail(where + ": missing \"" + key + "\"");
-  return *v;
-}
-
-std::string get_string(const Json::Value& obj, const char* key, const std::string& where,
-                       size_t max_len = ManifestLimits::kMaxString) {
-  const Json::Value& v = member(obj, key, where);
-  if (!v.isString()) fail(where + ": \"" + key + "\" must be a string");
-  std::string s = v.asString();
-  if (s.size() > max_len) fail(where + ": \"" + key + "\" is too long");
-  if (s.find('\0') != std::string::npos) fail(where + ": \"" + key + "\" contains NUL");
-  return s;
-}
-
-uint64_t get_u64(const Json::Value& obj, const char* key, const std::string& where,
-                 uint64_t max_value) {
-  const Json::Value& v = member(obj, key, where);
-  if ((v.type() != Json::uintValue && v.type() != Json::intValue) || !v.isUInt64()) {
-    fail(where + ": \"" + key + "\" must be a non-negative integer");
+  void reject_unknown() const {
+    if (unknown_) fail(where() + ": unknown key \"" + *unknown_ + "\"");
   }
-  const uint64_t n = v.asUInt64();
-  if (n > max_value) fail(where + ": \"" + key + "\" is out of range");
-  return n;
-}
+  std::string where() const {
+    return index_ == kNoIndex ? std::string(name_)
+                              : std::string(name_) + "[" + std::to_string(index_) + "]";
+  }
+  bool has(std::string_view key) const { return (present_ & (1u << position(key))) != 0; }
 
-bool get_bool(const Json::Value& obj, const char* key, const std::string& where) {
-  const Json::Value& v = member(obj, key, where);
-  if (!v.isBool()) fail(where + ": \"" + key + "\" must be true or false");
-  return v.asBool();
-}
-
-std::string get_hex_digest(const Json::Value& obj, const char* key, const std::string& where) {
-  std::string s = get_string(obj, key, where, 64);
-  if (!digest_from_hex(s)) fail(where + ": \"" + key + "\" must be 64 lowercase hex digits");
-  return s;
-}
-
-std::map<std::string, std::string> get_string_map(const Json::Value& obj, const char* key,
-                                                  const std::string& where) {
-  const Json::Value& v = member(obj, key, where);
-  if (!v.isObject()) fail(where + ": \"" + key + "\" must be an object");
-  if (v.size() > ManifestLimits::kMaxMetadata) fail(where + ": \"" + key + "\" has too many keys");
-  std::map<std::string, std::string> out;
-  for (const std::string& k : v.getMemberNames()) {
-    if (k.empty() || k.size() > 256 || !is_valid_utf8(k)) {
-      fail(where + ": \"" + key + "\" has a bad key");
+  const element& at(std::string_view key) const {
+    const size_t i = position(key);
+    if (i == count_ || (present_ & (1u << i)) == 0) {
+      fail(where() + ": missing \"" + std::string(key) + "\"");
     }
-    out[k] = get_string(v, k.c_str(), where + "." + key);
+    return values_[i];
   }
-  return out;
-}
 
-const Json::Value& get_array(const Json::Value& obj, const char* key, const std::string& where,
-                             size_t max_items) {
-  const Json::Value& v = member(obj, key, where);
-  if (!v.isArray()) fail(where + ": \"" + key + "\" must be an array");
-  if (v.size() > max_items) fail(where + ": \"" + key + "\" has too many items");
-  return v;
-}
+  // A string member, valid while the parsed document lives.
+  std::string_view view(std::string_view key, size_t max_len = ManifestLimits::kMaxString) const {
+    std::string_view s;
+    if (at(key).get(s) != simdjson::SUCCESS) fail(field(key) + " must be a string");
+    if (s.size() > max_len) fail(field(key) + " is too long");
+    if (s.find('\0') != std::string_view::npos) fail(field(key) + " contains NUL");
+    return s;
+  }
+
+  std::string string(std::string_view key, size_t max_len = ManifestLimits::kMaxString) const {
+    return std::string(view(key, max_len));
+  }
+
+  uint64_t u64(std::string_view key, uint64_t max_value) const {
+    uint64_t n = 0;
+    if (at(key).get(n) != simdjson::SUCCESS) fail(field(key) + " must be a non-negative integer");
+    if (n > max_value) fail(field(key) + " is out of range");
+    return n;
+  }
+
+  bool boolean(std::string_view key) const {
+    bool b = false;
+    if (at(key).get(b) != simdjson::SUCCESS) fail(field(key) + " must be true or false");
+    return b;
+  }
+
+  std::string hex_digest(std::string_view key) const {
+    std::string s = string(key, 64);
+    if (!digest_from_hex(s)) fail(field(key) + " must be 64 lowercase hex digits");
+    return s;
+  }
+
+  simdjson::dom::array array(std::string_view key, size_t max_items) const {
+    simdjson::dom::array a;
+    if (at(key).get(a) != simdjson::SUCCESS) fail(field(key) + " must be an array");
+    if (a.size() > max_items) fail(field(key) + " has too many items");
+    return a;
+  }
+
+  std::map<std::string, std::string> string_map(std::string_view key) const {
+    simdjson::dom::object object;
+    if (at(key).get(object) != simdjson::SUCCESS) fail(field(key) + " must be an object");
+    if (object.size() > ManifestLimits::kMaxMetadata) fail(field(key) + " has too many keys");
+    const std::string where = this->where() + "." + std::string(key);
+    std::map<std::string, std::string> out;
+    for (const simdjson::dom::key_value_pair kv : object) {
+      if (kv.key.empty() || kv.key.size() > 256) fail(where + " has a bad key");
+      std::string_view value;
+      if (kv.value.get(value) != simdjson::SUCCESS) fail(where + " values must be strings");
+      if (value.size() > ManifestLimits::kMaxString) fail(where + " has a value that is too long");
+      if (value.find('\0') != std::string_view::npos) fail(where + " has a value with NUL");
+      if (!out.emplace(kv.key, value).second) {
+        fail(where + ": duplicate key \"" + std::string(kv.key.substr(0, 100)) + "\"");
+      }
+    }
+    return out;
+  }
+
+ private:
+  // Searches from the key after the last one found: objects whose keys come in the order of
+  // `allowed` (the serializer's sorted order) cost one comparison per key.
+  size_t position(std::string_view key) const {
+    for (size_t n = 0, i = next_; n < count_; ++n, i = i + 1 == count_ ? 0 : i + 1) {
+      if (allowed_[i] == key) {
+        next_ = i + 1 == count_ ? 0 : i + 1;
+        return i;
+      }
+    }
+    return count_;
+  }
+  std::string field(std::string_view key) const {
+    return where() + ": \"" + std::string(key) + "\"";
+  }
+
+  std::array<std::string_view, kMaxKeys> allowed_{};
+  size_t count_ = 0;
+  mutable size_t next_ = 0;
+  std::array<element, kMaxKeys> values_{};
+  uint32_t present_ = 0;
+  std::optional<std::string> unknown_;
+  std::string_view name_;
+  size_t index_ = kNoIndex;
+};
 
 bool is_rfc3339_utc(std::string_view s) {
   // YYYY-MM-DDTHH:MM:SSZ
@@ -135,130 +201,184 @@ bool is_feature_name(std::string_view s) {
   });
 }
 
-ResourceEntry resource_from_json(const Json::Value& v, uint32_t position) {
-  const std::string where = "resources[" + std::to_string(position) + "]";
-  if (!v.isObject()) fail(where + " must be an object");
-  only_keys(v,
-            {"id", "path", "type", "size", "stored_size", "compression", "compression_level",
-             "chunk_size", "chunk_count", "encryption", "sha256", "index_sha256"},
-            where);
-  ResourceEntry r;
-  r.id = static_cast<uint32_t>(get_u64(v, "id", where, UINT32_MAX));
-  if (r.id != position) fail(where + ": \"id\" must equal its position in the list");
-  r.path = get_string(v, "path", where, 4096);
-  if (!is_normalized_path(r.path)) fail(where + ": bad path \"" + r.path.substr(0, 200) + "\"");
-  const auto type = resource_type_from_name(get_string(v, "type", where, 64));
-  if (!type) fail(where + ": unknown type");
-  r.type = *type;
-  r.size = get_u64(v, "size", where, ManifestLimits::kMaxResourceSize);
-  r.stored_size = get_u64(v, "stored_size", where, ManifestLimits::kMaxResourceSize * 2);
-  const std::string codec_text = get_string(v, "compression", where, 16);
-  const auto codec = codec_from_name(codec_text);
-  if (!codec || codec_text != codec_name(*codec)) fail(where + ": unknown compression");
-  r.compression.codec = *codec;
-  r.compression.level = static_cast<int>(get_u64(v, "compression_level", where, 22));
-  if (!valid_level(*codec, r.compression.level)) fail(where + ": bad compression level");
-  r.chunk_size =
-      static_cast<uint32_t>(get_u64(v, "chunk_size", where, ManifestLimits::kMaxChunkSize));
-  if (r.chunk_size < ManifestLimits::kMinChunkSize || (r.chunk_size & (r.chunk_size - 1)) != 0) {
-    fail(where + ": chunk_size must be a power of two from 4096 to 64 MiB");
+// Resource paths are unique, and none is both a file and a folder ("a" and "a/b").
+void check_resource_paths(const std::vector<ResourceEntry>& resources) {
+  std::vector<std::string_view> sorted;
+  sorted.reserve(resources.size());
+  for (const ResourceEntry& r : resources) sorted.push_back(r.path);
+  if (!std::is_sorted(sorted.begin(), sorted.end())) std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup != sorted.end()) fail("duplicate resource path \"" + std::string(*dup) + "\"");
+  for (const std::string_view path : sorted) {
+    for (size_t slash = path.find('/'); slash != std::string_view::npos;
+         slash = path.find('/', slash + 1)) {
+      if (std::binary_search(sorted.begin(), sorted.end(), path.substr(0, slash))) {
+        fail("resource path \"" + std::string(path) + "\" lies under another resource");
+      }
+    }
   }
-  r.chunk_count = get_u64(v, "chunk_count", where, UINT64_MAX);
+}
+
+ResourceEntry resource_from_json(const element& v, uint32_t position) {
+  const Members o(v,
+                  {"chunk_count", "chunk_size", "compression", "compression_level", "encryption",
+                   "id", "index_sha256", "path", "sha256", "size", "stored_size", "type"},
+                  "resources", position);
+  o.reject_unknown();
+  ResourceEntry r;
+  r.id = static_cast<uint32_t>(o.u64("id", UINT32_MAX));
+  if (r.id != position) fail(o.where() + ": \"id\" must equal its position in the list");
+  r.path = o.string("path", 4096);
+  if (!is_normalized_path(r.path)) fail(o.where() + ": bad path \"" + r.path.substr(0, 200) + "\"");
+  const auto type = resource_type_from_name(o.view("type", 64));
+  if (!type) fail(o.where() + ": unknown type");
+  r.type = *type;
+  r.size = o.u64("size", ManifestLimits::kMaxResourceSize);
+  r.stored_size = o.u64("stored_size", ManifestLimits::kMaxResourceSize * 2);
+  const std::string_view codec_text = o.view("compression", 16);
+  const auto codec = codec_from_name(codec_text);
+  if (!codec || codec_text != codec_name(*codec)) fail(o.where() + ": unknown compression");
+  r.compression.codec = *codec;
+  r.compression.level = static_cast<int>(o.u64("compression_level", 22));
+  if (!valid_level(*codec, r.compression.level)) fail(o.where() + ": bad compression level");
+  r.chunk_size = static_cast<uint32_t>(o.u64("chunk_size", ManifestLimits::kMaxChunkSize));
+  if (r.chunk_size < ManifestLimits::kMinChunkSize || (r.chunk_size & (r.chunk_size - 1)) != 0) {
+    fail(o.where() + ": chunk_size must be a power of two from 4096 to 64 MiB");
+  }
+  r.chunk_count = o.u64("chunk_count", UINT64_MAX);
   if (r.chunk_count != (r.size + r.chunk_size - 1) / r.chunk_size) {
-    fail(where + ": chunk_count does not match size and chunk_size");
+    fail(o.where() + ": chunk_count does not match size and chunk_size");
   }
   if (r.size == 0 && r.compression.codec != Codec::kNone) {
-    fail(where + ": an empty resource must be stored uncompressed");
+    fail(o.where() + ": an empty resource must be stored uncompressed");
   }
-  const auto cipher = cipher_from_name(get_string(v, "encryption", where, 32));
-  if (!cipher) fail(where + ": unknown encryption");
+  const auto cipher = cipher_from_name(o.view("encryption", 32));
+  if (!cipher) fail(o.where() + ": unknown encryption");
   r.encryption = *cipher;
   if (r.size == 0 && r.encryption != Cipher::kNone)
-    fail(where + ": an empty resource is not encrypted");
+    fail(o.where() + ": an empty resource is not encrypted");
   if (r.compression.codec == Codec::kNone && r.encryption == Cipher::kNone &&
       r.stored_size != r.size) {
-    fail(where + ": stored_size must equal size for uncompressed resources");
+    fail(o.where() + ": stored_size must equal size for uncompressed resources");
   }
   if (r.encryption == Cipher::kNone) {
-    r.sha256 = get_hex_digest(v, "sha256", where);
-  } else if (!get_string(v, "sha256", where, 0).empty()) {
-    fail(where + ": an encrypted resource's sha256 must be empty");
+    r.sha256 = o.hex_digest("sha256");
+  } else if (!o.view("sha256", 0).empty()) {
+    fail(o.where() + ": an encrypted resource's sha256 must be empty");
   }
-  r.index_sha256 = get_hex_digest(v, "index_sha256", where);
+  r.index_sha256 = o.hex_digest("index_sha256");
   return r;
 }
 
-Dependency dependency_from_json(const Json::Value& v, size_t position) {
-  const std::string where = "dependencies[" + std::to_string(position) + "]";
-  if (!v.isObject()) fail(where + " must be an object");
-  only_keys(v, {"name", "version_req", "optional", "features", "file_size", "file_sha256"}, where);
-  Dependency d;
-  d.name = get_string(v, "name", where, 128);
-  if (!is_valid_package_name(d.name)) fail(where + ": bad dependency name");
-  d.version_req = get_string(v, "version_req", where, 256);
-  if (!is_valid_version_req(d.version_req)) fail(where + ": bad version_req");
-  d.optional = get_bool(v, "optional", where);
-  const Json::Value& features = get_array(v, "features", where, 1000);
-  for (const Json::Value& f : features) {
-    if (!f.isString() || !is_feature_name(f.asString())) fail(where + ": bad feature name");
-    d.features.push_back(f.asString());
+// The resource list. Resources are checked independently of each other, so a long list is
+// split over up to four threads; the error reported is the first one in list order, as if the
+// list were checked front to back.
+std::vector<ResourceEntry> resources_from_json(const simdjson::dom::array& list) {
+  constexpr size_t kPerThread = 2048;
+  std::vector<element> items;
+  items.reserve(list.size());
+  for (const element item : list) items.push_back(item);
+  std::vector<ResourceEntry> out(items.size());
+  const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const size_t parts = std::clamp<size_t>(items.size() / kPerThread, 1, std::min<size_t>(cores, 4));
+  std::vector<std::exception_ptr> errors(parts);
+  const auto check = [&](size_t part) {
+    const size_t begin = items.size() * part / parts;
+    const size_t end = items.size() * (part + 1) / parts;
+    try {
+      for (size_t i = begin; i < end; ++i) {
+        out[i] = resource_from_json(items[i], static_cast<uint32_t>(i));
+      }
+    } catch (...) {
+      errors[part] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t part = 1; part < parts; ++part) {
+    try {
+      threads.emplace_back(check, part);
+    } catch (const std::system_error&) {
+      check(part);  // no thread to be had: check this part here
+    }
   }
-  d.file_size = get_u64(v, "file_size", where, 1u << 20);
-  d.file_sha256 = get_hex_digest(v, "file_sha256", where);
+  check(0);
+  for (std::thread& t : threads) t.join();
+  for (const std::exception_ptr& error : errors) {
+    if (error) std::rethrow_exception(error);
+  }
+  return out;
+}
+
+Dependency dependency_from_json(const element& v, size_t position) {
+  const Members o(v, {"name", "version_req", "optional", "features", "file_size", "file_sha256"},
+                  "dependencies", position);
+  o.reject_unknown();
+  Dependency d;
+  d.name = o.string("name", 128);
+  if (!is_valid_package_name(d.name)) fail(o.where() + ": bad dependency name");
+  d.version_req = o.string("version_req", 256);
+  if (!is_valid_version_req(d.version_req)) fail(o.where() + ": bad version_req");
+  d.optional = o.boolean("optional");
+  for (const element f : o.array("features", 1000)) {
+    std::string_view name;
+    if (f.get(name) != simdjson::SUCCESS || !is_feature_name(name)) {
+      fail(o.where() + ": bad feature name");
+    }
+    d.features.emplace_back(name);
+  }
+  d.file_size = o.u64("file_size", 1u << 20);
+  d.file_sha256 = o.hex_digest("file_sha256");
   return d;
 }
 
-LineageRecord lineage_from_json(const Json::Value& v, size_t position) {
-  const std::string where = "lineage[" + std::to_string(position) + "]";
-  if (!v.isObject()) fail(where + " must be an object");
-  only_keys(v, {"relation", "parent", "description", "provenance"}, where);
+LineageRecord lineage_from_json(const element& v, size_t position) {
+  const Members o(v, {"relation", "parent", "description", "provenance"},
+                  "lineage", position);
+  o.reject_unknown();
   LineageRecord l;
-  l.relation = get_string(v, "relation", where, 64);
+  l.relation = o.string("relation", 64);
   if (std::find(kLineageRelations.begin(), kLineageRelations.end(), l.relation) ==
       kLineageRelations.end()) {
-    fail(where + ": unknown relation \"" + l.relation + "\"");
+    fail(o.where() + ": unknown relation \"" + l.relation + "\"");
   }
-  l.parent = get_string(v, "parent", where, 4096);
-  if (l.parent.empty()) fail(where + ": empty parent");
-  l.description = get_string(v, "description", where);
-  l.provenance = get_string_map(v, "provenance", where);
+  l.parent = o.string("parent", 4096);
+  if (l.parent.empty()) fail(o.where() + ": empty parent");
+  l.description = o.string("description");
+  l.provenance = o.string_map("provenance");
   return l;
 }
 
-KeySlot key_slot_from_json(const Json::Value& v, size_t position) {
-  const std::string where = "encryption.key_slots[" + std::to_string(position) + "]";
-  if (!v.isObject()) fail(where + " must be an object");
+KeySlot key_slot_from_json(const element& v, size_t position) {
+  const Members o(
+      v, {"type", "kdf", "salt", "time_cost", "memory_kib", "parallelism", "nonce", "wrapped_key"},
+      "encryption.key_slots", position);
+  o.reject_unknown();
   KeySlot k;
-  k.type = get_string(v, "type", where, 16);
-  const auto hex_of = [&](const char* key, size_t bytes) {
-    std::string h = get_string(v, key, where, bytes * 2);
+  k.type = o.string("type", 16);
+  const auto hex_of = [&](std::string_view key, size_t bytes) {
+    std::string h = o.string(key, bytes * 2);
     std::vector<uint8_t> tmp(bytes);
     if (h.size() != bytes * 2 || !from_hex(h, tmp)) {
-      fail(where + ": \"" + key + "\" must be " + std::to_string(bytes * 2) + " hex digits");
+      fail(o.where() + ": \"" + std::string(key) + "\" must be " + std::to_string(bytes * 2) +
+           " hex digits");
     }
     return h;
   };
   if (k.type == "password") {
-    only_keys(
-        v,
-        {"type", "kdf", "salt", "time_cost", "memory_kib", "parallelism", "nonce", "wrapped_key"},
-        where);
-    if (get_string(v, "kdf", where, 16) != "argon2id")
-      fail(where + ": password slots use argon2id");
-    k.time_cost = static_cast<uint32_t>(get_u64(v, "time_cost", where, Argon2Params::kMaxTimeCost));
-    k.memory_kib =
-        static_cast<uint32_t>(get_u64(v, "memory_kib", where, Argon2Params::kMaxMemoryKib));
-    k.parallelism =
-        static_cast<uint32_t>(get_u64(v, "parallelism", where, Argon2Params::kMaxParallelism));
+    if (o.string("kdf", 16) != "argon2id") fail(o.where() + ": password slots use argon2id");
+    k.time_cost = static_cast<uint32_t>(o.u64("time_cost", Argon2Params::kMaxTimeCost));
+    k.memory_kib = static_cast<uint32_t>(o.u64("memory_kib", Argon2Params::kMaxMemoryKib));
+    k.parallelism = static_cast<uint32_t>(o.u64("parallelism", Argon2Params::kMaxParallelism));
     if (k.time_cost < 1 || k.parallelism < 1 || k.memory_kib < 8 * k.parallelism) {
-      fail(where + ": Argon2id parameters out of bounds");
+      fail(o.where() + ": Argon2id parameters out of bounds");
     }
   } else if (k.type == "key-file") {
-    only_keys(v, {"type", "kdf", "salt", "nonce", "wrapped_key"}, where);
-    if (get_string(v, "kdf", where, 16) != "hkdf-sha256")
-      fail(where + ": key-file slots use hkdf-sha256");
+    for (const char* key : {"time_cost", "memory_kib", "parallelism"}) {
+      if (o.has(key)) fail(o.where() + ": unknown key \"" + key + "\"");
+    }
+    if (o.string("kdf", 16) != "hkdf-sha256") fail(o.where() + ": key-file slots use hkdf-sha256");
   } else {
-    fail(where + ": unknown slot type");
+    fail(o.where() + ": unknown slot type");
   }
   k.salt = hex_of("salt", 16);
   k.nonce = hex_of("nonce", 12);
@@ -266,80 +386,55 @@ KeySlot key_slot_from_json(const Json::Value& v, size_t position) {
   return k;
 }
 
-Manifest manifest_from_json(const Json::Value& root) {
-  if (!root.isObject()) fail("manifest must be a JSON object");
-  const std::string where = "manifest";
-  if (get_string(root, "format", where, 64) != "torshpkg") fail("\"format\" is not \"torshpkg\"");
+Manifest manifest_from_json(const element& root) {
+  const Members o(root,
+                  {"format", "format_version", "package_id", "name", "version", "description",
+                   "author", "license", "created", "metadata", "resources", "dependencies",
+                   "lineage", "encryption"},
+                  "manifest");
+  if (o.string("format", 64) != "torshpkg") fail("\"format\" is not \"torshpkg\"");
   Manifest m;
-  m.format_version = static_cast<int>(get_u64(root, "format_version", where, 1'000'000));
+  m.format_version = static_cast<int>(o.u64("format_version", 1'000'000));
   if (m.format_version != kFormatVersion) {
     throw Error(ErrorKind::kUnsupported,
                 "format version " + std::to_string(m.format_version) + " (this reader knows 1)");
   }
-  only_keys(
-      root,
-      {"format", "format_version", "package_id", "name", "version", "description", "author",
-       "license", "created", "metadata", "resources", "dependencies", "lineage", "encryption"},
-      where);
-  m.package_id = get_string(root, "package_id", where, 32);
+  o.reject_unknown();
+  m.package_id = o.string("package_id", 32);
   uint8_t id[16];
   if (!from_hex(m.package_id, id)) fail("\"package_id\" must be 32 lowercase hex digits");
-  m.name = get_string(root, "name", where, 128);
+  m.name = o.string("name", 128);
   if (!is_valid_package_name(m.name)) fail("bad package name \"" + m.name + "\"");
-  m.version = get_string(root, "version", where, 256);
+  m.version = o.string("version", 256);
   if (!is_valid_semver(m.version)) fail("\"version\" is not a semantic version");
-  m.description = get_string(root, "description", where);
-  m.author = get_string(root, "author", where);
-  m.license = get_string(root, "license", where);
-  for (const std::string* s : {&m.description, &m.author, &m.license}) {
-    if (!is_valid_utf8(*s)) fail("text fields must be UTF-8");
-  }
-  m.created = get_string(root, "created", where, 64);
+  m.description = o.string("description");
+  m.author = o.string("author");
+  m.license = o.string("license");
+  m.created = o.string("created", 64);
   if (!is_rfc3339_utc(m.created)) fail("\"created\" must look like 2026-01-31T12:00:00Z");
-  m.metadata = get_string_map(root, "metadata", where);
+  m.metadata = o.string_map("metadata");
 
-  const Json::Value& resources = get_array(root, "resources", where, ManifestLimits::kMaxResources);
-  m.resources.reserve(resources.size());
-  std::set<std::string_view> files;
-  for (Json::ArrayIndex i = 0; i < resources.size(); ++i) {
-    m.resources.push_back(resource_from_json(resources[i], i));
-  }
-  for (const ResourceEntry& r : m.resources) {
-    if (!files.insert(r.path).second) fail("duplicate resource path \"" + r.path + "\"");
-  }
-  // A path may not be both a file and a folder ("a" and "a/b").
-  for (const ResourceEntry& r : m.resources) {
-    for (size_t slash = r.path.find('/'); slash != std::string::npos;
-         slash = r.path.find('/', slash + 1)) {
-      if (files.count(std::string_view(r.path).substr(0, slash))) {
-        fail("resource path \"" + r.path + "\" lies under another resource");
-      }
-    }
-  }
-  const Json::Value& deps =
-      get_array(root, "dependencies", where, ManifestLimits::kMaxDependencies);
+  m.resources = resources_from_json(o.array("resources", ManifestLimits::kMaxResources));
+  check_resource_paths(m.resources);
   std::set<std::string> dep_names;
-  for (Json::ArrayIndex i = 0; i < deps.size(); ++i) {
-    m.dependencies.push_back(dependency_from_json(deps[i], i));
+  for (const element d : o.array("dependencies", ManifestLimits::kMaxDependencies)) {
+    m.dependencies.push_back(dependency_from_json(d, m.dependencies.size()));
     if (!dep_names.insert(m.dependencies.back().name).second) {
       fail("duplicate dependency \"" + m.dependencies.back().name + "\"");
     }
   }
-  const Json::Value& lineage = get_array(root, "lineage", where, ManifestLimits::kMaxLineage);
-  for (Json::ArrayIndex i = 0; i < lineage.size(); ++i) {
-    m.lineage.push_back(lineage_from_json(lineage[i], i));
+  for (const element l : o.array("lineage", ManifestLimits::kMaxLineage)) {
+    m.lineage.push_back(lineage_from_json(l, m.lineage.size()));
   }
   const bool any_encrypted =
       std::any_of(m.resources.begin(), m.resources.end(),
                   [](const ResourceEntry& r) { return r.encryption != Cipher::kNone; });
-  if (root.isMember("encryption")) {
-    const Json::Value& enc = root["encryption"];
-    if (!enc.isObject()) fail("\"encryption\" must be an object");
-    only_keys(enc, {"key_slots"}, "encryption");
-    const Json::Value& slots =
-        get_array(enc, "key_slots", "encryption", ManifestLimits::kMaxKeySlots);
-    for (Json::ArrayIndex i = 0; i < slots.size(); ++i)
-      m.key_slots.push_back(key_slot_from_json(slots[i], i));
+  if (o.has("encryption")) {
+    const Members enc(o.at("encryption"), {"key_slots"}, "encryption");
+    enc.reject_unknown();
+    for (const element slot : enc.array("key_slots", ManifestLimits::kMaxKeySlots)) {
+      m.key_slots.push_back(key_slot_from_json(slot, m.key_slots.size()));
+    }
   }
   if (any_encrypted != !m.key_slots.empty()) {
     fail(any_encrypted ? "encrypted resources but no key slots"
@@ -445,11 +540,15 @@ std::string write_json(const Json::Value& v) {
   return Json::writeString(builder, v) + "\n";
 }
 
-Json::Value parse_json(std::string_view text) {
-  Json::Value root;
-  std::string error;
-  if (!parse_strict_json(text, 64, root, error)) fail("not valid JSON: " + error);
-  return root;
+// Parses and checks manifest text; schema violations throw SchemaError.
+Manifest manifest_from_text(std::string_view json) {
+  simdjson::dom::parser parser;
+  if (parser.allocate(json.size(), kMaxDepth) != simdjson::SUCCESS) fail("out of memory");
+  element root;
+  const simdjson::error_code error = parser.parse(json.data(), json.size()).get(root);
+  if (error == simdjson::UTF8_ERROR) fail("not UTF-8");
+  if (error != simdjson::SUCCESS) fail(std::string("not valid JSON: ") + simdjson::error_message(error));
+  return manifest_from_json(root);
 }
 
 }  // namespace
@@ -567,21 +666,18 @@ bool is_valid_version_req(std::string_view req) {
 Manifest parse_manifest(std::string_view json, std::string_view file) {
   if (json.size() > ManifestLimits::kMaxBytes) throw corrupt(file, "manifest.json is too large");
   try {
-    if (!is_valid_utf8(json)) fail("not UTF-8");
-    return manifest_from_json(parse_json(json));
+    return manifest_from_text(json);
   } catch (const SchemaError& e) {
     throw corrupt(file, "manifest.json: " + e.reason);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::kUnsupported) throw unsupported(file, e.what());
     throw;
-  } catch (const Json::Exception& e) {
-    throw corrupt(file, std::string("manifest.json: ") + e.what());
   }
 }
 
 void validate_manifest(const Manifest& manifest) {
   try {
-    manifest_from_json(manifest_to_json(manifest));
+    manifest_from_text(serialize_manifest(manifest));
   } catch (const SchemaError& e) {
     throw invalid_argument("invalid manifest: " + e.reason);
   }

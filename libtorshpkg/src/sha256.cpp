@@ -4,6 +4,7 @@
 #include <gnutls/gnutls.h>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "torshpkg/byte_source.h"
@@ -60,18 +61,22 @@ std::string to_hex(std::span<const uint8_t> bytes) {
 
 bool from_hex(std::string_view hex, std::span<uint8_t> out) {
   if (hex.size() != out.size() * 2) return false;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
+  // Nibble values of '0'-'9' and 'a'-'f'; 0xff for every other byte (uppercase included).
+  static constexpr std::array<uint8_t, 256> kNibble = [] {
+    std::array<uint8_t, 256> t{};
+    t.fill(0xff);
+    for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<uint8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<uint8_t>(c - 'a' + 10);
+    return t;
+  }();
+  uint8_t bad = 0;
   for (size_t i = 0; i < out.size(); ++i) {
-    const int hi = nibble(hex[2 * i]);
-    const int lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+    const uint8_t hi = kNibble[static_cast<uint8_t>(hex[2 * i])];
+    const uint8_t lo = kNibble[static_cast<uint8_t>(hex[2 * i + 1])];
+    bad |= (hi | lo) & 0xf0;
+    out[i] = static_cast<uint8_t>(hi << 4 | (lo & 0x0f));
   }
-  return true;
+  return bad == 0;
 }
 
 std::optional<Digest> digest_from_hex(std::string_view hex) {

@@ -38,13 +38,15 @@ Manifest sample() {
   return m;
 }
 
-void expect_corrupt(const std::string& json, const std::string& why) {
+// `says`, when given, must be part of the error message.
+void expect_corrupt(const std::string& json, const std::string& why, const std::string& says = "") {
   try {
     parse_manifest(json, "p.torshpkg");
     ADD_FAILURE() << "accepted: " << why;
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << why;
     EXPECT_NE(std::string(e.what()).find("p.torshpkg"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << why << ": " << e.what();
   }
 }
 
@@ -74,6 +76,56 @@ TEST(Manifest, RejectsInvalidJsonAndDuplicateKeys) {
   expect_corrupt(replace(json, "\"name\" : \"demo\"", "\"name\" : \"demo\", \"extra\" : 1"),
                  "unknown key");
   expect_corrupt(std::string("\xff") + json, "not UTF-8");
+}
+
+TEST(Manifest, RejectsDuplicateKeysAtEveryLevel) {
+  Manifest m = sample();
+  m.key_slots.push_back({"key-file", std::string(32, '1'), 0, 0, 0, std::string(24, '2'),
+                         std::string(96, '3')});
+  m.resources[0].encryption = Cipher::kAes256Gcm;
+  m.resources[0].sha256.clear();
+  const std::string json = serialize_manifest(m);
+  ASSERT_NO_THROW(parse_manifest(json, "p"));
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"\"name\" : \"demo\"", "\"name\" : \"demo\", \"name\" : \"demo\""},
+           {"\"chunk_size\" : 4096", "\"chunk_size\" : 4096, \"chunk_size\" : 4096"},
+           {"\"optional\" : false", "\"optional\" : false, \"optional\" : true"},
+           {"\"parent\" : \"llama@2.0.0\"", "\"parent\" : \"llama@2.0.0\", \"parent\" : \"x\""},
+           {"\"dataset\" : \"x\"", "\"dataset\" : \"x\", \"dataset\" : \"y\""},
+           {"\"framework\" : \"pytorch\"", "\"framework\" : \"a\", \"framework\" : \"b\""},
+           {"\"kdf\" : \"hkdf-sha256\"", "\"kdf\" : \"hkdf-sha256\", \"kdf\" : \"hkdf-sha256\""},
+           {"\"key_slots\" :", "\"key_slots\" : [], \"key_slots\" :"},
+       }) {
+    expect_corrupt(replace(json, from, to), "duplicate: " + to, "duplicate key");
+  }
+}
+
+TEST(Manifest, RejectsWhatStrictJsonForbids) {
+  const std::string json = serialize_manifest(sample());
+  expect_corrupt("", "empty");
+  expect_corrupt(json + "{}", "a second value");
+  expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 5000,"), "trailing comma");
+  expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 05000"), "leading zero");
+  expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 5e3"), "exponent");
+  expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 18446744073709551616"), "> 2^64");
+  expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"\\ud800\""),
+                 "lone surrogate");
+  expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"\t\""), "raw control");
+  expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"a\\u0000b\""), "NUL");
+  expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"\xc3\""), "bad UTF-8");
+  expect_corrupt(replace(json, "\"framework\" : \"pytorch\"", "\"framework\" : 1"),
+                 "metadata value not a string");
+  expect_corrupt(replace(json, "\"fast\"", "\"fast\", 1"), "feature not a string");
+  expect_corrupt("\xef\xbb\xbf" + json, "byte order mark");
+  // Whitespace is free: a compact manifest of the same content parses to the same manifest.
+  std::string compact;
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '"' && (i == 0 || json[i - 1] != '\\')) in_string = !in_string;
+    if (in_string || (c != ' ' && c != '\n')) compact += c;
+  }
+  EXPECT_EQ(serialize_manifest(parse_manifest(compact, "p")), json);
 }
 
 TEST(Manifest, RejectsBadValues) {
