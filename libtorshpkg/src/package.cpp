@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <map>
 #include <mutex>
-#include <set>
 
 #include "chunk_codec.h"
 #include "chunk_index.h"
@@ -38,7 +36,6 @@ struct Package::Rep {
   Manifest manifest;
   std::array<uint8_t, 16> package_id{};
   std::vector<FileNode> files;
-  std::map<std::string, size_t, std::less<>> by_path;
   std::vector<std::string> dependency_bytes;
   std::vector<Signature> signatures;
   // Per resource: its key when the package is unlocked and the resource encrypted.
@@ -137,31 +134,50 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   rep->source = std::move(source);
   const ByteSource& src = *rep->source;
   const std::string& file = src.name();
-  std::vector<ZipEntry> entries = read_zip_directory(src);
-  std::map<std::string_view, const ZipEntry*> by_name;
-  for (const ZipEntry& e : entries) by_name.emplace(e.name, &e);
+  // Entries, and their positions sorted by name for lookups in O(log n) whatever the names are.
+  std::vector<uint32_t> by_name;
+  std::vector<ZipEntry> entries = read_zip_directory(src, {}, &by_name);
+  std::vector<bool> listed(entries.size());
+  size_t next = 0;
+  // The entry named `name`, which becomes listed; nullptr when there is none. Packages list
+  // each resource's entries in manifest order, so the entry after the last one found is tried
+  // first.
+  const auto find = [&](std::string_view name) -> const ZipEntry* {
+    size_t found = next;
+    if (found >= entries.size() || entries[found].name != name) {
+      const auto it = std::lower_bound(
+          by_name.begin(), by_name.end(), name,
+          [&](uint32_t a, std::string_view b) { return entries[a].name < b; });
+      if (it == by_name.end() || entries[*it].name != name) return nullptr;
+      found = *it;
+    }
+    listed[found] = true;
+    next = found + 1;
+    return &entries[found];
+  };
 
-  const auto manifest_it = by_name.find(kManifestEntry);
-  if (manifest_it == by_name.end()) throw corrupt(file, "no manifest.json");
-  rep->manifest_bytes = read_entry_bytes(src, *manifest_it->second, ManifestLimits::kMaxBytes);
+  const ZipEntry* manifest_entry = find(kManifestEntry);
+  if (manifest_entry == nullptr) throw corrupt(file, "no manifest.json");
+  rep->manifest_bytes = read_entry_bytes(src, *manifest_entry, ManifestLimits::kMaxBytes);
   rep->manifest = parse_manifest(rep->manifest_bytes, file);
   const Manifest& m = rep->manifest;
   from_hex(m.package_id, rep->package_id);
 
   // The entry set must be exactly what the manifest lists.
-  std::set<std::string_view> expected{kManifestEntry};
   const auto need = [&](const std::string& name) -> const ZipEntry& {
-    const auto it = by_name.find(name);
-    if (it == by_name.end())
-      throw corrupt(file, "entry " + name + " listed in the manifest is missing");
-    expected.insert(it->first);
-    return *it->second;
+    const ZipEntry* e = find(name);
+    if (e == nullptr) throw corrupt(file, "entry " + name + " listed in the manifest is missing");
+    return *e;
   };
   const size_t n = m.resources.size();
   rep->data_entries.reserve(n);
   rep->index_entries.reserve(n);
+  rep->files.reserve(1 + m.dependencies.size() + n);
+  rep->files.push_back(
+      {std::string(kManifestEntry), FileNode::Kind::kManifest, rep->manifest_bytes.size(), 0});
   for (const ResourceEntry& r : m.resources) {
-    const ZipEntry& data = need(r.entry_name());
+    std::string name = r.entry_name();
+    const ZipEntry& data = need(name);
     // Encrypted resources are stored entries holding their ciphertext.
     const bool encrypted = r.encryption != Cipher::kNone;
     if (data.method != (encrypted ? 0 : zip_method(r.compression.codec)) ||
@@ -172,9 +188,11 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     rep->data_entries.push_back(data);
     rep->index_entries.push_back(need(r.index_entry_name()));
     rep->index_once.push_back(std::make_unique<std::once_flag>());
+    rep->files.push_back({std::move(name), FileNode::Kind::kResource, r.size, r.id});
   }
   rep->indexes.resize(n);
-  for (const Dependency& d : m.dependencies) {
+  for (size_t i = 0; i < m.dependencies.size(); ++i) {
+    const Dependency& d = m.dependencies[i];
     const ZipEntry& e = need(d.entry_name());
     if (e.uncompressed_size != d.file_size)
       throw corrupt(file, e.name + ": size disagrees with the manifest");
@@ -183,10 +201,12 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
       throw corrupt(file, e.name + ": digest does not match the manifest");
     }
     rep->dependency_bytes.push_back(std::move(bytes));
+    rep->files.push_back({e.name, FileNode::Kind::kDependency, d.file_size, i});
   }
   // Besides what the manifest lists, only signature entries may exist.
-  for (const ZipEntry& e : entries) {
-    if (expected.count(e.name)) continue;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (listed[i]) continue;
+    const ZipEntry& e = entries[i];
     std::string key_id;
     if (!is_signature_entry_name(e.name, &key_id)) {
       throw corrupt(file, "entry " + e.name + " is not listed in the manifest");
@@ -194,6 +214,13 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     Signature sig = parse_signature_entry(read_entry_bytes(src, e, 64 * 1024), file, e.name);
     if (sig.key_id != key_id) throw corrupt(file, e.name + ": key id differs from the entry name");
     rep->signatures.push_back(std::move(sig));
+  }
+  // dependencies/ < manifest.json < resources/: with the dependencies moved to the front, the
+  // list is sorted already when the manifest lists resources in path order (as writers do).
+  std::rotate(rep->files.begin(), rep->files.begin() + 1 + static_cast<long>(n), rep->files.end());
+  const auto by_path = [](const FileNode& a, const FileNode& b) { return a.path < b.path; };
+  if (!std::is_sorted(rep->files.begin(), rep->files.end(), by_path)) {
+    std::sort(rep->files.begin(), rep->files.end(), by_path);
   }
 
   if (secret != nullptr && !m.key_slots.empty()) {
@@ -221,19 +248,6 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     }
   }
 
-  rep->files.push_back(
-      {std::string(kManifestEntry), FileNode::Kind::kManifest, rep->manifest_bytes.size(), 0});
-  for (size_t i = 0; i < m.dependencies.size(); ++i) {
-    rep->files.push_back({m.dependencies[i].entry_name(), FileNode::Kind::kDependency,
-                          m.dependencies[i].file_size, i});
-  }
-  for (size_t i = 0; i < n; ++i) {
-    rep->files.push_back(
-        {m.resources[i].entry_name(), FileNode::Kind::kResource, m.resources[i].size, i});
-  }
-  std::sort(rep->files.begin(), rep->files.end(),
-            [](const FileNode& a, const FileNode& b) { return a.path < b.path; });
-  for (size_t i = 0; i < rep->files.size(); ++i) rep->by_path.emplace(rep->files[i].path, i);
   return std::unique_ptr<Package>(new Package(std::move(rep)));
 }
 
@@ -264,8 +278,10 @@ bool Package::unlocked() const {
 }
 
 const FileNode* Package::find(std::string_view path) const {
-  const auto it = rep_->by_path.find(path);
-  return it == rep_->by_path.end() ? nullptr : &rep_->files[it->second];
+  const std::vector<FileNode>& files = rep_->files;
+  const auto it = std::lower_bound(files.begin(), files.end(), path,
+                                   [](const FileNode& f, std::string_view p) { return f.path < p; });
+  return it == files.end() || it->path != path ? nullptr : &*it;
 }
 
 void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::vector<uint8_t>& out) const {

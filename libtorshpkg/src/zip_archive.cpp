@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
-#include <unordered_set>
 
 #include "file_io.h"
 #include "little_endian.h"
@@ -214,7 +213,63 @@ bool is_normalized_path(std::string_view path) {
   }
 }
 
-std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits& limits) {
+namespace {
+
+// Local headers through one buffer. Entries are visited in file order; the header of an entry
+// that lies close after the previous one is read with it, so a package of many small files
+// costs a few large reads instead of two small reads per entry. The bytes read in between are
+// the small entries' data: at most kGap per entry.
+class LocalHeaderReader {
+ public:
+  LocalHeaderReader(const ByteSource& src, const std::vector<ZipEntry*>& sorted, uint64_t limit)
+      : src_(src), sorted_(sorted), limit_(limit) {}
+
+  // `len` bytes from the local header of sorted entry `i`; the caller checked they end at or
+  // before `limit`.
+  std::span<const uint8_t> get(size_t i, size_t len) {
+    const uint64_t at = sorted_[i]->local_header_offset;
+    if (at < buf_at_ || at - buf_at_ > buf_.size() || buf_.size() - (at - buf_at_) < len) {
+      fill(i, len);
+    }
+    return std::span<const uint8_t>(buf_).subspan(at - buf_at_, len);
+  }
+
+ private:
+  static constexpr uint64_t kGap = 16 * 1024;
+  static constexpr uint64_t kMaxWindow = 1024 * 1024;
+  // Room for a header's name and extra field past its fixed part (aligned entries pad up to 4 KiB).
+  static constexpr uint64_t kHeaderRoom = 8 * 1024;
+
+  void fill(size_t i, size_t len) {
+    const uint64_t at = sorted_[i]->local_header_offset;
+    size_t last = i;
+    while (last + 1 < sorted_.size()) {
+      const uint64_t next = sorted_[last + 1]->local_header_offset;
+      if (next < sorted_[last]->local_header_offset ||
+          next - sorted_[last]->local_header_offset > kGap || next - at > kMaxWindow) {
+        break;
+      }
+      ++last;
+    }
+    const uint64_t last_at = sorted_[last]->local_header_offset;
+    uint64_t end = std::max<uint64_t>(at + len, last_at + kHeaderRoom);
+    end = std::min(end, limit_);
+    buf_at_ = at;
+    buf_.resize(end - at);
+    src_.read_at(at, buf_);
+  }
+
+  const ByteSource& src_;
+  const std::vector<ZipEntry*>& sorted_;
+  const uint64_t limit_;
+  std::vector<uint8_t> buf_;
+  uint64_t buf_at_ = 0;
+};
+
+}  // namespace
+
+std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits& limits,
+                                         std::vector<uint32_t>* by_name) {
   const std::string& file = src.name();
   const EndRecord end = read_end_record(src);
   if (end.cd_offset > end.cd_end || end.cd_size != end.cd_end - end.cd_offset) {
@@ -230,8 +285,6 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
 
   std::vector<ZipEntry> entries;
   entries.reserve(end.entries);
-  std::unordered_set<std::string_view> names;
-  names.reserve(end.entries);
   size_t pos = 0;
   for (uint64_t n = 0; n < end.entries; ++n) {
     if (cd.size() - pos < kCentralSize || load_u32(&cd[pos]) != kCentralSig) {
@@ -280,57 +333,63 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
     pos += kCentralSize + name_len + extra_len + comment_len;
   }
   if (pos != cd.size()) throw corrupt(file, "trailing bytes in central directory");
-  for (const ZipEntry& e : entries) {
-    if (!names.insert(e.name).second) throw corrupt(file, "duplicate entry \"" + e.name + "\"");
-  }
+  // Names must be unique. Sorting keeps this O(n log n) whatever the names are (a hash set can
+  // be flooded with colliding names).
+  std::vector<uint32_t> names(entries.size());
+  for (uint32_t i = 0; i < names.size(); ++i) names[i] = i;
+  std::sort(names.begin(), names.end(),
+            [&](uint32_t a, uint32_t b) { return entries[a].name < entries[b].name; });
+  const auto dup = std::adjacent_find(names.begin(), names.end(), [&](uint32_t a, uint32_t b) {
+    return entries[a].name == entries[b].name;
+  });
+  if (dup != names.end()) throw corrupt(file, "duplicate entry \"" + entries[*dup].name + "\"");
 
-  // Local headers: each must agree with its central record.
-  for (ZipEntry& e : entries) {
+  // Local headers, in file order: each must agree with its central record, and the entries must
+  // tile [0, cd_offset) exactly (no overlaps, no unaccounted bytes).
+  std::vector<ZipEntry*> by_offset;
+  by_offset.reserve(entries.size());
+  for (ZipEntry& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const ZipEntry* a, const ZipEntry* b) {
+    return a->local_header_offset < b->local_header_offset;
+  });
+  LocalHeaderReader headers(src, by_offset, end.cd_offset);
+  uint64_t cursor = 0;
+  for (size_t i = 0; i < by_offset.size(); ++i) {
+    ZipEntry& e = *by_offset[i];
     if (e.local_header_offset > end.cd_offset ||
         end.cd_offset - e.local_header_offset < kLocalSize) {
       throw corrupt(file, e.name + ": local header out of bounds");
     }
-    uint8_t h[kLocalSize];
-    src.read_at(e.local_header_offset, h);
+    if (e.local_header_offset < cursor) throw corrupt(file, e.name + ": overlaps another entry");
+    if (e.local_header_offset > cursor) {
+      throw corrupt(file, "unaccounted bytes before entry " + e.name);
+    }
+    const uint8_t* h = headers.get(i, kLocalSize).data();
     const size_t name_len = load_u16(h + 26);
     const size_t extra_len = load_u16(h + 28);
     if (load_u32(h) != kLocalSig) throw corrupt(file, e.name + ": bad local header signature");
     if (end.cd_offset - e.local_header_offset - kLocalSize < name_len + extra_len) {
       throw corrupt(file, e.name + ": local header out of bounds");
     }
-    std::vector<uint8_t> var(name_len + extra_len);
-    src.read_at(e.local_header_offset + kLocalSize, var);
+    const std::span<const uint8_t> header = headers.get(i, kLocalSize + name_len + extra_len);
+    h = header.data();
     uint64_t compressed = load_u32(h + 18);
     uint64_t uncompressed = load_u32(h + 22);
-    parse_extra(std::span(var).subspan(name_len), {&uncompressed, &compressed, nullptr}, file,
+    parse_extra(header.subspan(kLocalSize + name_len), {&uncompressed, &compressed, nullptr}, file,
                 e.name);
     if (load_u16(h + 6) != e.flags || load_u16(h + 8) != e.method || load_u32(h + 14) != e.crc32 ||
         compressed != e.compressed_size || uncompressed != e.uncompressed_size ||
-        std::string_view(reinterpret_cast<const char*>(var.data()), name_len) != e.name) {
+        std::string_view(reinterpret_cast<const char*>(h + kLocalSize), name_len) != e.name) {
       throw corrupt(file, e.name + ": local header disagrees with central directory");
     }
     e.data_offset = e.local_header_offset + kLocalSize + name_len + extra_len;
     if (e.compressed_size > end.cd_offset - e.data_offset) {
       throw corrupt(file, e.name + ": entry data out of bounds");
     }
-  }
-
-  // Entries must tile [0, cd_offset) exactly: no overlaps and no unaccounted bytes.
-  std::vector<const ZipEntry*> by_offset;
-  by_offset.reserve(entries.size());
-  for (const ZipEntry& e : entries) by_offset.push_back(&e);
-  std::sort(by_offset.begin(), by_offset.end(), [](const ZipEntry* a, const ZipEntry* b) {
-    return a->local_header_offset < b->local_header_offset;
-  });
-  uint64_t cursor = 0;
-  for (const ZipEntry* e : by_offset) {
-    if (e->local_header_offset < cursor) throw corrupt(file, e->name + ": overlaps another entry");
-    if (e->local_header_offset > cursor) {
-      throw corrupt(file, "unaccounted bytes before entry " + e->name);
-    }
-    cursor = e->data_offset + e->compressed_size;
+    cursor = e.data_offset + e.compressed_size;
   }
   if (cursor != end.cd_offset) throw corrupt(file, "unaccounted bytes before central directory");
+  if (by_name != nullptr) *by_name = std::move(names);
   return entries;
 }
 

@@ -34,8 +34,10 @@ struct ZipLimits {
 
 // Reads and validates the archive's structure; every entry's local header is checked against its
 // central record and all entry ranges are checked to be disjoint and in bounds. Entries come back
-// in central-directory order. Throws Error(kCorrupt) naming the source and the reason.
-std::vector<ZipEntry> read_zip_directory(const ByteSource& source, const ZipLimits& limits = {});
+// in central-directory order; `by_name`, when given, receives their positions sorted by name.
+// Throws Error(kCorrupt) naming the source and the reason.
+std::vector<ZipEntry> read_zip_directory(const ByteSource& source, const ZipLimits& limits = {},
+                                         std::vector<uint32_t>* by_name = nullptr);
 
 // Whether `path` is a normalized relative UTF-8 path: components separated by single '/', none
 // empty, "." or "..", no NUL, backslash or control characters, at most 4096 bytes.

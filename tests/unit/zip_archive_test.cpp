@@ -71,6 +71,68 @@ TEST(ZipArchive, Zip64LocalHeadersAndManyEntriesUseZip64Records) {
   EXPECT_EQ(bytes[entries[69999].data_offset], static_cast<uint8_t>(69999));
 }
 
+// Counts the reads a source serves and the bytes they cover.
+class CountingSource final : public ByteSource {
+ public:
+  explicit CountingSource(std::shared_ptr<ByteSource> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  const std::string& name() const override { return inner_->name(); }
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    ++reads;
+    bytes += out.size();
+    inner_->read_at(offset, out);
+  }
+  mutable uint64_t reads = 0;
+  mutable uint64_t bytes = 0;
+
+ private:
+  std::shared_ptr<ByteSource> inner_;
+};
+
+TEST(ZipArchive, LocalHeadersOfSmallNeighboursComeInFewReads) {
+  // Small entries, large ones (gaps past any read window) and aligned ones (a large extra field),
+  // mixed: every data offset must be right, and the small entries' headers must be batched.
+  std::vector<Item> items;
+  for (int i = 0; i < 3000; ++i) {
+    Item it{"small/" + std::to_string(i), std::vector<uint8_t>(100 + i % 300, static_cast<uint8_t>(i))};
+    if (i % 1000 == 500) it.data.assign(3 << 20, static_cast<uint8_t>(i));  // 3 MiB
+    if (i % 700 == 0) it.align = 4096;
+    items.push_back(std::move(it));
+  }
+  const auto bytes = build_zip(items);
+  const auto counting = std::make_shared<CountingSource>(memory_source(bytes, "t.zip"));
+  const auto entries = read_zip_directory(*counting);
+  ASSERT_EQ(entries.size(), items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    ASSERT_EQ(entries[i].name, items[i].name);
+    ASSERT_EQ(entries[i].uncompressed_size, items[i].data.size());
+    ASSERT_TRUE(std::equal(items[i].data.begin(), items[i].data.end(),
+                           bytes.begin() + static_cast<long>(entries[i].data_offset)))
+        << items[i].name;
+    if (items[i].align == 4096) {
+      EXPECT_EQ(entries[i].data_offset % 4096, 0u) << items[i].name;
+    }
+  }
+  // Two reads per entry before batching; the large entries' data is never read.
+  EXPECT_LT(counting->reads, 100u);
+  EXPECT_LT(counting->bytes, 8u << 20);
+}
+
+TEST(ZipArchive, DamageInABatchedHeaderIsFound) {
+  std::vector<Item> items;
+  for (int i = 0; i < 50; ++i) items.push_back({"f" + std::to_string(i), {1, 2, 3}});
+  const auto bytes = build_zip(items);
+  const auto entries = parse(bytes);
+  for (const size_t which : {0, 1, 25, 49}) {
+    auto bad = bytes;
+    bad[entries[which].local_header_offset + 8] ^= 1;  // the method
+    expect_corrupt(bad, "method of entry " + std::to_string(which));
+    bad = bytes;
+    bad[entries[which].local_header_offset + 30] ^= 0x20;  // the name
+    expect_corrupt(bad, "name of entry " + std::to_string(which));
+  }
+}
+
 TEST(ZipArchive, RejectsTruncationAnywhere) {
   const auto bytes = build_zip({{"a", {1, 2, 3}}, {"b", {4, 5}}});
   for (size_t n = 0; n < bytes.size(); ++n) {
