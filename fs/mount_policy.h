@@ -24,8 +24,8 @@ struct AdmittedPackage {
 
 // Opens `path` and applies the policy: a signature by a trusted key unless allow_unsigned
 // (Error(kBadSignature) naming the reason otherwise), the secret for an encrypted package
-// (Error(kWrongKey) when missing or wrong), and every chunk index checked against the manifest
-// (Error(kCorrupt)). Reads no resource data.
+// (Error(kWrongKey) when missing or wrong). Package::open has checked the ZIP structure and the
+// manifest; chunk indexes are checked when their files are first read. Reads no resource data.
 AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy);
 
 // The FUSE options every torshpkg mount gets: read-only, default permissions, 1 MiB reads,

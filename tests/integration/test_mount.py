@@ -1,4 +1,5 @@
 """Real mounts: torshpkg mount serves packages through FUSE, read with ordinary tools and syscalls."""
+import json
 import mmap
 import os
 import random
@@ -179,6 +180,26 @@ class Mount(TempDirTest):
         finally:
             os.close(fd)
         self.assertEqual(read_bytes(os.path.join(mnt, "resources", "config.json")), self.files["config.json"])
+
+    def test_damaged_chunk_index_is_eio_for_its_file_only(self):
+        # Chunk indexes are checked when their file is first read, not at mount time.
+        pkg = self.create("p.torshpkg", "--compress", "none")
+        with zipfile.ZipFile(pkg) as z:
+            manifest = json.loads(z.read("manifest.json"))
+            rid = next(r["id"] for r in manifest["resources"] if r["path"] == "model.safetensors")
+            info = z.getinfo(f".torshpkg/index/{rid}")
+        raw = bytearray(read_bytes(pkg))
+        n, e = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+        raw[info.header_offset + 30 + n + e + 60] ^= 1  # a leaf hash: the size stays right
+        bad = self.write("bad.torshpkg", bytes(raw))
+        mnt, _ = self.mount(bad)
+        self.assertIn("model.safetensors", os.listdir(os.path.join(mnt, "resources")))
+        with self.assertRaises(OSError) as ctx:
+            read_bytes(os.path.join(mnt, "resources", "model.safetensors"))
+        self.assertEqual(ctx.exception.errno, 5)  # EIO
+        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "config.json")), self.files["config.json"])
+        # verify still checks every index.
+        self.assert_one_line_error(tpk("verify", bad, "--trusted-keys", self.path("trusted"), check=False), 3)
 
     def test_policy_refusals_mount_nothing(self):
         unsigned = self.path("u.torshpkg")

@@ -66,11 +66,23 @@ bool mount_through_daemon(const MountArgs& a) {
   return true;
 }
 
-using ServeFn = std::function<int(const std::function<void(const std::string&)>& ready)>;
+// What the filesystem process reports through the pipe: "OK" and the line to print, or "E",
+// the error kind's number and the message.
+using ReadyFn = std::function<void(const std::string& report)>;
+using ServeFn = std::function<int(const ReadyFn& ready)>;
+
+std::string ok_report(const std::string& line) {
+  return "OK" + line;
+}
+
+std::string error_report(ErrorKind kind, const std::string& message) {
+  return "E" + std::to_string(static_cast<int>(kind)) + " " + message;
+}
 
 // Runs `serve` in a child process that outlives this one; returns once the child reports the
-// mount ready (exit 0) or failed (exit 1). The filesystem (and its threads) is built in the
-// child: threads do not survive fork.
+// mount ready (prints its line, exit 0) or failed (throws its error). The child opens the
+// package and builds the filesystem (and its threads: threads do not survive fork), so this
+// process never holds the package and exits at once.
 int mount_in_background(const std::string& dir, const ServeFn& serve) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw io_error("pipe", "cannot create", errno);
@@ -79,10 +91,11 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
   if (pid == 0) {
     ::close(pipe_fds[0]);
     ::setsid();
-    const int rc = serve([&](const std::string& error) {
-      const std::string message = error.empty() ? "OK" : error;
-      (void)!::write(pipe_fds[1], message.data(), message.size());
+    bool reported = false;
+    const ReadyFn ready = [&](const std::string& report) {
+      (void)!::write(pipe_fds[1], report.data(), report.size());
       ::close(pipe_fds[1]);
+      reported = true;
       const int null = ::open("/dev/null", O_RDWR);
       if (null >= 0) {
         ::dup2(null, STDIN_FILENO);
@@ -90,7 +103,15 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
         ::dup2(null, STDERR_FILENO);
         if (null > STDERR_FILENO) ::close(null);
       }
-    });
+    };
+    int rc = kExitError;
+    try {
+      rc = serve(ready);
+    } catch (const Error& e) {
+      if (!reported) ready(error_report(e.kind(), e.what()));
+    } catch (const std::exception& e) {
+      if (!reported) ready(error_report(ErrorKind::kIo, e.what()));
+    }
     ::_exit(rc);
   }
   ::close(pipe_fds[1]);
@@ -103,9 +124,20 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
     message.append(buf, static_cast<size_t>(n));
   }
   ::close(pipe_fds[0]);
-  if (message == "OK") return kExitOk;
+  if (message.starts_with("OK")) {
+    std::cout << message.substr(2) << "\n";
+    return kExitOk;
+  }
   int status = 0;
   ::waitpid(pid, &status, 0);
+  if (message.starts_with("E")) {
+    const size_t space = message.find(' ');
+    const int kind = std::atoi(message.substr(1, space).c_str());
+    if (kind >= 0 && kind <= static_cast<int>(ErrorKind::kInterrupted) &&
+        space != std::string::npos) {
+      throw Error(static_cast<ErrorKind>(kind), message.substr(space + 1));
+    }
+  }
   throw Error(ErrorKind::kIo,
               dir + ": " + (message.empty() ? "the filesystem process died" : message));
 }
@@ -117,21 +149,8 @@ int run_mount(const MountArgs& a) {
                           a.owner.empty() && a.cache_size == "64M" &&
                           a.kernel_read_ahead_kb == 1024;
   if (daemon_can && mount_through_daemon(a)) return kExitOk;
-  fs::MountPolicy policy;
-  policy.trusted_keys_dir = a.trusted_keys;
-  policy.allow_unsigned = a.allow_unsigned;
-  policy.password_file = a.secrets.password_file;
-  policy.key_file = a.secrets.key_file;
-  fs::AdmittedPackage admitted = fs::admit_package(a.pkg, policy);
-  std::unique_ptr<Package> package = std::move(admitted.package);
-  const std::string signer = admitted.signer;
-  struct stat st {};
-  if (::stat(a.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    throw not_found(a.dir, "mount point is not a folder");
-  }
   fs::FsOptions options;
-  const uint64_t cache = parse_byte_size(a.cache_size, "--cache-size");
-  options.cache_bytes = cache;
+  options.cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
   options.uid = ::getuid();
   options.gid = ::getgid();
   if (!a.owner.empty()) {
@@ -143,27 +162,46 @@ int run_mount(const MountArgs& a) {
     options.uid = uid;
     options.gid = gid;
   }
-  options.signer = signer;
   options.kernel_read_ahead_kb = a.kernel_read_ahead_kb;
-  const std::string name = package->manifest().name + "@" + package->manifest().version;
+  struct stat st {};
+  if (::stat(a.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw not_found(a.dir, "mount point is not a folder");
+  }
+  fs::MountPolicy policy;
+  policy.trusted_keys_dir = a.trusted_keys;
+  policy.allow_unsigned = a.allow_unsigned;
+  policy.password_file = a.secrets.password_file;
+  policy.key_file = a.secrets.key_file;
   std::vector<std::string> fuse_options = fs::standard_fuse_options(absolute_path(a.pkg));
   fuse_options.insert(fuse_options.end(), a.fuse_options.begin(), a.fuse_options.end());
-  const ServeFn serve = [&](const std::function<void(const std::string&)>& ready) {
-    fs::PackageFs filesystem(std::move(package), options);
-    return fs::serve(filesystem, a.dir, fuse_options, ready);
+  // Admission, the filesystem and serving all happen where the filesystem runs: in this process
+  // with --foreground, in the background process otherwise.
+  const ServeFn serve = [&](const ReadyFn& report) {
+    fs::AdmittedPackage admitted = fs::admit_package(a.pkg, policy);
+    const std::string name =
+        admitted.package->manifest().name + "@" + admitted.package->manifest().version;
+    const std::string signer = admitted.signer;
+    options.signer = signer;
+    fs::PackageFs filesystem(std::move(admitted.package), options);
+    return fs::serve(filesystem, a.dir, fuse_options, [&](const std::string& error) {
+      if (!error.empty()) {
+        report(error_report(ErrorKind::kIo, error));
+      } else {
+        report(ok_report("mounted " + name + " on " + a.dir +
+                         (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")")));
+      }
+    });
   };
   if (a.foreground) {
-    return serve([&](const std::string& error) {
-      if (!error.empty())
-        std::cerr << "torshpkg: " << a.dir << ": " << error << "\n";
-      else
-        std::cerr << "torshpkg: mounted " << name << " on " << a.dir << "\n";
+    return serve([&](const std::string& report) {
+      if (report.starts_with("OK")) {
+        std::cerr << "torshpkg: " << report.substr(2) << "\n";
+      } else {
+        std::cerr << "torshpkg: " << report.substr(report.find(' ') + 1) << "\n";
+      }
     });
   }
-  const int rc = mount_in_background(a.dir, serve);
-  std::cout << "mounted " << name << " on " << a.dir
-            << (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")") << "\n";
-  return rc;
+  return mount_in_background(a.dir, serve);
 }
 
 // The package named by file or NAME@REQ, and with --with-deps its resolved dependencies, each
