@@ -1,19 +1,73 @@
 #include "http.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <mutex>
+#include <string>
+#include <type_traits>
 
 #include "torshpkg/error.h"
 
 namespace torshpkg::distribution {
 namespace {
 
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+// libcurl, loaded when the first HTTP client is made. Linking it would load it and the twenty
+// libraries it needs (Kerberos, LDAP, SSH, ...) into every process: 7 ms more at each start of
+// the CLI and the daemon, most of whose commands never use the network.
+struct CurlApi {
+  CURLcode (*global_init)(long flags);
+  CURL* (*easy_init)();
+  void (*easy_cleanup)(CURL* curl);
+  void (*easy_reset)(CURL* curl);
+  CURLcode (*easy_setopt)(CURL* curl, CURLoption option, ...);
+  CURLcode (*easy_perform)(CURL* curl);
+  CURLcode (*easy_getinfo)(CURL* curl, CURLINFO info, ...);
+  const char* (*easy_strerror)(CURLcode code);
+  curl_slist* (*slist_append)(curl_slist* list, const char* text);
+  void (*slist_free_all)(curl_slist* list);
+};
+
+// The GnuTLS flavour first (what Debian's libcurl4-gnutls-dev builds against), then the default.
+constexpr std::array<const char*, 2> kCurlLibraries = {"libcurl-gnutls.so.4", "libcurl.so.4"};
+
+const CurlApi& curl_api() {
+  static std::string error;
+  static const CurlApi* const api = []() -> const CurlApi* {
+    void* lib = nullptr;
+    for (const char* name : kCurlLibraries) {
+      lib = ::dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (lib != nullptr) break;
+    }
+    if (lib == nullptr) {
+      error = std::string("HTTP needs libcurl (") + kCurlLibraries[0] + " or " +
+              kCurlLibraries[1] + "), which cannot be loaded: install libcurl3-gnutls";
+      return nullptr;
+    }
+    static CurlApi loaded{};
+    const auto bind = [&](auto& fn, const char* symbol) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(lib, symbol));
+      if (fn == nullptr) error = std::string("libcurl lacks ") + symbol;
+    };
+    bind(loaded.global_init, "curl_global_init");
+    bind(loaded.easy_init, "curl_easy_init");
+    bind(loaded.easy_cleanup, "curl_easy_cleanup");
+    bind(loaded.easy_reset, "curl_easy_reset");
+    bind(loaded.easy_setopt, "curl_easy_setopt");
+    bind(loaded.easy_perform, "curl_easy_perform");
+    bind(loaded.easy_getinfo, "curl_easy_getinfo");
+    bind(loaded.easy_strerror, "curl_easy_strerror");
+    bind(loaded.slist_append, "curl_slist_append");
+    bind(loaded.slist_free_all, "curl_slist_free_all");
+    if (!error.empty()) return nullptr;
+    loaded.global_init(CURL_GLOBAL_DEFAULT);
+    return &loaded;
+  }();
+  if (api == nullptr) throw Error(ErrorKind::kUnsupported, error);
+  return *api;
 }
 
 struct Transfer {
@@ -52,7 +106,7 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   const size_t n = size * count;
   // Bodies of error statuses go to memory (their message), whatever the sink.
   long status = 0;
-  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_api().easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   if (t->request->sink && status < 300) {
     try {
       if (!t->started) {
@@ -120,72 +174,72 @@ std::string HttpResponse::header(const std::string& name) const {
 }
 
 HttpClient::HttpClient(HttpOptions options) : options_(options) {
-  global_init();
-  curl_ = curl_easy_init();
+  curl_ = curl_api().easy_init();
   if (curl_ == nullptr) throw Error(ErrorKind::kIo, "curl: cannot initialize");
 }
 
 HttpClient::~HttpClient() {
-  curl_easy_cleanup(static_cast<CURL*>(curl_));
+  curl_api().easy_cleanup(static_cast<CURL*>(curl_));
 }
 
 HttpResponse HttpClient::send(const HttpRequest& request) {
+  const CurlApi& api = curl_api();
   CURL* c = static_cast<CURL*>(curl_);
-  curl_easy_reset(c);
+  api.easy_reset(c);
   HttpResponse response;
   Transfer t;
   t.curl = c;
   t.request = &request;
   t.response = &response;
-  curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "torshpkg/" TORSHPKG_VERSION);
+  api.easy_setopt(c, CURLOPT_URL, request.url.c_str());
+  api.easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  api.easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+  api.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  api.easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
+  api.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  api.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
+  api.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  api.easy_setopt(c, CURLOPT_USERAGENT, "torshpkg/" TORSHPKG_VERSION);
   if (options_.insecure_tls) {
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    api.easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    api.easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
   }
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, request.progress ? 0L : 1L);
+  api.easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  api.easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  api.easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  api.easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  api.easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  api.easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+  api.easy_setopt(c, CURLOPT_NOPROGRESS, request.progress ? 0L : 1L);
   const bool has_body = request.body_source || !request.body.empty();
   const uint64_t body_size = request.body_source ? request.body_size : request.body.size();
   if (request.method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    api.easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (request.method != "GET" || has_body) {
-    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(c, CURLOPT_READDATA, &t);
-    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body_size));
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    api.easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    api.easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    api.easy_setopt(c, CURLOPT_READDATA, &t);
+    api.easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body_size));
+    api.easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
   curl_slist* headers = nullptr;
-  for (const std::string& h : request.headers) headers = curl_slist_append(headers, h.c_str());
-  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  const CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
+  for (const std::string& h : request.headers) headers = api.slist_append(headers, h.c_str());
+  headers = api.slist_append(headers, "Expect:");  // no 100-continue round trip
+  api.easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  const CURLcode rc = api.easy_perform(c);
+  api.slist_free_all(headers);
   if (t.error) std::rethrow_exception(t.error);
   if (t.too_large) {
     throw Error(ErrorKind::kIo, request.url + ": response larger than " +
                                     std::to_string(request.max_body) + " bytes");
   }
   if (rc != CURLE_OK && !t.sink_stopped) {
-    throw Error(ErrorKind::kIo, request.url + ": " + curl_easy_strerror(rc));
+    throw Error(ErrorKind::kIo, request.url + ": " + api.easy_strerror(rc));
   }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  api.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
   char* effective = nullptr;
-  curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &effective);
+  api.easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &effective);
   if (effective != nullptr) response.effective_url = effective;
   return response;
 }

@@ -234,5 +234,24 @@ class Errors(TempDirTest):
         self.assertEqual(self.read("target/resources/a.bin"), b"payload")
 
 
+class Startup(TempDirTest):
+    def loaded_libraries(self, *args):
+        env = dict(os.environ, LD_DEBUG="files")
+        proc = subprocess.run([TORSHPKG, *args], env=env, capture_output=True, text=True)
+        return proc, proc.stderr
+
+    def test_libcurl_is_loaded_only_by_commands_that_use_http(self):
+        pkg = self.path("p.torshpkg")
+        tpk("create", pkg, "--name", "demo", "--version", "1.0.0", "-q", "--add", "a.txt=" + self.write("a.txt", b"a"))
+        for args in (["--version"], ["ls", pkg], ["info", pkg]):
+            proc, libs = self.loaded_libraries(*args)
+            self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+            self.assertNotIn("libcurl", libs, args)
+        # A pull from a closed port loads it, and fails with one line.
+        proc, libs = self.loaded_libraries("pull", "http://127.0.0.1:9/p.torshpkg", "-o", self.path("out"))
+        self.assertIn("libcurl", libs)
+        self.assertEqual(proc.returncode, 1)
+
+
 if __name__ == "__main__":
     unittest.main()
