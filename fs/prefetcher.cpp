@@ -22,11 +22,17 @@ Prefetcher::~Prefetcher() {
   for (auto& t : threads_) t.join();
 }
 
-void Prefetcher::request(uint32_t resource, uint64_t chunk) {
+void Prefetcher::request(uint32_t resource, uint64_t chunk, bool urgent) {
   {
     std::lock_guard lock(mutex_);
-    if (queue_.size() >= kMaxQueued || !pending_.insert({resource, chunk}).second) return;
-    queue_.emplace_back(resource, chunk);
+    if ((queue_.size() >= kMaxQueued && !urgent) || !pending_.insert({resource, chunk}).second) {
+      return;
+    }
+    if (urgent) {
+      queue_.emplace_front(resource, chunk);
+    } else {
+      queue_.emplace_back(resource, chunk);
+    }
   }
   wake_.notify_one();
 }

@@ -24,7 +24,8 @@ class Prefetcher {
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
 
-  void request(uint32_t resource, uint64_t chunk);
+  // Queues a chunk; an urgent one (a reader is about to need it) goes before the readahead.
+  void request(uint32_t resource, uint64_t chunk, bool urgent = false);
 
  private:
   void run();

@@ -301,6 +301,10 @@ void Package::will_need(const ResourceEntry& r, uint64_t first, uint64_t count) 
   rep_->source->will_need(rep_->data_entries[r.id].data_offset + from, to - from);
 }
 
+void Package::reads_are_planned() const {
+  rep_->source->reads_are_planned();
+}
+
 size_t Package::read(const FileNode& f, uint64_t offset, std::span<uint8_t> out) const {
   if (offset >= f.size || out.empty()) return 0;
   const size_t len = static_cast<size_t>(std::min<uint64_t>(out.size(), f.size - offset));

@@ -4,11 +4,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "chunk_cache.h"
 #include "package_fs.h"
 #include "test_util.h"
+#include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package_writer.h"
 #include "tree.h"
@@ -279,6 +282,60 @@ TEST(PackageFs, RandomReadsDoNotReadAhead) {
   fs.read(*c, 90'000, buf);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(fs.cache().bytes(), 3u * 4096);
+}
+
+// A package file whose reads, once armed, wait (up to 10 s) for a second read to be in flight,
+// and record how many ever were at once.
+class OverlapSource final : public ByteSource {
+ public:
+  explicit OverlapSource(std::shared_ptr<ByteSource> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  const std::string& name() const override { return inner_->name(); }
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    if (armed) {
+      std::unique_lock lock(mutex_);
+      ++active_;
+      most = std::max(most.load(), active_);
+      overlapped_ = overlapped_ || active_ >= 2;
+      changed_.notify_all();
+      changed_.wait_for(lock, std::chrono::seconds(10), [&] { return overlapped_; });
+      lock.unlock();
+      inner_->read_at(offset, out);
+      lock.lock();
+      --active_;
+      return;
+    }
+    inner_->read_at(offset, out);
+  }
+  std::atomic<bool> armed{false};
+  mutable std::atomic<int> most{0};
+
+ private:
+  std::shared_ptr<ByteSource> inner_;
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  mutable int active_ = 0;
+  mutable bool overlapped_ = false;
+};
+
+TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
+  TempDir dir;
+  PackageWriter w(torshpkg::testing::header());
+  const auto data = text_bytes(100'000, 4);
+  w.add_bytes("w.bin", data);
+  WriteOptions o;
+  o.chunk_size = 4096;
+  o.compression = {Codec::kNone, 0};
+  w.write(dir / "p.torshpkg", o);
+  const auto source = std::make_shared<OverlapSource>(open_file_source(dir / "p.torshpkg"));
+  PackageFs fs(Package::open(source), options(8 * 4096));
+  const Node* node = fs.tree().find("resources/w.bin");
+  std::vector<uint8_t> buf(4096);
+  fs.read(*node, 0, buf);  // loads the chunk index
+  source->armed = true;
+  fs.read(*node, 5 * 4096 + 100, buf);  // chunks 5 and 6
+  EXPECT_EQ(source->most.load(), 2);
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + 5 * 4096 + 100));
 }
 
 }  // namespace

@@ -22,6 +22,10 @@ class ByteSource {
   // A hint that [offset, offset + length) will be read soon (a file starts reading it from
   // disk in the background). Never fails; does nothing by default.
   virtual void will_need(uint64_t /*offset*/, uint64_t /*length*/) const {}
+  // A hint that reads will be exactly what is needed, and runs announced with will_need: a file
+  // stops reading ahead on its own (which for a random read fetches megabytes nobody asked
+  // for). Never fails; does nothing by default.
+  virtual void reads_are_planned() const {}
   // Reads that start and end on multiples of this many bytes are the cheapest (a package
   // resource's chunk size); 0 when any size will do.
   virtual uint64_t preferred_read_size() const { return 0; }

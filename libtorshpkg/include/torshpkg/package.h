@@ -79,6 +79,9 @@ class Package {
   // bytes start coming from disk in the background, so that reading and verifying them later
   // does not wait for the disk. Loads the resource's chunk index; never reads chunk data.
   void will_need(const ResourceEntry& resource, uint64_t first, uint64_t count) const;
+  // Tells the package file that this reader plans its reads (chunk by chunk, runs announced
+  // with will_need): the kernel stops reading ahead in it on its own.
+  void reads_are_planned() const;
 
   // Whether some resource is encrypted, and whether the package was opened with its secret.
   bool encrypted() const;
