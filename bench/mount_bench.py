@@ -23,6 +23,8 @@ gzip. Usage:
   bench/mount_bench.py [--torshpkg build/tools/torshpkg] [--torshpkgd build/daemon/torshpkgd]
                        [--size-mib 512] [--runs 3]
                        [--files 10000] [--dir /var/tmp] [--only seq,random,mount]
+                       [--mounters torshpkg,squashfuse,...] [--codecs stored,zstd,...]
+                       [--chunk-size 1M]
 """
 import argparse
 import os
@@ -134,7 +136,7 @@ def build_inputs(args, tpk, work, data):
         spec = "none" if codec == "stored" else f"{codec}:{LEVELS[codec]}"
         pkg = os.path.join(work, f"weights-{codec}.torshpkg")
         run([tpk, "create", pkg, "--name", "bench", "--version", "1.0.0", "--compress", spec,
-             "--add", f"ModelWeights:weights.bin={data}", "-q"])
+             "--chunk-size", args.chunk_size, "--add", f"ModelWeights:weights.bin={data}", "-q"])
         images[("torshpkg", codec)] = (pkg, "resources/weights.bin")
         sq = os.path.join(work, f"weights-{codec}.sqfs")
         comp = ["-noD"] if codec == "stored" else ["-comp", codec]
@@ -183,6 +185,7 @@ def main():
     ap.add_argument("--only", default="seq,random,mount")
     ap.add_argument("--mounters", default="torshpkg,squashfuse,squashfuse_ll,fuse-zip")
     ap.add_argument("--codecs", default=",".join(CODECS))
+    ap.add_argument("--chunk-size", default="1M", help="torshpkg's chunk size for the big package")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     if os.geteuid() != 0:
