@@ -136,7 +136,7 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   const std::string& file = src.name();
   // Entries, and their positions sorted by name for lookups in O(log n) whatever the names are.
   std::vector<uint32_t> by_name;
-  std::vector<ZipEntry> entries = read_zip_directory(src, {}, &by_name);
+  std::vector<ZipEntry> entries = read_zip_directory(src, {}, &by_name, kManifestEntry);
   std::vector<bool> listed(entries.size());
   size_t next = 0;
   // The entry named `name`, which becomes listed; nullptr when there is none. Packages list

@@ -224,6 +224,15 @@ class LocalHeaderReader {
   LocalHeaderReader(const ByteSource& src, const std::vector<ZipEntry*>& sorted, uint64_t limit)
       : src_(src), sorted_(sorted), limit_(limit) {}
 
+  // Announces every window get() will read to the source, first to last.
+  void announce() const {
+    for (size_t i = 0; i < sorted_.size();) {
+      const Window w = window(i, kLocalSize);
+      if (w.end > w.begin) src_.will_need(w.begin, w.end - w.begin);
+      i = w.last + 1;
+    }
+  }
+
   // `len` bytes from the local header of sorted entry `i`; the caller checked they end at or
   // before `limit`.
   std::span<const uint8_t> get(size_t i, size_t len) {
@@ -240,7 +249,15 @@ class LocalHeaderReader {
   // Room for a header's name and extra field past its fixed part (aligned entries pad up to 4 KiB).
   static constexpr uint64_t kHeaderRoom = 8 * 1024;
 
-  void fill(size_t i, size_t len) {
+  struct Window {
+    uint64_t begin = 0;
+    uint64_t end = 0;
+    size_t last = 0;  // the last sorted entry whose header it holds
+  };
+
+  // The bytes read for sorted entry `i`'s header (`len` bytes of it at least) and the close
+  // neighbours after it.
+  Window window(size_t i, size_t len) const {
     const uint64_t at = sorted_[i]->local_header_offset;
     size_t last = i;
     while (last + 1 < sorted_.size()) {
@@ -252,11 +269,15 @@ class LocalHeaderReader {
       ++last;
     }
     const uint64_t last_at = sorted_[last]->local_header_offset;
-    uint64_t end = std::max<uint64_t>(at + len, last_at + kHeaderRoom);
-    end = std::min(end, limit_);
-    buf_at_ = at;
-    buf_.resize(end - at);
-    src_.read_at(at, buf_);
+    const uint64_t end = std::max<uint64_t>(at + len, last_at + kHeaderRoom);
+    return {std::min(at, limit_), std::min(end, limit_), last};
+  }
+
+  void fill(size_t i, size_t len) {
+    const Window w = window(i, len);
+    buf_at_ = w.begin;
+    buf_.resize(w.end - w.begin);
+    src_.read_at(w.begin, buf_);
   }
 
   const ByteSource& src_;
@@ -269,7 +290,8 @@ class LocalHeaderReader {
 }  // namespace
 
 std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits& limits,
-                                         std::vector<uint32_t>* by_name) {
+                                         std::vector<uint32_t>* by_name,
+                                         std::string_view prefetch) {
   const std::string& file = src.name();
   const EndRecord end = read_end_record(src);
   if (end.cd_offset > end.cd_end || end.cd_size != end.cd_end - end.cd_offset) {
@@ -353,6 +375,17 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
     return a->local_header_offset < b->local_header_offset;
   });
   LocalHeaderReader headers(src, by_offset, end.cd_offset);
+  headers.announce();
+  if (!prefetch.empty()) {
+    for (const ZipEntry* e : by_offset) {
+      // The local header's extra field is not known yet: its largest size is assumed.
+      if (e->name == prefetch && e->local_header_offset < end.cd_offset) {
+        src.will_need(e->local_header_offset,
+                      std::min(end.cd_offset - e->local_header_offset,
+                               kLocalSize + e->name.size() + 0xffff + e->compressed_size));
+      }
+    }
+  }
   uint64_t cursor = 0;
   for (size_t i = 0; i < by_offset.size(); ++i) {
     ZipEntry& e = *by_offset[i];

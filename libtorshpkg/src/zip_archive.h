@@ -35,9 +35,12 @@ struct ZipLimits {
 // Reads and validates the archive's structure; every entry's local header is checked against its
 // central record and all entry ranges are checked to be disjoint and in bounds. Entries come back
 // in central-directory order; `by_name`, when given, receives their positions sorted by name.
-// Throws Error(kCorrupt) naming the source and the reason.
+// Every local header the check reads, and the entry named `prefetch` whole, are announced to the
+// source (will_need) as soon as the central directory is read, so that on a cold cache the disk
+// reads them all at once. Throws Error(kCorrupt) naming the source and the reason.
 std::vector<ZipEntry> read_zip_directory(const ByteSource& source, const ZipLimits& limits = {},
-                                         std::vector<uint32_t>* by_name = nullptr);
+                                         std::vector<uint32_t>* by_name = nullptr,
+                                         std::string_view prefetch = {});
 
 // Whether `path` is a normalized relative UTF-8 path: components separated by single '/', none
 // empty, "." or "..", no NUL, backslash or control characters, at most 4096 bytes.

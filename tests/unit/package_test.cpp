@@ -218,6 +218,33 @@ TEST(Package, WillNeedHintsExactlyTheStoredBytesOfTheChunks) {
   EXPECT_EQ(recorder->hints[1], std::make_pair(data_offset + 48 * 4096, uint64_t{3392}));
 }
 
+TEST(Package, OpeningAnnouncesTheManifestAndTheHeadersItWillRead) {
+  TempDir dir;
+  PackageWriter w(header());
+  w.add_bytes("big.bin", random_bytes(3'000'000));  // its data lies between the small files
+  for (int i = 0; i < 20; ++i) w.add_bytes("small/" + std::to_string(i), random_bytes(100));
+  WriteOptions o;
+  o.compression = {Codec::kNone, 0};
+  w.write(dir / "p.torshpkg", o);
+  auto recorder = std::make_shared<HintRecorder>(open_file_source(dir / "p.torshpkg"));
+  Package::open(recorder);
+  const auto covered = [&](uint64_t from, uint64_t to) {
+    return std::any_of(recorder->hints.begin(), recorder->hints.end(), [&](const auto& h) {
+      return h.first <= from && to <= h.first + h.second;
+    });
+  };
+  uint64_t big_data = 0;
+  for (const ZipEntry& e : read_zip_directory(*open_file_source(dir / "p.torshpkg"))) {
+    EXPECT_TRUE(covered(e.local_header_offset, e.data_offset)) << e.name << " header";
+    if (e.name == "manifest.json") {
+      EXPECT_TRUE(covered(e.data_offset, e.data_offset + e.compressed_size)) << "manifest";
+    }
+    if (e.name == "resources/big.bin") big_data = e.data_offset;
+  }
+  // The large resource's data is not announced (only its header).
+  EXPECT_FALSE(covered(big_data + 1'000'000, big_data + 1'000'001));
+}
+
 TEST(Package, OpenCostDoesNotReadResourceData) {
   // A package whose only resource's chunks are all zeroed still opens and lists: opening reads
   // the directory and manifest, never the data or the index.
