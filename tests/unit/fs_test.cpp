@@ -286,11 +286,9 @@ TEST(PackageFs, RandomReadsDoNotReadAhead) {
 
 // A package file whose reads, once armed, wait (up to 10 s) for a second read to be in flight,
 // and record how many ever were at once.
-class OverlapSource final : public ByteSource {
+class OverlapSource final : public torshpkg::testing::ForwardingSource {
  public:
-  explicit OverlapSource(std::shared_ptr<ByteSource> inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  const std::string& name() const override { return inner_->name(); }
+  using ForwardingSource::ForwardingSource;
   void read_at(uint64_t offset, std::span<uint8_t> out) const override {
     if (armed) {
       std::unique_lock lock(mutex_);
@@ -300,18 +298,17 @@ class OverlapSource final : public ByteSource {
       changed_.notify_all();
       changed_.wait_for(lock, std::chrono::seconds(10), [&] { return overlapped_; });
       lock.unlock();
-      inner_->read_at(offset, out);
+      ForwardingSource::read_at(offset, out);
       lock.lock();
       --active_;
       return;
     }
-    inner_->read_at(offset, out);
+    ForwardingSource::read_at(offset, out);
   }
   std::atomic<bool> armed{false};
   mutable std::atomic<int> most{0};
 
  private:
-  std::shared_ptr<ByteSource> inner_;
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   mutable int active_ = 0;

@@ -175,22 +175,14 @@ TEST(Package, ManyThreadsReadConcurrently) {
 }
 
 // Forwards to a file and records the readahead hints it gets.
-class HintRecorder final : public ByteSource {
+class HintRecorder final : public testing::ForwardingSource {
  public:
-  explicit HintRecorder(std::shared_ptr<ByteSource> inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  const std::string& name() const override { return inner_->name(); }
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
-    inner_->read_at(offset, out);
-  }
+  using ForwardingSource::ForwardingSource;
   void will_need(uint64_t offset, uint64_t length) const override {
     hints.emplace_back(offset, length);
-    inner_->will_need(offset, length);
+    ForwardingSource::will_need(offset, length);
   }
   mutable std::vector<std::pair<uint64_t, uint64_t>> hints;
-
- private:
-  std::shared_ptr<ByteSource> inner_;
 };
 
 TEST(Package, WillNeedHintsExactlyTheStoredBytesOfTheChunks) {

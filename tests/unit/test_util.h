@@ -9,10 +9,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <span>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
 #include "torshpkg/manifest.h"
 #include "torshpkg/package.h"
@@ -93,5 +96,22 @@ inline std::vector<uint8_t> read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
+
+// A source that forwards everything to another: tests derive from it to watch or hold reads.
+class ForwardingSource : public ByteSource {
+ public:
+  explicit ForwardingSource(std::shared_ptr<ByteSource> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  const std::string& name() const override { return inner_->name(); }
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    inner_->read_at(offset, out);
+  }
+  void will_need(uint64_t offset, uint64_t length) const override {
+    inner_->will_need(offset, length);
+  }
+
+ private:
+  std::shared_ptr<ByteSource> inner_;
+};
 
 }  // namespace torshpkg::testing

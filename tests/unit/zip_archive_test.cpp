@@ -72,21 +72,16 @@ TEST(ZipArchive, Zip64LocalHeadersAndManyEntriesUseZip64Records) {
 }
 
 // Counts the reads a source serves and the bytes they cover.
-class CountingSource final : public ByteSource {
+class CountingSource final : public testing::ForwardingSource {
  public:
-  explicit CountingSource(std::shared_ptr<ByteSource> inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  const std::string& name() const override { return inner_->name(); }
+  using ForwardingSource::ForwardingSource;
   void read_at(uint64_t offset, std::span<uint8_t> out) const override {
     ++reads;
     bytes += out.size();
-    inner_->read_at(offset, out);
+    ForwardingSource::read_at(offset, out);
   }
   mutable uint64_t reads = 0;
   mutable uint64_t bytes = 0;
-
- private:
-  std::shared_ptr<ByteSource> inner_;
 };
 
 TEST(ZipArchive, LocalHeadersOfSmallNeighboursComeInFewReads) {
