@@ -125,7 +125,7 @@ Located locate(const MountEntry& entry, const std::string& trusted_keys_dir) {
   InstallPolicy policy;
   policy.trusted_keys_dir = trusted_keys_dir;
   policy.allow_unsigned = entry.allow_unsigned;
-  located.path = store.install(staging, policy).package.path;
+  located.path = store.take(staging, policy).package.path;
   return located;
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <set>
 
 #include "file_io.h"
@@ -83,14 +84,36 @@ std::string Store::default_root() {
 }
 
 InstallResult Store::install(const std::string& path, const InstallPolicy& policy) const {
+  return install_file(path, policy, false);
+}
+
+InstallResult Store::take(const std::string& tmp_path, const InstallPolicy& policy) const {
+  return install_file(tmp_path, policy, true);
+}
+
+InstallResult Store::install_file(const std::string& path, const InstallPolicy& policy,
+                                  bool take) const {
   for (const std::string& d :
        {root_, root_ + "/blobs", root_ + "/blobs/sha256", root_ + "/refs", root_ + "/tmp"}) {
     make_dir(d);
   }
-  // 1. Copy into tmp/ while hashing; the temporary file is locked so gc leaves it alone.
-  std::string tmp = root_ + "/tmp/install-XXXXXX";
-  UniqueFd out(::mkstemp(tmp.data()));
-  if (!out) throw io_error(root_ + "/tmp", "cannot create a temporary file", errno);
+  // 1. The file to check and move in: a copy in tmp/ (or, taken, the caller's file there),
+  // hashed as it is read and locked so that gc leaves it alone.
+  std::string tmp = path;
+  UniqueFd out;
+  if (take) {
+    std::error_code ec;
+    const auto dir = std::filesystem::canonical(std::filesystem::path(path).parent_path(), ec);
+    if (ec || dir != std::filesystem::canonical(root_ + "/tmp", ec)) {
+      throw invalid_argument(path + ": only files in " + root_ + "/tmp can be taken");
+    }
+    out = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!out) throw io_error(path, "cannot open", errno);
+  } else {
+    tmp = root_ + "/tmp/install-XXXXXX";
+    out = UniqueFd(::mkstemp(tmp.data()));
+    if (!out) throw io_error(root_ + "/tmp", "cannot create a temporary file", errno);
+  }
   struct Cleanup {
     std::string path;
     ~Cleanup() {
@@ -105,7 +128,7 @@ InstallResult Store::install(const std::string& path, const InstallPolicy& polic
     const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in->size() - at));
     in->read_at(at, std::span(buf.data(), n));
     hasher.update(std::span<const uint8_t>(buf.data(), n));
-    write_all(out.get(), std::span<const uint8_t>(buf.data(), n), tmp);
+    if (!take) write_all(out.get(), std::span<const uint8_t>(buf.data(), n), tmp);
     at += n;
   }
   if (::fsync(out.get()) != 0) throw io_error(tmp, "fsync failed", errno);

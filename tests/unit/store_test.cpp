@@ -112,6 +112,37 @@ TEST(Store, PolicyAndDamageRefuseWithNothingLeft) {
   EXPECT_EQ(files_in(dir / "store/blobs/sha256"), 1u);
 }
 
+TEST(Store, TakeMovesAFileFromTmpInsteadOfCopyingIt) {
+  TempDir dir;
+  const Store store(dir / "store");
+  const std::string pkg = make_package(dir, "t", "1.0.0");
+  // A file outside tmp/ is refused and left alone.
+  EXPECT_EQ(testing::kind_of([&] { store.take(pkg, unsigned_ok()); }),
+            ErrorKind::kInvalidArgument);
+  EXPECT_TRUE(std::filesystem::exists(pkg));
+  std::filesystem::create_directories(dir / "store/tmp");
+  const std::string staged = dir / "store/tmp/download.torshpkg";
+  std::filesystem::copy_file(pkg, staged);
+  struct stat before {};
+  ASSERT_EQ(::stat(staged.c_str(), &before), 0);
+  const InstallResult r = store.take(staged, unsigned_ok());
+  EXPECT_FALSE(std::filesystem::exists(staged));
+  struct stat after {};
+  ASSERT_EQ(::stat(r.package.path.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);  // the same file, moved
+  EXPECT_EQ(r.package.digest, store.install(pkg, unsigned_ok()).package.digest);
+  // A damaged download is refused and deleted; nothing is installed.
+  auto bytes = testing::read_file(pkg);
+  bytes[3000] ^= 0x5a;
+  const std::string bad = dir / "store/tmp/bad.torshpkg";
+  testing::write_file(bad, bytes);
+  const Store other(dir / "store");
+  EXPECT_EQ(testing::kind_of([&] { other.take(bad, unsigned_ok()); }), ErrorKind::kCorrupt);
+  EXPECT_FALSE(std::filesystem::exists(bad));
+  EXPECT_EQ(files_in(dir / "store/tmp"), 0u);
+  EXPECT_EQ(store.list().size(), 1u);
+}
+
 TEST(Store, ConcurrentInstallsOfOnePackageAgree) {
   TempDir dir;
   const Store store(dir / "store");

@@ -149,7 +149,7 @@ Action add_pull_command(CLI::App& app) {
       InstallPolicy policy;
       policy.trusted_keys_dir = a->trusted_keys;
       policy.allow_unsigned = a->allow_unsigned;
-      const InstallResult in = Store(a->store).install(staging, policy);
+      const InstallResult in = Store(a->store).take(staging, policy);
       if (!a->quiet) {
         std::cout << "pulled " << source << " (" << r.blob_digest << ") and "
                   << (in.already_installed ? "found it installed: " : "installed ")

@@ -62,6 +62,10 @@ class Store {
   // it, Error(kCorrupt) for a damaged package, Error(kInvalidArgument) when name@version is
   // installed with different bytes (remove it first).
   InstallResult install(const std::string& path, const InstallPolicy& policy) const;
+  // The same for a file already in this store's tmp/ folder (a download): it is checked where
+  // it lies and moved in instead of copied. The file is gone afterwards, installed or (when
+  // refused) deleted. Throws Error(kInvalidArgument) for a file elsewhere.
+  InstallResult take(const std::string& tmp_path, const InstallPolicy& policy) const;
 
   // Every reference, sorted by name then version precedence.
   std::vector<StoredPackage> list() const;
@@ -76,6 +80,9 @@ class Store {
   GcResult gc() const;
 
  private:
+  InstallResult install_file(const std::string& path, const InstallPolicy& policy,
+                             bool take) const;
+
   std::string root_;
 };
 
