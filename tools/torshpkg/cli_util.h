@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
@@ -38,6 +39,8 @@ void throw_if_cancelled();
 // "1048576", "1M", "1MiB", "64k" -> bytes. Throws Error(kInvalidArgument).
 uint64_t parse_byte_size(const std::string& text, const std::string& option);
 std::string human_bytes(uint64_t bytes);
+// A tensor shape as "[2, 3]".
+std::string shape_text(const std::vector<uint64_t>& shape);
 
 // A one-line progress bar on stderr, drawn only when stderr is a terminal and at most ten times
 // a second. Thread-safe.

@@ -29,12 +29,6 @@ std::string name_from(const std::string& source) {
   return stem.empty() ? "model" : stem;
 }
 
-std::string shape_text(const std::vector<uint64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 Json::Value shape_json(const std::vector<uint64_t>& shape) {
   Json::Value v(Json::arrayValue);
   for (const uint64_t d : shape) v.append(Json::UInt64(d));

@@ -9,16 +9,6 @@
 #include "torshpkg/safetensors.h"
 
 namespace torshpkg::cli {
-namespace {
-
-std::string shape_text(const std::vector<uint64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-}  // namespace
-
 Action add_tensors_command(CLI::App& app) {
   struct Args {
     std::string file;
