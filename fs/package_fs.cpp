@@ -112,11 +112,18 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
   }
   const ResourceEntry& r = package_->manifest().resources[f.item];
   read_ahead(r, offset, offset + len);
-  // A request that spans chunks (a 1 MiB read at an odd offset spans two): the prefetch threads
-  // decode the later ones while this thread decodes the first, so their disk reads overlap.
+  // A request that spans chunks (a 1 MiB read at an odd offset spans two): the disk is asked for
+  // all their stored bytes at once and the prefetch threads decode the later chunks while this
+  // thread decodes the first, so the disk reads and the decoding overlap.
+  const uint64_t first = offset / r.chunk_size;
   const uint64_t last = (offset + len - 1) / r.chunk_size;
-  if (prefetcher_) {
-    for (uint64_t c = offset / r.chunk_size + 1; c <= last; ++c) {
+  if (prefetcher_ && last > first) {
+    try {
+      package_->will_need(r, first, last - first + 1);
+    } catch (const Error&) {
+      // A damaged chunk index: the chunk reads below report it.
+    }
+    for (uint64_t c = first + 1; c <= last; ++c) {
       if (!cache_.contains(r.id, c)) prefetcher_->request(r.id, c, true);
     }
   }

@@ -25,6 +25,13 @@
 
 namespace torshpkg::fs {
 
+// The kernel's readahead for a mount, in KiB. It also sets the size of a sequential reader's
+// requests: the kernel's default of 128 KiB makes eight round trips per 1 MiB. It must exceed the
+// largest request (1 MiB): a 1 MiB read at an offset that is not a multiple of 4 KiB covers 257
+// pages, and a read larger than the readahead window starts a readahead stream, so with 1024 one
+// random 1 MiB pread arrives as three 1 MiB requests (four chunks decoded instead of two).
+inline constexpr uint32_t kDefaultKernelReadAheadKb = 2048;
+
 struct FsOptions {
   uint64_t cache_bytes = 64ull << 20;
   uid_t uid = 0;
@@ -35,10 +42,9 @@ struct FsOptions {
   // How many contiguous bytes a reader must have read before readahead starts: more than one
   // random read of the largest request size (1 MiB) can span.
   uint64_t sequential_after_bytes = 4ull << 20;
-  // The kernel's readahead for the mount (/sys/class/bdi/<dev>/read_ahead_kb), which also sets
-  // the size of the read requests a sequential reader sends: the kernel default of 128 KiB makes
-  // eight round trips per chunk. Needs root; 0 leaves the kernel's value.
-  uint32_t kernel_read_ahead_kb = 1024;
+  // The kernel's readahead for the mount (/sys/class/bdi/<dev>/read_ahead_kb). Needs root; 0
+  // leaves the kernel's value. See kDefaultKernelReadAheadKb.
+  uint32_t kernel_read_ahead_kb = kDefaultKernelReadAheadKb;
   // Called before the open is answered, on the first open of any file by each process; and when
   // a read fails (the reader gets EIO or EACCES). Either may run on many threads at once.
   std::function<void(pid_t pid, uid_t uid)> on_first_open;

@@ -373,6 +373,28 @@ class Daemon(TempDirTest):
                 proc = tpk("lineage", "verify", "--journal", self.journal, check=False)
                 self.assertEqual(proc.returncode, 3, proc.stderr)
 
+    def test_a_random_1mib_read_is_not_read_ahead(self):
+        # A 1 MiB pread at an offset inside a page covers 257 pages; with the mount's kernel
+        # readahead at 1024 KiB the kernel took it for a stream and asked for 2 MiB more. The
+        # daemon counts the bytes its replies carried.
+        sock = self.path("torshpkgd.sock")
+        self.start(self.config([]))
+        self.notify.expect("READY")
+        tpk("mount", self.package("a"), self.points[0], "--trusted-keys", self.path("trusted"),
+            "--socket", sock)
+        path = os.path.join(self.points[0], "resources", "model.safetensors")
+        offset = (1 << 20) + 12345
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self.assertEqual(os.pread(fd, 1 << 20, offset),
+                             self.files["model.safetensors"][offset:offset + (1 << 20)])
+        finally:
+            os.close(fd)
+        status = json.loads(tpk("status", "--json", "--socket", sock).stdout)
+        [m] = [m for m in status["mounts"] if m["mountpoint"] == self.points[0]]
+        self.assertGreaterEqual(m["bytes_served"], 1 << 20)
+        self.assertLessEqual(m["bytes_served"], (1 << 20) + 8192)  # the pages the read covers
+
     def test_cli_goes_through_the_daemon_and_falls_back_without_it(self):
         a = self.package("a")
         sock = self.path("torshpkgd.sock")

@@ -103,7 +103,7 @@ class Mount(TempDirTest):
         self.assertEqual(fstype, ["fuse.torshpkg"])
         dev = os.stat(mnt).st_dev
         with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
-            self.assertEqual(f.read().strip(), "1024")
+            self.assertEqual(f.read().strip(), "2048")
         path = os.path.join(mnt, "resources", "model.safetensors")
         with open(path, "rb", buffering=0) as f:  # sequential 1 MiB reads, served whole
             self.assertEqual(f.read(), self.files["model.safetensors"])

@@ -285,7 +285,7 @@ TEST(PackageFs, RandomReadsDoNotReadAhead) {
 }
 
 // A package file whose reads, once armed, wait (up to 10 s) for a second read to be in flight,
-// and record how many ever were at once.
+// and record how many ever were at once, and the lengths announced with will_need.
 class OverlapSource final : public torshpkg::testing::ForwardingSource {
  public:
   using ForwardingSource::ForwardingSource;
@@ -305,8 +305,16 @@ class OverlapSource final : public torshpkg::testing::ForwardingSource {
     }
     ForwardingSource::read_at(offset, out);
   }
+  void will_need(uint64_t offset, uint64_t length) const override {
+    if (armed) {
+      std::lock_guard lock(mutex_);
+      announced.push_back(length);
+    }
+    ForwardingSource::will_need(offset, length);
+  }
   std::atomic<bool> armed{false};
   mutable std::atomic<int> most{0};
+  mutable std::vector<uint64_t> announced;
 
  private:
   mutable std::mutex mutex_;
@@ -332,6 +340,8 @@ TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
   source->armed = true;
   fs.read(*node, 5 * 4096 + 100, buf);  // chunks 5 and 6
   EXPECT_EQ(source->most.load(), 2);
+  // Both chunks' stored bytes were asked of the disk in one go.
+  EXPECT_EQ(source->announced, std::vector<uint64_t>{2 * 4096});
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + 5 * 4096 + 100));
 }
 

@@ -41,7 +41,7 @@ struct MountArgs {
   std::vector<std::string> fuse_options;
   std::string socket;
   bool standalone = false;
-  uint32_t kernel_read_ahead_kb = 1024;
+  uint32_t kernel_read_ahead_kb = fs::kDefaultKernelReadAheadKb;
   std::string store = Store::default_root();
   bool with_deps = false;
 };
@@ -147,7 +147,7 @@ int run_mount(const MountArgs& a) {
   // makes the mount standalone.
   const bool daemon_can = !a.standalone && !a.foreground && a.fuse_options.empty() &&
                           a.owner.empty() && a.cache_size == "64M" &&
-                          a.kernel_read_ahead_kb == 1024;
+                          a.kernel_read_ahead_kb == fs::kDefaultKernelReadAheadKb;
   if (daemon_can && mount_through_daemon(a)) return kExitOk;
   fs::FsOptions options;
   options.cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
@@ -259,8 +259,10 @@ Action add_mount_command(CLI::App& app) {
   sub->add_option("--owner", a->owner, "UID:GID owning the files (default: the caller)");
   sub->add_flag("--foreground", a->foreground, "Serve in this process until unmounted");
   sub->add_option("--kernel-readahead", a->kernel_read_ahead_kb,
-                  "KiB the kernel reads ahead (as root; default 1024, 0 keeps the kernel's 128): "
-                  "large favours streaming, small favours random reads")
+                  "KiB the kernel reads ahead (as root; default " +
+                      std::to_string(fs::kDefaultKernelReadAheadKb) +
+                      ", 0 keeps the kernel's 128); keep it above 1024 so random 1 MiB reads "
+                      "are not read ahead")
       ->check(CLI::Range(0, 65536));
   sub->add_option("-o", a->fuse_options, "Extra FUSE mount options (repeatable)");
   sub->add_option("--socket", a->socket,
