@@ -1,6 +1,39 @@
 #include "chunk_cache.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <new>
+
 namespace torshpkg::fs {
+
+ChunkBuffer::~ChunkBuffer() {
+  std::free(data_);
+}
+
+void ChunkBuffer::resize(size_t size) {
+  if (size <= capacity_) {
+    size_ = size;
+    return;
+  }
+  auto* p = static_cast<uint8_t*>(std::malloc(size));
+  if (p == nullptr) throw std::bad_alloc();
+#ifdef MADV_POPULATE_WRITE
+  // Large buffers are fresh mappings: map their pages now, in one call. Best effort (older
+  // kernels fault them in page by page as the decoder writes).
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + size) & ~(page - 1);
+  if (size >= (64u << 10) && end > begin) {
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+  }
+#endif
+  std::free(data_);
+  data_ = p;
+  size_ = size;
+  capacity_ = size;
+}
 
 Chunk ChunkCache::get(uint32_t resource, uint64_t chunk) {
   std::lock_guard lock(mutex_);
@@ -52,24 +85,24 @@ std::shared_ptr<BufferPool> BufferPool::create(uint64_t max_free_bytes) {
   return std::shared_ptr<BufferPool>(new BufferPool(max_free_bytes));
 }
 
-std::unique_ptr<std::vector<uint8_t>> BufferPool::take() {
+std::unique_ptr<ChunkBuffer> BufferPool::take() {
   std::lock_guard lock(mutex_);
-  if (free_.empty()) return std::make_unique<std::vector<uint8_t>>();
+  if (free_.empty()) return std::make_unique<ChunkBuffer>();
   auto buffer = std::move(free_.back());
   free_.pop_back();
   free_bytes_ -= buffer->capacity();
   return buffer;
 }
 
-Chunk BufferPool::adopt(std::unique_ptr<std::vector<uint8_t>> buffer) {
+Chunk BufferPool::adopt(std::unique_ptr<ChunkBuffer> buffer) {
   std::weak_ptr<BufferPool> pool = weak_from_this();
-  return Chunk(buffer.release(), [pool](const std::vector<uint8_t>* p) {
-    std::unique_ptr<std::vector<uint8_t>> owned(const_cast<std::vector<uint8_t>*>(p));
+  return Chunk(buffer.release(), [pool](const ChunkBuffer* p) {
+    std::unique_ptr<ChunkBuffer> owned(const_cast<ChunkBuffer*>(p));
     if (const auto live = pool.lock()) live->give_back(std::move(owned));
   });
 }
 
-void BufferPool::give_back(std::unique_ptr<std::vector<uint8_t>> buffer) {
+void BufferPool::give_back(std::unique_ptr<ChunkBuffer> buffer) {
   std::lock_guard lock(mutex_);
   if (free_bytes_ + buffer->capacity() > max_free_bytes_) return;  // freed on return
   free_bytes_ += buffer->capacity();

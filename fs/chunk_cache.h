@@ -12,10 +12,34 @@
 
 namespace torshpkg::fs {
 
-using Chunk = std::shared_ptr<const std::vector<uint8_t>>;
+// The memory of one decoded chunk. Unlike a std::vector its bytes are not zeroed when it grows
+// (the decoder overwrites them all), and new memory is mapped in one call (MADV_POPULATE_WRITE)
+// rather than page fault by page fault as the decoder first writes it.
+class ChunkBuffer {
+ public:
+  ChunkBuffer() = default;
+  ChunkBuffer(const ChunkBuffer&) = delete;
+  ChunkBuffer& operator=(const ChunkBuffer&) = delete;
+  ~ChunkBuffer();
+
+  // Makes the size `size`, keeping the memory when it is large enough; contents unspecified.
+  // Throws std::bad_alloc when the memory cannot be mapped.
+  void resize(size_t size);
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+using Chunk = std::shared_ptr<const ChunkBuffer>;
 
 // Recycles the buffers of chunks nobody holds any more (evicted and not being replied from), so
-// that decoding a chunk fills memory that is already mapped instead of faulting in and zeroing
+// that decoding a chunk fills memory that is already mapped instead of mapping and zeroing
 // fresh pages for every chunk. Keeps at most `max_free_bytes` of idle buffers. Thread-safe;
 // chunks may outlive the pool (their buffers are then freed).
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
@@ -23,20 +47,20 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   static std::shared_ptr<BufferPool> create(uint64_t max_free_bytes);
 
   // A buffer to fill: recycled (old contents, any size) or new and empty.
-  std::unique_ptr<std::vector<uint8_t>> take();
+  std::unique_ptr<ChunkBuffer> take();
   // Turns a filled buffer into a chunk whose buffer comes back here when its last holder lets go.
-  Chunk adopt(std::unique_ptr<std::vector<uint8_t>> buffer);
+  Chunk adopt(std::unique_ptr<ChunkBuffer> buffer);
 
   uint64_t free_bytes() const;
 
  private:
   explicit BufferPool(uint64_t max_free_bytes) : max_free_bytes_(max_free_bytes) {}
-  void give_back(std::unique_ptr<std::vector<uint8_t>> buffer);
+  void give_back(std::unique_ptr<ChunkBuffer> buffer);
 
   mutable std::mutex mutex_;
   uint64_t max_free_bytes_;
   uint64_t free_bytes_ = 0;
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> free_;
+  std::vector<std::unique_ptr<ChunkBuffer>> free_;
 };
 
 class ChunkCache {

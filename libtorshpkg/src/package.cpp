@@ -288,6 +288,13 @@ void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::vector<uin
   const ChunkIndex& idx = rep_->index(r.id);
   if (chunk >= idx.chunk_count()) throw invalid_argument("chunk number out of range");
   out.resize(idx.plain_len(chunk));
+  read_chunk(r, chunk, std::span<uint8_t>(out));
+}
+
+void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::span<uint8_t> out) const {
+  const ChunkIndex& idx = rep_->index(r.id);
+  if (chunk >= idx.chunk_count()) throw invalid_argument("chunk number out of range");
+  if (out.size() != idx.plain_len(chunk)) throw invalid_argument("chunk buffer of the wrong size");
   thread_local std::vector<uint8_t> scratch;
   rep_->read_chunk_into(r, idx, chunk, out, scratch);
 }

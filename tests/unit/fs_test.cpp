@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -67,9 +68,36 @@ TEST(Tree, FoldersFromPathsAndStableInodes) {
   EXPECT_EQ(tree.find("resources/a/b/c.bin/x"), nullptr);
 }
 
+Chunk filled_chunk(size_t n, uint8_t value) {
+  auto buffer = std::make_shared<ChunkBuffer>();
+  buffer->resize(n);
+  std::memset(buffer->data(), value, n);
+  return buffer;
+}
+
+TEST(ChunkBuffer, GrowsWithoutZeroingAndKeepsItsMemoryWhenShrunk) {
+  ChunkBuffer b;
+  EXPECT_EQ(b.size(), 0u);
+  b.resize(3u << 20);  // large: mapped up front
+  ASSERT_NE(b.data(), nullptr);
+  for (size_t i = 0; i < b.size(); ++i) b.data()[i] = static_cast<uint8_t>(i * 7);
+  const uint8_t* memory = b.data();
+  b.resize(100);
+  EXPECT_EQ(b.data(), memory);
+  EXPECT_EQ(b.size(), 100u);
+  EXPECT_EQ(b.capacity(), 3u << 20);
+  b.resize(3u << 20);  // within its capacity: same memory, contents kept
+  EXPECT_EQ(b.data(), memory);
+  for (size_t i = 0; i < b.size(); i += 4099) EXPECT_EQ(b.data()[i], static_cast<uint8_t>(i * 7));
+  b.resize(5000);
+  b.resize((3u << 20) + 1);  // beyond it: new memory
+  EXPECT_EQ(b.size(), (3u << 20) + 1);
+  std::memset(b.data(), 1, b.size());
+}
+
 TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
   ChunkCache cache(3000);
-  const auto chunk = [](size_t n) { return std::make_shared<const std::vector<uint8_t>>(n, 1); };
+  const auto chunk = [](size_t n) { return filled_chunk(n, 1); };
   cache.put(0, 0, chunk(1000));
   cache.put(0, 1, chunk(1000));
   cache.put(0, 2, chunk(1000));
@@ -87,7 +115,8 @@ TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
 TEST(BufferPool, RecyclesBuffersOnceTheLastHolderLetsGoWithinItsBudget) {
   auto pool = BufferPool::create(3000);
   auto buffer = pool->take();
-  buffer->assign(1000, 7);
+  buffer->resize(1000);
+  std::memset(buffer->data(), 7, 1000);
   const uint8_t* memory = buffer->data();
   Chunk chunk = pool->adopt(std::move(buffer));
   Chunk holder = chunk;
@@ -104,7 +133,6 @@ TEST(BufferPool, RecyclesBuffersOnceTheLastHolderLetsGoWithinItsBudget) {
   for (int i = 0; i < 4; ++i) {
     auto b = pool->take();
     b->resize(1000);
-    b->shrink_to_fit();
     many.push_back(pool->adopt(std::move(b)));
   }
   many.clear();

@@ -127,6 +127,29 @@ TEST(Package, SizesAroundChunkBoundariesRoundTrip) {
   }
 }
 
+TEST(Package, ReadChunkIntoCallerMemoryOfExactlyItsPlainLength) {
+  TempDir dir;
+  const auto data = random_bytes(2 * 4096 + 10, 3);
+  for (const CodecSpec& codec : kCodecs) {
+    PackageWriter w(header());
+    w.add_bytes("w.bin", data);
+    WriteOptions o;
+    o.compression = codec;
+    o.chunk_size = 4096;
+    w.write(dir / "p.torshpkg", o);
+    const auto pkg = Package::open(dir / "p.torshpkg");
+    const ResourceEntry& r = pkg->manifest().resources[0];
+    std::vector<uint8_t> out(4096);
+    pkg->read_chunk(r, 1, std::span<uint8_t>(out));
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), data.begin() + 4096)) << codec_name(codec.codec);
+    std::vector<uint8_t> last(10);
+    pkg->read_chunk(r, 2, std::span<uint8_t>(last));
+    EXPECT_TRUE(std::equal(last.begin(), last.end(), data.begin() + 2 * 4096));
+    EXPECT_THROW(pkg->read_chunk(r, 2, std::span<uint8_t>(out)), Error);  // 4096 != 10
+    EXPECT_THROW(pkg->read_chunk(r, 3, std::span<uint8_t>(last)), Error);
+  }
+}
+
 TEST(Package, StoredResourcesAreAlignedTo4096) {
   TempDir dir;
   PackageWriter w(header());

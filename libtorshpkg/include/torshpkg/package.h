@@ -74,6 +74,9 @@ class Package {
 
   // Decodes one verified chunk of a resource into `out` (resized to the chunk's plain length).
   void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::vector<uint8_t>& out) const;
+  // The same into memory the caller sized to exactly the chunk's plain length,
+  // min(chunk_size, size - chunk * chunk_size); throws invalid_argument otherwise.
+  void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::span<uint8_t> out) const;
 
   // A hint that chunks [first, first + count) of a resource will be read soon: their stored
   // bytes start coming from disk in the background, so that reading and verifying them later
