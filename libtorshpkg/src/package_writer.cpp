@@ -101,7 +101,7 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   r.compression = in.compression ? *in.compression : ctx.options.compression;
   if (size == 0) r.compression = {Codec::kNone, 0};
   if (r.compression.codec == Codec::kNone) r.compression.level = 0;
-  r.chunk_size = ctx.options.chunk_size;
+  r.chunk_size = chunk_size_for(ctx.options.chunk_size, r.compression.codec);
   r.chunk_count = (size + r.chunk_size - 1) / r.chunk_size;
   r.encryption = size == 0 ? Cipher::kNone : in.encryption.value_or(ctx.options.encryption);
   const Codec codec = r.compression.codec;
@@ -310,7 +310,7 @@ void PackageWriter::add_dependency(Dependency d) {
 }
 
 Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& options) {
-  const uint32_t cs = options.chunk_size;
+  const uint32_t cs = chunk_size_for(options.chunk_size, Codec::kNone);
   if (cs < ManifestLimits::kMinChunkSize || cs > ManifestLimits::kMaxChunkSize || (cs & (cs - 1))) {
     throw invalid_argument("chunk size must be a power of two from 4096 to 67108864");
   }

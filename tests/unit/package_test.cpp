@@ -150,6 +150,29 @@ TEST(Package, ReadChunkIntoCallerMemoryOfExactlyItsPlainLength) {
   }
 }
 
+TEST(PackageWriter, ChunkSizeDefaultsByCodecUnlessChosen) {
+  TempDir dir;
+  const auto data = text_bytes(300'000, 5);
+  for (const uint32_t chosen : {0u, 65536u}) {
+    PackageWriter w(header());
+    w.add_bytes("z.txt", data);  // the default codec, zstd
+    w.add_bytes("s.txt", data, std::nullopt, CodecSpec{Codec::kNone, 0});  // stored
+    WriteOptions o;
+    o.chunk_size = chosen;
+    w.write(dir / "p.torshpkg", o);
+    const auto pkg = Package::open(dir / "p.torshpkg");
+    const auto& rs = pkg->manifest().resources;
+    ASSERT_EQ(rs.size(), 2u);
+    const ResourceEntry& z = rs[0].path == "z.txt" ? rs[0] : rs[1];
+    const ResourceEntry& s = rs[0].path == "s.txt" ? rs[0] : rs[1];
+    EXPECT_EQ(z.compression.codec, Codec::kZstd);
+    EXPECT_EQ(z.chunk_size, chosen ? chosen : kDefaultCompressedChunkSize);
+    EXPECT_EQ(s.chunk_size, chosen ? chosen : kDefaultChunkSize);
+    EXPECT_EQ(testing::read_all(*pkg, "resources/z.txt"), data);
+    EXPECT_EQ(testing::read_all(*pkg, "resources/s.txt"), data);
+  }
+}
+
 TEST(Package, StoredResourcesAreAlignedTo4096) {
   TempDir dir;
   PackageWriter w(header());

@@ -275,7 +275,8 @@ Action add_create_command(CLI::App& app) {
       "--compress-for", args->compress_for,
       "Codec for resources whose path matches a glob: PATTERN=ALG[:LEVEL] (repeatable)");
   sub->add_option("--chunk-size", args->chunk_size,
-                  "Plain bytes per chunk, a power of two from 4K to 64M (default 1M)");
+                  "Plain bytes per chunk, a power of two from 4K to 64M (default: 256K for "
+                  "compressed resources, 1M for stored ones)");
   sub->add_option("--add", args->add, "Add a file: [TYPE:]PATH=FILE (repeatable)");
   sub->add_option("--add-dir", args->add_dir,
                   "Add a folder's files under PREFIX: [TYPE:]PREFIX=DIR (repeatable)");
