@@ -33,6 +33,8 @@ std::string read_entry_bytes(const ByteSource& src, const ZipEntry& e, uint64_t 
 struct Package::Rep {
   std::shared_ptr<const ByteSource> source;
   std::string manifest_bytes;
+  mutable std::once_flag digest_once;  // manifest_digest, computed on first use
+  mutable std::string digest;
   Manifest manifest;
   std::array<uint8_t, 16> package_id{};
   std::vector<FileNode> files;
@@ -44,7 +46,7 @@ struct Package::Rep {
   // Per resource: its data entry and index entry, and the index loaded on first use.
   std::vector<ZipEntry> data_entries;
   std::vector<ZipEntry> index_entries;
-  std::vector<std::unique_ptr<std::once_flag>> index_once;
+  std::unique_ptr<std::once_flag[]> index_once;
   mutable std::vector<std::unique_ptr<ChunkIndex>> indexes;
 
   const std::string& name() const { return source->name(); }
@@ -59,7 +61,7 @@ struct Package::Rep {
 };
 
 const ChunkIndex& Package::Rep::index(uint32_t id) const {
-  std::call_once(*index_once[id], [&] {
+  std::call_once(index_once[id], [&] {
     const ResourceEntry& r = manifest.resources[id];
     const ZipEntry& e = index_entries[id];
     if (e.uncompressed_size != index_bytes(r.chunk_count)) {
@@ -170,8 +172,10 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     return *e;
   };
   const size_t n = m.resources.size();
-  rep->data_entries.reserve(n);
-  rep->index_entries.reserve(n);
+  // Positions of each resource's data and index entries; the entries move into the package
+  // once every lookup (which compares their names) is done.
+  std::vector<uint32_t> data_at(n);
+  std::vector<uint32_t> index_at(n);
   rep->files.reserve(1 + m.dependencies.size() + n);
   rep->files.push_back(
       {std::string(kManifestEntry), FileNode::Kind::kManifest, rep->manifest_bytes.size(), 0});
@@ -185,11 +189,11 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
         data.compressed_size != r.stored_size) {
       throw corrupt(file, data.name + ": ZIP entry disagrees with the manifest");
     }
-    rep->data_entries.push_back(data);
-    rep->index_entries.push_back(need(r.index_entry_name()));
-    rep->index_once.push_back(std::make_unique<std::once_flag>());
+    data_at[r.id] = static_cast<uint32_t>(&data - entries.data());
+    index_at[r.id] = static_cast<uint32_t>(&need(r.index_entry_name()) - entries.data());
     rep->files.push_back({std::move(name), FileNode::Kind::kResource, r.size, r.id});
   }
+  rep->index_once.reset(new std::once_flag[n]);
   rep->indexes.resize(n);
   for (size_t i = 0; i < m.dependencies.size(); ++i) {
     const Dependency& d = m.dependencies[i];
@@ -214,6 +218,12 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     Signature sig = parse_signature_entry(read_entry_bytes(src, e, 64 * 1024), file, e.name);
     if (sig.key_id != key_id) throw corrupt(file, e.name + ": key id differs from the entry name");
     rep->signatures.push_back(std::move(sig));
+  }
+  rep->data_entries.reserve(n);
+  rep->index_entries.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    rep->data_entries.push_back(std::move(entries[data_at[i]]));
+    rep->index_entries.push_back(std::move(entries[index_at[i]]));
   }
   // dependencies/ < manifest.json < resources/: with the dependencies moved to the front, the
   // list is sorted already when the manifest lists resources in path order (as writers do).
@@ -266,8 +276,10 @@ const std::vector<FileNode>& Package::files() const {
 const std::vector<Signature>& Package::signatures() const {
   return rep_->signatures;
 }
-std::string Package::manifest_digest() const {
-  return to_hex(sha256(std::string_view(rep_->manifest_bytes)));
+const std::string& Package::manifest_digest() const {
+  std::call_once(rep_->digest_once,
+                 [&] { rep_->digest = to_hex(sha256(std::string_view(rep_->manifest_bytes))); });
+  return rep_->digest;
 }
 
 bool Package::encrypted() const {

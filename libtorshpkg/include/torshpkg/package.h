@@ -57,7 +57,7 @@ class Package {
   const std::string& manifest_bytes() const;
   // The package's digest: hex SHA-256 of manifest.json, which binds every resource's bytes
   // through the chunk index digests it lists. What the lineage journal records.
-  std::string manifest_digest() const;
+  const std::string& manifest_digest() const;
 
   // The detached signatures stored in the package, parsed but not verified (see
   // verify_trusted_signature in signature.h).
