@@ -24,7 +24,7 @@ gzip. Usage:
                        [--size-mib 512] [--runs 3]
                        [--files 10000] [--dir /var/tmp] [--only seq,random,mount]
                        [--mounters torshpkg,squashfuse,...] [--codecs stored,zstd,...]
-                       [--chunk-size 1M]
+                       [--chunk-size 1M]  (default: torshpkg's, by codec)
 """
 import argparse
 import os
@@ -136,7 +136,8 @@ def build_inputs(args, tpk, work, data):
         spec = "none" if codec == "stored" else f"{codec}:{LEVELS[codec]}"
         pkg = os.path.join(work, f"weights-{codec}.torshpkg")
         run([tpk, "create", pkg, "--name", "bench", "--version", "1.0.0", "--compress", spec,
-             "--chunk-size", args.chunk_size, "--add", f"ModelWeights:weights.bin={data}", "-q"])
+             *(["--chunk-size", args.chunk_size] if args.chunk_size else []),
+             "--add", f"ModelWeights:weights.bin={data}", "-q"])
         images[("torshpkg", codec)] = (pkg, "resources/weights.bin")
         sq = os.path.join(work, f"weights-{codec}.sqfs")
         comp = ["-noD"] if codec == "stored" else ["-comp", codec]
@@ -185,7 +186,8 @@ def main():
     ap.add_argument("--only", default="seq,random,mount")
     ap.add_argument("--mounters", default="torshpkg,squashfuse,squashfuse_ll,fuse-zip")
     ap.add_argument("--codecs", default=",".join(CODECS))
-    ap.add_argument("--chunk-size", default="1M", help="torshpkg's chunk size for the big package")
+    ap.add_argument("--chunk-size", default="",
+                    help="torshpkg's chunk size for the big package (default: create's default)")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     if os.geteuid() != 0:
