@@ -70,7 +70,8 @@ Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
   if (pending.valid()) return pending.get();  // rethrows the decoder's error
   try {
     auto data = buffers_->take();
-    data->resize(static_cast<size_t>(std::min<uint64_t>(r.chunk_size, r.size - index * r.chunk_size)));
+    data->resize(
+        static_cast<size_t>(std::min<uint64_t>(r.chunk_size, r.size - index * r.chunk_size)));
     package_->read_chunk(r, index, std::span<uint8_t>(data->data(), data->size()));
     Chunk chunk = buffers_->adopt(std::move(data));
     cache_.put(r.id, index, chunk);

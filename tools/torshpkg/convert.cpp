@@ -182,7 +182,8 @@ Action add_convert_command(CLI::App& app) {
   sub->add_option("--description", a->description, "Free text");
   sub->add_option("--license", a->license, "Free text");
   sub->add_option("--compress", a->compress, "none, gzip[:1-9], zstd[:1-22], xz[:0-9]");
-  sub->add_option("--chunk-size", a->chunk_size, "Plain bytes per chunk (default: 256K compressed, 1M stored)");
+  sub->add_option("--chunk-size", a->chunk_size,
+                  "Plain bytes per chunk (default: 256K compressed, 1M stored)");
   sub->add_option("--sign-key", a->sign_key, "Sign the package with this Ed25519 private key");
   sub->add_option("--journal", a->journal, "Lineage journal to record the conversion in");
   sub->add_flag("-f,--force", a->force, "Replace the output if it exists");
