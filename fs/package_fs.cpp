@@ -113,13 +113,14 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
     return;
   }
   const ResourceEntry& r = package_->manifest().resources[f.item];
-  read_ahead(r, offset, offset + len);
-  // A request that spans chunks (a 1 MiB read at an odd offset spans two): the disk is asked for
-  // all their stored bytes at once and the prefetch threads decode the later chunks while this
-  // thread decodes the first, so the disk reads and the decoding overlap.
+  const bool announced = read_ahead(r, offset, offset + len);
+  // A request that spans chunks (a 1 MiB read at an odd offset spans two) and that readahead
+  // did not announce: the disk is asked for all their stored bytes at once and the prefetch
+  // threads decode the later chunks while this thread decodes the first, so the disk reads and
+  // the decoding overlap.
   const uint64_t first = offset / r.chunk_size;
   const uint64_t last = (offset + len - 1) / r.chunk_size;
-  if (prefetcher_ && last > first) {
+  if (prefetcher_ && last > first && !announced) {
     try {
       package_->will_need(r, first, last - first + 1);
     } catch (const Error&) {
@@ -141,7 +142,7 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
   }
 }
 
-void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end) {
+bool PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end) {
   // The kernel issues readahead requests concurrently, so a sequential reader's requests may
   // arrive slightly out of order: a read within two chunks of where the last one ended continues
   // the run. Readahead starts once the run is long enough that it cannot be one random read the
@@ -158,7 +159,9 @@ void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
     state.run_start.store(offset);
   }
   const bool sequential = continues && end - run_start >= options_.sequential_after_bytes;
-  if (!prefetcher_ || !sequential || end >= r.size) return;
+  // The previous request was sequential too: its window, from where it ended, holds this one.
+  const bool announced = state.sequential.exchange(sequential) && continues && prefetcher_;
+  if (!prefetcher_ || !sequential || end >= r.size) return announced;
   const uint64_t first = (end + r.chunk_size - 1) / r.chunk_size;
   const uint64_t count = std::max<uint64_t>(1, options_.readahead_bytes / r.chunk_size);
   const uint64_t last = std::min(first + count, r.chunk_count);
@@ -167,7 +170,9 @@ void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
   // reading) and queue them, so each request costs nothing once the window is in flight.
   uint64_t requested = state.requested_end.load();
   const uint64_t from = requested >= first && requested <= last ? requested : first;
-  if (from >= last || !state.requested_end.compare_exchange_strong(requested, last)) return;
+  if (from >= last || !state.requested_end.compare_exchange_strong(requested, last)) {
+    return announced;
+  }
   try {
     package_->will_need(r, from, last - from);
   } catch (const Error&) {
@@ -176,6 +181,7 @@ void PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
   for (uint64_t c = from; c < last; ++c) {
     if (!cache_.contains(r.id, c)) prefetcher_->request(r.id, c);
   }
+  return announced;
 }
 
 void PackageFs::opened(pid_t pid, uid_t uid) {

@@ -101,7 +101,9 @@ class PackageFs {
 
  private:
   Chunk chunk(const ResourceEntry& resource, uint64_t index);
-  void read_ahead(const ResourceEntry& resource, uint64_t offset, uint64_t end);
+  // Tracks the reader's run and keeps the readahead window ahead of a sequential one. True when
+  // an earlier request of the run already announced and queued this request's chunks.
+  bool read_ahead(const ResourceEntry& resource, uint64_t offset, uint64_t end);
 
   std::unique_ptr<Package> package_;
   FsOptions options_;
@@ -120,6 +122,7 @@ class PackageFs {
     std::atomic<uint64_t> last_end{0};
     std::atomic<uint64_t> run_start{0};
     std::atomic<uint64_t> requested_end{0};
+    std::atomic<bool> sequential{false};  // the last request continued a sequential run
   };
   std::unique_ptr<ReadState[]> reads_;
   std::atomic<uint64_t> bytes_served_{0};

@@ -312,6 +312,54 @@ TEST(PackageFs, RandomReadsDoNotReadAhead) {
   EXPECT_EQ(fs.cache().bytes(), 3u * 4096);
 }
 
+// A package file that records what is announced to it with will_need.
+class AnnouncedSource final : public torshpkg::testing::ForwardingSource {
+ public:
+  using ForwardingSource::ForwardingSource;
+  void will_need(uint64_t offset, uint64_t length) const override {
+    std::lock_guard lock(mutex_);
+    announced.emplace_back(offset, length);
+    ForwardingSource::will_need(offset, length);
+  }
+  mutable std::vector<std::pair<uint64_t, uint64_t>> announced;
+
+ private:
+  mutable std::mutex mutex_;
+};
+
+TEST(PackageFs, ASequentialReaderHasEachChunkAnnouncedOnce) {
+  TempDir dir;
+  PackageWriter w(torshpkg::testing::header());
+  const auto data = text_bytes(64 * 4096, 6);
+  w.add_bytes("w.bin", data);
+  WriteOptions o;
+  o.chunk_size = 4096;
+  o.compression = {Codec::kNone, 0};
+  w.write(dir / "p.torshpkg", o);
+  const auto source = std::make_shared<AnnouncedSource>(open_file_source(dir / "p.torshpkg"));
+  PackageFs fs(Package::open(source), options(8 * 4096));
+  const Node* node = fs.tree().find("resources/w.bin");
+  source->announced.clear();
+  // Requests of two chunks each, front to back: the first ones announce their own chunks, then
+  // readahead announces the window ahead, and no request announces its chunks again.
+  std::vector<uint8_t> buf(2 * 4096);
+  for (uint64_t at = 0; at < data.size(); at += buf.size()) {
+    ASSERT_EQ(fs.read(*node, at, buf), buf.size());
+    ASSERT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(at)));
+  }
+  ASSERT_FALSE(source->announced.empty());
+  uint64_t base = UINT64_MAX;  // where chunk 0's stored bytes begin (stored chunks are contiguous)
+  for (const auto& a : source->announced) base = std::min(base, a.first);
+  std::vector<int> times(64);
+  for (const auto& [offset, length] : source->announced) {
+    for (uint64_t b = offset; b < offset + length; b += 4096) {
+      const uint64_t chunk = (b - base) / 4096;
+      if (chunk < times.size()) ++times[chunk];
+    }
+  }
+  for (size_t c = 0; c < times.size(); ++c) EXPECT_LE(times[c], 1) << "chunk " << c;
+}
+
 // A package file whose reads, once armed, wait (up to 10 s) for a second read to be in flight,
 // and record how many ever were at once, and the lengths announced with will_need.
 class OverlapSource final : public torshpkg::testing::ForwardingSource {
