@@ -296,13 +296,6 @@ const FileNode* Package::find(std::string_view path) const {
   return it == files.end() || it->path != path ? nullptr : &*it;
 }
 
-void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::vector<uint8_t>& out) const {
-  const ChunkIndex& idx = rep_->index(r.id);
-  if (chunk >= idx.chunk_count()) throw invalid_argument("chunk number out of range");
-  out.resize(idx.plain_len(chunk));
-  read_chunk(r, chunk, std::span<uint8_t>(out));
-}
-
 void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::span<uint8_t> out) const {
   const ChunkIndex& idx = rep_->index(r.id);
   if (chunk >= idx.chunk_count()) throw invalid_argument("chunk number out of range");

@@ -72,10 +72,8 @@ class Package {
   // file. Large reads decode their chunks in parallel.
   size_t read(const FileNode& file, uint64_t offset, std::span<uint8_t> out) const;
 
-  // Decodes one verified chunk of a resource into `out` (resized to the chunk's plain length).
-  void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::vector<uint8_t>& out) const;
-  // The same into memory the caller sized to exactly the chunk's plain length,
-  // min(chunk_size, size - chunk * chunk_size); throws invalid_argument otherwise.
+  // Decodes one verified chunk of a resource into `out`, which must be exactly the chunk's plain
+  // length, min(chunk_size, size - chunk * chunk_size); throws invalid_argument otherwise.
   void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::span<uint8_t> out) const;
 
   // A hint that chunks [first, first + count) of a resource will be read soon: their stored
