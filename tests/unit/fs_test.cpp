@@ -312,6 +312,17 @@ TEST(PackageFs, RandomReadsDoNotReadAhead) {
   EXPECT_EQ(fs.cache().bytes(), 3u * 4096);
 }
 
+// A package of one stored resource, resources/w.bin, in 4 KiB chunks, opened as a file.
+std::shared_ptr<ByteSource> stored_package(const TempDir& dir, const std::vector<uint8_t>& data) {
+  PackageWriter w(torshpkg::testing::header());
+  w.add_bytes("w.bin", data);
+  WriteOptions o;
+  o.chunk_size = 4096;
+  o.compression = {Codec::kNone, 0};
+  w.write(dir / "p.torshpkg", o);
+  return open_file_source(dir / "p.torshpkg");
+}
+
 // A package file that records what is announced to it with will_need.
 class AnnouncedSource final : public torshpkg::testing::ForwardingSource {
  public:
@@ -329,14 +340,8 @@ class AnnouncedSource final : public torshpkg::testing::ForwardingSource {
 
 TEST(PackageFs, ASequentialReaderHasEachChunkAnnouncedOnce) {
   TempDir dir;
-  PackageWriter w(torshpkg::testing::header());
   const auto data = text_bytes(64 * 4096, 6);
-  w.add_bytes("w.bin", data);
-  WriteOptions o;
-  o.chunk_size = 4096;
-  o.compression = {Codec::kNone, 0};
-  w.write(dir / "p.torshpkg", o);
-  const auto source = std::make_shared<AnnouncedSource>(open_file_source(dir / "p.torshpkg"));
+  const auto source = std::make_shared<AnnouncedSource>(stored_package(dir, data));
   PackageFs fs(Package::open(source), options(8 * 4096));
   const Node* node = fs.tree().find("resources/w.bin");
   source->announced.clear();
@@ -401,14 +406,8 @@ class OverlapSource final : public torshpkg::testing::ForwardingSource {
 
 TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
   TempDir dir;
-  PackageWriter w(torshpkg::testing::header());
   const auto data = text_bytes(100'000, 4);
-  w.add_bytes("w.bin", data);
-  WriteOptions o;
-  o.chunk_size = 4096;
-  o.compression = {Codec::kNone, 0};
-  w.write(dir / "p.torshpkg", o);
-  const auto source = std::make_shared<OverlapSource>(open_file_source(dir / "p.torshpkg"));
+  const auto source = std::make_shared<OverlapSource>(stored_package(dir, data));
   PackageFs fs(Package::open(source), options(8 * 4096));
   const Node* node = fs.tree().find("resources/w.bin");
   std::vector<uint8_t> buf(4096);
