@@ -19,10 +19,14 @@ namespace {
 constexpr std::string_view kManifestEntry = "manifest.json";
 constexpr uint64_t kMaxDependencyFile = 1u << 20;
 
-std::string read_entry_bytes(const ByteSource& src, const ZipEntry& e, uint64_t limit) {
+// A stored entry's bytes, CRC-checked; `spare` more bytes of capacity are allocated after them.
+std::string read_entry_bytes(const ByteSource& src, const ZipEntry& e, uint64_t limit,
+                             size_t spare = 0) {
   if (e.method != 0) throw corrupt(src.name(), e.name + ": must be stored uncompressed");
   if (e.uncompressed_size > limit) throw corrupt(src.name(), e.name + ": too large");
-  std::string bytes(e.uncompressed_size, '\0');
+  std::string bytes;
+  bytes.reserve(e.uncompressed_size + spare);
+  bytes.resize(e.uncompressed_size);
   src.read_at(e.data_offset, std::span(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()));
   const auto data = std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   if (crc32_of(data) != e.crc32) throw corrupt(src.name(), e.name + ": CRC-32 mismatch");
@@ -140,11 +144,10 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   std::vector<uint32_t> by_name;
   std::vector<ZipEntry> entries = read_zip_directory(src, {}, &by_name, kManifestEntry);
   std::vector<bool> listed(entries.size());
-  size_t next = 0;
   // The entry named `name`, which becomes listed; nullptr when there is none. Packages list
-  // each resource's entries in manifest order, so the entry after the last one found is tried
-  // first.
-  const auto find = [&](std::string_view name) -> const ZipEntry* {
+  // the resources' data entries in manifest order, and their index entries likewise, so the
+  // entry after the last one found of the same kind (`next`) is tried first.
+  const auto find = [&](std::string_view name, size_t& next) -> const ZipEntry* {
     size_t found = next;
     if (found >= entries.size() || entries[found].name != name) {
       const auto it = std::lower_bound(
@@ -157,17 +160,22 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     next = found + 1;
     return &entries[found];
   };
+  size_t next_data = 0;
+  size_t next_index = 0;
+  size_t next_other = 0;
 
-  const ZipEntry* manifest_entry = find(kManifestEntry);
+  const ZipEntry* manifest_entry = find(kManifestEntry, next_other);
   if (manifest_entry == nullptr) throw corrupt(file, "no manifest.json");
-  rep->manifest_bytes = read_entry_bytes(src, *manifest_entry, ManifestLimits::kMaxBytes);
-  rep->manifest = parse_manifest(rep->manifest_bytes, file);
+  // Read with room for the parser's padding, so that it parses the bytes in place.
+  rep->manifest_bytes =
+      read_entry_bytes(src, *manifest_entry, ManifestLimits::kMaxBytes, kManifestParsePadding);
+  rep->manifest = parse_padded_manifest(rep->manifest_bytes, file);
   const Manifest& m = rep->manifest;
   from_hex(m.package_id, rep->package_id);
 
   // The entry set must be exactly what the manifest lists.
-  const auto need = [&](const std::string& name) -> const ZipEntry& {
-    const ZipEntry* e = find(name);
+  const auto need = [&](const std::string& name, size_t& next) -> const ZipEntry& {
+    const ZipEntry* e = find(name, next);
     if (e == nullptr) throw corrupt(file, "entry " + name + " listed in the manifest is missing");
     return *e;
   };
@@ -181,7 +189,7 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
       {std::string(kManifestEntry), FileNode::Kind::kManifest, rep->manifest_bytes.size(), 0});
   for (const ResourceEntry& r : m.resources) {
     std::string name = r.entry_name();
-    const ZipEntry& data = need(name);
+    const ZipEntry& data = need(name, next_data);
     // Encrypted resources are stored entries holding their ciphertext.
     const bool encrypted = r.encryption != Cipher::kNone;
     if (data.method != (encrypted ? 0 : zip_method(r.compression.codec)) ||
@@ -190,14 +198,15 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
       throw corrupt(file, data.name + ": ZIP entry disagrees with the manifest");
     }
     data_at[r.id] = static_cast<uint32_t>(&data - entries.data());
-    index_at[r.id] = static_cast<uint32_t>(&need(r.index_entry_name()) - entries.data());
+    index_at[r.id] =
+        static_cast<uint32_t>(&need(r.index_entry_name(), next_index) - entries.data());
     rep->files.push_back({std::move(name), FileNode::Kind::kResource, r.size, r.id});
   }
   rep->index_once.reset(new std::once_flag[n]);
   rep->indexes.resize(n);
   for (size_t i = 0; i < m.dependencies.size(); ++i) {
     const Dependency& d = m.dependencies[i];
-    const ZipEntry& e = need(d.entry_name());
+    const ZipEntry& e = need(d.entry_name(), next_other);
     if (e.uncompressed_size != d.file_size)
       throw corrupt(file, e.name + ": size disagrees with the manifest");
     std::string bytes = read_entry_bytes(src, e, kMaxDependencyFile);

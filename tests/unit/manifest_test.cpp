@@ -165,6 +165,33 @@ TEST(Manifest, RejectsFileAndFolderAtTheSamePath) {
   EXPECT_THROW(validate_manifest(m), Error);
   m.resources[1].path = "weights/model.safetensors";
   EXPECT_THROW(validate_manifest(m), Error);
+  // Names that sort between a file and what lies under it ('.' and '-' come before '/').
+  for (const char* between : {"weights/model.safetensors.bak", "weights/model.safetensors-x"}) {
+    r.id = 2;
+    r.path = between;
+    m.resources[1].path = "weights/model.safetensors/inner";
+    m.resources.resize(2);
+    m.resources.push_back(r);
+    EXPECT_THROW(validate_manifest(m), Error) << between;
+    m.resources[1].path = "weights/model.safetensorsX/inner";  // a sibling folder: fine
+    EXPECT_NO_THROW(validate_manifest(m)) << between;
+  }
+}
+
+TEST(Manifest, PaddedParseReadsOnlyTheText) {
+  const std::string json = serialize_manifest(sample());
+  // The bytes after the text are the parser's padding: never parsed, whatever they hold.
+  std::string buffer = json + std::string(kManifestParsePadding, '\xff');
+  const Manifest back = parse_padded_manifest(std::string_view(buffer).substr(0, json.size()), "p");
+  EXPECT_EQ(serialize_manifest(back), json);
+  // Text cut short of its closing brace is not completed by the bytes that follow it.
+  const size_t brace = json.rfind('}');
+  try {
+    parse_padded_manifest(std::string_view(buffer).substr(0, brace), "p.torshpkg");
+    ADD_FAILURE() << "a truncated manifest was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << e.what();
+  }
 }
 
 TEST(Manifest, RejectsDeepNesting) {

@@ -124,6 +124,12 @@ struct ManifestLimits {
 // newer format version.
 Manifest parse_manifest(std::string_view json, std::string_view file);
 
+// The same, for text followed in memory by at least kManifestParsePadding readable bytes (a
+// std::string with that much spare capacity, say): the parser reads the text where it is
+// instead of copying it first. The padding is read, never written; its contents do not matter.
+inline constexpr size_t kManifestParsePadding = 64;
+Manifest parse_padded_manifest(std::string_view json, std::string_view file);
+
 // Checks the same rules parse_manifest does; throws Error(kInvalidArgument) naming the problem.
 void validate_manifest(const Manifest& manifest);
 
