@@ -287,6 +287,30 @@ class LocalHeaderReader {
   uint64_t buf_at_ = 0;
 };
 
+// Sorts positions into `entries` by name. Archives written front to back list their names in a
+// few ascending runs (a package: its resources' data, then their indexes), so the runs are found
+// and merged pairwise: O(n log runs) comparisons, O(n log n) at worst.
+void sort_by_name(std::vector<uint32_t>& order, const std::vector<ZipEntry>& entries) {
+  const auto less = [&](uint32_t a, uint32_t b) { return entries[a].name < entries[b].name; };
+  std::vector<size_t> bounds{0};  // run i is [bounds[i], bounds[i + 1])
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (less(order[i], order[i - 1])) bounds.push_back(i);
+  }
+  bounds.push_back(order.size());
+  while (bounds.size() > 2) {
+    std::vector<size_t> merged{0};
+    size_t r = 0;
+    for (; r + 2 < bounds.size(); r += 2) {
+      std::inplace_merge(order.begin() + static_cast<long>(bounds[r]),
+                         order.begin() + static_cast<long>(bounds[r + 1]),
+                         order.begin() + static_cast<long>(bounds[r + 2]), less);
+      merged.push_back(bounds[r + 2]);
+    }
+    if (r + 1 < bounds.size()) merged.push_back(bounds.back());  // an odd run out, kept as is
+    bounds = std::move(merged);
+  }
+}
+
 }  // namespace
 
 std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits& limits,
@@ -359,8 +383,7 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
   // be flooded with colliding names).
   std::vector<uint32_t> names(entries.size());
   for (uint32_t i = 0; i < names.size(); ++i) names[i] = i;
-  std::sort(names.begin(), names.end(),
-            [&](uint32_t a, uint32_t b) { return entries[a].name < entries[b].name; });
+  sort_by_name(names, entries);
   const auto dup = std::adjacent_find(names.begin(), names.end(), [&](uint32_t a, uint32_t b) {
     return entries[a].name == entries[b].name;
   });
@@ -371,9 +394,12 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
   std::vector<ZipEntry*> by_offset;
   by_offset.reserve(entries.size());
   for (ZipEntry& e : entries) by_offset.push_back(&e);
-  std::sort(by_offset.begin(), by_offset.end(), [](const ZipEntry* a, const ZipEntry* b) {
+  const auto in_file_order = [](const ZipEntry* a, const ZipEntry* b) {
     return a->local_header_offset < b->local_header_offset;
-  });
+  };
+  if (!std::is_sorted(by_offset.begin(), by_offset.end(), in_file_order)) {
+    std::sort(by_offset.begin(), by_offset.end(), in_file_order);
+  }
   LocalHeaderReader headers(src, by_offset, end.cd_offset);
   headers.announce();
   if (!prefetch.empty()) {

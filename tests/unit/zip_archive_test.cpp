@@ -197,6 +197,31 @@ TEST(ZipArchive, RejectsUnsafeNames) {
 
 TEST(ZipArchive, RejectsDuplicateNames) {
   expect_corrupt(build_zip({{"same", {1}}, {"same", {2}}}), "duplicate");
+  // Apart, in different ascending runs of names, and one run descending name by name.
+  expect_corrupt(build_zip({{"a", {1}}, {"m", {1}}, {"z", {1}}, {"b", {1}}, {"m", {2}}}),
+                 "duplicate in the second run");
+  expect_corrupt(build_zip({{"d", {1}}, {"c", {1}}, {"b", {1}}, {"a", {1}}, {"c", {2}}}),
+                 "duplicate among descending names");
+}
+
+TEST(ZipArchive, NameIndexSortsWhateverTheOrderOfEntries) {
+  // Runs of ascending names as packages have them (data, then indexes numbered 0..n that sort
+  // as text), and a descending tail: the index must come out sorted all the same.
+  std::vector<Item> items;
+  for (const char* name : {"res/a", "res/b", "res/c", "idx/0", "idx/1", "idx/10", "idx/2", "idx/9",
+                           "manifest.json", "zz", "yy", "xx", "b"}) {
+    items.push_back({name, {1}});
+  }
+  auto src = memory_source(build_zip(items), "t.zip");
+  std::vector<uint32_t> by_name;
+  const auto entries = read_zip_directory(*src, {}, &by_name);
+  ASSERT_EQ(by_name.size(), items.size());
+  std::vector<std::string> names;
+  for (const uint32_t i : by_name) names.push_back(entries[i].name);
+  std::vector<std::string> expected;
+  for (const Item& it : items) expected.push_back(it.name);
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(names, expected);
 }
 
 TEST(ZipArchive, RejectsOverlappingEntries) {
