@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <optional>
+#include <thread>
 
 #include "chunk_codec.h"
 #include "chunk_index.h"
@@ -141,8 +143,9 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   const ByteSource& src = *rep->source;
   const std::string& file = src.name();
   // Entries, and their positions sorted by name for lookups in O(log n) whatever the names are.
-  std::vector<uint32_t> by_name;
-  std::vector<ZipEntry> entries = read_zip_directory(src, {}, &by_name, kManifestEntry);
+  ZipDirectory dir = read_central_directory(src);
+  std::vector<ZipEntry>& entries = dir.entries;
+  const std::vector<uint32_t>& by_name = dir.by_name;
   std::vector<bool> listed(entries.size());
   // The entry named `name`, which becomes listed; nullptr when there is none. Packages list
   // the resources' data entries in manifest order, and their index entries likewise, so the
@@ -164,12 +167,46 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   size_t next_index = 0;
   size_t next_other = 0;
 
+  // The manifest is read and parsed while another thread checks every local header (on a cold
+  // cache both mostly wait for the disk, so the manifest is asked for first). A fault in the
+  // headers is reported first, as if they had been checked before anything else.
   const ZipEntry* manifest_entry = find(kManifestEntry, next_other);
-  if (manifest_entry == nullptr) throw corrupt(file, "no manifest.json");
-  // Read with room for the parser's padding, so that it parses the bytes in place.
-  rep->manifest_bytes =
-      read_entry_bytes(src, *manifest_entry, ManifestLimits::kMaxBytes, kManifestParsePadding);
-  rep->manifest = parse_padded_manifest(rep->manifest_bytes, file);
+  std::optional<ZipEntry> manifest_zip;
+  if (manifest_entry != nullptr) {
+    manifest_zip = *manifest_entry;  // a copy: the checking thread sets the entries' data_offset
+    const uint64_t at = manifest_zip->local_header_offset;
+    if (at < dir.cd_offset) {
+      src.will_need(at, std::min(dir.cd_offset - at,
+                                 kZipLocalHeaderMax + std::min(manifest_zip->compressed_size,
+                                                               ManifestLimits::kMaxBytes)));
+    }
+  }
+  std::exception_ptr header_fault;
+  const auto check_headers = [&]() noexcept {
+    try {
+      check_local_headers(src, entries, dir.cd_offset);
+    } catch (...) {
+      header_fault = std::current_exception();
+    }
+  };
+  try {
+    std::jthread checker;
+    try {
+      checker = std::jthread(check_headers);
+    } catch (const std::system_error&) {
+      check_headers();  // no thread to be had: check them here, first
+    }
+    if (!manifest_zip) throw corrupt(file, "no manifest.json");
+    manifest_zip->data_offset = read_local_header(src, *manifest_zip, dir.cd_offset);
+    // Read with room for the parser's padding, so that it parses the bytes in place.
+    rep->manifest_bytes =
+        read_entry_bytes(src, *manifest_zip, ManifestLimits::kMaxBytes, kManifestParsePadding);
+    rep->manifest = parse_padded_manifest(rep->manifest_bytes, file);
+  } catch (...) {
+    if (header_fault) std::rethrow_exception(header_fault);  // the checker has been joined
+    throw;
+  }
+  if (header_fault) std::rethrow_exception(header_fault);
   const Manifest& m = rep->manifest;
   from_hex(m.package_id, rep->package_id);
 

@@ -313,9 +313,7 @@ void sort_by_name(std::vector<uint32_t>& order, const std::vector<ZipEntry>& ent
 
 }  // namespace
 
-std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits& limits,
-                                         std::vector<uint32_t>* by_name,
-                                         std::string_view prefetch) {
+ZipDirectory read_central_directory(const ByteSource& src, const ZipLimits& limits) {
   const std::string& file = src.name();
   const EndRecord end = read_end_record(src);
   if (end.cd_offset > end.cd_end || end.cd_size != end.cd_end - end.cd_offset) {
@@ -329,7 +327,9 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
   std::vector<uint8_t> cd(end.cd_size);
   src.read_at(end.cd_offset, cd);
 
-  std::vector<ZipEntry> entries;
+  ZipDirectory dir;
+  dir.cd_offset = end.cd_offset;
+  std::vector<ZipEntry>& entries = dir.entries;
   entries.reserve(end.entries);
   size_t pos = 0;
   for (uint64_t n = 0; n < end.entries; ++n) {
@@ -381,14 +381,84 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
   if (pos != cd.size()) throw corrupt(file, "trailing bytes in central directory");
   // Names must be unique. Sorting keeps this O(n log n) whatever the names are (a hash set can
   // be flooded with colliding names).
-  std::vector<uint32_t> names(entries.size());
-  for (uint32_t i = 0; i < names.size(); ++i) names[i] = i;
-  sort_by_name(names, entries);
-  const auto dup = std::adjacent_find(names.begin(), names.end(), [&](uint32_t a, uint32_t b) {
-    return entries[a].name == entries[b].name;
-  });
-  if (dup != names.end()) throw corrupt(file, "duplicate entry \"" + entries[*dup].name + "\"");
+  dir.by_name.resize(entries.size());
+  for (uint32_t i = 0; i < dir.by_name.size(); ++i) dir.by_name[i] = i;
+  sort_by_name(dir.by_name, entries);
+  const auto dup = std::adjacent_find(
+      dir.by_name.begin(), dir.by_name.end(),
+      [&](uint32_t a, uint32_t b) { return entries[a].name == entries[b].name; });
+  if (dup != dir.by_name.end()) {
+    throw corrupt(file, "duplicate entry \"" + entries[*dup].name + "\"");
+  }
+  return dir;
+}
 
+namespace {
+
+// Checks the local header of `e` (at least its fixed part and, when `header` holds them, its
+// name and extra field) against its central record; returns where the entry's data begins.
+// `header` holds the bytes from the local header on, up to `cd_offset` at most.
+class LocalHeaderCheck {
+ public:
+  LocalHeaderCheck(const std::string& file, uint64_t cd_offset) : file_(file), limit_(cd_offset) {}
+
+  // Throws unless `e`'s fixed local header part lies before the central directory.
+  void check_bounds(const ZipEntry& e) const {
+    if (e.local_header_offset > limit_ || limit_ - e.local_header_offset < kLocalSize) {
+      throw corrupt(file_, e.name + ": local header out of bounds");
+    }
+  }
+  // The length of the whole local header, from its fixed part.
+  size_t length(const ZipEntry& e, std::span<const uint8_t> fixed) const {
+    const uint8_t* h = fixed.data();
+    const size_t name_len = load_u16(h + 26);
+    const size_t extra_len = load_u16(h + 28);
+    if (load_u32(h) != kLocalSig) throw corrupt(file_, e.name + ": bad local header signature");
+    if (limit_ - e.local_header_offset - kLocalSize < name_len + extra_len) {
+      throw corrupt(file_, e.name + ": local header out of bounds");
+    }
+    return kLocalSize + name_len + extra_len;
+  }
+  // Checks the whole local header against the central record; returns the data offset.
+  uint64_t data_offset(const ZipEntry& e, std::span<const uint8_t> header) const {
+    const uint8_t* h = header.data();
+    const size_t name_len = load_u16(h + 26);
+    uint64_t compressed = load_u32(h + 18);
+    uint64_t uncompressed = load_u32(h + 22);
+    parse_extra(header.subspan(kLocalSize + name_len), {&uncompressed, &compressed, nullptr}, file_,
+                e.name);
+    if (load_u16(h + 6) != e.flags || load_u16(h + 8) != e.method || load_u32(h + 14) != e.crc32 ||
+        compressed != e.compressed_size || uncompressed != e.uncompressed_size ||
+        std::string_view(reinterpret_cast<const char*>(h + kLocalSize), name_len) != e.name) {
+      throw corrupt(file_, e.name + ": local header disagrees with central directory");
+    }
+    const uint64_t data = e.local_header_offset + header.size();
+    if (e.compressed_size > limit_ - data)
+      throw corrupt(file_, e.name + ": entry data out of bounds");
+    return data;
+  }
+
+ private:
+  const std::string& file_;
+  const uint64_t limit_;
+};
+
+}  // namespace
+
+uint64_t read_local_header(const ByteSource& src, const ZipEntry& e, uint64_t cd_offset) {
+  const LocalHeaderCheck check(src.name(), cd_offset);
+  check.check_bounds(e);
+  std::vector<uint8_t> header(kLocalSize);
+  src.read_at(e.local_header_offset, header);
+  header.resize(check.length(e, header));
+  src.read_at(e.local_header_offset + kLocalSize,
+              std::span(header).subspan(kLocalSize, header.size() - kLocalSize));
+  return check.data_offset(e, header);
+}
+
+void check_local_headers(const ByteSource& src, std::vector<ZipEntry>& entries,
+                         uint64_t cd_offset) {
+  const std::string& file = src.name();
   // Local headers, in file order: each must agree with its central record, and the entries must
   // tile [0, cd_offset) exactly (no overlaps, no unaccounted bytes).
   std::vector<ZipEntry*> by_offset;
@@ -400,56 +470,28 @@ std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits&
   if (!std::is_sorted(by_offset.begin(), by_offset.end(), in_file_order)) {
     std::sort(by_offset.begin(), by_offset.end(), in_file_order);
   }
-  LocalHeaderReader headers(src, by_offset, end.cd_offset);
+  LocalHeaderReader headers(src, by_offset, cd_offset);
   headers.announce();
-  if (!prefetch.empty()) {
-    for (const ZipEntry* e : by_offset) {
-      // The local header's extra field is not known yet: its largest size is assumed.
-      if (e->name == prefetch && e->local_header_offset < end.cd_offset) {
-        src.will_need(e->local_header_offset,
-                      std::min(end.cd_offset - e->local_header_offset,
-                               kLocalSize + e->name.size() + 0xffff + e->compressed_size));
-      }
-    }
-  }
+  const LocalHeaderCheck check(file, cd_offset);
   uint64_t cursor = 0;
   for (size_t i = 0; i < by_offset.size(); ++i) {
     ZipEntry& e = *by_offset[i];
-    if (e.local_header_offset > end.cd_offset ||
-        end.cd_offset - e.local_header_offset < kLocalSize) {
-      throw corrupt(file, e.name + ": local header out of bounds");
-    }
+    check.check_bounds(e);
     if (e.local_header_offset < cursor) throw corrupt(file, e.name + ": overlaps another entry");
     if (e.local_header_offset > cursor) {
       throw corrupt(file, "unaccounted bytes before entry " + e.name);
     }
-    const uint8_t* h = headers.get(i, kLocalSize).data();
-    const size_t name_len = load_u16(h + 26);
-    const size_t extra_len = load_u16(h + 28);
-    if (load_u32(h) != kLocalSig) throw corrupt(file, e.name + ": bad local header signature");
-    if (end.cd_offset - e.local_header_offset - kLocalSize < name_len + extra_len) {
-      throw corrupt(file, e.name + ": local header out of bounds");
-    }
-    const std::span<const uint8_t> header = headers.get(i, kLocalSize + name_len + extra_len);
-    h = header.data();
-    uint64_t compressed = load_u32(h + 18);
-    uint64_t uncompressed = load_u32(h + 22);
-    parse_extra(header.subspan(kLocalSize + name_len), {&uncompressed, &compressed, nullptr}, file,
-                e.name);
-    if (load_u16(h + 6) != e.flags || load_u16(h + 8) != e.method || load_u32(h + 14) != e.crc32 ||
-        compressed != e.compressed_size || uncompressed != e.uncompressed_size ||
-        std::string_view(reinterpret_cast<const char*>(h + kLocalSize), name_len) != e.name) {
-      throw corrupt(file, e.name + ": local header disagrees with central directory");
-    }
-    e.data_offset = e.local_header_offset + kLocalSize + name_len + extra_len;
-    if (e.compressed_size > end.cd_offset - e.data_offset) {
-      throw corrupt(file, e.name + ": entry data out of bounds");
-    }
+    const size_t length = check.length(e, headers.get(i, kLocalSize));
+    e.data_offset = check.data_offset(e, headers.get(i, length));
     cursor = e.data_offset + e.compressed_size;
   }
-  if (cursor != end.cd_offset) throw corrupt(file, "unaccounted bytes before central directory");
-  if (by_name != nullptr) *by_name = std::move(names);
-  return entries;
+  if (cursor != cd_offset) throw corrupt(file, "unaccounted bytes before central directory");
+}
+
+std::vector<ZipEntry> read_zip_directory(const ByteSource& src, const ZipLimits& limits) {
+  ZipDirectory dir = read_central_directory(src, limits);
+  check_local_headers(src, dir.entries, dir.cd_offset);
+  return std::move(dir.entries);
 }
 
 ZipWriter::ZipWriter(int fd, std::string name, uint32_t dos_time, uint16_t dos_date)

@@ -32,15 +32,34 @@ struct ZipLimits {
   uint64_t max_central_directory = 1ull << 30;
 };
 
-// Reads and validates the archive's structure; every entry's local header is checked against its
-// central record and all entry ranges are checked to be disjoint and in bounds. Entries come back
-// in central-directory order; `by_name`, when given, receives their positions sorted by name.
-// Every local header the check reads, and the entry named `prefetch` whole, are announced to the
-// source (will_need) as soon as the central directory is read, so that on a cold cache the disk
-// reads them all at once. Throws Error(kCorrupt) naming the source and the reason.
-std::vector<ZipEntry> read_zip_directory(const ByteSource& source, const ZipLimits& limits = {},
-                                         std::vector<uint32_t>* by_name = nullptr,
-                                         std::string_view prefetch = {});
+// The most bytes a local header can take: its fixed part, a name and an extra field.
+inline constexpr uint64_t kZipLocalHeaderMax = 30 + 0xffff + 0xffff;
+
+// An archive's central directory, checked on its own.
+struct ZipDirectory {
+  std::vector<ZipEntry> entries;  // in central-directory order; data_offset not known yet
+  std::vector<uint32_t> by_name;  // positions in `entries`, sorted by name
+  uint64_t cd_offset = 0;         // where the central directory begins: entries lie before it
+};
+
+// Reads the end records and the central directory and checks all that they alone decide: record
+// layout, ZIP64 fields, flags, entry types, names (normalized and unique). Throws Error(kCorrupt)
+// naming the source and the reason.
+ZipDirectory read_central_directory(const ByteSource& source, const ZipLimits& limits = {});
+
+// Checks every entry's local header against its central record and that the entries tile the
+// bytes before the central directory exactly; sets each entry's data_offset. Headers are read
+// in file order, close neighbours in one read, all of them announced to the source (will_need)
+// first so that on a cold cache the disk reads them at once. Throws Error(kCorrupt).
+void check_local_headers(const ByteSource& source, std::vector<ZipEntry>& entries,
+                         uint64_t cd_offset);
+
+// Reads and checks one entry's local header as check_local_headers does (but not the tiling,
+// which needs all of them); returns where the entry's data begins.
+uint64_t read_local_header(const ByteSource& source, const ZipEntry& entry, uint64_t cd_offset);
+
+// Both steps: the archive's entries with every structural check done.
+std::vector<ZipEntry> read_zip_directory(const ByteSource& source, const ZipLimits& limits = {});
 
 // Whether `path` is a normalized relative UTF-8 path: components separated by single '/', none
 // empty, "." or "..", no NUL, backslash or control characters, at most 4096 bytes.

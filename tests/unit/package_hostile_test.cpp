@@ -125,6 +125,36 @@ TEST(PackageHostile, EditedManifestFailsItsCrc) {
             ErrorKind::kCorrupt);
 }
 
+TEST(PackageHostile, ADamagedLocalHeaderIsReportedBeforeTheManifest) {
+  // The manifest is read while the local headers are checked on another thread; a fault in a
+  // header must still be the error reported, also when the manifest is damaged or missing too.
+  Built b = build({Codec::kZstd, 3});
+  const ZipEntry& res = b.entry("resources/b.bin");
+  b.bytes[res.local_header_offset + 14] ^= 1;  // the local header's CRC-32
+  const auto message = [](std::vector<uint8_t> bytes) -> std::string {
+    try {
+      Package::open(memory_source(std::move(bytes), "p"));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << e.what();
+      return e.what();
+    }
+    return "opened";
+  };
+  EXPECT_EQ(message(b.bytes),
+            "p: corrupt: resources/b.bin: local header disagrees with central directory");
+  const ZipEntry& m = b.entry("manifest.json");
+  auto bad_manifest = b.bytes;
+  bad_manifest[m.data_offset + 20] ^= 1;
+  EXPECT_EQ(message(bad_manifest), message(b.bytes));
+  auto no_manifest = b.bytes;  // its name in the central directory changed to an unlisted one
+  const size_t cd_name = std::search(no_manifest.begin() + static_cast<long>(m.data_offset),
+                                     no_manifest.end(), m.name.begin(), m.name.end()) -
+                         no_manifest.begin();
+  ASSERT_LT(cd_name, no_manifest.size());
+  no_manifest[cd_name] = 'n';
+  EXPECT_EQ(message(no_manifest), message(b.bytes));
+}
+
 TEST(PackageHostile, EveryTruncationFailsCleanly) {
   const Built b = build({Codec::kZstd, 3});
   for (size_t n = 0; n < b.bytes.size(); n += 97) {

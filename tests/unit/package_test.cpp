@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -220,15 +221,22 @@ TEST(Package, ManyThreadsReadConcurrently) {
   EXPECT_EQ(bad.load(), 0);
 }
 
-// Forwards to a file and records the readahead hints it gets.
+// Forwards to a file and records the readahead hints it gets (opening a package gives them from
+// two threads).
 class HintRecorder final : public testing::ForwardingSource {
  public:
   using ForwardingSource::ForwardingSource;
   void will_need(uint64_t offset, uint64_t length) const override {
-    hints.emplace_back(offset, length);
+    {
+      std::lock_guard lock(mutex_);
+      hints.emplace_back(offset, length);
+    }
     ForwardingSource::will_need(offset, length);
   }
   mutable std::vector<std::pair<uint64_t, uint64_t>> hints;
+
+ private:
+  mutable std::mutex mutex_;
 };
 
 TEST(Package, WillNeedHintsExactlyTheStoredBytesOfTheChunks) {

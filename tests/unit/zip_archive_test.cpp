@@ -213,11 +213,10 @@ TEST(ZipArchive, NameIndexSortsWhateverTheOrderOfEntries) {
     items.push_back({name, {1}});
   }
   auto src = memory_source(build_zip(items), "t.zip");
-  std::vector<uint32_t> by_name;
-  const auto entries = read_zip_directory(*src, {}, &by_name);
-  ASSERT_EQ(by_name.size(), items.size());
+  const ZipDirectory dir = read_central_directory(*src);
+  ASSERT_EQ(dir.by_name.size(), items.size());
   std::vector<std::string> names;
-  for (const uint32_t i : by_name) names.push_back(entries[i].name);
+  for (const uint32_t i : dir.by_name) names.push_back(dir.entries[i].name);
   std::vector<std::string> expected;
   for (const Item& it : items) expected.push_back(it.name);
   std::sort(expected.begin(), expected.end());
