@@ -178,6 +178,26 @@ TEST(Manifest, RejectsFileAndFolderAtTheSamePath) {
   }
 }
 
+TEST(Manifest, ParsesInTurnOnOneThreadEachOnItsOwn) {
+  // One thread's parser is reused: a parse must see nothing of the one before, larger, smaller
+  // or failed.
+  Manifest big = sample();
+  for (uint32_t i = 1; i < 50; ++i) {
+    ResourceEntry r = big.resources[0];
+    r.id = i;
+    r.path = "more/r" + std::to_string(i);
+    big.resources.push_back(r);
+  }
+  const std::string big_json = serialize_manifest(big);
+  const std::string small_json = serialize_manifest(sample());
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(serialize_manifest(parse_manifest(big_json, "p")), big_json);
+    EXPECT_EQ(serialize_manifest(parse_manifest(small_json, "p")), small_json);
+    expect_corrupt(small_json.substr(0, small_json.size() / 2), "cut in half");
+    expect_corrupt(replace(big_json, "\"more/r7\"", "\"more/r8\""), "a duplicate path");
+  }
+}
+
 TEST(Manifest, PaddedParseReadsOnlyTheText) {
   const std::string json = serialize_manifest(sample());
   // The bytes after the text are the parser's padding: never parsed, whatever they hold.
