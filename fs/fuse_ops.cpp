@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -106,8 +107,12 @@ void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, b
   };
   if (!add(".", *dir) || !add("..", *fs.tree().get(dir->parent)))
     return (void)fuse_reply_buf(req, buf.data(), used);
-  for (const auto& [name, child] : dir->children) {
-    if (!add(name.c_str(), *fs.tree().get(child))) break;
+  // Children from the offset on, without walking the ones listed by earlier calls.
+  const size_t first = static_cast<size_t>(std::max<off_t>(index, offset) - 2);
+  index = std::max<off_t>(index, offset);
+  for (size_t i = first; i < dir->children.size(); ++i) {
+    const Node& child = *fs.tree().get(dir->children[i]);
+    if (!add(child.name.c_str(), child)) break;
   }
   fuse_reply_buf(req, buf.data(), used);
 }

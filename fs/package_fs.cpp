@@ -40,8 +40,7 @@ struct stat PackageFs::attributes(const Node& node) const {
   st.st_gid = options_.gid;
   if (node.is_dir) {
     st.st_mode = S_IFDIR | 0555;
-    st.st_nlink = 2;
-    for (const auto& [name, ino] : node.children) st.st_nlink += tree_.get(ino)->is_dir ? 1 : 0;
+    st.st_nlink = static_cast<nlink_t>(2 + node.folders);
   } else {
     st.st_mode = S_IFREG | 0444;
     st.st_nlink = 1;

@@ -1,31 +1,52 @@
 #include "tree.h"
 
+#include <algorithm>
+
 namespace torshpkg::fs {
 
 Tree::Tree(const Package& package) {
-  nodes_.push_back(Node{kRootIno, kRootIno, "", true, nullptr, {}});
-  for (const FileNode& f : package.files()) {
+  const std::vector<FileNode>& files = package.files();
+  nodes_.reserve(files.size() + 1);
+  nodes_.push_back(Node{kRootIno, kRootIno, "", true, nullptr, {}, 0});
+  // Files come sorted by path, and in that order everything under a folder is one run of
+  // neighbours: a folder on a file's path either is the one made last in its parent or is new.
+  for (const FileNode& f : files) {
+    const std::string_view path = f.path;
     uint64_t dir = kRootIno;
     size_t start = 0;
-    for (size_t slash = f.path.find('/'); slash != std::string::npos;
-         slash = f.path.find('/', start)) {
-      const std::string part = f.path.substr(start, slash - start);
-      const auto it = nodes_[dir - 1].children.find(part);
-      if (it != nodes_[dir - 1].children.end()) {
-        dir = it->second;
+    for (size_t slash = path.find('/'); slash != std::string_view::npos;
+         slash = path.find('/', start)) {
+      const std::string_view part = path.substr(start, slash - start);
+      const std::vector<uint64_t>& siblings = nodes_[dir - 1].children;
+      if (!siblings.empty() && nodes_[siblings.back() - 1].is_dir &&
+          nodes_[siblings.back() - 1].name == part) {
+        dir = siblings.back();
       } else {
-        const uint64_t ino = nodes_.size() + 1;
-        nodes_.push_back(Node{ino, dir, part, true, nullptr, {}});
-        nodes_[dir - 1].children.emplace(part, ino);
-        dir = ino;
+        dir = add(dir, part, nullptr);
       }
       start = slash + 1;
     }
-    const uint64_t ino = nodes_.size() + 1;
-    const std::string name = f.path.substr(start);
-    nodes_.push_back(Node{ino, dir, name, false, &f, {}});
-    nodes_[dir - 1].children.emplace(name, ino);
+    add(dir, path.substr(start), &f);
   }
+  // Path order is not quite name order within a folder ("a.txt" < "a/x" puts the file "a.txt"
+  // before the folder "a"): sort the children where it differs.
+  const auto by_name = [&](uint64_t a, uint64_t b) {
+    return nodes_[a - 1].name < nodes_[b - 1].name;
+  };
+  for (Node& node : nodes_) {
+    if (!std::is_sorted(node.children.begin(), node.children.end(), by_name)) {
+      std::sort(node.children.begin(), node.children.end(), by_name);
+    }
+  }
+}
+
+uint64_t Tree::add(uint64_t parent, std::string_view name, const FileNode* file) {
+  const uint64_t ino = nodes_.size() + 1;
+  nodes_.push_back(Node{ino, parent, std::string(name), file == nullptr, file, {}, 0});
+  Node& dir = nodes_[parent - 1];
+  dir.children.push_back(ino);
+  if (file == nullptr) ++dir.folders;
+  return ino;
 }
 
 const Node* Tree::get(uint64_t ino) const {
@@ -35,8 +56,10 @@ const Node* Tree::get(uint64_t ino) const {
 const Node* Tree::lookup(uint64_t parent, std::string_view name) const {
   const Node* dir = get(parent);
   if (dir == nullptr || !dir->is_dir) return nullptr;
-  const auto it = dir->children.find(name);
-  return it == dir->children.end() ? nullptr : get(it->second);
+  const auto it = std::lower_bound(
+      dir->children.begin(), dir->children.end(), name,
+      [&](uint64_t child, std::string_view n) { return nodes_[child - 1].name < n; });
+  return it == dir->children.end() || nodes_[*it - 1].name != name ? nullptr : &nodes_[*it - 1];
 }
 
 const Node* Tree::find(std::string_view path) const {

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,8 +17,10 @@ struct Node {
   uint64_t parent = 0;
   std::string name;
   bool is_dir = false;
-  const FileNode* file = nullptr;                         // files only
-  std::map<std::string, uint64_t, std::less<>> children;  // folders only, by name
+  const FileNode* file = nullptr;  // files only
+  // Folders only: the children's inode numbers in name order, and how many are folders.
+  std::vector<uint64_t> children;
+  uint64_t folders = 0;
 };
 
 class Tree {
@@ -36,6 +37,8 @@ class Tree {
   size_t size() const { return nodes_.size(); }
 
  private:
+  uint64_t add(uint64_t parent, std::string_view name, const FileNode* file);
+
   std::vector<Node> nodes_;  // index = ino - 1
 };
 

@@ -252,6 +252,10 @@ class Mount(TempDirTest):
         mnt, _ = self.mount(pkg, "--allow-unsigned")
         count = sum(len(files) for _, _, files in os.walk(os.path.join(mnt, "resources")))
         self.assertEqual(count, 10000)
+        # 200 entries: listed over several readdir calls, each resuming at its offset, in name order.
+        self.assertEqual(os.listdir(os.path.join(mnt, "resources", "d7")),
+                         sorted(f"f{i}.txt" for i in range(7, 10000, 50)))
+        self.assertEqual(os.stat(os.path.join(mnt, "resources")).st_nlink, 2 + 50)
         self.assertEqual(read_bytes(os.path.join(mnt, "resources", "d7", "f9957.txt")), b"9957\n")
 
 

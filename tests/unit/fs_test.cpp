@@ -35,6 +35,33 @@ std::unique_ptr<Package> sample(const TempDir& dir) {
   return Package::open(dir / "p.torshpkg");
 }
 
+TEST(Tree, ChildrenInNameOrderWherePathOrderDiffers) {
+  // In path order the file "x.txt" and the folder "x-1" come before the folder "x" ('.' and '-'
+  // sort before '/'); in the folder they are listed by name, and each is found.
+  TempDir dir;
+  PackageWriter w(torshpkg::testing::header());
+  for (const char* path : {"x.txt", "x/in", "x-1/in", "x/deeper/in", "y"}) {
+    w.add_bytes(path, text_bytes(10, 1));
+  }
+  w.write(dir / "p.torshpkg", {});
+  const auto pkg = Package::open(dir / "p.torshpkg");
+  const Tree tree(*pkg);
+  const Node* resources = tree.find("resources");
+  ASSERT_NE(resources, nullptr);
+  std::vector<std::string> names;
+  for (const uint64_t ino : resources->children) names.push_back(tree.get(ino)->name);
+  EXPECT_EQ(names, (std::vector<std::string>{"x", "x-1", "x.txt", "y"}));
+  EXPECT_EQ(resources->folders, 2u);
+  EXPECT_EQ(tree.find("resources/x")->folders, 1u);
+  for (const char* path : {"x.txt", "x/in", "x-1/in", "x/deeper/in", "y"}) {
+    const Node* node = tree.find(std::string("resources/") + path);
+    ASSERT_NE(node, nullptr) << path;
+    EXPECT_EQ(node->file->path, std::string("resources/") + path);
+  }
+  // The root, manifest.json, resources, its folders x, x-1 and x/deeper, and the five files.
+  EXPECT_EQ(tree.size(), 1u + 1 + 1 + 3 + 5);
+}
+
 FsOptions options(uint64_t readahead_bytes, uid_t uid = 0, gid_t gid = 0) {
   FsOptions o;
   o.cache_bytes = 1 << 20;
