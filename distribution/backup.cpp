@@ -1,7 +1,5 @@
 #include "backup.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <json/json.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "libarchive_api.h"
 #include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
 #include "torshpkg/sha256.h"
@@ -29,49 +28,49 @@ constexpr const char* kInfo = "torshpkg-backup.json";
 
 struct ArchiveWriter {
   archive* a;
-  ~ArchiveWriter() { archive_write_free(a); }
+  ~ArchiveWriter() { la::archive_write_free(a); }
 };
 struct ArchiveReader {
   archive* a;
-  ~ArchiveReader() { archive_read_free(a); }
+  ~ArchiveReader() { la::archive_read_free(a); }
 };
 
 void add_file(archive* a, const std::string& name, const std::string& path,
               const std::string& out) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw io_error(path, "cannot stat", errno);
-  archive_entry* e = archive_entry_new();
-  archive_entry_set_pathname(e, name.c_str());
-  archive_entry_set_size(e, st.st_size);
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_perm(e, 0644);
-  archive_entry_set_mtime(e, st.st_mtime, 0);
-  const int rc = archive_write_header(a, e);
-  archive_entry_free(e);
-  if (rc != ARCHIVE_OK) throw Error(ErrorKind::kIo, out + ": " + archive_error_string(a));
+  archive_entry* e = la::archive_entry_new();
+  la::archive_entry_set_pathname(e, name.c_str());
+  la::archive_entry_set_size(e, st.st_size);
+  la::archive_entry_set_filetype(e, AE_IFREG);
+  la::archive_entry_set_perm(e, 0644);
+  la::archive_entry_set_mtime(e, st.st_mtime, 0);
+  const int rc = la::archive_write_header(a, e);
+  la::archive_entry_free(e);
+  if (rc != ARCHIVE_OK) throw Error(ErrorKind::kIo, out + ": " + la::archive_error_string(a));
   std::ifstream in(path, std::ios::binary);
   std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     if (in.gcount() > 0 &&
-        archive_write_data(a, buf.data(), static_cast<size_t>(in.gcount())) < 0) {
-      throw Error(ErrorKind::kIo, out + ": " + archive_error_string(a));
+        la::archive_write_data(a, buf.data(), static_cast<size_t>(in.gcount())) < 0) {
+      throw Error(ErrorKind::kIo, out + ": " + la::archive_error_string(a));
     }
   }
 }
 
 void add_bytes(archive* a, const std::string& name, const std::string& bytes,
                const std::string& out) {
-  archive_entry* e = archive_entry_new();
-  archive_entry_set_pathname(e, name.c_str());
-  archive_entry_set_size(e, static_cast<la_int64_t>(bytes.size()));
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_perm(e, 0644);
-  archive_entry_set_mtime(e, std::time(nullptr), 0);
-  const int rc = archive_write_header(a, e);
-  archive_entry_free(e);
-  if (rc != ARCHIVE_OK || archive_write_data(a, bytes.data(), bytes.size()) < 0) {
-    throw Error(ErrorKind::kIo, out + ": " + archive_error_string(a));
+  archive_entry* e = la::archive_entry_new();
+  la::archive_entry_set_pathname(e, name.c_str());
+  la::archive_entry_set_size(e, static_cast<la_int64_t>(bytes.size()));
+  la::archive_entry_set_filetype(e, AE_IFREG);
+  la::archive_entry_set_perm(e, 0644);
+  la::archive_entry_set_mtime(e, std::time(nullptr), 0);
+  const int rc = la::archive_write_header(a, e);
+  la::archive_entry_free(e);
+  if (rc != ARCHIVE_OK || la::archive_write_data(a, bytes.data(), bytes.size()) < 0) {
+    throw Error(ErrorKind::kIo, out + ": " + la::archive_error_string(a));
   }
 }
 
@@ -162,10 +161,10 @@ BackupSummary write_backup(const BackupPaths& paths, const std::string& out) {
   files.erase(std::unique(files.begin(), files.end()), files.end());
 
   const std::string tmp = out + ".tmp-" + std::to_string(::getpid());
-  ArchiveWriter w{archive_write_new()};
-  archive_write_set_format_pax_restricted(w.a);
-  if (archive_write_open_filename(w.a, tmp.c_str()) != ARCHIVE_OK) {
-    throw Error(ErrorKind::kIo, out + ": " + archive_error_string(w.a));
+  ArchiveWriter w{la::archive_write_new()};
+  la::archive_write_set_format_pax_restricted(w.a);
+  if (la::archive_write_open_filename(w.a, tmp.c_str()) != ARCHIVE_OK) {
+    throw Error(ErrorKind::kIo, out + ": " + la::archive_error_string(w.a));
   }
   struct Remove {
     std::string path;
@@ -190,8 +189,8 @@ BackupSummary write_backup(const BackupPaths& paths, const std::string& out) {
   info["journal"] = s.journal;
   info["sha256sums"] = to_hex(sha256(sums));
   add_bytes(w.a, kInfo, Json::writeString(Json::StreamWriterBuilder(), info) + "\n", out);
-  if (archive_write_close(w.a) != ARCHIVE_OK) {
-    throw Error(ErrorKind::kIo, out + ": " + archive_error_string(w.a));
+  if (la::archive_write_close(w.a) != ARCHIVE_OK) {
+    throw Error(ErrorKind::kIo, out + ": " + la::archive_error_string(w.a));
   }
   if (::rename(tmp.c_str(), out.c_str()) != 0)
     throw io_error(out, "cannot rename into place", errno);
@@ -213,21 +212,21 @@ BackupSummary restore_backup(const std::string& in, const BackupPaths& paths, bo
       fsys::remove_all(path, ec);
     }
   } cleanup{staging};
-  ArchiveReader r{archive_read_new()};
-  archive_read_support_format_tar(r.a);
-  archive_read_support_filter_all(r.a);
-  if (archive_read_open_filename(r.a, in.c_str(), 1 << 20) != ARCHIVE_OK) {
-    throw corrupt(in, std::string("not a backup: ") + archive_error_string(r.a));
+  ArchiveReader r{la::archive_read_new()};
+  la::archive_read_support_format_tar(r.a);
+  la::archive_read_support_filter_all(r.a);
+  if (la::archive_read_open_filename(r.a, in.c_str(), 1 << 20) != ARCHIVE_OK) {
+    throw corrupt(in, std::string("not a backup: ") + la::archive_error_string(r.a));
   }
   std::set<std::string> members;
   archive_entry* e = nullptr;
   while (true) {
-    const int rc = archive_read_next_header(r.a, &e);
+    const int rc = la::archive_read_next_header(r.a, &e);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK)
-      throw corrupt(in, std::string("damaged archive: ") + archive_error_string(r.a));
-    const std::string name = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
-    if (archive_entry_filetype(e) != AE_IFREG || !allowed_member(name)) {
+      throw corrupt(in, std::string("damaged archive: ") + la::archive_error_string(r.a));
+    const std::string name = la::archive_entry_pathname(e) ? la::archive_entry_pathname(e) : "";
+    if (la::archive_entry_filetype(e) != AE_IFREG || !allowed_member(name)) {
       throw corrupt(in, "unexpected member '" + name + "'");
     }
     if (!members.insert(name).second) throw corrupt(in, "member '" + name + "' appears twice");
@@ -238,7 +237,7 @@ BackupSummary restore_backup(const std::string& in, const BackupPaths& paths, bo
     size_t size = 0;
     la_int64_t offset = 0;
     int drc;
-    while ((drc = archive_read_data_block(r.a, &buf, &size, &offset)) == ARCHIVE_OK) {
+    while ((drc = la::archive_read_data_block(r.a, &buf, &size, &offset)) == ARCHIVE_OK) {
       out.write(static_cast<const char*>(buf), static_cast<std::streamsize>(size));
     }
     if (drc != ARCHIVE_EOF) throw corrupt(in, "damaged member '" + name + "'");

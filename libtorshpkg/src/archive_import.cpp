@@ -1,7 +1,5 @@
 #include "torshpkg/archive_import.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -10,6 +8,7 @@
 #include <vector>
 
 #include "file_io.h"
+#include "libarchive_api.h"
 #include "torshpkg/error.h"
 #include "zip_archive.h"
 
@@ -27,13 +26,14 @@ std::string clean_archive_path(std::string path) {
 
 size_t add_archive(PackageWriter& writer, const std::string& archive, const std::string& spool_dir,
                    const std::string& prefix) {
-  std::unique_ptr<struct archive, decltype(&archive_read_free)> a(archive_read_new(),
-                                                                  &archive_read_free);
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_all(a.get());
-  if (archive_read_open_filename(a.get(), archive.c_str(), 1 << 20) != ARCHIVE_OK) {
+  const la::Api& lib = la::api();
+  std::unique_ptr<struct archive, decltype(lib.archive_read_free)> a(lib.archive_read_new(),
+                                                                     lib.archive_read_free);
+  la::archive_read_support_filter_all(a.get());
+  la::archive_read_support_format_all(a.get());
+  if (la::archive_read_open_filename(a.get(), archive.c_str(), 1 << 20) != ARCHIVE_OK) {
     throw Error(ErrorKind::kInvalidArgument,
-                archive + ": cannot read archive: " + archive_error_string(a.get()));
+                archive + ": cannot read archive: " + la::archive_error_string(a.get()));
   }
   std::string spool_path = spool_dir + "/.torshpkg-import-XXXXXX";
   UniqueFd spool(::mkstemp(spool_path.data()));
@@ -50,17 +50,17 @@ size_t add_archive(PackageWriter& writer, const std::string& archive, const std:
   std::vector<uint8_t> buf(1 << 20);
   for (;;) {
     struct archive_entry* entry = nullptr;
-    const int rc = archive_read_next_header(a.get(), &entry);
+    const int rc = la::archive_read_next_header(a.get(), &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-      throw Error(ErrorKind::kInvalidArgument, archive + ": " + archive_error_string(a.get()));
+      throw Error(ErrorKind::kInvalidArgument, archive + ": " + la::archive_error_string(a.get()));
     }
-    const char* raw_name = archive_entry_pathname_utf8(entry);
-    if (raw_name == nullptr) raw_name = archive_entry_pathname(entry);
+    const char* raw_name = la::archive_entry_pathname_utf8(entry);
+    if (raw_name == nullptr) raw_name = la::archive_entry_pathname(entry);
     const std::string name = clean_archive_path(raw_name ? raw_name : "");
-    const mode_t type = archive_entry_filetype(entry);
+    const mode_t type = la::archive_entry_filetype(entry);
     if (type == AE_IFDIR) continue;
-    if (type != AE_IFREG || archive_entry_hardlink(entry) != nullptr) {
+    if (type != AE_IFREG || la::archive_entry_hardlink(entry) != nullptr) {
       throw invalid_argument(archive + ": " + name +
                              ": only regular files can be imported (symlink, hard link or device)");
     }
@@ -70,9 +70,10 @@ size_t add_archive(PackageWriter& writer, const std::string& archive, const std:
     }
     const uint64_t start = spooled;
     for (;;) {
-      const la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
+      const la_ssize_t n = la::archive_read_data(a.get(), buf.data(), buf.size());
       if (n < 0)
-        throw Error(ErrorKind::kInvalidArgument, archive + ": " + archive_error_string(a.get()));
+        throw Error(ErrorKind::kInvalidArgument,
+                    archive + ": " + la::archive_error_string(a.get()));
       if (n == 0) break;
       write_all(spool.get(), std::span(buf.data(), static_cast<size_t>(n)), spool_dir);
       spooled += static_cast<uint64_t>(n);

@@ -252,6 +252,22 @@ class Startup(TempDirTest):
         self.assertIn("libcurl", libs)
         self.assertEqual(proc.returncode, 1)
 
+    def test_libarchive_is_loaded_only_by_commands_that_use_archives(self):
+        # Linked, it would bring libxml2 and ICU into every command: tens of ms at a cold start.
+        pkg = self.path("p.torshpkg")
+        tpk("create", pkg, "--name", "demo", "--version", "1.0.0", "-q", "--add", "a.txt=" + self.write("a.txt", b"a"))
+        for args in (["--version"], ["ls", pkg], ["info", pkg]):
+            proc, libs = self.loaded_libraries(*args)
+            self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+            for lib in ("libarchive", "libxml2", "libicu"):
+                self.assertNotIn(lib, libs, args)
+        run("bsdtar", "-cf", self.path("a.tar"), "-C", self.path("."), "a.txt")
+        proc, libs = self.loaded_libraries("create", self.path("q.torshpkg"), "--name", "demo", "--version", "1.0.0",
+                                           "-q", "--from-archive", self.path("a.tar"))
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertIn("libarchive", libs)
+        self.assertEqual(tpk("cat", self.path("q.torshpkg"), "resources/a.txt").stdout, b"a")
+
 
 if __name__ == "__main__":
     unittest.main()
