@@ -240,13 +240,18 @@ class Startup(TempDirTest):
         proc = subprocess.run([TORSHPKG, *args], env=env, capture_output=True, text=True)
         return proc, proc.stderr
 
-    def test_libcurl_is_loaded_only_by_commands_that_use_http(self):
+    def assert_everyday_commands_do_not_load(self, *names):
+        """--version, ls and info of a package load none of the libraries named."""
         pkg = self.path("p.torshpkg")
         tpk("create", pkg, "--name", "demo", "--version", "1.0.0", "-q", "--add", "a.txt=" + self.write("a.txt", b"a"))
         for args in (["--version"], ["ls", pkg], ["info", pkg]):
             proc, libs = self.loaded_libraries(*args)
             self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
-            self.assertNotIn("libcurl", libs, args)
+            for name in names:
+                self.assertNotIn(name, libs, args)
+
+    def test_libcurl_is_loaded_only_by_commands_that_use_http(self):
+        self.assert_everyday_commands_do_not_load("libcurl")
         # A pull from a closed port loads it, and fails with one line.
         proc, libs = self.loaded_libraries("pull", "http://127.0.0.1:9/p.torshpkg", "-o", self.path("out"))
         self.assertIn("libcurl", libs)
@@ -254,13 +259,7 @@ class Startup(TempDirTest):
 
     def test_libarchive_is_loaded_only_by_commands_that_use_archives(self):
         # Linked, it would bring libxml2 and ICU into every command: tens of ms at a cold start.
-        pkg = self.path("p.torshpkg")
-        tpk("create", pkg, "--name", "demo", "--version", "1.0.0", "-q", "--add", "a.txt=" + self.write("a.txt", b"a"))
-        for args in (["--version"], ["ls", pkg], ["info", pkg]):
-            proc, libs = self.loaded_libraries(*args)
-            self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
-            for lib in ("libarchive", "libxml2", "libicu"):
-                self.assertNotIn(lib, libs, args)
+        self.assert_everyday_commands_do_not_load("libarchive", "libxml2", "libicu")
         run("bsdtar", "-cf", self.path("a.tar"), "-C", self.path("."), "a.txt")
         proc, libs = self.loaded_libraries("create", self.path("q.torshpkg"), "--name", "demo", "--version", "1.0.0",
                                            "-q", "--from-archive", self.path("a.tar"))
