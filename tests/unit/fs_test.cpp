@@ -20,6 +20,7 @@
 namespace torshpkg::fs {
 namespace {
 
+using torshpkg::testing::HintRecordingSource;
 using torshpkg::testing::TempDir;
 using torshpkg::testing::text_bytes;
 
@@ -350,28 +351,13 @@ std::shared_ptr<ByteSource> stored_package(const TempDir& dir, const std::vector
   return open_file_source(dir / "p.torshpkg");
 }
 
-// A package file that records what is announced to it with will_need.
-class AnnouncedSource final : public torshpkg::testing::ForwardingSource {
- public:
-  using ForwardingSource::ForwardingSource;
-  void will_need(uint64_t offset, uint64_t length) const override {
-    std::lock_guard lock(mutex_);
-    announced.emplace_back(offset, length);
-    ForwardingSource::will_need(offset, length);
-  }
-  mutable std::vector<std::pair<uint64_t, uint64_t>> announced;
-
- private:
-  mutable std::mutex mutex_;
-};
-
 TEST(PackageFs, ASequentialReaderHasEachChunkAnnouncedOnce) {
   TempDir dir;
   const auto data = text_bytes(64 * 4096, 6);
-  const auto source = std::make_shared<AnnouncedSource>(stored_package(dir, data));
+  const auto source = std::make_shared<HintRecordingSource>(stored_package(dir, data));
   PackageFs fs(Package::open(source), options(8 * 4096));
   const Node* node = fs.tree().find("resources/w.bin");
-  source->announced.clear();
+  source->hints.clear();
   // Requests of two chunks each, front to back: the first ones announce their own chunks, then
   // readahead announces the window ahead, and no request announces its chunks again.
   std::vector<uint8_t> buf(2 * 4096);
@@ -379,11 +365,11 @@ TEST(PackageFs, ASequentialReaderHasEachChunkAnnouncedOnce) {
     ASSERT_EQ(fs.read(*node, at, buf), buf.size());
     ASSERT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(at)));
   }
-  ASSERT_FALSE(source->announced.empty());
+  ASSERT_FALSE(source->hints.empty());
   uint64_t base = UINT64_MAX;  // where chunk 0's stored bytes begin (stored chunks are contiguous)
-  for (const auto& a : source->announced) base = std::min(base, a.first);
+  for (const auto& a : source->hints) base = std::min(base, a.first);
   std::vector<int> times(64);
-  for (const auto& [offset, length] : source->announced) {
+  for (const auto& [offset, length] : source->hints) {
     for (uint64_t b = offset; b < offset + length; b += 4096) {
       const uint64_t chunk = (b - base) / 4096;
       if (chunk < times.size()) ++times[chunk];

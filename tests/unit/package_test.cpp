@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <mutex>
 #include <random>
 #include <thread>
 
@@ -221,24 +220,6 @@ TEST(Package, ManyThreadsReadConcurrently) {
   EXPECT_EQ(bad.load(), 0);
 }
 
-// Forwards to a file and records the readahead hints it gets (opening a package gives them from
-// two threads).
-class HintRecorder final : public testing::ForwardingSource {
- public:
-  using ForwardingSource::ForwardingSource;
-  void will_need(uint64_t offset, uint64_t length) const override {
-    {
-      std::lock_guard lock(mutex_);
-      hints.emplace_back(offset, length);
-    }
-    ForwardingSource::will_need(offset, length);
-  }
-  mutable std::vector<std::pair<uint64_t, uint64_t>> hints;
-
- private:
-  mutable std::mutex mutex_;
-};
-
 TEST(Package, WillNeedHintsExactlyTheStoredBytesOfTheChunks) {
   TempDir dir;
   PackageWriter w(header());
@@ -247,7 +228,8 @@ TEST(Package, WillNeedHintsExactlyTheStoredBytesOfTheChunks) {
   o.compression = {Codec::kNone, 0};
   o.chunk_size = 4096;
   w.write(dir / "p.torshpkg", o);
-  auto recorder = std::make_shared<HintRecorder>(open_file_source(dir / "p.torshpkg"));
+  auto recorder =
+      std::make_shared<testing::HintRecordingSource>(open_file_source(dir / "p.torshpkg"));
   const auto pkg = Package::open(recorder);
   uint64_t data_offset = 0;
   for (const ZipEntry& e : read_zip_directory(*recorder)) {
@@ -272,7 +254,8 @@ TEST(Package, OpeningAnnouncesTheManifestAndTheHeadersItWillRead) {
   WriteOptions o;
   o.compression = {Codec::kNone, 0};
   w.write(dir / "p.torshpkg", o);
-  auto recorder = std::make_shared<HintRecorder>(open_file_source(dir / "p.torshpkg"));
+  auto recorder =
+      std::make_shared<testing::HintRecordingSource>(open_file_source(dir / "p.torshpkg"));
   Package::open(recorder);
   const auto covered = [&](uint64_t from, uint64_t to) {
     return std::any_of(recorder->hints.begin(), recorder->hints.end(), [&](const auto& h) {

@@ -10,8 +10,9 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <span>
+#include <mutex>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,24 @@ class ForwardingSource : public ByteSource {
 
  private:
   std::shared_ptr<ByteSource> inner_;
+};
+
+// Forwards to another source and records what is announced to it with will_need, in order
+// (announcements may come from several threads: opening a package, readahead).
+class HintRecordingSource final : public ForwardingSource {
+ public:
+  using ForwardingSource::ForwardingSource;
+  void will_need(uint64_t offset, uint64_t length) const override {
+    {
+      std::lock_guard lock(mutex_);
+      hints.emplace_back(offset, length);
+    }
+    ForwardingSource::will_need(offset, length);
+  }
+  mutable std::vector<std::pair<uint64_t, uint64_t>> hints;
+
+ private:
+  mutable std::mutex mutex_;
 };
 
 }  // namespace torshpkg::testing
