@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "torshpkg/byte_source.h"
+
 namespace torshpkg::fs {
 
 ChunkBuffer::~ChunkBuffer() {
@@ -17,7 +19,10 @@ void ChunkBuffer::resize(size_t size) {
     size_ = size;
     return;
   }
-  auto* p = static_cast<uint8_t*>(std::malloc(size));
+  // Page-aligned, with room for the size rounded up to a page: stored chunks are read into it
+  // past the page cache (Package::read_chunk's `uncached`).
+  const size_t room = (size + kUncachedAlignment - 1) / kUncachedAlignment * kUncachedAlignment;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kUncachedAlignment, room));
   if (p == nullptr) throw std::bad_alloc();
 #ifdef MADV_POPULATE_WRITE
   // Large buffers are fresh mappings: map their pages now, in one call. Best effort (older
@@ -32,7 +37,7 @@ void ChunkBuffer::resize(size_t size) {
   std::free(data_);
   data_ = p;
   size_ = size;
-  capacity_ = size;
+  capacity_ = room;
 }
 
 Chunk ChunkCache::get(uint32_t resource, uint64_t chunk) {

@@ -9,6 +9,14 @@
 
 namespace torshpkg::fs {
 
+namespace {
+// Threads that read stored chunks with direct I/O: the depth of the disk queue that the page
+// cache's readahead provides otherwise. Twice the 16 chunks of a readahead window, since each
+// thread then hashes its chunk (on 2 cores most of them wait for a core, not the disk): cold
+// 512 MiB reads measured a median of 866 MB/s with 32 against about 690 with 16.
+constexpr size_t kDirectReaders = 32;
+}  // namespace
+
 PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
     : package_(std::move(package)),
       options_(std::move(options)),
@@ -22,10 +30,15 @@ PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
     // readahead in the package file would only add reads nobody asked for (a disk's 8 MiB
     // window made each random 1 MiB chunk read fetch 2 MiB).
     package_->reads_are_planned();
-    const size_t threads = std::max(1u, std::thread::hardware_concurrency());
-    prefetcher_ = std::make_unique<Prefetcher>(threads, [this](uint32_t id, uint64_t index) {
+    const auto decode = [this](uint32_t id, uint64_t index) {
       chunk(package_->manifest().resources[id], index);
-    });
+    };
+    const size_t threads = std::max(1u, std::thread::hardware_concurrency());
+    prefetcher_ = std::make_unique<Prefetcher>(threads, decode);
+    const auto& all = package_->manifest().resources;
+    if (std::any_of(all.begin(), all.end(), [&](const auto& r) { return reads_direct(r); })) {
+      readers_ = std::make_unique<Prefetcher>(kDirectReaders, decode);
+    }
   }
   std::tm tm{};
   if (::strptime(package_->manifest().created.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
@@ -71,7 +84,8 @@ Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
     auto data = buffers_->take();
     data->resize(
         static_cast<size_t>(std::min<uint64_t>(r.chunk_size, r.size - index * r.chunk_size)));
-    package_->read_chunk(r, index, std::span<uint8_t>(data->data(), data->size()));
+    package_->read_chunk(r, index, std::span<uint8_t>(data->data(), data->size()),
+                         options_.direct_reads);
     Chunk chunk = buffers_->adopt(std::move(data));
     cache_.put(r.id, index, chunk);
     promise.set_value(chunk);
@@ -121,12 +135,12 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
   const uint64_t last = (offset + len - 1) / r.chunk_size;
   if (prefetcher_ && last > first && !announced) {
     try {
-      package_->will_need(r, first, last - first + 1);
+      if (!reads_direct(r)) package_->will_need(r, first, last - first + 1);
     } catch (const Error&) {
       // A damaged chunk index: the chunk reads below report it.
     }
     for (uint64_t c = first + 1; c <= last; ++c) {
-      if (!cache_.contains(r.id, c)) prefetcher_->request(r.id, c, true);
+      if (!cache_.contains(r.id, c)) prefetcher(r).request(r.id, c, true);
     }
   }
   while (out.size < len) {
@@ -173,14 +187,19 @@ bool PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
     return announced;
   }
   try {
-    package_->will_need(r, from, last - from);
+    if (!reads_direct(r)) package_->will_need(r, from, last - from);
   } catch (const Error&) {
     // A damaged chunk index: the read of those chunks reports it.
   }
   for (uint64_t c = from; c < last; ++c) {
-    if (!cache_.contains(r.id, c)) prefetcher_->request(r.id, c);
+    if (!cache_.contains(r.id, c)) prefetcher(r).request(r.id, c);
   }
   return announced;
+}
+
+bool PackageFs::reads_direct(const ResourceEntry& r) const {
+  return options_.direct_reads && r.compression.codec == Codec::kNone &&
+         r.encryption == Cipher::kNone;
 }
 
 void PackageFs::opened(pid_t pid, uid_t uid) {

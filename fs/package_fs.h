@@ -45,6 +45,12 @@ struct FsOptions {
   // The kernel's readahead for the mount (/sys/class/bdi/<dev>/read_ahead_kb). Needs root; 0
   // leaves the kernel's value. See kDefaultKernelReadAheadKb.
   uint32_t kernel_read_ahead_kb = kDefaultKernelReadAheadKb;
+  // Chunks stored plain that the page cache does not hold are read with direct I/O
+  // (Package::read_chunk's `uncached`): the mount's own page cache keeps what it served, so
+  // caching the package file's bytes as well would hold them twice, and copying them out of
+  // that cache is a quarter of a stored read's CPU time. Many reads are kept in flight instead
+  // of the kernel's readahead. Where the file system refuses direct I/O, reads are buffered.
+  bool direct_reads = true;
   // Called before the open is answered, on the first open of any file by each process; and when
   // a read fails (the reader gets EIO or EACCES). Either may run on many threads at once.
   std::function<void(pid_t pid, uid_t uid)> on_first_open;
@@ -104,6 +110,12 @@ class PackageFs {
   // Tracks the reader's run and keeps the readahead window ahead of a sequential one. True when
   // an earlier request of the run already announced and queued this request's chunks.
   bool read_ahead(const ResourceEntry& resource, uint64_t offset, uint64_t end);
+  // Whether a resource's chunks are read with direct I/O, which the disk is then not asked
+  // for ahead of time (will_need would fill the page cache), and the queue that fetches them.
+  bool reads_direct(const ResourceEntry& resource) const;
+  Prefetcher& prefetcher(const ResourceEntry& resource) {
+    return reads_direct(resource) ? *readers_ : *prefetcher_;
+  }
 
   std::unique_ptr<Package> package_;
   FsOptions options_;
@@ -129,7 +141,10 @@ class PackageFs {
   std::atomic<uint64_t> read_failures_{0};
   std::mutex openers_mutex_;
   std::set<pid_t> openers_;  // processes that opened a file; cleared when it grows large
-  std::unique_ptr<Prefetcher> prefetcher_;  // last: its threads use the members above
+  // Last: their threads use the members above. prefetcher_ decodes on every core; readers_
+  // (only with direct reads and a resource stored plain) keeps many direct reads in flight.
+  std::unique_ptr<Prefetcher> prefetcher_;
+  std::unique_ptr<Prefetcher> readers_;
 };
 
 }  // namespace torshpkg::fs

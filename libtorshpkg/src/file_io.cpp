@@ -1,11 +1,15 @@
 #include "file_io.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <mutex>
+#include <vector>
 
 #include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
@@ -94,6 +98,11 @@ class FileSource final : public ByteSource {
  public:
   FileSource(UniqueFd fd, uint64_t size, std::string name)
       : fd_(std::move(fd)), size_(size), name_(std::move(name)) {}
+  ~FileSource() override {
+    if (map_ != nullptr) ::munmap(map_, size_);
+  }
+  FileSource(const FileSource&) = delete;
+  FileSource& operator=(const FileSource&) = delete;
   uint64_t size() const override { return size_; }
   const std::string& name() const override { return name_; }
   void read_at(uint64_t offset, std::span<uint8_t> out) const override {
@@ -109,11 +118,69 @@ class FileSource final : public ByteSource {
   void reads_are_planned() const override {
     ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_RANDOM);
   }
+  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
+    if (offset > size_ || out.size() > size_ - offset) {
+      throw corrupt(name_, "read past end of file");
+    }
+    std::call_once(direct_once_, [this] {
+      // The same file opened again, for direct I/O (not every file system allows it), and
+      // mapped, never touched, so that mincore tells which of its pages the page cache holds.
+      const std::string self = "/proc/self/fd/" + std::to_string(fd_.get());
+      direct_fd_.reset(::open(self.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+      void* map =
+          size_ > 0 ? ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_.get(), 0) : MAP_FAILED;
+      map_ = map == MAP_FAILED ? nullptr : map;
+    });
+    if (!direct_fd_ || direct_refused_) return false;
+    if (out.empty() || cached(offset, out.size())) {
+      // A direct read would fetch from the disk what is in memory already.
+      read_at(offset, out);
+      return true;
+    }
+    const size_t room =
+        (out.size() + kUncachedAlignment - 1) / kUncachedAlignment * kUncachedAlignment;
+    size_t done = 0;
+    while (done < out.size()) {
+      const ssize_t n = ::pread(direct_fd_.get(), out.data() + done, room - done,
+                                static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EINVAL && done == 0) {  // an alignment the device refuses: buffered from now
+          direct_refused_ = true;
+          return false;
+        }
+        throw io_error(name_, "read failed", errno);
+      }
+      // A direct read ends short only at the end of the file, which the check above excludes.
+      if (n == 0) throw corrupt(name_, "unexpected end of file");
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
 
  private:
+  // Whether the page cache holds every page of [offset, offset + length).
+  bool cached(uint64_t offset, size_t length) const {
+    if (map_ == nullptr) return false;
+    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t begin = offset / page * page;
+    const size_t pages = static_cast<size_t>((offset + length - begin + page - 1) / page);
+    thread_local std::vector<unsigned char> resident;
+    resident.resize(pages);
+    if (::mincore(static_cast<uint8_t*>(map_) + begin, offset + length - begin, resident.data()) !=
+        0) {
+      return false;
+    }
+    return std::all_of(resident.begin(), resident.end(), [](unsigned char r) { return r & 1; });
+  }
+
   UniqueFd fd_;
   uint64_t size_;
   std::string name_;
+  mutable std::once_flag direct_once_;
+  mutable UniqueFd direct_fd_;
+  mutable std::atomic<bool> direct_refused_{false};
+  mutable void* map_ = nullptr;
 };
 
 class MemorySource final : public ByteSource {

@@ -59,11 +59,12 @@ struct Package::Rep {
   const ChunkIndex& index(uint32_t resource) const;
   // Reads a chunk's stored bytes into `stored` (sized to them) and checks its leaf hash.
   void read_stored(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
-                   std::span<uint8_t> stored) const;
+                   std::span<uint8_t> stored, bool uncached = false) const;
   // Reads, verifies, decrypts and decodes a chunk into `plain`; `scratch` ends up holding the
   // stored bytes unless the chunk is stored plain (then they are read into `plain` directly).
   void read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
-                       std::span<uint8_t> plain, std::vector<uint8_t>& scratch) const;
+                       std::span<uint8_t> plain, std::vector<uint8_t>& scratch,
+                       bool uncached = false) const;
 };
 
 const ChunkIndex& Package::Rep::index(uint32_t id) const {
@@ -84,8 +85,11 @@ const ChunkIndex& Package::Rep::index(uint32_t id) const {
 }
 
 void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
-                               std::span<uint8_t> stored) const {
-  source->read_at(data_entries[r.id].data_offset + idx.stored_offset[chunk], stored);
+                               std::span<uint8_t> stored, bool uncached) const {
+  const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
+  const bool aligned = at % kUncachedAlignment == 0 &&
+                       reinterpret_cast<uintptr_t>(stored.data()) % kUncachedAlignment == 0;
+  if (!uncached || !aligned || !source->read_uncached(at, stored)) source->read_at(at, stored);
   if (leaf_hash(package_id, r.id, chunk, idx.plain_len(chunk), stored) != idx.leaf[chunk]) {
     // Nothing of a failed chunk may reach the caller, also when it was read in place.
     std::memset(stored.data(), 0, stored.size());
@@ -94,7 +98,8 @@ void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, ui
 }
 
 void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
-                                   std::span<uint8_t> plain, std::vector<uint8_t>& scratch) const {
+                                   std::span<uint8_t> plain, std::vector<uint8_t>& scratch,
+                                   bool uncached) const {
   const bool encrypted = r.encryption != Cipher::kNone;
   if (encrypted && !unlocked) {
     throw Error(ErrorKind::kWrongKey, name() + ": " + r.entry_name() +
@@ -108,7 +113,7 @@ void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx
     scratch.resize(idx.stored_len[chunk]);
     stored = scratch;
   }
-  read_stored(r, idx, chunk, stored);
+  read_stored(r, idx, chunk, stored, uncached && stored.data() == plain.data());
   if (stored.data() == plain.data()) return;
   std::span<const uint8_t> encoded = stored;
   thread_local std::vector<uint8_t> opened;
@@ -342,12 +347,13 @@ const FileNode* Package::find(std::string_view path) const {
   return it == files.end() || it->path != path ? nullptr : &*it;
 }
 
-void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::span<uint8_t> out) const {
+void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::span<uint8_t> out,
+                         bool uncached) const {
   const ChunkIndex& idx = rep_->index(r.id);
   if (chunk >= idx.chunk_count()) throw invalid_argument("chunk number out of range");
   if (out.size() != idx.plain_len(chunk)) throw invalid_argument("chunk buffer of the wrong size");
   thread_local std::vector<uint8_t> scratch;
-  rep_->read_chunk_into(r, idx, chunk, out, scratch);
+  rep_->read_chunk_into(r, idx, chunk, out, scratch, uncached);
 }
 
 void Package::will_need(const ResourceEntry& r, uint64_t first, uint64_t count) const {

@@ -546,8 +546,9 @@ touch {mnt}/manifest.json 2>>{self.path('err')} || echo "still read-only"
 umount {mnt}
 if mount -t torshpkg {a} {mnt} -o bogus_option=1,trusted_keys={self.path('trusted')} 2>>{self.path('err')}; then echo "mounted bogus"; fi
 grep -c " {mnt} " /proc/mounts || echo "nothing mounted"
-mount -t torshpkg {u} {mnt} -o allow_unsigned,standalone
+mount -t torshpkg {u} {mnt} -o allow_unsigned,standalone,buffered_reads
 cat {mnt}/manifest.json > /dev/null
+tr '\\0' ' ' < /proc/$(pgrep -f "torshpkg mount {u}" | head -1)/cmdline | grep -q -- --buffered-reads && echo "buffered reads passed on"
 umount {mnt}
 """)
         out = proc.stdout.decode()
@@ -559,6 +560,7 @@ umount {mnt}
         self.assertIn("still read-only", out)
         self.assertNotIn("mounted bogus", out)
         self.assertIn("nothing mounted", out)
+        self.assertIn("buffered reads passed on", out)
         err = read_bytes(self.path("err")).decode()
         self.assertIn("unsigned", err)
         self.assertIn("Read-only file system", err)

@@ -113,6 +113,42 @@ class Mount(TempDirTest):
         with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
             self.assertEqual(f.read().strip(), "256")
 
+    def resident_bytes(self, path):
+        """How many of a file's bytes the page cache holds (fincore, from util-linux)."""
+        return int(run("fincore", "--bytes", "--noheadings", "--output", "RES", path).stdout)
+
+    def drop_cached(self, path):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+    def test_stored_chunks_are_read_past_the_page_cache_unless_buffered_reads(self):
+        if run("stat", "-f", "-c", "%T", self.dir).stdout.strip() == b"tmpfs":
+            self.skipTest("the package must be on a disk: tmpfs is the page cache")
+        pkg = self.create("p.torshpkg", "--compress", "none")
+        path = "resources/model.safetensors"
+        size = len(self.files["model.safetensors"])
+        for extra, cached in ((), False), (("--buffered-reads",), True):
+            with self.subTest(extra=extra):
+                self.drop_cached(pkg)
+                self.assertLess(self.resident_bytes(pkg), size // 10)
+                mnt, _ = self.mount(pkg, *extra)
+                self.assertEqual(read_bytes(os.path.join(mnt, path)), self.files["model.safetensors"])
+                # The mount's own page cache holds what it served; by default the package
+                # file's bytes are not cached a second time (only the manifest and indexes).
+                resident = self.resident_bytes(pkg)
+                if cached:
+                    self.assertGreater(resident, size)
+                else:
+                    self.assertLess(resident, size // 10)
+                self.unmount(mnt)
+        # Bytes the page cache holds already are taken from there, and are the same.
+        mnt, _ = self.mount(pkg)
+        self.assertEqual(read_bytes(os.path.join(mnt, path)), self.files["model.safetensors"])
+
     def test_owner_option(self):
         mnt, _ = self.mount(self.create("p.torshpkg"), "--owner", "1234:5678")
         st = os.stat(os.path.join(mnt, "resources", "config.json"))

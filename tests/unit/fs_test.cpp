@@ -121,6 +121,13 @@ TEST(ChunkBuffer, GrowsWithoutZeroingAndKeepsItsMemoryWhenShrunk) {
   b.resize((3u << 20) + 1);  // beyond it: new memory
   EXPECT_EQ(b.size(), (3u << 20) + 1);
   std::memset(b.data(), 1, b.size());
+  // Stored chunks are read into it past the page cache: aligned, with room for a whole page.
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % kUncachedAlignment, 0u);
+  EXPECT_EQ(b.capacity(), (3u << 20) + kUncachedAlignment);
+  ChunkBuffer small;
+  small.resize(10);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data()) % kUncachedAlignment, 0u);
+  EXPECT_EQ(small.capacity(), kUncachedAlignment);
 }
 
 TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
@@ -141,30 +148,30 @@ TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
 }
 
 TEST(BufferPool, RecyclesBuffersOnceTheLastHolderLetsGoWithinItsBudget) {
-  auto pool = BufferPool::create(3000);
+  auto pool = BufferPool::create(3 * 4096);
   auto buffer = pool->take();
-  buffer->resize(1000);
-  std::memset(buffer->data(), 7, 1000);
+  buffer->resize(4096);
+  std::memset(buffer->data(), 7, 4096);
   const uint8_t* memory = buffer->data();
   Chunk chunk = pool->adopt(std::move(buffer));
   Chunk holder = chunk;
   chunk.reset();
   EXPECT_EQ(pool->free_bytes(), 0u);  // still held
   holder.reset();
-  EXPECT_EQ(pool->free_bytes(), 1000u);
+  EXPECT_EQ(pool->free_bytes(), 4096u);
   auto again = pool->take();
   EXPECT_EQ(again->data(), memory);  // the same memory, contents kept (no zeroing)
-  EXPECT_EQ(again->size(), 1000u);
+  EXPECT_EQ(again->size(), 4096u);
   EXPECT_EQ(pool->free_bytes(), 0u);
 
   std::vector<Chunk> many;
   for (int i = 0; i < 4; ++i) {
     auto b = pool->take();
-    b->resize(1000);
+    b->resize(4096);
     many.push_back(pool->adopt(std::move(b)));
   }
   many.clear();
-  EXPECT_EQ(pool->free_bytes(), 3000u);  // the fourth buffer was freed, not kept
+  EXPECT_EQ(pool->free_bytes(), 3u * 4096);  // the fourth buffer was freed, not kept
 
   Chunk orphan = pool->adopt(std::move(again));
   pool.reset();
@@ -355,7 +362,9 @@ TEST(PackageFs, ASequentialReaderHasEachChunkAnnouncedOnce) {
   TempDir dir;
   const auto data = text_bytes(64 * 4096, 6);
   const auto source = std::make_shared<HintRecordingSource>(stored_package(dir, data));
-  PackageFs fs(Package::open(source), options(8 * 4096));
+  FsOptions o = options(8 * 4096);
+  o.direct_reads = false;  // buffered, as compressed chunks are always read
+  PackageFs fs(Package::open(source), o);
   const Node* node = fs.tree().find("resources/w.bin");
   source->hints.clear();
   // Requests of two chunks each, front to back: the first ones announce their own chunks, then
@@ -421,7 +430,9 @@ TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
   TempDir dir;
   const auto data = text_bytes(100'000, 4);
   const auto source = std::make_shared<OverlapSource>(stored_package(dir, data));
-  PackageFs fs(Package::open(source), options(8 * 4096));
+  FsOptions o = options(8 * 4096);
+  o.direct_reads = false;  // buffered, as compressed chunks are always read
+  PackageFs fs(Package::open(source), o);
   const Node* node = fs.tree().find("resources/w.bin");
   std::vector<uint8_t> buf(4096);
   fs.read(*node, 0, buf);  // loads the chunk index
@@ -431,6 +442,75 @@ TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
   // Both chunks' stored bytes were asked of the disk in one go.
   EXPECT_EQ(source->announced, std::vector<uint64_t>{2 * 4096});
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + 5 * 4096 + 100));
+}
+
+// A package file whose direct reads, once `hold_after` of them have been made, wait until
+// released (or 10 s), counting how many wait at once; will_need is counted too.
+class HeldDirectReads final : public torshpkg::testing::ForwardingSource {
+ public:
+  using ForwardingSource::ForwardingSource;
+  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
+    std::unique_lock lock(mutex_);
+    if (made_++ >= hold_after) {
+      ++waiting_;
+      most = std::max(most, waiting_);
+      changed_.notify_all();
+      changed_.wait_for(lock, std::chrono::seconds(10), [&] { return released_; });
+      --waiting_;
+    }
+    lock.unlock();
+    return ForwardingSource::read_uncached(offset, out);
+  }
+  void will_need(uint64_t offset, uint64_t length) const override {
+    ++announced;
+    ForwardingSource::will_need(offset, length);
+  }
+  // Waits until `n` reads wait at once (or 10 s), then lets every read through.
+  void release_when_waiting(int n) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, std::chrono::seconds(10), [&] { return waiting_ >= n; });
+    released_ = true;
+    changed_.notify_all();
+  }
+  int most_waiting() const {
+    std::lock_guard lock(mutex_);
+    return most;
+  }
+
+  int hold_after = 1 << 30;
+  mutable std::atomic<int> announced{0};
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  mutable int made_ = 0;
+  mutable int waiting_ = 0;
+  mutable int most = 0;
+  bool released_ = false;
+};
+
+TEST(PackageFs, StoredChunksAreReadDirectlyWithManyReadsInFlight) {
+  TempDir dir;
+  const auto data = text_bytes(64 * 4096, 7);
+  const auto source = std::make_shared<HeldDirectReads>(stored_package(dir, data));
+  PackageFs fs(Package::open(source), options(16 * 4096));
+  const Node* node = fs.tree().find("resources/w.bin");
+  // The reader's own reads of chunks 0-3 pass; they start readahead of the 16 chunks after
+  // them, whose reads are all held: they are in flight at once, far more than one per core.
+  source->hold_after = 4;
+  source->announced = 0;  // opening announced the manifest and the headers
+  std::vector<uint8_t> buf(2 * 4096);
+  for (uint64_t at = 0; at < 4 * 4096; at += buf.size()) {
+    ASSERT_EQ(fs.read(*node, at, buf), buf.size());
+  }
+  source->release_when_waiting(16);
+  EXPECT_EQ(source->most_waiting(), 16);
+  for (uint64_t at = 0; at < data.size(); at += buf.size()) {
+    ASSERT_EQ(fs.read(*node, at, buf), buf.size());
+    ASSERT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(at)));
+  }
+  // The disk is never asked for them ahead of time: that would fill the page cache.
+  EXPECT_EQ(source->announced.load(), 0);
 }
 
 }  // namespace

@@ -1,8 +1,13 @@
 #include "torshpkg/package.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -189,6 +194,134 @@ TEST(Package, StoredResourcesAreAlignedTo4096) {
       EXPECT_EQ(e.data_offset % 4096, 0u) << e.name;
     }
   }
+}
+
+// Memory as a chunk buffer has it: starting at a multiple of kUncachedAlignment, with room for
+// the size rounded up to one.
+struct AlignedBuffer {
+  explicit AlignedBuffer(size_t size)
+      : room((size + kUncachedAlignment - 1) / kUncachedAlignment * kUncachedAlignment),
+        memory(static_cast<uint8_t*>(std::aligned_alloc(kUncachedAlignment, room)), &std::free),
+        bytes(memory.get(), size) {}
+  size_t room;
+  std::unique_ptr<uint8_t, decltype(&std::free)> memory{nullptr, &std::free};
+  std::span<uint8_t> bytes;
+};
+
+// How many of a file's pages the page cache holds.
+size_t resident_pages(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const size_t size = std::filesystem::file_size(path);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((size + page - 1) / page);
+  ::mincore(map, size, in.data());
+  ::munmap(map, size);
+  return static_cast<size_t>(
+      std::count_if(in.begin(), in.end(), [](unsigned char c) { return (c & 1) != 0; }));
+}
+
+// Writes a file's bytes back and drops them from the page cache, as for a package on a host
+// that has not read it yet.
+void drop_cached(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::fdatasync(fd), 0);
+  EXPECT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+}
+
+TEST(FileSource, UncachedReadsComeFromTheDiskAndLeaveThePageCacheAlone) {
+  TempDir dir;
+  const auto data = random_bytes((3u << 20) + 100);  // ends inside a page
+  testing::write_file(dir / "f", data);
+  drop_cached(dir / "f");
+  ASSERT_EQ(resident_pages(dir / "f"), 0u);
+  const auto src = open_file_source(dir / "f");
+  // Aligned reads in the middle and up to the end of the file (which ends before the room).
+  AlignedBuffer middle(1u << 20), tail(data.size() - (2u << 20));
+  if (!src->read_uncached(1u << 20, middle.bytes)) {
+    GTEST_SKIP() << "this file system does not allow direct I/O";
+  }
+  ASSERT_TRUE(src->read_uncached(2u << 20, tail.bytes));
+  EXPECT_TRUE(std::equal(middle.bytes.begin(), middle.bytes.end(), data.begin() + (1 << 20)));
+  EXPECT_TRUE(std::equal(tail.bytes.begin(), tail.bytes.end(), data.begin() + (2 << 20)));
+  EXPECT_EQ(resident_pages(dir / "f"), 0u);
+  // Once the page cache holds the bytes, they are taken from there, and are the same.
+  std::vector<uint8_t> all(data.size());
+  src->read_at(0, all);
+  AlignedBuffer again(1u << 20);
+  ASSERT_TRUE(src->read_uncached(1u << 20, again.bytes));
+  EXPECT_TRUE(std::equal(again.bytes.begin(), again.bytes.end(), data.begin() + (1 << 20)));
+  // Past the end is refused like read_at.
+  AlignedBuffer past(8192);
+  EXPECT_THROW(src->read_uncached(3u << 20, past.bytes), Error);
+}
+
+TEST(Package, UncachedChunkReadsGiveTheVerifiedBytesAndRefuseDamage) {
+  TempDir dir;
+  PackageWriter w(header());
+  const auto stored = random_bytes((2u << 20) + 5000);
+  const auto packed = text_bytes(300'000, 3);
+  w.add_bytes("s.bin", stored, std::nullopt, CodecSpec{Codec::kNone, 0});
+  w.add_bytes("z.txt", packed, std::nullopt, CodecSpec{Codec::kZstd, 3});
+  w.write(dir / "p.torshpkg", {});
+  drop_cached(dir / "p.torshpkg");
+  auto pkg = Package::open(dir / "p.torshpkg");
+  const auto read_all_chunks = [&](const Package& p, const ResourceEntry& r,
+                                   const std::vector<uint8_t>& want) {
+    for (uint64_t c = 0; c < r.chunk_count; ++c) {
+      const size_t len =
+          static_cast<size_t>(std::min<uint64_t>(r.chunk_size, r.size - c * r.chunk_size));
+      AlignedBuffer buf(len);
+      p.read_chunk(r, c, buf.bytes, true);
+      EXPECT_TRUE(std::equal(buf.bytes.begin(), buf.bytes.end(),
+                             want.begin() + static_cast<ptrdiff_t>(c * r.chunk_size)))
+          << r.path << " chunk " << c;
+    }
+  };
+  const ResourceEntry& s = pkg->manifest().resources[pkg->find("resources/s.bin")->item];
+  const ResourceEntry& z = pkg->manifest().resources[pkg->find("resources/z.txt")->item];
+  read_all_chunks(*pkg, s, stored);
+  read_all_chunks(*pkg, z, packed);  // decoded through scratch memory: `uncached` has no effect
+  // Memory that is not aligned is read through the page cache instead.
+  std::vector<uint8_t> odd(s.chunk_size + 1);
+  pkg->read_chunk(s, 0, std::span(odd).subspan(1), true);
+  EXPECT_TRUE(std::equal(odd.begin() + 1, odd.end(), stored.begin()));
+
+  // One byte of chunk 1 flipped: that chunk fails its hash and nothing of it is handed out.
+  uint64_t at = 0;
+  for (const ZipEntry& e : read_zip_directory(*open_file_source(dir / "p.torshpkg"))) {
+    if (e.name == "resources/s.bin") at = e.data_offset + s.chunk_size + 77;
+  }
+  ASSERT_GT(at, 0u);
+  const ResourceEntry damaged = s;
+  pkg.reset();
+  {
+    const int fd = ::open((dir / "p.torshpkg").c_str(), O_RDWR | O_CLOEXEC);
+    uint8_t byte = 0;
+    ASSERT_EQ(::pread(fd, &byte, 1, static_cast<off_t>(at)), 1);
+    byte ^= 0x10;
+    ASSERT_EQ(::pwrite(fd, &byte, 1, static_cast<off_t>(at)), 1);
+    ::close(fd);
+  }
+  drop_cached(dir / "p.torshpkg");
+  pkg = Package::open(dir / "p.torshpkg");
+  const ResourceEntry& s2 = pkg->manifest().resources[damaged.id];
+  AlignedBuffer buf(s2.chunk_size);
+  std::fill(buf.bytes.begin(), buf.bytes.end(), 0xee);
+  try {
+    pkg->read_chunk(s2, 1, buf.bytes, true);
+    ADD_FAILURE() << "a damaged chunk was read";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCorrupt);
+    EXPECT_NE(std::string(e.what()).find("chunk 1 hash mismatch"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(std::all_of(buf.bytes.begin(), buf.bytes.end(), [](uint8_t b) { return b == 0; }));
+  AlignedBuffer good(s2.chunk_size);
+  pkg->read_chunk(s2, 0, good.bytes, true);
+  EXPECT_TRUE(std::equal(good.bytes.begin(), good.bytes.end(), stored.begin()));
 }
 
 TEST(Package, ManyThreadsReadConcurrently) {

@@ -110,6 +110,9 @@ class ForwardingSource : public ByteSource {
   void will_need(uint64_t offset, uint64_t length) const override {
     inner_->will_need(offset, length);
   }
+  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
+    return inner_->read_uncached(offset, out);
+  }
 
  private:
   std::shared_ptr<ByteSource> inner_;

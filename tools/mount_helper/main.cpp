@@ -30,7 +30,7 @@ int usage(const char* why) {
                "usage: mount.torshpkg PACKAGE DIR [-o OPTIONS]\n"
                "options: trusted_keys=DIR, allow_unsigned, password_file=F, key_file=F,\n"
                "         cache_size=BYTES, owner=UID:GID, kernel_readahead=KIB, socket=PATH,\n"
-               "         standalone, and FUSE\n"
+               "         standalone, buffered_reads, and FUSE\n"
                "         options (allow_other, ...); the mount is always read-only\n");
   return 2;
 }
@@ -89,9 +89,11 @@ int main(int argc, char** argv) {
     const std::string key = o.substr(0, eq);
     const std::string value = eq == std::string::npos ? "" : o.substr(eq + 1);
     const bool has_value = eq != std::string::npos && !value.empty();
-    if (key == "allow_unsigned" || key == "standalone") {
+    if (key == "allow_unsigned" || key == "standalone" || key == "buffered_reads") {
       if (eq != std::string::npos) return usage(("option " + key + " takes no value").c_str());
-      args.push_back("--" + std::string(key == "allow_unsigned" ? "allow-unsigned" : "standalone"));
+      std::string flag = "--" + key;
+      for (char& c : flag) c = c == '_' ? '-' : c;
+      args.push_back(flag);
     } else if (key == "trusted_keys" || key == "password_file" || key == "key_file" ||
                key == "cache_size" || key == "owner" || key == "socket" ||
                key == "kernel_readahead") {

@@ -42,6 +42,7 @@ struct MountArgs {
   std::string socket;
   bool standalone = false;
   uint32_t kernel_read_ahead_kb = fs::kDefaultKernelReadAheadKb;
+  bool buffered_reads = false;
   std::string store = Store::default_root();
   bool with_deps = false;
 };
@@ -147,7 +148,8 @@ int run_mount(const MountArgs& a) {
   // makes the mount standalone.
   const bool daemon_can = !a.standalone && !a.foreground && a.fuse_options.empty() &&
                           a.owner.empty() && a.cache_size == "64M" &&
-                          a.kernel_read_ahead_kb == fs::kDefaultKernelReadAheadKb;
+                          a.kernel_read_ahead_kb == fs::kDefaultKernelReadAheadKb &&
+                          !a.buffered_reads;
   if (daemon_can && mount_through_daemon(a)) return kExitOk;
   fs::FsOptions options;
   options.cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
@@ -163,6 +165,7 @@ int run_mount(const MountArgs& a) {
     options.gid = gid;
   }
   options.kernel_read_ahead_kb = a.kernel_read_ahead_kb;
+  options.direct_reads = !a.buffered_reads;
   struct stat st {};
   if (::stat(a.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     throw not_found(a.dir, "mount point is not a folder");
@@ -264,6 +267,9 @@ Action add_mount_command(CLI::App& app) {
                       ", 0 keeps the kernel's 128); keep it above 1024 so random 1 MiB reads "
                       "are not read ahead")
       ->check(CLI::Range(0, 65536));
+  sub->add_flag("--buffered-reads", a->buffered_reads,
+                "Read stored chunks through the page cache too (by default those not cached "
+                "already are read with direct I/O, so their bytes are not cached twice)");
   sub->add_option("-o", a->fuse_options, "Extra FUSE mount options (repeatable)");
   sub->add_option("--socket", a->socket,
                   std::string("torshpkgd's control socket (default $TORSHPKG_SOCKET or ") +

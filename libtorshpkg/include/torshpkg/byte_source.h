@@ -9,6 +9,10 @@
 
 namespace torshpkg {
 
+// What reads past the page cache need: the file offset and the memory both at a multiple of this
+// many bytes, and room in memory for the length rounded up to it.
+inline constexpr size_t kUncachedAlignment = 4096;
+
 // Implementations are safe to call from many threads at once.
 class ByteSource {
  public:
@@ -29,6 +33,13 @@ class ByteSource {
   // Reads that start and end on multiples of this many bytes are the cheapest (a package
   // resource's chunk size); 0 when any size will do.
   virtual uint64_t preferred_read_size() const { return 0; }
+  // Reads [offset, offset + out.size()) like read_at, but past the page cache where the source
+  // can (a file opened for direct I/O). `offset` and `out.data()` must be multiples of
+  // kUncachedAlignment and the memory must have room for out.size() rounded up to it (those
+  // bytes beyond out.size() are overwritten). False when the source cannot: nothing was read.
+  virtual bool read_uncached(uint64_t /*offset*/, std::span<uint8_t> /*out*/) const {
+    return false;
+  }
 };
 
 // Opens `path` read-only. Throws Error(kNotFound / kIo).

@@ -74,7 +74,11 @@ class Package {
 
   // Decodes one verified chunk of a resource into `out`, which must be exactly the chunk's plain
   // length, min(chunk_size, size - chunk * chunk_size); throws invalid_argument otherwise.
-  void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::span<uint8_t> out) const;
+  // With `uncached`, a chunk that is stored plain is read past the page cache when the source
+  // allows it (ByteSource::read_uncached): `out` must then start at a multiple of
+  // kUncachedAlignment with room for its size rounded up to one.
+  void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::span<uint8_t> out,
+                  bool uncached = false) const;
 
   // A hint that chunks [first, first + count) of a resource will be read soon: their stored
   // bytes start coming from disk in the background, so that reading and verifying them later
