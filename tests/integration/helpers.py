@@ -2,6 +2,8 @@
 import os
 import random
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
 import unittest
@@ -84,3 +86,51 @@ class TempDirTest(unittest.TestCase):
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
         self.assertEqual(len(lines), 1, proc.stderr)
         self.assertTrue(lines[0].startswith("torshpkg: "), lines[0])
+
+
+def bind_journal_socket(folder):
+    """A datagram socket bound as FOLDER/socket, to stand in for journald's."""
+    os.makedirs(folder)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(os.path.join(folder, "socket"))
+    return sock
+
+
+def with_journal_socket(folder):
+    """A command prefix that runs the command in a private mount namespace whose
+    /run/systemd/journal is FOLDER, so what libsystemd sends to journald arrives at the socket
+    bind_journal_socket made there."""
+    script = ("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && "
+              f"mount --bind {folder} /run/systemd/journal && exec \"$0\" \"$@\"")
+    return ("unshare", "-m", "--propagation", "private", "sh", "-c", script)
+
+
+def received_journal_entries(sock):
+    """Every entry sent to the socket so far (waiting up to 1 s for more), then closes it."""
+    entries = []
+    sock.settimeout(1)
+    while True:
+        try:
+            entries.append(parse_journal_datagram(sock.recv(1 << 20)))
+        except socket.timeout:
+            break
+    sock.close()
+    return entries
+
+
+def parse_journal_datagram(data):
+    """journald's native protocol: KEY=value lines, or KEY\\n<le64 size><value>\\n."""
+    fields, i = {}, 0
+    while i < len(data):
+        nl = data.index(b"\n", i)
+        line = data[i:nl]
+        if b"=" in line:
+            key, value = line.split(b"=", 1)
+            i = nl + 1
+        else:
+            key = line
+            size = struct.unpack("<Q", data[nl + 1:nl + 9])[0]
+            value = data[nl + 9:nl + 9 + size]
+            i = nl + 9 + size + 1
+        fields[key.decode()] = value.decode(errors="replace")
+    return fields

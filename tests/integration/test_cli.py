@@ -11,7 +11,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import CODECS, TORSHPKG, TempDirTest, random_bytes, run, text_bytes, tpk  # noqa: E402
+from helpers import (CODECS, TORSHPKG, TempDirTest, bind_journal_socket, random_bytes,  # noqa: E402
+                     received_journal_entries, run, text_bytes, tpk, with_journal_socket)
 
 
 class CreateAndRead(TempDirTest):
@@ -266,6 +267,25 @@ class Startup(TempDirTest):
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         self.assertIn("libarchive", libs)
         self.assertEqual(tpk("cat", self.path("q.torshpkg"), "resources/a.txt").stdout, b"a")
+
+    def test_libsystemd_is_loaded_only_to_mirror_an_event_to_journald(self):
+        # Linked, it would bring libgcrypt, libgpg-error, libcap and liblz4 into every command.
+        self.assert_everyday_commands_do_not_load("libsystemd", "libgcrypt")
+        # create with a lineage journal records the event and mirrors it to journald, here a
+        # socket of the test's own.
+        jdir = self.path("journald")
+        jsock = bind_journal_socket(jdir)
+        proc = subprocess.run(
+            [*with_journal_socket(jdir), TORSHPKG, "create", self.path("j.torshpkg"), "--name", "demo",
+             "--version", "1.0.0", "-q", "--add", "b.txt=" + self.write("b.txt", b"b"),
+             "--journal", self.path("lineage.jsonl")],
+            env=dict(os.environ, LD_DEBUG="files"), capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertIn("libsystemd", proc.stderr)
+        created = [e for e in received_journal_entries(jsock) if e.get("TORSHPKG_EVENT") == "created"]
+        self.assertEqual(len(created), 1)
+        self.assertEqual(created[0]["SYSLOG_IDENTIFIER"], "torshpkg")
+        self.assertEqual(created[0]["TORSHPKG_PACKAGE"], "demo@1.0.0")
 
 
 if __name__ == "__main__":

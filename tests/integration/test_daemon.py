@@ -4,14 +4,14 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import TORSHPKG, TempDirTest, read_bytes, run, tpk  # noqa: E402
+from helpers import (TORSHPKG, TempDirTest, bind_journal_socket, read_bytes,  # noqa: E402
+                     received_journal_entries, run, tpk, with_journal_socket)
 import test_registry  # noqa: E402
 
 TORSHPKGD = os.environ.get("TORSHPKGD") or os.path.join(
@@ -477,26 +477,15 @@ class Daemon(TempDirTest):
         holding the test's own socket, so what libsystemd sends arrives here."""
         a = self.package("a")
         jdir = self.path("journal")
-        os.makedirs(jdir)
-        jsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        jsock.bind(os.path.join(jdir, "socket"))
-        script = ("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && "
-                  f"mount --bind {jdir} /run/systemd/journal && exec \"$0\" \"$@\"")
+        jsock = bind_journal_socket(jdir)
         proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]),
-                          wrap=("unshare", "-m", "--propagation", "private", "sh", "-c", script))
+                          wrap=with_journal_socket(jdir))
         self.notify.expect("READY")
         run("nsenter", "-t", str(proc.pid), "-m", "cat",
             os.path.join(self.points[0], "resources", "config.json"))
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
-        entries = []
-        jsock.settimeout(1)
-        while True:
-            try:
-                entries.append(parse_journal_datagram(jsock.recv(1 << 20)))
-            except socket.timeout:
-                break
-        jsock.close()
+        entries = received_journal_entries(jsock)
         by_event = {e.get("TORSHPKG_EVENT"): e for e in entries}
         mounted_entry = by_event["mounted"]
         self.assertEqual(mounted_entry["TORSHPKG_PACKAGE"], "a@1.0.0")
@@ -584,24 +573,6 @@ class Units(unittest.TestCase):
                                     "ProtectKernelLogs", "ProtectControlGroups", "PrivateNetwork",
                                     "ReadOnlyPaths", "ProtectProc"):
                     self.assertNotIn("\n" + namespacing + "=", text)
-
-
-def parse_journal_datagram(data):
-    """journald's native protocol: KEY=value lines, or KEY\\n<le64 size><value>\\n."""
-    fields, i = {}, 0
-    while i < len(data):
-        nl = data.index(b"\n", i)
-        line = data[i:nl]
-        if b"=" in line:
-            key, value = line.split(b"=", 1)
-            i = nl + 1
-        else:
-            key = line
-            size = struct.unpack("<Q", data[nl + 1:nl + 9])[0]
-            value = data[nl + 9:nl + 9 + size]
-            i = nl + 9 + size + 1
-        fields[key.decode()] = value.decode(errors="replace")
-    return fields
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #include "cli_util.h"
 
+#include <dlfcn.h>
 #include <sys/uio.h>
 #include <syslog.h>
 #include <systemd/sd-journal.h>
@@ -196,6 +197,22 @@ std::string absolute_path(const std::string& path) {
   return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
 }
 
+namespace {
+
+// libsystemd, loaded the first time an event is mirrored to journald: only create and sign
+// record events, and linking it would load it, libgcrypt, libgpg-error, libcap and liblz4 into
+// every command at start. Null when it cannot be loaded (then there is no journald to tell).
+decltype(&sd_journal_sendv) journal_sendv() {
+  static const auto fn = []() -> decltype(&sd_journal_sendv) {
+    void* lib = ::dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) return nullptr;
+    return reinterpret_cast<decltype(&sd_journal_sendv)>(::dlsym(lib, "sd_journal_sendv"));
+  }();
+  return fn;
+}
+
+}  // namespace
+
 void record_lineage_event(const std::string& journal, const std::string& event,
                           const std::string& path,
                           const std::map<std::string, std::string>& extra) {
@@ -222,7 +239,7 @@ void record_lineage_event(const std::string& journal, const std::string& event,
         journal_fields(written, "torshpkg", event + " " + data["package"], LOG_INFO);
     std::vector<iovec> iov;
     for (std::string& f : fields) iov.push_back({f.data(), f.size()});
-    sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
+    if (const auto send = journal_sendv()) send(iov.data(), static_cast<int>(iov.size()));
   } catch (const Error& e) {
     if (explicit_target) throw;
     std::fprintf(stderr, "torshpkg: warning: not recorded in the lineage journal: %s\n", e.what());
