@@ -203,19 +203,26 @@ class Mount(TempDirTest):
         start = info.header_offset + 30 + n + e
         raw[start + 65536 * 3 + 10] ^= 1  # chunk 3
         bad = self.write("bad.torshpkg", bytes(raw))
-        mnt, _ = self.mount(bad)
-        path = os.path.join(mnt, "resources", "model.safetensors")
-        data = self.files["model.safetensors"]
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            self.assertEqual(os.pread(fd, 65536, 0), data[:65536])
-            with self.assertRaises(OSError) as ctx:
-                os.pread(fd, 65536, 65536 * 3)
-            self.assertEqual(ctx.exception.errno, 5)  # EIO
-            self.assertEqual(os.pread(fd, 65536, 65536 * 5), data[65536 * 5:65536 * 6])
-        finally:
-            os.close(fd)
-        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "config.json")), self.files["config.json"])
+        # Stored chunks come from the page cache when it holds them, else with direct I/O.
+        for cached in (True, False):
+            with self.subTest(cached=cached):
+                if not cached:
+                    self.drop_cached(bad)
+                mnt, _ = self.mount(bad, name=f"mnt-bad-{cached}")
+                path = os.path.join(mnt, "resources", "model.safetensors")
+                data = self.files["model.safetensors"]
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    self.assertEqual(os.pread(fd, 65536, 0), data[:65536])
+                    with self.assertRaises(OSError) as ctx:
+                        os.pread(fd, 65536, 65536 * 3)
+                    self.assertEqual(ctx.exception.errno, 5)  # EIO
+                    self.assertEqual(os.pread(fd, 65536, 65536 * 5), data[65536 * 5:65536 * 6])
+                finally:
+                    os.close(fd)
+                self.assertEqual(read_bytes(os.path.join(mnt, "resources", "config.json")),
+                                 self.files["config.json"])
+                self.unmount(mnt)
 
     def test_damaged_chunk_index_is_eio_for_its_file_only(self):
         # Chunk indexes are checked when their file is first read, not at mount time.
