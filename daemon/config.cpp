@@ -83,9 +83,9 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       const std::string where = "mounts[" + std::to_string(i) + "]";
       const Json::Value& m = mounts[i];
       if (!m.isObject()) check.fail(where, "must be an object");
-      check.only_keys(
-          m, where,
-          {"package", "mountpoint", "password_file", "key_file", "allow_unsigned", "with_deps"});
+      check.only_keys(m, where,
+                      {"package", "mountpoint", "password_file", "key_file", "allow_unsigned",
+                       "with_deps", "buffered_reads"});
       MountEntry e;
       const std::string given = m["package"].isString() ? m["package"].asString() : "";
       if (given.starts_with("oci://") || given.starts_with("https://") ||
@@ -128,6 +128,7 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       }
       e.allow_unsigned = check.flag(m, "allow_unsigned", where);
       e.with_deps = check.flag(m, "with_deps", where);
+      e.buffered_reads = check.flag(m, "buffered_reads", where);
       if (e.with_deps && (given.starts_with("oci://") || given.starts_with("http"))) {
         check.fail(where + ".with_deps", "needs a path or NAME@REQ package, not a remote source");
       }

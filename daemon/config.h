@@ -21,6 +21,8 @@ struct MountEntry {
   // Also mount the package's dependencies, resolved in `store`, beside the mountpoint
   // (<parent>/<dependency name>). A path or NAME@REQ package only.
   bool with_deps = false;
+  // Read stored chunks through the page cache too (fs::FsOptions::direct_reads off).
+  bool buffered_reads = false;
 
   bool operator==(const MountEntry&) const = default;
 };

@@ -88,6 +88,7 @@ Json::Value handle(const Json::Value& request, MountTable& table, const DaemonCo
     e.password_file = absolute_path(request, "password_file", false);
     e.key_file = absolute_path(request, "key_file", false);
     e.allow_unsigned = request["allow_unsigned"].isBool() && request["allow_unsigned"].asBool();
+    e.buffered_reads = request["buffered_reads"].isBool() && request["buffered_reads"].asBool();
     std::string trusted = absolute_path(request, "trusted_keys_dir", false);
     if (trusted.empty()) trusted = config.trusted_keys_dir;
     const MountStatus& m = table.mount(e, trusted, false);

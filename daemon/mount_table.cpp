@@ -189,6 +189,7 @@ const MountStatus& MountTable::mount(const MountEntry& entry, const std::string&
 
     fs::FsOptions options;
     options.signer = admitted.signer;
+    options.direct_reads = !entry.buffered_reads;
     options.on_first_open = [this, fields](pid_t pid, uid_t uid) {
       auto data = fields;
       data["pid"] = std::to_string(pid);
@@ -281,6 +282,7 @@ std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
         d.package = r.package->path;
         d.mountpoint = (parent / r.dependency.name).string();
         d.allow_unsigned = e.allow_unsigned;
+        d.buffered_reads = e.buffered_reads;
         if (!mountpoints.insert(d.mountpoint).second) {
           throw Error(ErrorKind::kInvalidArgument,
                       e.package + ": dependency mount point " + d.mountpoint + " is taken");

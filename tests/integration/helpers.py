@@ -134,3 +134,23 @@ def parse_journal_datagram(data):
             i = nl + 9 + size + 1
         fields[key.decode()] = value.decode(errors="replace")
     return fields
+
+
+def resident_bytes(path):
+    """How many of a file's bytes the page cache holds (fincore, from util-linux)."""
+    return int(run("fincore", "--bytes", "--noheadings", "--output", "RES", path).stdout)
+
+
+def drop_cached(path):
+    """Writes a file back and drops it from the page cache, as on a host that never read it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def on_tmpfs(path):
+    """True on tmpfs, where a file's bytes are always in the page cache."""
+    return run("stat", "-f", "-c", "%T", path).stdout.strip() == b"tmpfs"

@@ -10,8 +10,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import (TORSHPKG, TempDirTest, bind_journal_socket, read_bytes,  # noqa: E402
-                     received_journal_entries, run, tpk, with_journal_socket)
+from helpers import (TORSHPKG, TempDirTest, bind_journal_socket, drop_cached,  # noqa: E402
+                     on_tmpfs, read_bytes, received_journal_entries, resident_bytes, run, tpk,
+                     with_journal_socket)
 import test_registry  # noqa: E402
 
 TORSHPKGD = os.environ.get("TORSHPKGD") or os.path.join(
@@ -284,6 +285,8 @@ class Daemon(TempDirTest):
                 "mounts[0].package: must be an absolute path",
             '{"mounts": [{"package": "/x", "mountpoint": "/y", "allow_unsigned": "yes"}]}':
                 "mounts[0].allow_unsigned: must be true or false",
+            '{"mounts": [{"package": "/x", "mountpoint": "/y", "buffered_reads": 1}]}':
+                "mounts[0].buffered_reads: must be true or false",
             '{"mounts": [{"package": "/x", "mountpoint": "/y"}, {"package": "/z", "mountpoint": "/y/"}]}':
                 "mounts[1].mountpoint: '/y' is already used",
             '{"mounts": [{"mountpoint": "/y"}]}': "mounts[0].package: missing",
@@ -394,6 +397,32 @@ class Daemon(TempDirTest):
         [m] = [m for m in status["mounts"] if m["mountpoint"] == self.points[0]]
         self.assertGreaterEqual(m["bytes_served"], 1 << 20)
         self.assertLessEqual(m["bytes_served"], (1 << 20) + 8192)  # the pages the read covers
+
+    def test_stored_chunks_skip_the_page_cache_unless_buffered_reads(self):
+        if on_tmpfs(self.dir):
+            self.skipTest("the packages must be on a disk: tmpfs is the page cache")
+        a, b, c = (self.package(n, "--compress", "none") for n in ("a", "b", "c"))
+        sock = self.path("torshpkgd.sock")
+        proc = self.start(self.config([
+            {"package": a, "mountpoint": self.points[0]},
+            {"package": b, "mountpoint": self.points[1], "buffered_reads": True}]))
+        self.notify.expect("READY")
+        out = tpk("mount", c, self.points[2], "--buffered-reads", "--socket", sock,
+                  "--trusted-keys", self.path("trusted"))
+        self.assertIn(b"through torshpkgd", out.stdout)
+        size = len(self.files["model.safetensors"])
+        for pkg, point, cached in ((a, self.points[0], False), (b, self.points[1], True),
+                                   (c, self.points[2], True)):
+            with self.subTest(package=os.path.basename(pkg), buffered_reads=cached):
+                drop_cached(pkg)
+                self.assertEqual(read_bytes(os.path.join(point, "resources", "model.safetensors")),
+                                 self.files["model.safetensors"])
+                if cached:
+                    self.assertGreater(resident_bytes(pkg), size)
+                else:
+                    self.assertLess(resident_bytes(pkg), size // 10)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
 
     def test_cli_goes_through_the_daemon_and_falls_back_without_it(self):
         a = self.package("a")

@@ -12,7 +12,8 @@ import unittest
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import CODECS, TempDirTest, read_bytes, run, text_bytes, tpk  # noqa: E402
+from helpers import (CODECS, TempDirTest, drop_cached, on_tmpfs, read_bytes,  # noqa: E402
+                     resident_bytes, run, text_bytes, tpk)
 
 
 def mounted(path):
@@ -113,33 +114,21 @@ class Mount(TempDirTest):
         with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
             self.assertEqual(f.read().strip(), "256")
 
-    def resident_bytes(self, path):
-        """How many of a file's bytes the page cache holds (fincore, from util-linux)."""
-        return int(run("fincore", "--bytes", "--noheadings", "--output", "RES", path).stdout)
-
-    def drop_cached(self, path):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
     def test_stored_chunks_are_read_past_the_page_cache_unless_buffered_reads(self):
-        if run("stat", "-f", "-c", "%T", self.dir).stdout.strip() == b"tmpfs":
+        if on_tmpfs(self.dir):
             self.skipTest("the package must be on a disk: tmpfs is the page cache")
         pkg = self.create("p.torshpkg", "--compress", "none")
         path = "resources/model.safetensors"
         size = len(self.files["model.safetensors"])
         for extra, cached in ((), False), (("--buffered-reads",), True):
             with self.subTest(extra=extra):
-                self.drop_cached(pkg)
-                self.assertLess(self.resident_bytes(pkg), size // 10)
+                drop_cached(pkg)
+                self.assertLess(resident_bytes(pkg), size // 10)
                 mnt, _ = self.mount(pkg, *extra)
                 self.assertEqual(read_bytes(os.path.join(mnt, path)), self.files["model.safetensors"])
                 # The mount's own page cache holds what it served; by default the package
                 # file's bytes are not cached a second time (only the manifest and indexes).
-                resident = self.resident_bytes(pkg)
+                resident = resident_bytes(pkg)
                 if cached:
                     self.assertGreater(resident, size)
                 else:
@@ -207,7 +196,7 @@ class Mount(TempDirTest):
         for cached in (True, False):
             with self.subTest(cached=cached):
                 if not cached:
-                    self.drop_cached(bad)
+                    drop_cached(bad)
                 mnt, _ = self.mount(bad, name=f"mnt-bad-{cached}")
                 path = os.path.join(mnt, "resources", "model.safetensors")
                 data = self.files["model.safetensors"]

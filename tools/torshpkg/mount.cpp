@@ -54,6 +54,7 @@ bool mount_through_daemon(const MountArgs& a) {
   request["package"] = absolute_path(a.pkg);
   request["mountpoint"] = absolute_path(a.dir);
   request["allow_unsigned"] = a.allow_unsigned;
+  request["buffered_reads"] = a.buffered_reads;
   request["trusted_keys_dir"] = absolute_path(a.trusted_keys);
   if (!a.secrets.password_file.empty())
     request["password_file"] = absolute_path(a.secrets.password_file);
@@ -148,8 +149,7 @@ int run_mount(const MountArgs& a) {
   // makes the mount standalone.
   const bool daemon_can = !a.standalone && !a.foreground && a.fuse_options.empty() &&
                           a.owner.empty() && a.cache_size == "64M" &&
-                          a.kernel_read_ahead_kb == fs::kDefaultKernelReadAheadKb &&
-                          !a.buffered_reads;
+                          a.kernel_read_ahead_kb == fs::kDefaultKernelReadAheadKb;
   if (daemon_can && mount_through_daemon(a)) return kExitOk;
   fs::FsOptions options;
   options.cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
