@@ -1,15 +1,13 @@
 #include "http.h"
 
 #include <curl/curl.h>
-#include <dlfcn.h>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <mutex>
 #include <string>
-#include <type_traits>
 
+#include "dynamic_library.h"
 #include "torshpkg/error.h"
 
 namespace torshpkg::distribution {
@@ -31,43 +29,29 @@ struct CurlApi {
   void (*slist_free_all)(curl_slist* list);
 };
 
-// The GnuTLS flavour first (what Debian's libcurl4-gnutls-dev builds against), then the default.
-constexpr std::array<const char*, 2> kCurlLibraries = {"libcurl-gnutls.so.4", "libcurl.so.4"};
-
 const CurlApi& curl_api() {
-  static std::string error;
-  static const CurlApi* const api = []() -> const CurlApi* {
-    void* lib = nullptr;
-    for (const char* name : kCurlLibraries) {
-      lib = ::dlopen(name, RTLD_NOW | RTLD_LOCAL);
-      if (lib != nullptr) break;
-    }
-    if (lib == nullptr) {
-      error = std::string("HTTP needs libcurl (") + kCurlLibraries[0] + " or " +
-              kCurlLibraries[1] + "), which cannot be loaded: install libcurl3-gnutls";
-      return nullptr;
-    }
-    static CurlApi loaded{};
-    const auto bind = [&](auto& fn, const char* symbol) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(lib, symbol));
-      if (fn == nullptr) error = std::string("libcurl lacks ") + symbol;
-    };
-    bind(loaded.global_init, "curl_global_init");
-    bind(loaded.easy_init, "curl_easy_init");
-    bind(loaded.easy_cleanup, "curl_easy_cleanup");
-    bind(loaded.easy_reset, "curl_easy_reset");
-    bind(loaded.easy_setopt, "curl_easy_setopt");
-    bind(loaded.easy_perform, "curl_easy_perform");
-    bind(loaded.easy_getinfo, "curl_easy_getinfo");
-    bind(loaded.easy_strerror, "curl_easy_strerror");
-    bind(loaded.slist_append, "curl_slist_append");
-    bind(loaded.slist_free_all, "curl_slist_free_all");
-    if (!error.empty()) return nullptr;
-    loaded.global_init(CURL_GLOBAL_DEFAULT);
-    return &loaded;
+  // The GnuTLS flavour first (what Debian's libcurl4-gnutls-dev builds against), then the
+  // default.
+  static DynamicLibrary lib({"libcurl-gnutls.so.4", "libcurl.so.4"},
+                            "HTTP needs libcurl (libcurl-gnutls.so.4 or libcurl.so.4), which "
+                            "cannot be loaded: install libcurl3-gnutls");
+  static const CurlApi loaded = [] {
+    CurlApi api{};
+    lib.bind(api.global_init, "curl_global_init");
+    lib.bind(api.easy_init, "curl_easy_init");
+    lib.bind(api.easy_cleanup, "curl_easy_cleanup");
+    lib.bind(api.easy_reset, "curl_easy_reset");
+    lib.bind(api.easy_setopt, "curl_easy_setopt");
+    lib.bind(api.easy_perform, "curl_easy_perform");
+    lib.bind(api.easy_getinfo, "curl_easy_getinfo");
+    lib.bind(api.easy_strerror, "curl_easy_strerror");
+    lib.bind(api.slist_append, "curl_slist_append");
+    lib.bind(api.slist_free_all, "curl_slist_free_all");
+    if (lib.error().empty()) api.global_init(CURL_GLOBAL_DEFAULT);
+    return api;
   }();
-  if (api == nullptr) throw Error(ErrorKind::kUnsupported, error);
-  return *api;
+  if (!lib.error().empty()) throw Error(ErrorKind::kUnsupported, lib.error());
+  return loaded;
 }
 
 struct Transfer {

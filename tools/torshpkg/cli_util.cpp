@@ -1,6 +1,5 @@
 #include "cli_util.h"
 
-#include <dlfcn.h>
 #include <sys/uio.h>
 #include <syslog.h>
 #include <systemd/sd-journal.h>
@@ -14,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "dynamic_library.h"
 #include "torshpkg/lineage_journal.h"
 
 namespace torshpkg::cli {
@@ -203,10 +203,11 @@ namespace {
 // record events, and linking it would load it, libgcrypt, libgpg-error, libcap and liblz4 into
 // every command at start. Null when it cannot be loaded (then there is no journald to tell).
 decltype(&sd_journal_sendv) journal_sendv() {
-  static const auto fn = []() -> decltype(&sd_journal_sendv) {
-    void* lib = ::dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) return nullptr;
-    return reinterpret_cast<decltype(&sd_journal_sendv)>(::dlsym(lib, "sd_journal_sendv"));
+  static const auto fn = [] {
+    static DynamicLibrary lib({"libsystemd.so.0"}, "no libsystemd.so.0");
+    decltype(&sd_journal_sendv) send = nullptr;
+    lib.bind(send, "sd_journal_sendv");
+    return send;
   }();
   return fn;
 }

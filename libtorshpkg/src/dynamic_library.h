@@ -1,0 +1,45 @@
+// Optional libraries loaded on first use (dlopen) instead of linked: linking one loads it, and
+// everything it needs, into every process at start, for commands most of which never use it
+// (libcurl, libarchive, libsystemd in the CLI). The handle stays open for the process.
+#pragma once
+
+#include <dlfcn.h>
+
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+namespace torshpkg {
+
+class DynamicLibrary {
+ public:
+  // Loads the first of `names` that loads; when none does, error() is `missing` (say what
+  // needs the library and which package to install).
+  DynamicLibrary(std::initializer_list<const char*> names, std::string missing) {
+    for (const char* name : names) {
+      handle_ = ::dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (handle_ != nullptr) {
+        name_ = name;
+        return;
+      }
+    }
+    error_ = std::move(missing);
+  }
+
+  // Points `fn` at `symbol`: null, and error() set, when the library lacks it or did not load.
+  template <typename Fn>
+  void bind(Fn*& fn, const char* symbol) {
+    fn = handle_ == nullptr ? nullptr : reinterpret_cast<Fn*>(::dlsym(handle_, symbol));
+    if (fn == nullptr && error_.empty()) error_ = name_ + " lacks " + symbol;
+  }
+
+  // Empty when the library loaded and every bound symbol was found.
+  const std::string& error() const { return error_; }
+
+ private:
+  void* handle_ = nullptr;
+  std::string name_;
+  std::string error_;
+};
+
+}  // namespace torshpkg
