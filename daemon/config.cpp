@@ -7,6 +7,7 @@
 #include <set>
 
 #include "oci.h"
+#include "torshpkg/byte_size.h"
 #include "torshpkg/error.h"
 #include "torshpkg/store.h"
 #include "torshpkg/strict_json.h"
@@ -16,6 +17,7 @@ namespace {
 
 constexpr size_t kMaxConfigBytes = 1 << 20;
 constexpr size_t kMaxMounts = 4096;
+constexpr uint32_t kMaxKernelReadAheadKb = 65536;  // as `torshpkg mount --kernel-readahead`
 
 class Checker {
  public:
@@ -48,6 +50,27 @@ class Checker {
     if (!object.isMember(key) || object[key].isNull()) return false;
     if (!object[key].isBool()) fail(where + "." + key, "must be true or false");
     return object[key].asBool();
+  }
+
+  // A byte count: a whole number, or a string such as "256M" (torshpkg/byte_size.h).
+  uint64_t byte_size(const Json::Value& object, const std::string& key, const std::string& where,
+                     uint64_t fallback) const {
+    const std::string at = where + "." + key;
+    if (!object.isMember(key) || object[key].isNull()) return fallback;
+    const Json::Value& v = object[key];
+    if (v.isString()) return parse_byte_size(v.asString(), name_ + ": " + at);
+    if (!v.isUInt64()) fail(at, "must be a byte count (a whole number, or a string like \"256M\")");
+    return v.asUInt64();
+  }
+
+  uint32_t whole(const Json::Value& object, const std::string& key, const std::string& where,
+                 uint32_t fallback, uint32_t max) const {
+    if (!object.isMember(key) || object[key].isNull()) return fallback;
+    const Json::Value& v = object[key];
+    if (!v.isUInt() || v.asUInt() > max) {
+      fail(where + "." + key, "must be a whole number from 0 to " + std::to_string(max));
+    }
+    return v.asUInt();
   }
 
  private:
@@ -85,7 +108,7 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       if (!m.isObject()) check.fail(where, "must be an object");
       check.only_keys(m, where,
                       {"package", "mountpoint", "password_file", "key_file", "allow_unsigned",
-                       "with_deps", "buffered_reads"});
+                       "with_deps", "buffered_reads", "cache_size", "kernel_readahead_kb"});
       MountEntry e;
       const std::string given = m["package"].isString() ? m["package"].asString() : "";
       if (given.starts_with("oci://") || given.starts_with("https://") ||
@@ -129,6 +152,9 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       e.allow_unsigned = check.flag(m, "allow_unsigned", where);
       e.with_deps = check.flag(m, "with_deps", where);
       e.buffered_reads = check.flag(m, "buffered_reads", where);
+      e.cache_bytes = check.byte_size(m, "cache_size", where, e.cache_bytes);
+      e.kernel_read_ahead_kb = check.whole(m, "kernel_readahead_kb", where, e.kernel_read_ahead_kb,
+                                           kMaxKernelReadAheadKb);
       if (e.with_deps && (given.starts_with("oci://") || given.starts_with("http"))) {
         check.fail(where + ".with_deps", "needs a path or NAME@REQ package, not a remote source");
       }

@@ -3,8 +3,11 @@
 // mountpoint; unknown keys and wrong types are errors that name the key.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "package_fs.h"
 
 namespace torshpkg::daemon {
 
@@ -23,6 +26,10 @@ struct MountEntry {
   bool with_deps = false;
   // Read stored chunks through the page cache too (fs::FsOptions::direct_reads off).
   bool buffered_reads = false;
+  // Bytes of decoded chunks the mount keeps, and the kernel's readahead for it in KiB (0: the
+  // kernel's own), as `torshpkg mount --cache-size` and `--kernel-readahead`.
+  uint64_t cache_bytes = fs::kDefaultCacheBytes;
+  uint32_t kernel_read_ahead_kb = fs::kDefaultKernelReadAheadKb;
 
   bool operator==(const MountEntry&) const = default;
 };

@@ -53,6 +53,18 @@ std::string absolute_path(const Json::Value& request, const char* key, bool requ
   return v.asString();
 }
 
+// A whole number from 0 to `max`, or `fallback` when the request does not carry `key`.
+uint64_t request_number(const Json::Value& request, const char* key, uint64_t fallback,
+                        uint64_t max) {
+  const Json::Value& v = request[key];
+  if (v.isNull()) return fallback;
+  if (!v.isUInt64() || v.asUInt64() > max) {
+    throw Error(ErrorKind::kInvalidArgument,
+                std::string(key) + ": expected a whole number from 0 to " + std::to_string(max));
+  }
+  return v.asUInt64();
+}
+
 Json::Value status_json(const MountTable& table) {
   Json::Value reply(Json::objectValue);
   reply["ok"] = true;
@@ -69,6 +81,8 @@ Json::Value status_json(const MountTable& table) {
     const uint64_t lookups = m.stats.cache_hits + m.stats.cache_misses;
     v["cache_hits"] = Json::UInt64(m.stats.cache_hits);
     v["cache_misses"] = Json::UInt64(m.stats.cache_misses);
+    v["cache_bytes"] = Json::UInt64(m.stats.cache_bytes);
+    v["cache_capacity"] = Json::UInt64(m.stats.cache_capacity);
     v["cache_hit_rate"] =
         lookups == 0 ? 0.0 : static_cast<double>(m.stats.cache_hits) / static_cast<double>(lookups);
     v["verification_failures"] = Json::UInt64(m.stats.read_failures);
@@ -89,6 +103,9 @@ Json::Value handle(const Json::Value& request, MountTable& table, const DaemonCo
     e.key_file = absolute_path(request, "key_file", false);
     e.allow_unsigned = request["allow_unsigned"].isBool() && request["allow_unsigned"].asBool();
     e.buffered_reads = request["buffered_reads"].isBool() && request["buffered_reads"].asBool();
+    e.cache_bytes = request_number(request, "cache_bytes", e.cache_bytes, UINT64_MAX);
+    e.kernel_read_ahead_kb = static_cast<uint32_t>(
+        request_number(request, "kernel_readahead_kb", e.kernel_read_ahead_kb, 65536));
     std::string trusted = absolute_path(request, "trusted_keys_dir", false);
     if (trusted.empty()) trusted = config.trusted_keys_dir;
     const MountStatus& m = table.mount(e, trusted, false);

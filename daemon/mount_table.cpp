@@ -190,6 +190,8 @@ const MountStatus& MountTable::mount(const MountEntry& entry, const std::string&
     fs::FsOptions options;
     options.signer = admitted.signer;
     options.direct_reads = !entry.buffered_reads;
+    options.cache_bytes = entry.cache_bytes;
+    options.kernel_read_ahead_kb = entry.kernel_read_ahead_kb;
     options.on_first_open = [this, fields](pid_t pid, uid_t uid) {
       auto data = fields;
       data["pid"] = std::to_string(pid);
@@ -283,6 +285,8 @@ std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
         d.mountpoint = (parent / r.dependency.name).string();
         d.allow_unsigned = e.allow_unsigned;
         d.buffered_reads = e.buffered_reads;
+        d.cache_bytes = e.cache_bytes;
+        d.kernel_read_ahead_kb = e.kernel_read_ahead_kb;
         if (!mountpoints.insert(d.mountpoint).second) {
           throw Error(ErrorKind::kInvalidArgument,
                       e.package + ": dependency mount point " + d.mountpoint + " is taken");

@@ -75,6 +75,7 @@ class ChunkCache {
   uint64_t hits() const;
   uint64_t misses() const;
   uint64_t bytes() const;
+  uint64_t capacity() const { return capacity_; }
 
  private:
   struct Key {
@@ -90,7 +91,7 @@ class ChunkCache {
   using Lru = std::list<std::pair<Key, Chunk>>;
 
   mutable std::mutex mutex_;
-  uint64_t capacity_;
+  const uint64_t capacity_;
   uint64_t bytes_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;

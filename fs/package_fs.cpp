@@ -221,7 +221,9 @@ FsStats PackageFs::stats() const {
   return FsStats{.bytes_served = bytes_served_.load(),
                  .read_failures = read_failures_.load(),
                  .cache_hits = cache_.hits(),
-                 .cache_misses = cache_.misses()};
+                 .cache_misses = cache_.misses(),
+                 .cache_bytes = cache_.bytes(),
+                 .cache_capacity = cache_.capacity()};
 }
 
 std::optional<std::string> PackageFs::xattr(const Node& node, std::string_view name) const {

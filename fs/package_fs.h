@@ -31,9 +31,12 @@ namespace torshpkg::fs {
 // pages, and a read larger than the readahead window starts a readahead stream, so with 1024 one
 // random 1 MiB pread arrives as three 1 MiB requests (four chunks decoded instead of two).
 inline constexpr uint32_t kDefaultKernelReadAheadKb = 2048;
+// Bytes of verified, decoded chunks a mount keeps (FsOptions::cache_bytes): sized for a small
+// host; sequential readahead decodes up to 16 MiB of it ahead of a reader.
+inline constexpr uint64_t kDefaultCacheBytes = 64ull << 20;
 
 struct FsOptions {
-  uint64_t cache_bytes = 64ull << 20;
+  uint64_t cache_bytes = kDefaultCacheBytes;
   uid_t uid = 0;
   gid_t gid = 0;
   std::string signer;  // key id shown in user.torshpkg.signer; empty when unsigned
@@ -63,6 +66,8 @@ struct FsStats {
   uint64_t read_failures = 0;
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;
+  uint64_t cache_bytes = 0;     // decoded chunks held now
+  uint64_t cache_capacity = 0;  // FsOptions::cache_bytes
 };
 
 // The bytes of one read as pieces of cached chunks, which `chunks` keeps alive: what the FUSE

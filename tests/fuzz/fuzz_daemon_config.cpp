@@ -26,8 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::string(reinterpret_cast<const char*>(data), size), "fuzz.json");
     for (const auto& m : config.mounts) {
       // Whatever is accepted holds the parser's promises.
-      if (!valid_package(m) || m.mountpoint.empty() ||
-          m.mountpoint[0] != '/' || (!m.password_file.empty() && !m.key_file.empty())) {
+      if (!valid_package(m) || m.mountpoint.empty() || m.mountpoint[0] != '/' ||
+          (!m.password_file.empty() && !m.key_file.empty()) || m.kernel_read_ahead_kb > 65536) {
         __builtin_trap();
       }
     }

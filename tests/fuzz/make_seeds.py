@@ -95,6 +95,9 @@ def main():
         save("daemon_config", b'{"store": "/s", "mounts": [{"package": "m@^1.2", "mountpoint": "/a", '
                               b'"with_deps": true}, {"package": "oci://localhost:5000/r/m:1", '
                               b'"mountpoint": "/b"}, {"package": "http:///x", "mountpoint": "/c"}]}')
+        save("daemon_config", b'{"mounts": [{"package": "/a", "mountpoint": "/b", "cache_size": "256M", '
+                              b'"kernel_readahead_kb": 0, "buffered_reads": true}, {"package": "/c", '
+                              b'"mountpoint": "/d", "cache_size": 1048576}]}')
         # safetensors: files laid out as the format's specification describes them.
         for header, data in (
                 (b'{"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[2,2],'

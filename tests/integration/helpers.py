@@ -151,6 +151,13 @@ def drop_cached(path):
         os.close(fd)
 
 
+def bdi_read_ahead_kb(mountpoint):
+    """The kernel's readahead for the file system mounted at `mountpoint`, in KiB."""
+    dev = os.stat(mountpoint).st_dev
+    with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
+        return int(f.read())
+
+
 def on_tmpfs(path):
     """True on tmpfs, where a file's bytes are always in the page cache."""
     return run("stat", "-f", "-c", "%T", path).stdout.strip() == b"tmpfs"

@@ -10,9 +10,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import (TORSHPKG, TempDirTest, bind_journal_socket, drop_cached,  # noqa: E402
-                     on_tmpfs, read_bytes, received_journal_entries, resident_bytes, run, tpk,
-                     with_journal_socket)
+from helpers import (TORSHPKG, TempDirTest, bdi_read_ahead_kb, bind_journal_socket,  # noqa: E402
+                     drop_cached, on_tmpfs, read_bytes, received_journal_entries, resident_bytes,
+                     run, tpk, with_journal_socket)
 import test_registry  # noqa: E402
 
 TORSHPKGD = os.environ.get("TORSHPKGD") or os.path.join(
@@ -165,7 +165,8 @@ class Daemon(TempDirTest):
             tpk("install", pkg, "--store", store, "--trusted-keys", self.path("trusted"))
         beside = self.path("base")
         self.points.append(beside)  # cleaned up by tearDown if anything is left
-        cfg = self.config([{"package": "model@^1", "mountpoint": self.points[0], "with_deps": True},
+        cfg = self.config([{"package": "model@^1", "mountpoint": self.points[0], "with_deps": True,
+                            "cache_size": "1M"},
                            {"package": "base@^9", "mountpoint": self.points[1], "with_deps": True}],
                           store=store)
         proc = self.start(cfg)
@@ -174,6 +175,9 @@ class Daemon(TempDirTest):
         self.assertTrue(mounted(beside))
         manifest = json.loads(read_bytes(os.path.join(beside, "manifest.json")))
         self.assertEqual((manifest["name"], manifest["version"]), ("base", "1.2.0"))  # ^1, not 2.0.0
+        status = json.loads(tpk("status", "--json", "--socket", self.path("torshpkgd.sock")).stdout)
+        capacity = {m["mountpoint"]: m["cache_capacity"] for m in status["mounts"]}
+        self.assertEqual(capacity, {self.points[0]: 1 << 20, beside: 1 << 20})  # inherited
         self.assertFalse(state[self.points[1]])
         self.assertIn("1 failed", fields["STATUS"])
         proc.send_signal(signal.SIGTERM)
@@ -287,6 +291,16 @@ class Daemon(TempDirTest):
                 "mounts[0].allow_unsigned: must be true or false",
             '{"mounts": [{"package": "/x", "mountpoint": "/y", "buffered_reads": 1}]}':
                 "mounts[0].buffered_reads: must be true or false",
+            '{"mounts": [{"package": "/x", "mountpoint": "/y", "cache_size": "4T"}]}':
+                "mounts[0].cache_size: unknown unit in '4T' (use K, M or G)",
+            '{"mounts": [{"package": "/x", "mountpoint": "/y", "cache_size": -1}]}':
+                "mounts[0].cache_size: must be a byte count",
+            '{"mounts": [{"package": "/x", "mountpoint": "/y", "cache_size": true}]}':
+                "mounts[0].cache_size: must be a byte count",
+            '{"mounts": [{"package": "/x", "mountpoint": "/y", "kernel_readahead_kb": 65537}]}':
+                "mounts[0].kernel_readahead_kb: must be a whole number from 0 to 65536",
+            '{"mounts": [{"package": "/x", "mountpoint": "/y", "kernel_readahead_kb": "512"}]}':
+                "mounts[0].kernel_readahead_kb: must be a whole number from 0 to 65536",
             '{"mounts": [{"package": "/x", "mountpoint": "/y"}, {"package": "/z", "mountpoint": "/y/"}]}':
                 "mounts[1].mountpoint: '/y' is already used",
             '{"mounts": [{"mountpoint": "/y"}]}': "mounts[0].package: missing",
@@ -421,6 +435,61 @@ class Daemon(TempDirTest):
                     self.assertGreater(resident_bytes(pkg), size)
                 else:
                     self.assertLess(resident_bytes(pkg), size // 10)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+    def test_cache_size_and_kernel_readahead_per_mount(self):
+        a, b, c = (self.package(n) for n in ("a", "b", "c"))
+        sock = self.path("torshpkgd.sock")
+        entry_a = {"package": a, "mountpoint": self.points[0], "cache_size": "256K",
+                   "kernel_readahead_kb": 512}
+        entry_b = {"package": b, "mountpoint": self.points[1]}
+        proc = self.start(self.config([entry_a, entry_b]))
+        self.notify.expect("READY")
+        # The CLI's --cache-size and --kernel-readahead go through the daemon too.
+        out = tpk("mount", c, self.points[2], "--cache-size", "128K", "--kernel-readahead", "256",
+                  "--socket", sock, "--trusted-keys", self.path("trusted"))
+        self.assertIn(b"through torshpkgd", out.stdout)
+        weights = self.files["model.safetensors"]  # 3 MiB in 64 KiB chunks
+        for point in self.points[:3]:
+            self.assertEqual(read_bytes(os.path.join(point, "resources", "model.safetensors")),
+                             weights)
+
+        def mounts():
+            status = json.loads(tpk("status", "--json", "--socket", sock).stdout)
+            return {m["mountpoint"]: m for m in status["mounts"]}
+        now = mounts()
+        for point, capacity, readahead in ((self.points[0], 256 << 10, 512),
+                                           (self.points[1], 64 << 20, 2048),
+                                           (self.points[2], 128 << 10, 256)):
+            with self.subTest(mountpoint=point):
+                self.assertEqual(now[point]["cache_capacity"], capacity)
+                self.assertGreater(now[point]["cache_bytes"], 0)
+                self.assertLessEqual(now[point]["cache_bytes"], capacity)
+                self.assertEqual(bdi_read_ahead_kb(point), readahead)
+        # The same read filled the default cache past the small ones' limits.
+        self.assertGreater(now[self.points[1]]["cache_bytes"], 256 << 10)
+        # A changed size on reload remounts the entry with it; the CLI's mount stays.
+        entry_a["cache_size"] = 524288
+        self.config([entry_a, entry_b])
+        proc.send_signal(signal.SIGHUP)
+        self.notify.expect("RELOADING")
+        self.notify.expect("READY")
+        now = mounts()
+        self.assertEqual(now[self.points[0]]["cache_capacity"], 512 << 10)
+        self.assertEqual(now[self.points[2]]["cache_capacity"], 128 << 10)
+        text = tpk("status", "--socket", sock).stdout.decode()
+        self.assertIn("cache 0 B of 512.0 KiB (hits 0.0%)", text)
+        # A request the CLI would not send is refused with a reason, and nothing is mounted.
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        s.sendall(json.dumps({"op": "mount", "package": b, "mountpoint": self.points[3],
+                              "allow_unsigned": True, "cache_bytes": "lots"}).encode() + b"\n")
+        reply = json.loads(s.recv(4096))
+        s.close()
+        self.assertFalse(reply["ok"])
+        self.assertIn("cache_bytes: expected a whole number", reply["error"])
+        self.assertFalse(mounted(self.points[3]))
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
 

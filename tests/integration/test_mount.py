@@ -12,8 +12,8 @@ import unittest
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import (CODECS, TempDirTest, drop_cached, on_tmpfs, read_bytes,  # noqa: E402
-                     resident_bytes, run, text_bytes, tpk)
+from helpers import (CODECS, TempDirTest, bdi_read_ahead_kb, drop_cached,  # noqa: E402
+                     on_tmpfs, read_bytes, resident_bytes, run, text_bytes, tpk)
 
 
 def mounted(path):
@@ -102,17 +102,13 @@ class Mount(TempDirTest):
         with open("/proc/mounts") as f:
             fstype = [line.split()[2] for line in f if line.split()[1] == os.path.realpath(mnt)]
         self.assertEqual(fstype, ["fuse.torshpkg"])
-        dev = os.stat(mnt).st_dev
-        with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
-            self.assertEqual(f.read().strip(), "2048")
+        self.assertEqual(bdi_read_ahead_kb(mnt), 2048)
         path = os.path.join(mnt, "resources", "model.safetensors")
         with open(path, "rb", buffering=0) as f:  # sequential 1 MiB reads, served whole
             self.assertEqual(f.read(), self.files["model.safetensors"])
         self.unmount(mnt)
         mnt, _ = self.mount(self.create("q.torshpkg"), "--kernel-readahead", "256")
-        dev = os.stat(mnt).st_dev
-        with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
-            self.assertEqual(f.read().strip(), "256")
+        self.assertEqual(bdi_read_ahead_kb(mnt), 256)
 
     def test_stored_chunks_are_read_past_the_page_cache_unless_buffered_reads(self):
         if on_tmpfs(self.dir):

@@ -57,34 +57,6 @@ void throw_if_cancelled() {
   if (g_cancelled.load()) throw Error(ErrorKind::kInterrupted, "interrupted");
 }
 
-uint64_t parse_byte_size(const std::string& text, const std::string& option) {
-  size_t pos = 0;
-  uint64_t value = 0;
-  while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-    if (value > (UINT64_MAX - 9) / 10) throw invalid_argument(option + ": number too large");
-    value = value * 10 + static_cast<uint64_t>(text[pos] - '0');
-    ++pos;
-  }
-  if (pos == 0)
-    throw invalid_argument(option + ": expected a byte count like 1048576 or 1M, got '" + text +
-                           "'");
-  std::string unit = text.substr(pos);
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  uint64_t mult = 1;
-  if (unit.empty() || unit == "B")
-    mult = 1;
-  else if (unit == "K" || unit == "KIB" || unit == "KB")
-    mult = 1ull << 10;
-  else if (unit == "M" || unit == "MIB" || unit == "MB")
-    mult = 1ull << 20;
-  else if (unit == "G" || unit == "GIB" || unit == "GB")
-    mult = 1ull << 30;
-  else
-    throw invalid_argument(option + ": unknown unit in '" + text + "' (use K, M or G)");
-  if (value > UINT64_MAX / mult) throw invalid_argument(option + ": number too large");
-  return value * mult;
-}
-
 std::string shape_text(const std::vector<uint64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);

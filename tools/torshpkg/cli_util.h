@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "torshpkg/byte_size.h"
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
 #include "torshpkg/keys.h"
@@ -36,8 +37,6 @@ extern std::atomic<bool> g_cancelled;
 void install_cancel_handlers();
 void throw_if_cancelled();
 
-// "1048576", "1M", "1MiB", "64k" -> bytes. Throws Error(kInvalidArgument).
-uint64_t parse_byte_size(const std::string& text, const std::string& option);
 std::string human_bytes(uint64_t bytes);
 // A tensor shape as "[2, 3]".
 std::string shape_text(const std::vector<uint64_t>& shape);

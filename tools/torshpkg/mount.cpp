@@ -48,13 +48,15 @@ struct MountArgs {
 };
 
 // Asks a running torshpkgd to mount; false when none runs (the caller mounts alone).
-bool mount_through_daemon(const MountArgs& a) {
+bool mount_through_daemon(const MountArgs& a, uint64_t cache_bytes) {
   Json::Value request(Json::objectValue);
   request["op"] = "mount";
   request["package"] = absolute_path(a.pkg);
   request["mountpoint"] = absolute_path(a.dir);
   request["allow_unsigned"] = a.allow_unsigned;
   request["buffered_reads"] = a.buffered_reads;
+  request["cache_bytes"] = Json::UInt64(cache_bytes);
+  request["kernel_readahead_kb"] = a.kernel_read_ahead_kb;
   request["trusted_keys_dir"] = absolute_path(a.trusted_keys);
   if (!a.secrets.password_file.empty())
     request["password_file"] = absolute_path(a.secrets.password_file);
@@ -145,14 +147,14 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
 }
 
 int run_mount(const MountArgs& a) {
-  // What the daemon cannot take (serving in this process, FUSE options, owner, cache size)
-  // makes the mount standalone.
-  const bool daemon_can = !a.standalone && !a.foreground && a.fuse_options.empty() &&
-                          a.owner.empty() && a.cache_size == "64M" &&
-                          a.kernel_read_ahead_kb == fs::kDefaultKernelReadAheadKb;
-  if (daemon_can && mount_through_daemon(a)) return kExitOk;
+  const uint64_t cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
+  // What the daemon cannot take (serving in this process, FUSE options, owner) makes the mount
+  // standalone.
+  const bool daemon_can =
+      !a.standalone && !a.foreground && a.fuse_options.empty() && a.owner.empty();
+  if (daemon_can && mount_through_daemon(a, cache_bytes)) return kExitOk;
   fs::FsOptions options;
-  options.cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
+  options.cache_bytes = cache_bytes;
   options.uid = ::getuid();
   options.gid = ::getgid();
   if (!a.owner.empty()) {
@@ -258,7 +260,8 @@ Action add_mount_command(CLI::App& app) {
   sub->add_flag("--allow-unsigned", a->allow_unsigned,
                 "Mount without requiring a trusted signature");
   a->secrets.add_to(*sub);
-  sub->add_option("--cache-size", a->cache_size, "Bytes of decoded chunks to keep (default 64M)");
+  sub->add_option("--cache-size", a->cache_size,
+                  "Bytes of decoded chunks to keep (default 64M; e.g. 256M, 1G)");
   sub->add_option("--owner", a->owner, "UID:GID owning the files (default: the caller)");
   sub->add_flag("--foreground", a->foreground, "Serve in this process until unmounted");
   sub->add_option("--kernel-readahead", a->kernel_read_ahead_kb,
@@ -372,7 +375,9 @@ Action add_status_command(CLI::App& app) {
                 << (m["signer"].isNull() ? std::string("(unsigned)")
                                          : m["signer"].asString().substr(0, 16))
                 << ", since " << m["mounted_since"].asString() << ", served "
-                << human_bytes(m["bytes_served"].asUInt64()) << ", cache hits " << rate
+                << human_bytes(m["bytes_served"].asUInt64()) << ", cache "
+                << human_bytes(m["cache_bytes"].asUInt64()) << " of "
+                << human_bytes(m["cache_capacity"].asUInt64()) << " (hits " << rate << ")"
                 << ", verification failures " << m["verification_failures"].asUInt64() << "\n";
     }
     return kExitOk;
