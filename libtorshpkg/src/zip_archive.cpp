@@ -1,5 +1,6 @@
 #include "zip_archive.h"
 
+#include <libdeflate.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -695,15 +696,9 @@ void dos_time_of(const std::string& created, uint32_t& dos_time, uint16_t& dos_d
 }
 
 uint32_t crc32_of(std::span<const uint8_t> data, uint32_t crc) {
-  // zlib takes uInt lengths; feed large buffers in pieces.
-  uLong c = crc;
-  size_t pos = 0;
-  while (pos < data.size()) {
-    const size_t n = std::min<size_t>(data.size() - pos, 1u << 30);
-    c = ::crc32(c, data.data() + pos, static_cast<uInt>(n));
-    pos += n;
-  }
-  return static_cast<uint32_t>(c);
+  // libdeflate's CRC-32 uses carry-less multiplication where the CPU has it: about three times
+  // zlib's speed here, which a mount feels in the manifest's check (4.6 MB for 10,000 files).
+  return libdeflate_crc32(crc, data.data(), data.size());
 }
 
 uint32_t combine_crc32(uint32_t crc1, uint32_t crc2, uint64_t len2) {

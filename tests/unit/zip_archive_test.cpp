@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include "file_io.h"
 #include "little_endian.h"
@@ -11,6 +12,7 @@
 namespace torshpkg {
 namespace {
 
+using testing::random_bytes;
 using testing::TempDir;
 
 struct Item {
@@ -47,6 +49,28 @@ void expect_corrupt(std::vector<uint8_t> bytes, const std::string& why) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << why << ": " << e.what();
   }
+}
+
+TEST(ZipArchive, Crc32MatchesZlibAtEveryLengthAndAlignment) {
+  const std::string check = "123456789";
+  EXPECT_EQ(crc32_of(std::span(reinterpret_cast<const uint8_t*>(check.data()), check.size())),
+            0xCBF43926u);  // the CRC-32 (ISO-HDLC) check value
+  EXPECT_EQ(crc32_of({}), 0u);
+  const std::vector<uint8_t> data = random_bytes((3 << 20) + 77, 9);
+  const std::span<const uint8_t> all(data);
+  for (const size_t start : {0, 1, 3, 15, 64}) {
+    for (const size_t len : {0, 1, 7, 16, 63, 64, 65, 255, 4096, 100'000, 3 << 20}) {
+      const auto piece = all.subspan(start, len);
+      EXPECT_EQ(crc32_of(piece), ::crc32(0, piece.data(), static_cast<uInt>(piece.size())))
+          << start << "+" << len;
+    }
+  }
+  // Continued and combined CRCs agree with the one over the whole.
+  const uint32_t whole = crc32_of(all);
+  const size_t cut = 1'000'003;
+  EXPECT_EQ(crc32_of(all.subspan(cut), crc32_of(all.first(cut))), whole);
+  EXPECT_EQ(combine_crc32(crc32_of(all.first(cut)), crc32_of(all.subspan(cut)), all.size() - cut),
+            whole);
 }
 
 TEST(ZipArchive, WriterOutputReadsBackWithDataOffsets) {
