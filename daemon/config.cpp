@@ -17,7 +17,6 @@ namespace {
 
 constexpr size_t kMaxConfigBytes = 1 << 20;
 constexpr size_t kMaxMounts = 4096;
-constexpr uint32_t kMaxKernelReadAheadKb = 65536;  // as `torshpkg mount --kernel-readahead`
 
 class Checker {
  public:
@@ -154,7 +153,7 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       e.buffered_reads = check.flag(m, "buffered_reads", where);
       e.cache_bytes = check.byte_size(m, "cache_size", where, e.cache_bytes);
       e.kernel_read_ahead_kb = check.whole(m, "kernel_readahead_kb", where, e.kernel_read_ahead_kb,
-                                           kMaxKernelReadAheadKb);
+                                           fs::kMaxKernelReadAheadKb);
       if (e.with_deps && (given.starts_with("oci://") || given.starts_with("http"))) {
         check.fail(where + ".with_deps", "needs a path or NAME@REQ package, not a remote source");
       }

@@ -104,8 +104,8 @@ Json::Value handle(const Json::Value& request, MountTable& table, const DaemonCo
     e.allow_unsigned = request["allow_unsigned"].isBool() && request["allow_unsigned"].asBool();
     e.buffered_reads = request["buffered_reads"].isBool() && request["buffered_reads"].asBool();
     e.cache_bytes = request_number(request, "cache_bytes", e.cache_bytes, UINT64_MAX);
-    e.kernel_read_ahead_kb = static_cast<uint32_t>(
-        request_number(request, "kernel_readahead_kb", e.kernel_read_ahead_kb, 65536));
+    e.kernel_read_ahead_kb = static_cast<uint32_t>(request_number(
+        request, "kernel_readahead_kb", e.kernel_read_ahead_kb, fs::kMaxKernelReadAheadKb));
     std::string trusted = absolute_path(request, "trusted_keys_dir", false);
     if (trusted.empty()) trusted = config.trusted_keys_dir;
     const MountStatus& m = table.mount(e, trusted, false);

@@ -31,6 +31,7 @@ namespace torshpkg::fs {
 // pages, and a read larger than the readahead window starts a readahead stream, so with 1024 one
 // random 1 MiB pread arrives as three 1 MiB requests (four chunks decoded instead of two).
 inline constexpr uint32_t kDefaultKernelReadAheadKb = 2048;
+inline constexpr uint32_t kMaxKernelReadAheadKb = 65536;  // what a mount accepts
 // Bytes of verified, decoded chunks a mount keeps (FsOptions::cache_bytes): sized for a small
 // host; sequential readahead decodes up to 16 MiB of it ahead of a reader.
 inline constexpr uint64_t kDefaultCacheBytes = 64ull << 20;

@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& m : config.mounts) {
       // Whatever is accepted holds the parser's promises.
       if (!valid_package(m) || m.mountpoint.empty() || m.mountpoint[0] != '/' ||
-          (!m.password_file.empty() && !m.key_file.empty()) || m.kernel_read_ahead_kb > 65536) {
+          (!m.password_file.empty() && !m.key_file.empty()) ||
+          m.kernel_read_ahead_kb > torshpkg::fs::kMaxKernelReadAheadKb) {
         __builtin_trap();
       }
     }

@@ -269,7 +269,7 @@ Action add_mount_command(CLI::App& app) {
                       std::to_string(fs::kDefaultKernelReadAheadKb) +
                       ", 0 keeps the kernel's 128); keep it above 1024 so random 1 MiB reads "
                       "are not read ahead")
-      ->check(CLI::Range(0, 65536));
+      ->check(CLI::Range(0u, fs::kMaxKernelReadAheadKb));
   sub->add_flag("--buffered-reads", a->buffered_reads,
                 "Read stored chunks through the page cache too (by default those not cached "
                 "already are read with direct I/O, so their bytes are not cached twice)");
