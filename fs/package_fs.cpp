@@ -34,10 +34,10 @@ PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
       chunk(package_->manifest().resources[id], index);
     };
     const size_t threads = std::max(1u, std::thread::hardware_concurrency());
-    prefetcher_ = std::make_unique<Prefetcher>(threads, decode);
+    prefetcher_ = std::make_unique<Prefetcher>(threads, decode, options_.idle_thread_exit);
     const auto& all = package_->manifest().resources;
     if (std::any_of(all.begin(), all.end(), [&](const auto& r) { return reads_direct(r); })) {
-      readers_ = std::make_unique<Prefetcher>(kDirectReaders, decode);
+      readers_ = std::make_unique<Prefetcher>(kDirectReaders, decode, options_.idle_thread_exit);
     }
   }
   std::tm tm{};
@@ -224,6 +224,10 @@ FsStats PackageFs::stats() const {
                  .cache_misses = cache_.misses(),
                  .cache_bytes = cache_.bytes(),
                  .cache_capacity = cache_.capacity()};
+}
+
+size_t PackageFs::prefetch_threads() const {
+  return (prefetcher_ ? prefetcher_->threads() : 0) + (readers_ ? readers_->threads() : 0);
 }
 
 std::optional<std::string> PackageFs::xattr(const Node& node, std::string_view name) const {

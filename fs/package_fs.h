@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -55,6 +56,9 @@ struct FsOptions {
   // cache took 40% of a stored read's CPU time. Many reads are kept in flight instead of the
   // kernel's readahead. Where the file system refuses direct I/O, reads are buffered.
   bool direct_reads = true;
+  // Readahead and direct-read threads start when there is work and end after this long without
+  // any, so a mount nobody reads holds none of them.
+  std::chrono::milliseconds idle_thread_exit = Prefetcher::kDefaultIdleExit;
   // Called before the open is answered, on the first open of any file by each process; and when
   // a read fails (the reader gets EIO or EACCES). Either may run on many threads at once.
   std::function<void(pid_t pid, uid_t uid)> on_first_open;
@@ -110,6 +114,8 @@ class PackageFs {
   void served(size_t bytes) { bytes_served_ += bytes; }
   void read_failed(const std::string& path, const std::string& error);
   FsStats stats() const;
+  // Readahead and direct-read threads running now (they end when idle).
+  size_t prefetch_threads() const;
 
  private:
   Chunk chunk(const ResourceEntry& resource, uint64_t index);

@@ -22,6 +22,16 @@ def mounted(path):
         return any(line.split()[1] == path for line in f)
 
 
+def server_of(pid, mountpoint):
+    """True when process `pid` serves `mountpoint` (a standalone mount's process)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"mount" in args and os.fsencode(mountpoint) in args
+
+
 class Mount(TempDirTest):
     def setUp(self):
         super().setUp()
@@ -109,6 +119,22 @@ class Mount(TempDirTest):
         self.unmount(mnt)
         mnt, _ = self.mount(self.create("q.torshpkg"), "--kernel-readahead", "256")
         self.assertEqual(bdi_read_ahead_kb(mnt), 256)
+
+    def test_threads_start_with_reads_not_with_the_mount(self):
+        # torshpkgd may hold thousands of mounts: one nobody reads holds no readahead or
+        # direct-read threads (it held 34 of them for stored resources).
+        pkg = self.create("p.torshpkg", "--compress", "none")
+        mnt, _ = self.mount(pkg)
+        [pid] = [int(p) for p in os.listdir("/proc") if p.isdigit() and server_of(p, mnt)]
+
+        def threads():
+            return len(os.listdir(f"/proc/{pid}/task"))
+        idle = threads()
+        self.assertLessEqual(idle, 6)  # main, FUSE loop, workers
+        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "model.safetensors")),
+                         self.files["model.safetensors"])
+        self.assertGreater(threads(), idle)  # the reads started readers
+        self.unmount(mnt)
 
     def test_stored_chunks_are_read_past_the_page_cache_unless_buffered_reads(self):
         if on_tmpfs(self.dir):

@@ -6,16 +6,19 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <thread>
 
 #include "chunk_cache.h"
 #include "package_fs.h"
+#include "prefetcher.h"
 #include "test_util.h"
 #include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package_writer.h"
 #include "tree.h"
+#include "zip_archive.h"
 
 namespace torshpkg::fs {
 namespace {
@@ -176,6 +179,90 @@ TEST(BufferPool, RecyclesBuffersOnceTheLastHolderLetsGoWithinItsBudget) {
   Chunk orphan = pool->adopt(std::move(again));
   pool.reset();
   orphan.reset();  // outlives its pool: freed, no crash
+}
+
+// Waits (10 s at most) until `done` holds, checking every millisecond.
+bool eventually(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// A decode function whose calls wait until released, counting how many wait at once.
+struct HeldDecodes {
+  std::mutex mutex;
+  std::condition_variable changed;
+  int waiting = 0;
+  int most = 0;
+  int done = 0;
+  bool released = false;
+
+  std::function<void(uint32_t, uint64_t)> fn() {
+    return [this](uint32_t, uint64_t) {
+      std::unique_lock lock(mutex);
+      most = std::max(most, ++waiting);
+      changed.notify_all();
+      changed.wait_for(lock, std::chrono::seconds(10), [&] { return released; });
+      --waiting;
+      ++done;
+    };
+  }
+  void release() {
+    std::lock_guard lock(mutex);
+    released = true;
+    changed.notify_all();
+  }
+  int count(const int HeldDecodes::*field) {
+    std::lock_guard lock(mutex);
+    return this->*field;
+  }
+};
+
+TEST(Prefetcher, StartsThreadsForWorkUpToItsLimitAndEndsThemWhenIdle) {
+  HeldDecodes held;
+  Prefetcher p(4, held.fn(), std::chrono::milliseconds(20));
+  EXPECT_EQ(p.threads(), 0u);  // nothing to do, no threads
+  for (uint64_t c = 0; c < 10; ++c) p.request(0, c, true);
+  ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::waiting) == 4; }));
+  EXPECT_EQ(p.threads(), 4u);
+  held.release();
+  ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == 10; }));
+  EXPECT_EQ(held.count(&HeldDecodes::most), 4);
+  // Idle for longer than 20 ms, every thread ends; new work starts one again.
+  ASSERT_TRUE(eventually([&] { return p.threads() == 0; }));
+  p.request(0, 10);
+  ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == 11; }));
+  EXPECT_EQ(p.threads(), 1u);
+}
+
+TEST(Prefetcher, IdleThreadsTakeNewWorkBeforeMoreStart) {
+  HeldDecodes held;
+  held.release();
+  Prefetcher p(8, held.fn());  // the default idle time: they stay
+  for (uint64_t c = 0; c < 3; ++c) {
+    p.request(0, c);
+    ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == int(c) + 1; }));
+  }
+  // One at a time: the thread that finished the first chunk decoded the others.
+  EXPECT_EQ(p.threads(), 1u);
+}
+
+TEST(Prefetcher, EndsWithWorkQueuedAndThreadsBusy) {
+  HeldDecodes held;
+  {
+    Prefetcher p(2, held.fn());
+    for (uint64_t c = 0; c < 6; ++c) p.request(0, c);
+    ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::waiting) == 2; }));
+    std::thread release([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      held.release();
+    });
+    release.detach();
+  }  // the destructor drops the queued chunks and joins the two busy threads
+  EXPECT_EQ(held.count(&HeldDecodes::done), 2);
 }
 
 TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
@@ -444,14 +531,14 @@ TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + 5 * 4096 + 100));
 }
 
-// A package file whose direct reads, once `hold_after` of them have been made, wait until
-// released (or 10 s), counting how many wait at once; will_need is counted too.
+// A package file whose direct reads at `hold_from` or later wait until released (or 10 s),
+// counting how many wait at once; will_need is counted too.
 class HeldDirectReads final : public torshpkg::testing::ForwardingSource {
  public:
   using ForwardingSource::ForwardingSource;
   bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
     std::unique_lock lock(mutex_);
-    if (made_++ >= hold_after) {
+    if (offset >= hold_from) {
       ++waiting_;
       most = std::max(most, waiting_);
       changed_.notify_all();
@@ -477,13 +564,12 @@ class HeldDirectReads final : public torshpkg::testing::ForwardingSource {
     return most;
   }
 
-  int hold_after = 1 << 30;
+  uint64_t hold_from = UINT64_MAX;
   mutable std::atomic<int> announced{0};
 
  private:
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
-  mutable int made_ = 0;
   mutable int waiting_ = 0;
   mutable int most = 0;
   bool released_ = false;
@@ -497,7 +583,13 @@ TEST(PackageFs, StoredChunksAreReadDirectlyWithManyReadsInFlight) {
   const Node* node = fs.tree().find("resources/w.bin");
   // The reader's own reads of chunks 0-3 pass; they start readahead of the 16 chunks after
   // them, whose reads are all held: they are in flight at once, far more than one per core.
-  source->hold_after = 4;
+  // (Held by position, not by count: readahead threads may read chunk 4 before the reader
+  // reads chunk 3, and the reader would then wait for a held chunk.)
+  const std::string entry = fs.package().manifest().resources[0].entry_name();
+  for (const ZipEntry& e : read_zip_directory(*source)) {
+    if (e.name == entry) source->hold_from = e.data_offset + 4 * 4096;
+  }
+  ASSERT_NE(source->hold_from, UINT64_MAX);
   source->announced = 0;  // opening announced the manifest and the headers
   std::vector<uint8_t> buf(2 * 4096);
   for (uint64_t at = 0; at < 4 * 4096; at += buf.size()) {
@@ -511,6 +603,22 @@ TEST(PackageFs, StoredChunksAreReadDirectlyWithManyReadsInFlight) {
   }
   // The disk is never asked for them ahead of time: that would fill the page cache.
   EXPECT_EQ(source->announced.load(), 0);
+}
+
+TEST(PackageFs, AnIdleMountHoldsNoReadaheadOrReaderThreads) {
+  TempDir dir;
+  const auto data = text_bytes(64 * 4096, 7);
+  FsOptions o = options(16 * 4096);
+  o.idle_thread_exit = std::chrono::milliseconds(20);
+  PackageFs fs(Package::open(stored_package(dir, data)), o);
+  EXPECT_EQ(fs.prefetch_threads(), 0u);
+  const Node* node = fs.tree().find("resources/w.bin");
+  std::vector<uint8_t> buf(2 * 4096);
+  for (uint64_t at = 0; at < data.size(); at += buf.size()) {
+    ASSERT_EQ(fs.read(*node, at, buf), buf.size());
+    ASSERT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(at)));
+  }
+  ASSERT_TRUE(eventually([&] { return fs.prefetch_threads() == 0; }));
 }
 
 }  // namespace
