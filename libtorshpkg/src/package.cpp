@@ -147,8 +147,57 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   rep->source = std::move(source);
   const ByteSource& src = *rep->source;
   const std::string& file = src.name();
+  // The central directory is checked on a second thread, and then every local header, while
+  // this one reads and parses the manifest, found by a quick scan of the directory's records
+  // (on a cold cache all of it mostly waits for the disk, so the manifest is asked for first).
+  // Faults are reported in the order one step after the other would have found them: the
+  // directory's, the local headers', the manifest's.
+  CentralDirectoryBytes cd = read_central_directory_bytes(src);
+  std::optional<ZipEntry> manifest_zip = find_central_record(cd, kManifestEntry, file);
+  if (manifest_zip && manifest_zip->local_header_offset < cd.offset) {
+    const uint64_t at = manifest_zip->local_header_offset;
+    src.will_need(at, std::min(cd.offset - at,
+                               kZipLocalHeaderMax + std::min(manifest_zip->compressed_size,
+                                                             ManifestLimits::kMaxBytes)));
+  }
   // Entries, and their positions sorted by name for lookups in O(log n) whatever the names are.
-  ZipDirectory dir = read_central_directory(src);
+  ZipDirectory dir;
+  std::exception_ptr structure_fault;
+  const auto check_structure = [&]() noexcept {
+    try {
+      dir = parse_central_directory(cd, file);
+      check_local_headers(src, dir.entries, dir.cd_offset);
+    } catch (...) {
+      structure_fault = std::current_exception();
+    }
+  };
+  const auto read_manifest = [&] {
+    manifest_zip->data_offset = read_local_header(src, *manifest_zip, cd.offset);
+    // Read with room for the parser's padding, so that it parses the bytes in place.
+    rep->manifest_bytes =
+        read_entry_bytes(src, *manifest_zip, ManifestLimits::kMaxBytes, kManifestParsePadding);
+    rep->manifest = parse_padded_manifest(rep->manifest_bytes, file);
+  };
+  std::exception_ptr manifest_fault;
+  {
+    std::jthread checker;
+    bool checked = false;
+    try {
+      checker = std::jthread(check_structure);
+    } catch (const std::system_error&) {
+      check_structure();  // no thread to be had: check here, first
+      checked = true;
+    }
+    if (manifest_zip && !(checked && structure_fault)) {
+      try {
+        read_manifest();
+      } catch (...) {
+        manifest_fault = std::current_exception();
+      }
+    }
+  }  // the checker is joined here
+  if (structure_fault) std::rethrow_exception(structure_fault);
+  std::vector<uint8_t>().swap(cd.bytes);
   std::vector<ZipEntry>& entries = dir.entries;
   const std::vector<uint32_t>& by_name = dir.by_name;
   std::vector<bool> listed(entries.size());
@@ -171,47 +220,11 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   size_t next_data = 0;
   size_t next_index = 0;
   size_t next_other = 0;
-
-  // The manifest is read and parsed while another thread checks every local header (on a cold
-  // cache both mostly wait for the disk, so the manifest is asked for first). A fault in the
-  // headers is reported first, as if they had been checked before anything else.
-  const ZipEntry* manifest_entry = find(kManifestEntry, next_other);
-  std::optional<ZipEntry> manifest_zip;
-  if (manifest_entry != nullptr) {
-    manifest_zip = *manifest_entry;  // a copy: the checking thread sets the entries' data_offset
-    const uint64_t at = manifest_zip->local_header_offset;
-    if (at < dir.cd_offset) {
-      src.will_need(at, std::min(dir.cd_offset - at,
-                                 kZipLocalHeaderMax + std::min(manifest_zip->compressed_size,
-                                                               ManifestLimits::kMaxBytes)));
-    }
-  }
-  std::exception_ptr header_fault;
-  const auto check_headers = [&]() noexcept {
-    try {
-      check_local_headers(src, entries, dir.cd_offset);
-    } catch (...) {
-      header_fault = std::current_exception();
-    }
-  };
-  try {
-    std::jthread checker;
-    try {
-      checker = std::jthread(check_headers);
-    } catch (const std::system_error&) {
-      check_headers();  // no thread to be had: check them here, first
-    }
-    if (!manifest_zip) throw corrupt(file, "no manifest.json");
-    manifest_zip->data_offset = read_local_header(src, *manifest_zip, dir.cd_offset);
-    // Read with room for the parser's padding, so that it parses the bytes in place.
-    rep->manifest_bytes =
-        read_entry_bytes(src, *manifest_zip, ManifestLimits::kMaxBytes, kManifestParsePadding);
-    rep->manifest = parse_padded_manifest(rep->manifest_bytes, file);
-  } catch (...) {
-    if (header_fault) std::rethrow_exception(header_fault);  // the checker has been joined
-    throw;
-  }
-  if (header_fault) std::rethrow_exception(header_fault);
+  if (find(kManifestEntry, next_other) == nullptr) throw corrupt(file, "no manifest.json");
+  // With the names unique, the scan found that same record (it gives up only on records the
+  // directory's check refuses).
+  if (!manifest_zip) throw corrupt(file, "manifest.json: central directory record not found");
+  if (manifest_fault) std::rethrow_exception(manifest_fault);
   const Manifest& m = rep->manifest;
   from_hex(m.package_id, rep->package_id);
 

@@ -314,7 +314,8 @@ void sort_by_name(std::vector<uint32_t>& order, const std::vector<ZipEntry>& ent
 
 }  // namespace
 
-ZipDirectory read_central_directory(const ByteSource& src, const ZipLimits& limits) {
+CentralDirectoryBytes read_central_directory_bytes(const ByteSource& src,
+                                                   const ZipLimits& limits) {
   const std::string& file = src.name();
   const EndRecord end = read_end_record(src);
   if (end.cd_offset > end.cd_end || end.cd_size != end.cd_end - end.cd_offset) {
@@ -325,15 +326,60 @@ ZipDirectory read_central_directory(const ByteSource& src, const ZipLimits& limi
   if (end.entries > limits.max_entries || end.entries > end.cd_size / kCentralSize) {
     throw corrupt(file, "absurd entry count " + std::to_string(end.entries));
   }
-  std::vector<uint8_t> cd(end.cd_size);
-  src.read_at(end.cd_offset, cd);
+  CentralDirectoryBytes cd;
+  cd.bytes.resize(end.cd_size);
+  src.read_at(end.cd_offset, cd.bytes);
+  cd.offset = end.cd_offset;
+  cd.entries = end.entries;
+  return cd;
+}
 
-  ZipDirectory dir;
-  dir.cd_offset = end.cd_offset;
-  std::vector<ZipEntry>& entries = dir.entries;
-  entries.reserve(end.entries);
+ZipDirectory read_central_directory(const ByteSource& src, const ZipLimits& limits) {
+  return parse_central_directory(read_central_directory_bytes(src, limits), src.name());
+}
+
+std::optional<ZipEntry> find_central_record(const CentralDirectoryBytes& cd, std::string_view name,
+                                            const std::string& file) {
+  const std::vector<uint8_t>& b = cd.bytes;
   size_t pos = 0;
-  for (uint64_t n = 0; n < end.entries; ++n) {
+  for (uint64_t n = 0; n < cd.entries; ++n) {
+    if (b.size() - pos < kCentralSize || load_u32(&b[pos]) != kCentralSig) return std::nullopt;
+    const uint8_t* h = &b[pos];
+    const size_t name_len = load_u16(h + 28);
+    const size_t extra_len = load_u16(h + 30);
+    const size_t comment_len = load_u16(h + 32);
+    if (b.size() - pos - kCentralSize < name_len + extra_len + comment_len) return std::nullopt;
+    if (std::string_view(reinterpret_cast<const char*>(h + kCentralSize), name_len) == name) {
+      ZipEntry e;
+      e.name = name;
+      e.flags = load_u16(h + 8);
+      e.method = load_u16(h + 10);
+      e.crc32 = load_u32(h + 16);
+      e.compressed_size = load_u32(h + 20);
+      e.uncompressed_size = load_u32(h + 24);
+      e.local_header_offset = load_u32(h + 42);
+      try {
+        parse_extra(std::span(h + kCentralSize + name_len, extra_len),
+                    {&e.uncompressed_size, &e.compressed_size, &e.local_header_offset}, file,
+                    e.name);
+      } catch (const Error&) {
+        return std::nullopt;
+      }
+      return e;
+    }
+    pos += kCentralSize + name_len + extra_len + comment_len;
+  }
+  return std::nullopt;
+}
+
+ZipDirectory parse_central_directory(const CentralDirectoryBytes& bytes, const std::string& file) {
+  const std::vector<uint8_t>& cd = bytes.bytes;
+  ZipDirectory dir;
+  dir.cd_offset = bytes.offset;
+  std::vector<ZipEntry>& entries = dir.entries;
+  entries.reserve(bytes.entries);
+  size_t pos = 0;
+  for (uint64_t n = 0; n < bytes.entries; ++n) {
     if (cd.size() - pos < kCentralSize || load_u32(&cd[pos]) != kCentralSig) {
       throw corrupt(file, "bad central directory record #" + std::to_string(n));
     }

@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <string_view>
 #include <vector>
 
@@ -42,10 +44,27 @@ struct ZipDirectory {
   uint64_t cd_offset = 0;         // where the central directory begins: entries lie before it
 };
 
+// The central directory's bytes as the end records locate them, not parsed yet.
+struct CentralDirectoryBytes {
+  std::vector<uint8_t> bytes;
+  uint64_t offset = 0;   // where the central directory begins
+  uint64_t entries = 0;  // the record count the end records declare
+};
+
 // Reads the end records and the central directory and checks all that they alone decide: record
 // layout, ZIP64 fields, flags, entry types, names (normalized and unique). Throws Error(kCorrupt)
 // naming the source and the reason.
 ZipDirectory read_central_directory(const ByteSource& source, const ZipLimits& limits = {});
+// The same in two steps: the end records' checks and the read, then the records' checks.
+CentralDirectoryBytes read_central_directory_bytes(const ByteSource& source,
+                                                   const ZipLimits& limits = {});
+ZipDirectory parse_central_directory(const CentralDirectoryBytes& cd, const std::string& file);
+// The first record named `name`, found without checking the others (so that its entry can be
+// read while they are checked); nullopt when there is none or the records before it, or it,
+// are malformed. What it returns is only a guess until parse_central_directory has accepted the
+// whole directory: names may repeat in a directory it would refuse.
+std::optional<ZipEntry> find_central_record(const CentralDirectoryBytes& cd,
+                                            std::string_view name, const std::string& file);
 
 // Checks every entry's local header against its central record and that the entries tile the
 // bytes before the central directory exactly; sets each entry's data_offset. Headers are read

@@ -2,6 +2,9 @@
 // never returns a byte of a chunk that failed its hash.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "test_util.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
@@ -153,6 +156,50 @@ TEST(PackageHostile, ADamagedLocalHeaderIsReportedBeforeTheManifest) {
   ASSERT_LT(cd_name, no_manifest.size());
   no_manifest[cd_name] = 'n';
   EXPECT_EQ(message(no_manifest), message(b.bytes));
+}
+
+TEST(PackageHostile, ADamagedCentralDirectoryIsReportedBeforeTheManifest) {
+  // The manifest is found by a quick scan of the central directory and read while the whole
+  // directory is checked on another thread; the directory's fault must be the error reported.
+  TempDir dir;
+  PackageWriter w(testing::header("demo", "1.0.0"));
+  w.add_bytes("x.y", text_bytes(5000, 1));  // its entry name, resources/x.y, has 13 bytes
+  w.write(dir / "p.torshpkg", {});
+  const std::vector<uint8_t> good = testing::read_file(dir / "p.torshpkg");
+  const std::vector<ZipEntry> entries = read_zip_directory(*memory_source(good, "p"));
+  const auto message = [](std::vector<uint8_t> bytes) -> std::string {
+    try {
+      Package::open(memory_source(std::move(bytes), "p"));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << e.what();
+      return e.what();
+    }
+    return "opened";
+  };
+  // The central record named `name` (after the data, so not the local header's copy).
+  const auto central_name = [&](const std::vector<uint8_t>& bytes, const std::string& name) {
+    const auto from = bytes.begin() + static_cast<long>(entries.back().data_offset);
+    const size_t at = std::search(from, bytes.end(), name.begin(), name.end()) - bytes.begin();
+    EXPECT_LT(at, bytes.size()) << name;
+    return at;
+  };
+  for (int round = 0; round < 20; ++round) {  // the two threads race differently each time
+    // A second record named manifest.json, before the real one: the scan finds the resource's
+    // bytes and they do not parse, but the duplicate is what is reported.
+    auto duplicate = good;
+    const size_t res = central_name(duplicate, "resources/x.y");
+    std::memcpy(&duplicate[res], "manifest.json", 13);
+    EXPECT_EQ(message(duplicate), "p: corrupt: duplicate entry \"manifest.json\"");
+    // Another record the directory's check refuses (encryption flag), which the scan passes,
+    // and the manifest damaged too.
+    auto flagged = good;
+    const ZipEntry& m = *std::find_if(entries.begin(), entries.end(),
+                                      [](const ZipEntry& e) { return e.name == "manifest.json"; });
+    flagged[m.data_offset + 20] ^= 1;
+    flagged[central_name(flagged, "resources/x.y") - 46 + 8] |= 1;  // its flags
+    EXPECT_EQ(message(flagged),
+              "p: corrupt: resources/x.y: unsupported flags (encryption or data descriptor)");
+  }
 }
 
 TEST(PackageHostile, EveryTruncationFailsCleanly) {

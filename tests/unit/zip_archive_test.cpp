@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <tuple>
+
 #include "file_io.h"
 #include "little_endian.h"
 #include "test_util.h"
@@ -93,6 +95,40 @@ TEST(ZipArchive, Zip64LocalHeadersAndManyEntriesUseZip64Records) {
   ASSERT_EQ(entries.size(), 70000u);
   EXPECT_EQ(entries[69999].name, "f69999");
   EXPECT_EQ(bytes[entries[69999].data_offset], static_cast<uint8_t>(69999));
+}
+
+TEST(ZipArchive, ARecordFoundByScanningIsTheDirectorysEntry) {
+  for (const bool zip64 : {false, true}) {
+    std::vector<Item> items;
+    for (int i = 0; i < 50; ++i) items.push_back({"f" + std::to_string(i), random_bytes(i * 7, i)});
+    const auto bytes = build_zip(items, zip64);
+    const auto src = memory_source(bytes, "t.zip");
+    const CentralDirectoryBytes cd = read_central_directory_bytes(*src);
+    const ZipDirectory dir = parse_central_directory(cd, "t.zip");
+    for (const ZipEntry& e : dir.entries) {
+      const auto found = find_central_record(cd, e.name, "t.zip");
+      ASSERT_TRUE(found) << e.name;
+      EXPECT_EQ(std::tie(found->name, found->method, found->flags, found->crc32,
+                         found->compressed_size, found->uncompressed_size,
+                         found->local_header_offset),
+                std::tie(e.name, e.method, e.flags, e.crc32, e.compressed_size,
+                         e.uncompressed_size, e.local_header_offset));
+    }
+    EXPECT_FALSE(find_central_record(cd, "f50", "t.zip"));
+    EXPECT_FALSE(find_central_record(cd, "f", "t.zip"));
+    // A record before the one looked for that does not hold together ends the scan.
+    CentralDirectoryBytes damaged = cd;
+    damaged.bytes[0] ^= 1;  // the first record's signature
+    EXPECT_FALSE(find_central_record(damaged, "f10", "t.zip"));
+    damaged = cd;
+    damaged.bytes[28] = 0xff;  // the first record's name runs past the directory
+    damaged.bytes[29] = 0xff;
+    EXPECT_FALSE(find_central_record(damaged, "f10", "t.zip"));
+    damaged = cd;
+    damaged.entries = 10;  // fewer records declared than there are
+    EXPECT_FALSE(find_central_record(damaged, "f10", "t.zip"));
+    EXPECT_TRUE(find_central_record(damaged, "f9", "t.zip"));
+  }
 }
 
 // Counts the reads a source serves and the bytes they cover.
