@@ -44,6 +44,17 @@ Built build(CodecSpec codec) {
   return b;
 }
 
+// The message of the kCorrupt error opening `bytes` throws; "opened" when it opens.
+std::string open_error(std::vector<uint8_t> bytes) {
+  try {
+    Package::open(memory_source(std::move(bytes), "p"));
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << e.what();
+    return e.what();
+  }
+  return "opened";
+}
+
 TEST(PackageHostile, FlippedChunkFailsOnlyThatChunk) {
   for (CodecSpec codec : {CodecSpec{Codec::kNone, 0}, CodecSpec{Codec::kZstd, 3},
                           CodecSpec{Codec::kDeflate, 6}, CodecSpec{Codec::kXz, 6}}) {
@@ -134,28 +145,19 @@ TEST(PackageHostile, ADamagedLocalHeaderIsReportedBeforeTheManifest) {
   Built b = build({Codec::kZstd, 3});
   const ZipEntry& res = b.entry("resources/b.bin");
   b.bytes[res.local_header_offset + 14] ^= 1;  // the local header's CRC-32
-  const auto message = [](std::vector<uint8_t> bytes) -> std::string {
-    try {
-      Package::open(memory_source(std::move(bytes), "p"));
-    } catch (const Error& e) {
-      EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << e.what();
-      return e.what();
-    }
-    return "opened";
-  };
-  EXPECT_EQ(message(b.bytes),
+  EXPECT_EQ(open_error(b.bytes),
             "p: corrupt: resources/b.bin: local header disagrees with central directory");
   const ZipEntry& m = b.entry("manifest.json");
   auto bad_manifest = b.bytes;
   bad_manifest[m.data_offset + 20] ^= 1;
-  EXPECT_EQ(message(bad_manifest), message(b.bytes));
+  EXPECT_EQ(open_error(bad_manifest), open_error(b.bytes));
   auto no_manifest = b.bytes;  // its name in the central directory changed to an unlisted one
   const size_t cd_name = std::search(no_manifest.begin() + static_cast<long>(m.data_offset),
                                      no_manifest.end(), m.name.begin(), m.name.end()) -
                          no_manifest.begin();
   ASSERT_LT(cd_name, no_manifest.size());
   no_manifest[cd_name] = 'n';
-  EXPECT_EQ(message(no_manifest), message(b.bytes));
+  EXPECT_EQ(open_error(no_manifest), open_error(b.bytes));
 }
 
 TEST(PackageHostile, ADamagedCentralDirectoryIsReportedBeforeTheManifest) {
@@ -167,15 +169,6 @@ TEST(PackageHostile, ADamagedCentralDirectoryIsReportedBeforeTheManifest) {
   w.write(dir / "p.torshpkg", {});
   const std::vector<uint8_t> good = testing::read_file(dir / "p.torshpkg");
   const std::vector<ZipEntry> entries = read_zip_directory(*memory_source(good, "p"));
-  const auto message = [](std::vector<uint8_t> bytes) -> std::string {
-    try {
-      Package::open(memory_source(std::move(bytes), "p"));
-    } catch (const Error& e) {
-      EXPECT_EQ(e.kind(), ErrorKind::kCorrupt) << e.what();
-      return e.what();
-    }
-    return "opened";
-  };
   // The central record named `name` (after the data, so not the local header's copy).
   const auto central_name = [&](const std::vector<uint8_t>& bytes, const std::string& name) {
     const auto from = bytes.begin() + static_cast<long>(entries.back().data_offset);
@@ -189,7 +182,7 @@ TEST(PackageHostile, ADamagedCentralDirectoryIsReportedBeforeTheManifest) {
     auto duplicate = good;
     const size_t res = central_name(duplicate, "resources/x.y");
     std::memcpy(&duplicate[res], "manifest.json", 13);
-    EXPECT_EQ(message(duplicate), "p: corrupt: duplicate entry \"manifest.json\"");
+    EXPECT_EQ(open_error(duplicate), "p: corrupt: duplicate entry \"manifest.json\"");
     // Another record the directory's check refuses (encryption flag), which the scan passes,
     // and the manifest damaged too.
     auto flagged = good;
@@ -197,7 +190,7 @@ TEST(PackageHostile, ADamagedCentralDirectoryIsReportedBeforeTheManifest) {
                                       [](const ZipEntry& e) { return e.name == "manifest.json"; });
     flagged[m.data_offset + 20] ^= 1;
     flagged[central_name(flagged, "resources/x.y") - 46 + 8] |= 1;  // its flags
-    EXPECT_EQ(message(flagged),
+    EXPECT_EQ(open_error(flagged),
               "p: corrupt: resources/x.y: unsupported flags (encryption or data descriptor)");
   }
 }
