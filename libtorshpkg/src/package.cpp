@@ -156,9 +156,9 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   std::optional<ZipEntry> manifest_zip = find_central_record(cd, kManifestEntry, file);
   if (manifest_zip && manifest_zip->local_header_offset < cd.offset) {
     const uint64_t at = manifest_zip->local_header_offset;
-    src.will_need(at, std::min(cd.offset - at,
-                               kZipLocalHeaderMax + std::min(manifest_zip->compressed_size,
-                                                             ManifestLimits::kMaxBytes)));
+    src.will_need(
+        at, std::min(cd.offset - at, kZipLocalHeaderMax + std::min(manifest_zip->compressed_size,
+                                                                   ManifestLimits::kMaxBytes)));
   }
   // Entries, and their positions sorted by name for lookups in O(log n) whatever the names are.
   ZipDirectory dir;

@@ -314,8 +314,7 @@ void sort_by_name(std::vector<uint32_t>& order, const std::vector<ZipEntry>& ent
 
 }  // namespace
 
-CentralDirectoryBytes read_central_directory_bytes(const ByteSource& src,
-                                                   const ZipLimits& limits) {
+CentralDirectoryBytes read_central_directory_bytes(const ByteSource& src, const ZipLimits& limits) {
   const std::string& file = src.name();
   const EndRecord end = read_end_record(src);
   if (end.cd_offset > end.cd_end || end.cd_size != end.cd_end - end.cd_offset) {

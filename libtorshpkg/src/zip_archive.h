@@ -7,10 +7,9 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
 #include <optional>
+#include <span>
 #include <string>
-#include <string_view>
 #include <string_view>
 #include <vector>
 
@@ -63,8 +62,8 @@ ZipDirectory parse_central_directory(const CentralDirectoryBytes& cd, const std:
 // read while they are checked); nullopt when there is none or the records before it, or it,
 // are malformed. What it returns is only a guess until parse_central_directory has accepted the
 // whole directory: names may repeat in a directory it would refuse.
-std::optional<ZipEntry> find_central_record(const CentralDirectoryBytes& cd,
-                                            std::string_view name, const std::string& file);
+std::optional<ZipEntry> find_central_record(const CentralDirectoryBytes& cd, std::string_view name,
+                                            const std::string& file);
 
 // Checks every entry's local header against its central record and that the entries tile the
 // bytes before the central directory exactly; sets each entry's data_offset. Headers are read

@@ -108,11 +108,11 @@ TEST(ZipArchive, ARecordFoundByScanningIsTheDirectorysEntry) {
     for (const ZipEntry& e : dir.entries) {
       const auto found = find_central_record(cd, e.name, "t.zip");
       ASSERT_TRUE(found) << e.name;
-      EXPECT_EQ(std::tie(found->name, found->method, found->flags, found->crc32,
-                         found->compressed_size, found->uncompressed_size,
-                         found->local_header_offset),
-                std::tie(e.name, e.method, e.flags, e.crc32, e.compressed_size,
-                         e.uncompressed_size, e.local_header_offset));
+      EXPECT_EQ(
+          std::tie(found->name, found->method, found->flags, found->crc32, found->compressed_size,
+                   found->uncompressed_size, found->local_header_offset),
+          std::tie(e.name, e.method, e.flags, e.crc32, e.compressed_size, e.uncompressed_size,
+                   e.local_header_offset));
     }
     EXPECT_FALSE(find_central_record(cd, "f50", "t.zip"));
     EXPECT_FALSE(find_central_record(cd, "f", "t.zip"));
