@@ -280,13 +280,14 @@ std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
                                                 r.dependency.version_req + " is not in the store");
         }
         if (!names.insert(r.dependency.name).second) continue;
-        MountEntry d;
+        // The entry's trust and mount options; its own file, secrets and dependencies not.
+        MountEntry d = e;
         d.package = r.package->path;
+        d.store.clear();
         d.mountpoint = (parent / r.dependency.name).string();
-        d.allow_unsigned = e.allow_unsigned;
-        d.buffered_reads = e.buffered_reads;
-        d.cache_bytes = e.cache_bytes;
-        d.kernel_read_ahead_kb = e.kernel_read_ahead_kb;
+        d.password_file.clear();
+        d.key_file.clear();
+        d.with_deps = false;
         if (!mountpoints.insert(d.mountpoint).second) {
           throw Error(ErrorKind::kInvalidArgument,
                       e.package + ": dependency mount point " + d.mountpoint + " is taken");

@@ -21,7 +21,7 @@ void ChunkBuffer::resize(size_t size) {
   }
   // Page-aligned, with room for the size rounded up to a page: stored chunks are read into it
   // past the page cache (Package::read_chunk's `uncached`).
-  const size_t room = (size + kUncachedAlignment - 1) / kUncachedAlignment * kUncachedAlignment;
+  const size_t room = uncached_room(size);
   auto* p = static_cast<uint8_t*>(std::aligned_alloc(kUncachedAlignment, room));
   if (p == nullptr) throw std::bad_alloc();
 #ifdef MADV_POPULATE_WRITE

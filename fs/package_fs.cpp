@@ -134,11 +134,7 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
   const uint64_t first = offset / r.chunk_size;
   const uint64_t last = (offset + len - 1) / r.chunk_size;
   if (prefetcher_ && last > first && !announced) {
-    try {
-      if (!reads_direct(r)) package_->will_need(r, first, last - first + 1);
-    } catch (const Error&) {
-      // A damaged chunk index: the chunk reads below report it.
-    }
+    announce(r, first, last - first + 1);
     for (uint64_t c = first + 1; c <= last; ++c) {
       if (!cache_.contains(r.id, c)) prefetcher(r).request(r.id, c, true);
     }
@@ -186,15 +182,20 @@ bool PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
   if (from >= last || !state.requested_end.compare_exchange_strong(requested, last)) {
     return announced;
   }
-  try {
-    if (!reads_direct(r)) package_->will_need(r, from, last - from);
-  } catch (const Error&) {
-    // A damaged chunk index: the read of those chunks reports it.
-  }
+  announce(r, from, last - from);
   for (uint64_t c = from; c < last; ++c) {
     if (!cache_.contains(r.id, c)) prefetcher(r).request(r.id, c);
   }
   return announced;
+}
+
+void PackageFs::announce(const ResourceEntry& r, uint64_t first, uint64_t count) {
+  if (reads_direct(r)) return;
+  try {
+    package_->will_need(r, first, count);
+  } catch (const Error&) {
+    // A damaged chunk index: reading those chunks reports it.
+  }
 }
 
 bool PackageFs::reads_direct(const ResourceEntry& r) const {

@@ -122,6 +122,10 @@ class PackageFs {
   // Tracks the reader's run and keeps the readahead window ahead of a sequential one. True when
   // an earlier request of the run already announced and queued this request's chunks.
   bool read_ahead(const ResourceEntry& resource, uint64_t offset, uint64_t end);
+  // Asks the disk for chunks [first, first + count)'s stored bytes, unless they are read with
+  // direct I/O (the page cache must not get them ahead of time). A damaged chunk index is
+  // ignored here: reading those chunks reports it.
+  void announce(const ResourceEntry& resource, uint64_t first, uint64_t count);
   // Whether a resource's chunks are read with direct I/O, which the disk is then not asked
   // for ahead of time (will_need would fill the page cache), and the queue that fetches them.
   bool reads_direct(const ResourceEntry& resource) const;

@@ -17,58 +17,53 @@ Prefetcher::Prefetcher(size_t max_threads, std::function<void(uint32_t, uint64_t
       decode_(std::move(decode)) {}
 
 Prefetcher::~Prefetcher() {
-  std::list<Worker> workers;
+  std::list<std::thread> threads;
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
     queue_.clear();
-    workers.swap(workers_);
+    threads.splice(threads.end(), running_);
+    threads.splice(threads.end(), ended_);
   }
   wake_.notify_all();
-  for (Worker& w : workers) w.thread.join();
+  for (std::thread& t : threads) t.join();
 }
 
 void Prefetcher::request(uint32_t resource, uint64_t chunk, bool urgent) {
-  std::list<Worker> ended;
+  std::list<std::thread> ended;
   {
     std::lock_guard lock(mutex_);
-    // Threads that ended since the last request are joined here, outside the lock.
-    for (auto it = workers_.begin(); it != workers_.end();) {
-      const auto next = std::next(it);
-      if (it->ended) ended.splice(ended.end(), workers_, it);
-      it = next;
-    }
-    if ((queue_.size() >= kMaxQueued && !urgent) || !pending_.insert({resource, chunk}).second) {
-      // Nothing queued: only the joins below are left to do.
-    } else {
+    ended.swap(ended_);  // threads that ended since the last request: joined below, unlocked
+    const bool queued =
+        (queue_.size() < kMaxQueued || urgent) && pending_.insert({resource, chunk}).second;
+    if (queued) {
       if (urgent) {
         queue_.emplace_front(resource, chunk);
       } else {
         queue_.emplace_back(resource, chunk);
       }
-      if (queue_.size() > idle_ && running_ < max_threads_) {
+      if (queue_.size() > idle_ && running_.size() < max_threads_) {
         // More work than idle threads to take it: one more thread.
-        workers_.emplace_back();
-        const auto self = std::prev(workers_.end());
+        running_.emplace_back();
+        const auto self = std::prev(running_.end());
         try {
-          self->thread = std::thread([this, self] { run(self); });
-          ++running_;
+          *self = std::thread([this, self] { run(self); });
         } catch (const std::system_error&) {
-          workers_.erase(self);  // none to be had: the threads there are take the work
+          running_.erase(self);  // none to be had: the threads there are take the work
         }
       }
     }
   }
   wake_.notify_one();
-  for (Worker& w : ended) w.thread.join();
+  for (std::thread& t : ended) t.join();
 }
 
 size_t Prefetcher::threads() const {
   std::lock_guard lock(mutex_);
-  return running_;
+  return running_.size();
 }
 
-void Prefetcher::run(std::list<Worker>::iterator self) {
+void Prefetcher::run(std::list<std::thread>::iterator self) {
   std::unique_lock lock(mutex_);
   for (;;) {
     ++idle_;
@@ -78,8 +73,7 @@ void Prefetcher::run(std::list<Worker>::iterator self) {
     if (stopping_) return;
     if (!woken) {
       // Idle for idle_exit: end; the next request() (or the destructor) joins this thread.
-      self->ended = true;
-      --running_;
+      ended_.splice(ended_.end(), running_, self);
       return;
     }
     const std::pair<uint32_t, uint64_t> item = queue_.front();

@@ -39,11 +39,7 @@ class Prefetcher {
   size_t threads() const;
 
  private:
-  struct Worker {
-    std::thread thread;
-    bool ended = false;  // its thread has left run() (it still needs joining)
-  };
-  void run(std::list<Worker>::iterator self);
+  void run(std::list<std::thread>::iterator self);
 
   const size_t max_threads_;
   const std::chrono::milliseconds idle_exit_;
@@ -53,9 +49,9 @@ class Prefetcher {
   std::deque<std::pair<uint32_t, uint64_t>> queue_;
   std::set<std::pair<uint32_t, uint64_t>> pending_;  // queued or being decoded
   bool stopping_ = false;
-  size_t running_ = 0;  // workers not ended
-  size_t idle_ = 0;     // workers waiting for work
-  std::list<Worker> workers_;
+  size_t idle_ = 0;                 // threads waiting for work
+  std::list<std::thread> running_;  // threads in run()
+  std::list<std::thread> ended_;    // threads that left run() idle, to be joined
 };
 
 }  // namespace torshpkg::fs

@@ -134,11 +134,10 @@ class FileSource final : public ByteSource {
     if (!direct_fd_ || direct_refused_) return false;
     if (out.empty() || cached(offset, out.size())) {
       // A direct read would fetch from the disk what is in memory already.
-      read_at(offset, out);
+      pread_exact(fd_.get(), out, offset, name_);
       return true;
     }
-    const size_t room =
-        (out.size() + kUncachedAlignment - 1) / kUncachedAlignment * kUncachedAlignment;
+    const size_t room = uncached_room(out.size());
     size_t done = 0;
     while (done < out.size()) {
       const ssize_t n = ::pread(direct_fd_.get(), out.data() + done, room - done,

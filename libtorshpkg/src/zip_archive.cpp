@@ -337,6 +337,31 @@ ZipDirectory read_central_directory(const ByteSource& src, const ZipLimits& limi
   return parse_central_directory(read_central_directory_bytes(src, limits), src.name());
 }
 
+namespace {
+
+// What an entry keeps of its central record `h` (its name and ZIP64 values aside).
+ZipEntry central_entry(const uint8_t* h) {
+  ZipEntry e;
+  e.flags = load_u16(h + 8);
+  e.method = load_u16(h + 10);
+  e.crc32 = load_u32(h + 16);
+  e.compressed_size = load_u32(h + 20);
+  e.uncompressed_size = load_u32(h + 24);
+  e.local_header_offset = load_u32(h + 42);
+  return e;
+}
+
+// Applies the ZIP64 extra field of central record `h` to `e`, named already. Throws
+// Error(kCorrupt) when the extra field does not parse.
+void apply_central_zip64(ZipEntry& e, const uint8_t* h, const std::string& file) {
+  const size_t name_len = load_u16(h + 28);
+  const size_t extra_len = load_u16(h + 30);
+  parse_extra(std::span(h + kCentralSize + name_len, extra_len),
+              {&e.uncompressed_size, &e.compressed_size, &e.local_header_offset}, file, e.name);
+}
+
+}  // namespace
+
 std::optional<ZipEntry> find_central_record(const CentralDirectoryBytes& cd, std::string_view name,
                                             const std::string& file) {
   const std::vector<uint8_t>& b = cd.bytes;
@@ -349,18 +374,10 @@ std::optional<ZipEntry> find_central_record(const CentralDirectoryBytes& cd, std
     const size_t comment_len = load_u16(h + 32);
     if (b.size() - pos - kCentralSize < name_len + extra_len + comment_len) return std::nullopt;
     if (std::string_view(reinterpret_cast<const char*>(h + kCentralSize), name_len) == name) {
-      ZipEntry e;
+      ZipEntry e = central_entry(h);
       e.name = name;
-      e.flags = load_u16(h + 8);
-      e.method = load_u16(h + 10);
-      e.crc32 = load_u32(h + 16);
-      e.compressed_size = load_u32(h + 20);
-      e.uncompressed_size = load_u32(h + 24);
-      e.local_header_offset = load_u32(h + 42);
       try {
-        parse_extra(std::span(h + kCentralSize + name_len, extra_len),
-                    {&e.uncompressed_size, &e.compressed_size, &e.local_header_offset}, file,
-                    e.name);
+        apply_central_zip64(e, h, file);
       } catch (const Error&) {
         return std::nullopt;
       }
@@ -384,18 +401,12 @@ ZipDirectory parse_central_directory(const CentralDirectoryBytes& bytes, const s
     }
     const uint8_t* h = &cd[pos];
     const uint16_t made_by = load_u16(h + 4);
-    ZipEntry e;
-    e.flags = load_u16(h + 8);
-    e.method = load_u16(h + 10);
-    e.crc32 = load_u32(h + 16);
-    e.compressed_size = load_u32(h + 20);
-    e.uncompressed_size = load_u32(h + 24);
+    ZipEntry e = central_entry(h);
     const size_t name_len = load_u16(h + 28);
     const size_t extra_len = load_u16(h + 30);
     const size_t comment_len = load_u16(h + 32);
     const uint16_t disk = load_u16(h + 34);
     const uint32_t external = load_u32(h + 38);
-    e.local_header_offset = load_u32(h + 42);
     if (cd.size() - pos - kCentralSize < name_len + extra_len + comment_len) {
       throw corrupt(file, "central directory record #" + std::to_string(n) + " overruns");
     }
@@ -416,8 +427,7 @@ ZipDirectory parse_central_directory(const CentralDirectoryBytes& bytes, const s
         throw corrupt(file, e.name + ": only regular file entries are allowed");
       }
     }
-    parse_extra(std::span(h + kCentralSize + name_len, extra_len),
-                {&e.uncompressed_size, &e.compressed_size, &e.local_header_offset}, file, e.name);
+    apply_central_zip64(e, h, file);
     if (e.method == 0 && e.compressed_size != e.uncompressed_size) {
       throw corrupt(file, e.name + ": stored entry with different sizes");
     }

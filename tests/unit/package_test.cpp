@@ -200,7 +200,7 @@ TEST(Package, StoredResourcesAreAlignedTo4096) {
 // the size rounded up to one.
 struct AlignedBuffer {
   explicit AlignedBuffer(size_t size)
-      : room((size + kUncachedAlignment - 1) / kUncachedAlignment * kUncachedAlignment),
+      : room(uncached_room(size)),
         memory(static_cast<uint8_t*>(std::aligned_alloc(kUncachedAlignment, room)), &std::free),
         bytes(memory.get(), size) {}
   size_t room;

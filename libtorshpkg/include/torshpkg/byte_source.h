@@ -12,6 +12,11 @@ namespace torshpkg {
 // What reads past the page cache need: the file offset and the memory both at a multiple of this
 // many bytes, and room in memory for the length rounded up to it.
 inline constexpr size_t kUncachedAlignment = 4096;
+// `size` rounded up to a multiple of kUncachedAlignment: the room a read past the page cache
+// may fill.
+inline constexpr size_t uncached_room(size_t size) {
+  return (size + kUncachedAlignment - 1) / kUncachedAlignment * kUncachedAlignment;
+}
 
 // Implementations are safe to call from many threads at once.
 class ByteSource {
