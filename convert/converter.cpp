@@ -210,17 +210,19 @@ ConvertResult convert_to_package(const std::string& source, const std::string& o
     if (!paths.insert(k.path).second) {
       throw invalid_argument(source + ": two files would be resources/" + k.path);
     }
+    ResourceInput in;
+    in.path = k.path;
+    in.type = k.type;
+    in.executable = k.executable;
     if (k.bytes) {
-      writer.add_bytes(k.path, *k.bytes, k.type);
+      in.size = k.bytes->size();
+      in.source = memory_source(*k.bytes, k.path);
     } else {
-      ResourceInput in;
-      in.path = k.path;
-      in.type = k.type;
       in.source = k.source;
       in.offset = k.offset;
       in.size = k.size;
-      writer.add_resource(std::move(in));
     }
+    writer.add_resource(std::move(in));
   }
   ConvertResult result;
   result.kind = plan.kind;

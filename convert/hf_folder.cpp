@@ -1,5 +1,7 @@
 #include "hf_folder.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -121,6 +123,8 @@ Plan plan_hf_folder(const std::string& folder) {
     k.type = type_of(rel);
     k.source = open_file_source(folder + "/" + rel);
     k.size = k.source->size();
+    struct stat st {};
+    k.executable = ::stat((folder + "/" + rel).c_str(), &st) == 0 && (st.st_mode & 0111) != 0;
     if (rel.ends_with(".safetensors")) {
       std::set<std::string>& names = shard_tensors[rel];
       for (const TensorInfo& t : read_safetensors_header(*k.source).tensors) names.insert(t.name);

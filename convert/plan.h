@@ -38,6 +38,7 @@ struct KeptFile {
   uint64_t offset = 0;
   uint64_t size = 0;
   std::optional<std::vector<uint8_t>> bytes;
+  bool executable = false;  // the source file had an x bit
 };
 
 enum class SourceKind {

@@ -56,9 +56,19 @@ void pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const st
 }
 
 UniqueFd open_read(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO (or a device) never waits for a writer; only regular files pass
+  // the check below, and for them the flag changes nothing, but it is cleared all the same.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT) throw not_found(path, "no such file");
+    throw io_error(path, "cannot open", errno);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw io_error(path, "cannot stat", errno);
+  if (S_ISDIR(st.st_mode)) throw invalid_argument(path + ": is a folder, not a file");
+  if (!S_ISREG(st.st_mode)) throw invalid_argument(path + ": not a regular file");
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
     throw io_error(path, "cannot open", errno);
   }
   return fd;
@@ -206,7 +216,6 @@ std::shared_ptr<ByteSource> open_file_source(const std::string& path) {
   UniqueFd fd = open_read(path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) throw io_error(path, "cannot stat", errno);
-  if (!S_ISREG(st.st_mode)) throw invalid_argument(path + ": not a regular file");
   return std::make_shared<FileSource>(std::move(fd), static_cast<uint64_t>(st.st_size), path);
 }
 

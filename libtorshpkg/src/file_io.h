@@ -68,7 +68,9 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-// Opens for reading; throws kNotFound when absent, kIo otherwise.
+// Opens a regular file for reading without ever blocking (a FIFO or device path is refused, not
+// waited on); throws kNotFound when absent, kInvalidArgument when not a regular file, kIo
+// otherwise.
 UniqueFd open_read(const std::string& path);
 
 }  // namespace torshpkg

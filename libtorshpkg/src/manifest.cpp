@@ -231,12 +231,16 @@ void check_resource_paths(const std::vector<ResourceEntry>& resources) {
   }
 }
 
-ResourceEntry resource_from_json(const element& v, uint32_t position) {
+ResourceEntry resource_from_json(const element& v, uint32_t position, int format_version) {
   const Members o(v,
                   {"chunk_count", "chunk_size", "compression", "compression_level", "encryption",
-                   "id", "index_sha256", "path", "sha256", "size", "stored_size", "type"},
+                   "id", "index_sha256", "path", "sha256", "size", "stored_size", "type",
+                   "executable"},
                   "resources", position);
   o.reject_unknown();
+  if (o.has("executable")) {
+    if (format_version < 2) fail(o.where() + ": unknown key \"executable\"");
+  }
   ResourceEntry r;
   r.id = static_cast<uint32_t>(o.u64("id", UINT32_MAX));
   if (r.id != position) fail(o.where() + ": \"id\" must equal its position in the list");
@@ -279,13 +283,15 @@ ResourceEntry resource_from_json(const element& v, uint32_t position) {
     fail(o.where() + ": an encrypted resource's sha256 must be empty");
   }
   r.index_sha256 = o.hex_digest("index_sha256");
+  r.executable = o.has("executable") && o.boolean("executable");
   return r;
 }
 
 // The resource list. Resources are checked independently of each other, so a long list is
 // split over up to four threads; the error reported is the first one in list order, as if the
 // list were checked front to back.
-std::vector<ResourceEntry> resources_from_json(const simdjson::dom::array& list) {
+std::vector<ResourceEntry> resources_from_json(const simdjson::dom::array& list,
+                                               int format_version) {
   constexpr size_t kPerThread = 2048;
   std::vector<element> items;
   items.reserve(list.size());
@@ -299,7 +305,7 @@ std::vector<ResourceEntry> resources_from_json(const simdjson::dom::array& list)
     const size_t end = items.size() * (part + 1) / parts;
     try {
       for (size_t i = begin; i < end; ++i) {
-        out[i] = resource_from_json(items[i], static_cast<uint32_t>(i));
+        out[i] = resource_from_json(items[i], static_cast<uint32_t>(i), format_version);
       }
     } catch (...) {
       errors[part] = std::current_exception();
@@ -407,9 +413,9 @@ Manifest manifest_from_json(const element& root) {
   if (o.string("format", 64) != "torshpkg") fail("\"format\" is not \"torshpkg\"");
   Manifest m;
   m.format_version = static_cast<int>(o.u64("format_version", 1'000'000));
-  if (m.format_version != kFormatVersion) {
-    throw Error(ErrorKind::kUnsupported,
-                "format version " + std::to_string(m.format_version) + " (this reader knows 1)");
+  if (m.format_version < kFormatVersion || m.format_version > kNewestFormatVersion) {
+    throw Error(ErrorKind::kUnsupported, "format version " + std::to_string(m.format_version) +
+                                             " (this reader knows 1 and 2)");
   }
   o.reject_unknown();
   m.package_id = o.string("package_id", 32);
@@ -426,7 +432,8 @@ Manifest manifest_from_json(const element& root) {
   if (!is_rfc3339_utc(m.created)) fail("\"created\" must look like 2026-01-31T12:00:00Z");
   m.metadata = o.string_map("metadata");
 
-  m.resources = resources_from_json(o.array("resources", ManifestLimits::kMaxResources));
+  m.resources =
+      resources_from_json(o.array("resources", ManifestLimits::kMaxResources), m.format_version);
   check_resource_paths(m.resources);
   std::set<std::string> dep_names;
   for (const element d : o.array("dependencies", ManifestLimits::kMaxDependencies)) {
@@ -446,6 +453,15 @@ Manifest manifest_from_json(const element& root) {
     enc.reject_unknown();
     for (const element slot : enc.array("key_slots", ManifestLimits::kMaxKeySlots)) {
       m.key_slots.push_back(key_slot_from_json(slot, m.key_slots.size()));
+    }
+    uint64_t work = 0;
+    for (const KeySlot& k : m.key_slots) {
+      if (k.type == "password") work += uint64_t{k.time_cost} * k.memory_kib;
+    }
+    if (work > Argon2Params::kMaxTotalWork) {
+      fail("encryption.key_slots: the password slots together ask for more Argon2id work (" +
+           std::to_string(work) + " KiB passes) than the limit of " +
+           std::to_string(Argon2Params::kMaxTotalWork));
     }
   }
   if (any_encrypted != !m.key_slots.empty()) {
@@ -476,7 +492,9 @@ Json::Value dependency_json(const Dependency& d) {
 Json::Value manifest_to_json(const Manifest& m) {
   Json::Value root(Json::objectValue);
   root["format"] = "torshpkg";
-  root["format_version"] = m.format_version;
+  const bool any_executable = std::any_of(m.resources.begin(), m.resources.end(),
+                                          [](const ResourceEntry& r) { return r.executable; });
+  root["format_version"] = any_executable ? std::max(m.format_version, 2) : m.format_version;
   root["package_id"] = m.package_id;
   root["name"] = m.name;
   root["version"] = m.version;
@@ -500,6 +518,7 @@ Json::Value manifest_to_json(const Manifest& m) {
     v["encryption"] = std::string(cipher_name(r.encryption));
     v["sha256"] = r.sha256;
     v["index_sha256"] = r.index_sha256;
+    if (r.executable) v["executable"] = true;
     resources.append(v);
   }
   root["resources"] = resources;

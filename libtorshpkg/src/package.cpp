@@ -297,32 +297,9 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
     std::sort(rep->files.begin(), rep->files.end(), by_path);
   }
 
-  if (secret != nullptr && !m.key_slots.empty()) {
-    std::optional<Key256> data_key;
-    for (size_t i = 0; i < m.key_slots.size() && !data_key; ++i) {
-      try {
-        data_key =
-            open_key_slot(m.key_slots[i], *secret, rep->package_id, static_cast<uint32_t>(i));
-      } catch (const Error& e) {
-        throw corrupt(file, "key slot " + std::to_string(i) + ": " + e.what());
-      }
-    }
-    if (!data_key) {
-      throw Error(ErrorKind::kWrongKey,
-                  file + ": wrong " +
-                      (secret->kind == Secret::Kind::kPassword ? "password" : "key file") +
-                      " (no key slot opens with it)");
-    }
-    rep->unlocked = true;
-    rep->resource_keys.resize(n);
-    for (const ResourceEntry& r : m.resources) {
-      if (r.encryption != Cipher::kNone) {
-        rep->resource_keys[r.id] = resource_key(*data_key, rep->package_id, r.id, r.path);
-      }
-    }
-  }
-
-  return std::unique_ptr<Package>(new Package(std::move(rep)));
+  auto package = std::unique_ptr<Package>(new Package(std::move(rep)));
+  if (secret != nullptr) package->unlock(*secret);
+  return package;
 }
 
 const std::string& Package::file_name() const {
@@ -344,6 +321,34 @@ const std::string& Package::manifest_digest() const {
   std::call_once(rep_->digest_once,
                  [&] { rep_->digest = to_hex(sha256(std::string_view(rep_->manifest_bytes))); });
   return rep_->digest;
+}
+
+void Package::unlock(const Secret& secret) {
+  Rep& rep = *rep_;
+  const Manifest& m = rep.manifest;
+  const std::string& file = rep.name();
+  if (m.key_slots.empty() || rep.unlocked) return;
+  std::optional<Key256> data_key;
+  for (size_t i = 0; i < m.key_slots.size() && !data_key; ++i) {
+    try {
+      data_key = open_key_slot(m.key_slots[i], secret, rep.package_id, static_cast<uint32_t>(i));
+    } catch (const Error& e) {
+      throw corrupt(file, "key slot " + std::to_string(i) + ": " + e.what());
+    }
+  }
+  if (!data_key) {
+    throw Error(ErrorKind::kWrongKey,
+                file + ": wrong " +
+                    (secret.kind == Secret::Kind::kPassword ? "password" : "key file") +
+                    " (no key slot opens with it)");
+  }
+  rep.resource_keys.resize(m.resources.size());
+  for (const ResourceEntry& r : m.resources) {
+    if (r.encryption != Cipher::kNone) {
+      rep.resource_keys[r.id] = resource_key(*data_key, rep.package_id, r.id, r.path);
+    }
+  }
+  rep.unlocked = true;
 }
 
 bool Package::encrypted() const {

@@ -97,6 +97,7 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   r.id = id;
   r.path = in.path;
   r.type = in.type ? *in.type : guess_resource_type(in.path);
+  r.executable = in.executable;
   r.size = size;
   r.compression = in.compression ? *in.compression : ctx.options.compression;
   if (size == 0) r.compression = {Codec::kNone, 0};
@@ -267,6 +268,7 @@ void PackageWriter::add_resource(ResourceInput input) {
     }
     if (!S_ISREG(st.st_mode)) throw invalid_argument(input.file + ": not a regular file");
     input.size = static_cast<uint64_t>(st.st_size);
+    input.executable = input.executable || (st.st_mode & 0111) != 0;
   } else if (input.offset > input.source->size() ||
              input.size > input.source->size() - input.offset) {
     throw invalid_argument(input.path + ": source range out of bounds");

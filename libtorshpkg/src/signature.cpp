@@ -143,16 +143,25 @@ void sign_package(const std::string& path, const PrivateKey& key) {
   out.commit();
 }
 
-std::string verify_trusted_signature(const Package& package, const TrustedKeys& trusted) {
+std::string verify_trusted_signature(const Package& package, const TrustedKeys& trusted,
+                                     const std::string& required_key) {
   const std::string& file = package.file_name();
   const std::vector<Signature>& signatures = package.signatures();
   if (signatures.empty()) {
     throw Error(ErrorKind::kBadSignature,
                 file + ": unsigned package (a signature by a trusted key is required)");
   }
+  if (!required_key.empty() && trusted.find(required_key) == nullptr) {
+    throw Error(ErrorKind::kBadSignature,
+                file + ": required key " + required_key + " is not a trusted key here");
+  }
   const std::vector<uint8_t> pae = dsse_pae(kManifestPayloadType, package.manifest_bytes());
   std::vector<std::string> unknown, failed;
   for (const Signature& s : signatures) {
+    if (!required_key.empty() && s.key_id != required_key) {
+      unknown.push_back(s.key_id);
+      continue;
+    }
     const PublicKey* key = trusted.find(s.key_id);
     if (key == nullptr) {
       unknown.push_back(s.key_id);
@@ -169,6 +178,11 @@ std::string verify_trusted_signature(const Package& package, const TrustedKeys& 
   }
   std::string ids;
   for (const std::string& id : unknown) ids += (ids.empty() ? "" : ", ") + id;
+  if (!required_key.empty()) {
+    throw Error(ErrorKind::kBadSignature,
+                file + ": not signed by the required key " + required_key + " (signed by: " + ids +
+                    ")");
+  }
   throw Error(ErrorKind::kBadSignature, file + ": signed only by unknown keys: " + ids);
 }
 

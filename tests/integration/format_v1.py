@@ -1,4 +1,5 @@
-"""An independent reader of torshpkg format v1, written from docs/FORMAT.md alone.
+"""An independent reader of torshpkg format v1 (and v2, which adds only executable resources),
+written from docs/FORMAT.md alone.
 
 It checks a package the way a second implementation would: the ZIP structure through Python's
 zipfile, the manifest, every chunk index, every leaf hash, and every chunk decoded on its own
@@ -76,13 +77,18 @@ def check_package(path, expected_files=None):
     manifest_bytes = zf.read("manifest.json")
     assert infos["manifest.json"].compress_type == 0
     manifest = json.loads(manifest_bytes)
-    assert manifest["format"] == "torshpkg" and manifest["format_version"] == 1
+    assert manifest["format"] == "torshpkg" and manifest["format_version"] in (1, 2)
     package_id = bytes.fromhex(manifest["package_id"])
     assert len(package_id) == 16
+    executable = any("executable" in r for r in manifest["resources"])
+    assert (manifest["format_version"] == 2) == executable, "version 2 exactly with executables"
     expected_entries = {"manifest.json"}
     tree = {"manifest.json": manifest_bytes}
     for position, r in enumerate(manifest["resources"]):
         assert r["id"] == position
+        # Version 2 adds only "executable", and is written only when some resource has it.
+        assert ("executable" in r) <= (manifest["format_version"] == 2), "executable in version 1"
+        assert r.get("executable", True) is True, "executable is written only as true"
         name = "resources/" + r["path"]
         index_name = f".torshpkg/index/{r['id']}"
         expected_entries |= {name, index_name}

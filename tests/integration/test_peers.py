@@ -1,4 +1,5 @@
 """ZIP compatibility with real peers, and format conformance checked by an independent reader."""
+import json
 import os
 import subprocess
 import sys
@@ -88,6 +89,21 @@ class Peers(TempDirTest):
                 tree = format_v1.check_package(self.packages[codec], self.files)
                 listed = tpk("ls", self.packages[codec]).stdout.decode().splitlines()
                 self.assertEqual(sorted(tree), listed)
+
+    def test_independent_reader_accepts_version_2_with_executables(self):
+        script = self.write("model/bin/run.sh", b"#!/bin/sh\necho ok\n")
+        os.chmod(script, 0o755)
+        pkg = self.path("exec.torshpkg")
+        tpk("create", pkg, "--name", "demo", "--version", "1.0.0", "-q", "--add-dir",
+            "=" + self.path("model"))
+        tree = format_v1.check_package(pkg, {**self.files, "bin/run.sh": b"#!/bin/sh\necho ok\n"})
+        manifest = json.loads(tree["manifest.json"])
+        self.assertEqual(manifest["format_version"], 2)
+        self.assertEqual([r["path"] for r in manifest["resources"] if r.get("executable")],
+                         ["bin/run.sh"])
+        # Without an executable file the package stays version 1.
+        self.assertEqual(json.loads(format_v1.check_package(self.packages["zstd"])["manifest.json"])
+                         ["format_version"], 1)
 
     def test_xz_entry_is_one_stream_that_xz_itself_verifies(self):
         stream = entry_data(self.packages["xz"], "resources/tokenizer/vocab.txt")

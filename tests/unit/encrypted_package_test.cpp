@@ -81,6 +81,21 @@ TEST(EncryptedPackage, WrongSecretFailsAtOpenAndMissingSecretFailsOnRead) {
   locked->verify(true);  // leaf hashes and CRCs need no key
 }
 
+TEST(EncryptedPackage, UnlocksAfterOpeningWithoutTheSecret) {
+  TempDir dir;
+  const std::string path =
+      write_encrypted(dir, "p.torshpkg", Cipher::kChacha20Poly1305, {Codec::kZstd, 3});
+  const auto pkg = Package::open(path);
+  ASSERT_FALSE(pkg->unlocked());
+  const Secret wrong{Secret::Kind::kPassword, "nope"};
+  EXPECT_EQ(testing::kind_of([&] { pkg->unlock(wrong); }), ErrorKind::kWrongKey);
+  EXPECT_FALSE(pkg->unlocked());
+  pkg->unlock(kKeyFile);
+  EXPECT_TRUE(pkg->unlocked());
+  EXPECT_EQ(testing::read_all(*pkg, "resources/a.bin"), text_bytes(50'000, 1));
+  pkg->unlock(kPassword);  // unlocked already: nothing to do
+}
+
 TEST(EncryptedPackage, ChunksMovedAcrossResourcesOrPackagesFail) {
   TempDir dir;
   const std::string p1 = write_encrypted(dir, "p1.torshpkg", Cipher::kAes256Gcm, {Codec::kNone, 0});

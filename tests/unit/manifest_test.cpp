@@ -145,15 +145,49 @@ TEST(Manifest, RejectsBadValues) {
   expect_corrupt(replace(json, std::string(64, 'a'), std::string(64, 'A')), "uppercase digest");
 }
 
+TEST(Manifest, BoundsTheKeyDerivationWorkOfAllPasswordSlots) {
+  Manifest m = sample();
+  m.resources[0].encryption = Cipher::kAes256Gcm;
+  m.resources[0].sha256.clear();
+  const KeySlot costly{"password",          std::string(32, '1'),
+                       Argon2Params::kMaxTimeCost, Argon2Params::kMaxMemoryKib,
+                       1,                   std::string(24, '2'),
+                       std::string(96, '3')};
+  m.key_slots = {costly};  // one slot of the largest cost is allowed
+  ASSERT_NO_THROW(parse_manifest(serialize_manifest(m), "p.torshpkg"));
+  m.key_slots.assign(16, costly);  // sixteen of them would cost sixteen times as much
+  expect_corrupt(serialize_manifest(m), "16 maximal password slots", "Argon2id work");
+  KeySlot cheap = costly;
+  cheap.time_cost = 1;
+  cheap.memory_kib = 64 * 1024;
+  m.key_slots.assign(16, cheap);
+  EXPECT_NO_THROW(parse_manifest(serialize_manifest(m), "p.torshpkg"));
+}
+
 TEST(Manifest, NewerFormatVersionsAreUnsupported) {
   const std::string json =
-      replace(serialize_manifest(sample()), "\"format_version\" : 1", "\"format_version\" : 2");
+      replace(serialize_manifest(sample()), "\"format_version\" : 1", "\"format_version\" : 3");
   try {
     parse_manifest(json, "p");
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
   }
+}
+
+TEST(Manifest, ExecutableResourcesNeedFormatVersion2) {
+  Manifest m = sample();
+  EXPECT_EQ(serialize_manifest(m).find("executable"), std::string::npos);
+  m.resources[0].executable = true;
+  const std::string json = serialize_manifest(m);
+  EXPECT_NE(json.find("\"format_version\" : 2"), std::string::npos);
+  EXPECT_NE(json.find("\"executable\" : true"), std::string::npos);
+  const Manifest parsed = parse_manifest(json, "p.torshpkg");
+  EXPECT_TRUE(parsed.resources[0].executable);
+  EXPECT_EQ(serialize_manifest(parsed), json);
+  // A version-1 manifest has no such key: readers of version 1 would not know it.
+  expect_corrupt(replace(json, "\"format_version\" : 2", "\"format_version\" : 1"),
+                 "executable in version 1", "unknown key \"executable\"");
 }
 
 TEST(Manifest, RejectsFileAndFolderAtTheSamePath) {

@@ -431,6 +431,17 @@ TEST(Package, OpenCostDoesNotReadResourceData) {
   EXPECT_THROW(pkg->read(*pkg->find("resources/w.bin"), 0, buf), Error);
 }
 
+TEST(Package, AFifoOrAFolderIsRefusedWithoutWaiting) {
+  TempDir dir;
+  const std::string fifo = dir / "pipe.torshpkg";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // Opening a FIFO for reading blocks until a writer comes unless asked not to: no writer ever
+  // comes here, so a blocking open would hang the test.
+  EXPECT_EQ(testing::kind_of([&] { Package::open(fifo); }), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(testing::kind_of([&] { Package::open(dir.path()); }), ErrorKind::kInvalidArgument);
+  EXPECT_EQ(testing::kind_of([&] { Package::open("/dev/zero"); }), ErrorKind::kInvalidArgument);
+}
+
 TEST(PackageWriter, CancellationLeavesNothingBehind) {
   TempDir dir;
   std::atomic<bool> cancel{true};

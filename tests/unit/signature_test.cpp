@@ -99,6 +99,28 @@ TEST(Signatures, FailureReasons) {
       std::string::npos);
 }
 
+TEST(Signatures, ARequiredKeyNarrowsTheTrustedKeys) {
+  TempDir dir;
+  const PrivateKey a = PrivateKey::generate();
+  const PrivateKey b = PrivateKey::generate();
+  const PrivateKey stranger = PrivateKey::generate();
+  const TrustedKeys keys = trust(dir, {&a, &b});
+  const std::string path = make_package(dir, &a);
+  const auto pkg = Package::open(path);
+  const std::string id_a = a.public_key().key_id(), id_b = b.public_key().key_id();
+  EXPECT_EQ(verify_trusted_signature(*pkg, keys, id_a), id_a);
+  // Signed by a trusted key, but not the required one.
+  EXPECT_NE(reason([&] { verify_trusted_signature(*pkg, keys, id_b); }).find("required key"),
+            std::string::npos);
+  // A required key that is not trusted widens nothing.
+  EXPECT_NE(reason([&] {
+              verify_trusted_signature(*pkg, keys, stranger.public_key().key_id());
+            }).find("not a trusted key"),
+            std::string::npos);
+  sign_package(path, b);
+  EXPECT_EQ(verify_trusted_signature(*Package::open(path), keys, id_b), id_b);
+}
+
 TEST(Signatures, EditedManifestFailsTheSignature) {
   TempDir dir;
   const PrivateKey key = PrivateKey::generate();

@@ -41,6 +41,9 @@ struct Argon2Params {
   static constexpr uint32_t kMaxTimeCost = 10;
   static constexpr uint32_t kMaxMemoryKib = 1024 * 1024;
   static constexpr uint32_t kMaxParallelism = 16;
+  // The sum of time_cost * memory_kib over all password slots of a package: trying a password
+  // on every slot never costs more than one slot of the largest allowed cost.
+  static constexpr uint64_t kMaxTotalWork = uint64_t{kMaxTimeCost} * kMaxMemoryKib;
 };
 
 }  // namespace torshpkg

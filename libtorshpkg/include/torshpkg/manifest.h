@@ -16,7 +16,10 @@
 
 namespace torshpkg {
 
+// Writers write version 1 unless a package needs what version 2 added (resources marked
+// executable); readers read both.
 inline constexpr int kFormatVersion = 1;
+inline constexpr int kNewestFormatVersion = 2;
 
 enum class ResourceType {
   kModelWeights,
@@ -48,6 +51,7 @@ struct ResourceEntry {
   Cipher encryption = Cipher::kNone;
   std::string sha256;        // hex SHA-256 of the plain bytes; empty when encrypted
   std::string index_sha256;  // hex SHA-256 of the chunk index entry
+  bool executable = false;   // shown with x bits in mounts (format version 2)
 
   std::string entry_name() const { return "resources/" + path; }
   std::string index_entry_name() const;

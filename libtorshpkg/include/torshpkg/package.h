@@ -88,6 +88,12 @@ class Package {
   // with will_need): the kernel stops reading ahead in it on its own.
   void reads_are_planned() const;
 
+  // Unlocks an encrypted package opened without its secret (nothing to do for a plain or an
+  // unlocked one): throws Error(kWrongKey) when the secret opens no slot. Open first, check the
+  // signature, then unlock: key derivation then runs only for a package that is trusted. Not to
+  // be called while other threads read the package.
+  void unlock(const Secret& secret);
+
   // Whether some resource is encrypted, and whether the package was opened with its secret.
   bool encrypted() const;
   bool unlocked() const;

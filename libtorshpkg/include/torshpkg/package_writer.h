@@ -61,6 +61,9 @@ struct ResourceInput {
   std::shared_ptr<const ByteSource> source;
   uint64_t offset = 0;
   uint64_t size = 0;
+  // Shown with x bits in mounts. A file added by path is executable when any of its x bits is
+  // set, whatever this says.
+  bool executable = false;
 };
 
 class PackageWriter {

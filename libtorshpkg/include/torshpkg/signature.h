@@ -46,7 +46,9 @@ void sign_package(const std::string& path, const PrivateKey& key);
 
 // Returns the key id of a signature by a trusted key that verifies. Otherwise throws
 // Error(kBadSignature) with the reason: unsigned, only unknown keys, or a trusted key's
-// signature that does not verify (the manifest was edited or the signature damaged).
-std::string verify_trusted_signature(const Package& package, const TrustedKeys& trusted);
+// signature that does not verify (the manifest was edited or the signature damaged). With
+// `required_key`, only a signature by that key (which must be among the trusted ones) counts.
+std::string verify_trusted_signature(const Package& package, const TrustedKeys& trusted,
+                                     const std::string& required_key = {});
 
 }  // namespace torshpkg
