@@ -101,6 +101,9 @@ class Literal {
         if (peek() == ',') ++at_;
       }
       ++at_;
+    } else if (c == '[') {
+      // A list of fields: a structured (record) dtype, valid NumPy but not a tensor.
+      throw unsupported(what_, "a structured (record) dtype has no safetensors equivalent");
     } else {
       fail("unsupported value in the header (a structured dtype?)");
     }

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <optional>
 #include <set>
 
 #include "file_io.h"
@@ -94,6 +96,34 @@ std::optional<uint64_t> tensor_bytes(Dtype dtype, std::span<const uint64_t> shap
   return bits / 8;
 }
 
+namespace {
+
+// What a file that is not safetensors is, judged by its first bytes; nullopt when unknown.
+std::optional<std::string> other_format(const ByteSource& source) {
+  uint8_t head[30 + 16] = {};
+  const uint64_t n = std::min<uint64_t>(source.size(), sizeof head);
+  if (n < 8) return std::nullopt;
+  source.read_at(0, std::span(head, n));
+  if (std::memcmp(head, "PK\x03\x04", 4) == 0) {
+    // A torshpkg package starts with one of its own entries.
+    const size_t name_len = head[26] | head[27] << 8;
+    const std::string_view name(reinterpret_cast<const char*>(head + 30),
+                                std::min<size_t>(name_len, n > 30 ? n - 30 : 0));
+    if (name.starts_with("manifest.json") || name.starts_with("dependencies/") ||
+        name.starts_with("resources/") || name.starts_with(".torshpkg/")) {
+      return "a torshpkg package";
+    }
+    return "a ZIP archive (a PyTorch .pt checkpoint or another archive)";
+  }
+  if (std::memcmp(head, "\x93NUMPY", 6) == 0) return "a NumPy .npy array";
+  if (head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) {
+    return "a Python pickle (a legacy PyTorch checkpoint)";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 SafetensorsHeader read_safetensors_header(const ByteSource& source) {
   const std::string& file = source.name();
   const auto bad = [&](const std::string& why) { return corrupt(file, "safetensors: " + why); };
@@ -102,6 +132,12 @@ SafetensorsHeader read_safetensors_header(const ByteSource& source) {
   source.read_at(0, size_bytes);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | size_bytes[i];
+  if (n > SafetensorsLimits::kMaxHeader || n > source.size() - 8) {
+    // Not a damaged safetensors file but another format altogether: say so (exit 1, not 3).
+    if (const auto other = other_format(source)) {
+      throw unsupported(file, "not a safetensors file: it is " + *other);
+    }
+  }
   if (n > SafetensorsLimits::kMaxHeader) throw bad("header larger than 100 MB");
   if (n > source.size() - 8) throw bad("header size runs past the end of the file");
   if (n < 2) throw bad("header too small to be a JSON object");

@@ -272,6 +272,15 @@ class HostilePickles(TempDirTest):
             proc = self.convert_bytes(data, name)
             self.assert_one_line_error(proc, 1)
             self.assertIn(words, proc.stderr)
+        # A structured (record) array is valid NumPy that no tensor format holds: unsupported,
+        # like a string array, not a damaged file.
+        for descr in (b"[('x', '<f4'), ('y', '<i4')]", b"'<U3'"):
+            with self.subTest(descr=descr):
+                header = b"{'descr': " + descr + b", 'fortran_order': False, 'shape': (2,), }"
+                header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+                npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + bytes(16 if b"x" in descr else 24)
+                proc = self.convert_bytes(npy, "records.npy")
+                self.assert_one_line_error(proc, 1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import os
 import struct
 import sys
 import unittest
+import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import TempDirTest, random_bytes, read_bytes, tpk  # noqa: E402
@@ -87,6 +88,36 @@ class Tensors(TempDirTest):
                 proc = tpk("tensors", self.write("bad.safetensors", data), check=False)
                 self.assert_one_line_error(proc, 3)
                 self.assertIn(b"safetensors", proc.stderr)
+
+
+class NotSafetensors(TempDirTest):
+    """Files of other formats are named as such (exit 1), not reported as damaged (exit 3)."""
+
+    def test_packages_checkpoints_arrays_and_pickles(self):
+        weights = self.write("w.safetensors", safetensors([("a", "U8", [4], b"abcd")]))
+        pkg = self.path("m.torshpkg")
+        tpk("create", pkg, "--name", "m", "--version", "1.0.0", "-q", "--add",
+            "ModelWeights:model.safetensors=" + weights)
+        zipped = self.path("model.pt")
+        with zipfile.ZipFile(zipped, "w") as z:
+            z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }"
+        header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+        npy = self.write("a.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
+                         + bytes(4))
+        pickle = self.write("legacy.pt", b"\x80\x02\x8a\x0alo\x00" + bytes(100))
+        for path, says in ((pkg, b"it is a torshpkg package"), (zipped, b"ZIP archive"),
+                           (npy, b"NumPy .npy"), (pickle, b"pickle")):
+            for command in ("tensors", "load"):
+                with self.subTest(file=os.path.basename(path), command=command):
+                    proc = tpk(command, path, check=False)
+                    self.assert_one_line_error(proc, 1)
+                    self.assertIn(b"not a safetensors file", proc.stderr)
+                    self.assertIn(says, proc.stderr)
+        self.assertIn(b"--resource PATH", tpk("load", pkg, check=False).stderr)
+        self.assertIn(b"--resource PATH", tpk("tensors", pkg, check=False).stderr)
+        # The package's weights, named: fine.
+        tpk("load", pkg, "--resource", "resources/model.safetensors")
 
 
 class Load(TempDirTest):

@@ -182,8 +182,9 @@ TEST(NpyHeader, RefusesWhatSafetensorsCannotHoldAndBadSizes) {
             ErrorKind::kUnsupported);
   EXPECT_EQ(kind(npy("{'descr': '<U3', 'fortran_order': False, 'shape': (2,), }", 24)),
             ErrorKind::kUnsupported);
+  // A structured (record) dtype is valid NumPy with no tensor equivalent, like a string array.
   EXPECT_EQ(kind(npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", 8)),
-            ErrorKind::kCorrupt);
+            ErrorKind::kUnsupported);
   EXPECT_EQ(kind(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 23)),
             ErrorKind::kCorrupt);
   EXPECT_EQ(

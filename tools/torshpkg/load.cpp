@@ -94,7 +94,17 @@ Action add_load_command(CLI::App& app) {
     options.threads = a->threads;
     options.piece_bytes = static_cast<size_t>(parse_byte_size(a->piece_size, "--piece-size"));
     const std::shared_ptr<ByteSource> source = open_source(*a);
-    const std::unique_ptr<LoadedTensors> loaded = load_tensors(*source, options);
+    std::unique_ptr<LoadedTensors> loaded;
+    try {
+      loaded = load_tensors(*source, options);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (e.kind() == ErrorKind::kUnsupported && a->resource.empty() &&
+          what.find("it is a torshpkg package") != std::string::npos) {
+        throw Error(e.kind(), what + "; give --resource PATH (e.g. resources/model.safetensors)");
+      }
+      throw;
+    }
     const LoadStats& s = loaded->stats();
     if (a->json) {
       Json::Value out = stats_json(*a, *loaded);

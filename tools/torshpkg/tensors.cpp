@@ -25,7 +25,19 @@ Action add_tensors_command(CLI::App& app) {
   sub->add_flag("--sha256", a->sha256, "Also the SHA-256 of each tensor's bytes");
   return [a] {
     const auto source = open_file_source(a->file);
-    const SafetensorsHeader h = read_safetensors_header(*source);
+    SafetensorsHeader h;
+    try {
+      h = read_safetensors_header(*source);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (e.kind() == ErrorKind::kUnsupported &&
+          what.find("it is a torshpkg package") != std::string::npos) {
+        throw Error(e.kind(), what +
+                                  "; name a .safetensors file inside its mount, or use "
+                                  "`torshpkg load FILE --resource PATH`");
+      }
+      throw;
+    }
     if (a->json) {
       Json::Value out(Json::objectValue);
       out["metadata"] = Json::Value(Json::objectValue);

@@ -83,6 +83,9 @@ class SafetensorsLimits {
 };
 
 // Reads and checks the header of the safetensors file `source` holds. Reads 8 + N bytes.
+// Throws Error(kCorrupt) for a damaged one, and Error(kUnsupported) "not a safetensors file:
+// it is ..." for a file of another known format (a torshpkg package or other ZIP, a .npy, a
+// pickle).
 SafetensorsHeader read_safetensors_header(const ByteSource& source);
 
 // The bytes a tensor's shape and dtype call for; nullopt when they overflow or a sub-byte dtype
