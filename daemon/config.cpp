@@ -62,12 +62,24 @@ class Checker {
     return v.asUInt64();
   }
 
+  // A string, or "" when the key is absent; null counts as absent.
+  std::string text(const Json::Value& object, const std::string& key,
+                   const std::string& where) const {
+    const std::string at = where.empty() ? key : where + "." + key;
+    if (!object.isMember(key) || object[key].isNull()) return "";
+    if (!object[key].isString()) fail(at, "must be a string");
+    const std::string value = object[key].asString();
+    if (value.find('\0') != std::string::npos) fail(at, "contains a NUL byte");
+    return value;
+  }
+
   uint32_t whole(const Json::Value& object, const std::string& key, const std::string& where,
                  uint32_t fallback, uint32_t max) const {
     if (!object.isMember(key) || object[key].isNull()) return fallback;
     const Json::Value& v = object[key];
     if (!v.isUInt() || v.asUInt() > max) {
-      fail(where + "." + key, "must be a whole number from 0 to " + std::to_string(max));
+      fail((where.empty() ? key : where + "." + key),
+           "must be a whole number from 0 to " + std::to_string(max));
     }
     return v.asUInt();
   }
@@ -90,12 +102,18 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
   const Checker check(name);
   if (!root.isObject()) check.fail("(top level)", "must be an object");
   check.only_keys(root, "",
-                  {"control_socket", "lineage_journal", "trusted_keys_dir", "store", "mounts"});
+                  {"control_socket", "lineage_journal", "trusted_keys_dir", "store", "mounts",
+                   "control_group", "mountpoint_root", "registry_credentials", "pull_timeout_s"});
   DaemonConfig config;
   config.control_socket = check.path(root, "control_socket", "", config.control_socket);
   config.lineage_journal = check.path(root, "lineage_journal", "", config.lineage_journal);
   config.trusted_keys_dir = check.path(root, "trusted_keys_dir", "", config.trusted_keys_dir);
   config.store = check.path(root, "store", "", config.store);
+  config.mountpoint_root = check.path(root, "mountpoint_root", "", "");
+  config.registry_credentials = check.path(root, "registry_credentials", "", "");
+  config.pull_timeout_s = check.whole(root, "pull_timeout_s", "", config.pull_timeout_s, 3600);
+  if (config.pull_timeout_s == 0) check.fail("pull_timeout_s", "must be at least 1");
+  config.control_group = check.text(root, "control_group", "");
   if (root.isMember("mounts") && !root["mounts"].isNull()) {
     const Json::Value& mounts = root["mounts"];
     if (!mounts.isArray()) check.fail("mounts", "must be an array");
@@ -107,7 +125,8 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       if (!m.isObject()) check.fail(where, "must be an object");
       check.only_keys(m, where,
                       {"package", "mountpoint", "password_file", "key_file", "allow_unsigned",
-                       "with_deps", "buffered_reads", "cache_size", "kernel_readahead_kb"});
+                       "with_deps", "buffered_reads", "cache_size", "kernel_readahead_kb", "owner",
+                       "group", "mode", "nonempty", "require_key"});
       MountEntry e;
       const std::string given = m["package"].isString() ? m["package"].asString() : "";
       if (given.starts_with("oci://") || given.starts_with("https://") ||
@@ -150,6 +169,18 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       }
       e.allow_unsigned = check.flag(m, "allow_unsigned", where);
       e.with_deps = check.flag(m, "with_deps", where);
+      e.nonempty = check.flag(m, "nonempty", where);
+      e.require_key = check.text(m, "require_key", where);
+      e.access.owner = check.text(m, "owner", where);
+      e.access.group = check.text(m, "group", where);
+      e.access.mode = check.text(m, "mode", where);
+      if (!e.access.mode.empty()) {  // users and groups are looked up when mounting
+        try {
+          fs::parse_mount_mode(e.access.mode, "mode");
+        } catch (const Error& err) {
+          check.fail(where + ".mode", err.what());
+        }
+      }
       e.buffered_reads = check.flag(m, "buffered_reads", where);
       e.cache_bytes = check.byte_size(m, "cache_size", where, e.cache_bytes);
       e.kernel_read_ahead_kb = check.whole(m, "kernel_readahead_kb", where, e.kernel_read_ahead_kb,

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "mount_access.h"
 #include "package_fs.h"
 
 namespace torshpkg::daemon {
@@ -17,10 +18,15 @@ struct MountEntry {
   // (digest checked, installed under the trust policy), then mounted.
   std::string package;
   std::string store;          // the store for a NAME@REQ package; empty for a path
-  std::string mountpoint;     // absolute path of an existing folder
+  std::string mountpoint;     // absolute path of an empty folder (see mountpoint_root)
   std::string password_file;  // empty: none
   std::string key_file;       // empty: none
   bool allow_unsigned = false;
+  std::string require_key;  // only a signature by this trusted key counts; empty: any
+  // Who may read it: owner (default root), group, mode (default 0400 for an encrypted package,
+  // 0444 otherwise), as `torshpkg mount --owner --group --mode`.
+  fs::AccessRequest access;
+  bool nonempty = false;  // mount over a folder with files in it
   // Also mount the package's dependencies, resolved in `store`, beside the mountpoint
   // (<parent>/<dependency name>). A path or NAME@REQ package only.
   bool with_deps = false;
@@ -39,6 +45,15 @@ struct DaemonConfig {
   std::string lineage_journal = "/var/lib/torshpkg/lineage.jsonl";
   std::string trusted_keys_dir = "/etc/torshpkg/trusted-keys";
   std::string store = "/var/lib/torshpkg/store";
+  // Members of this group (a name or a number) may mount and unmount through the control
+  // socket, under the rules in docs/ARCHITECTURE.md; empty: only root.
+  std::string control_group;
+  // Missing mount points of config entries are made only under this folder; empty: never.
+  std::string mountpoint_root;
+  // Docker-style credentials for oci:// pulls ({"auths": {...}}); empty: none.
+  std::string registry_credentials;
+  // A pull that moves under 1 byte/s for this long is given up (and retried).
+  uint32_t pull_timeout_s = 30;
   std::vector<MountEntry> mounts;
 };
 

@@ -1,40 +1,80 @@
-// torshpkgd's control socket: a Unix stream socket (0600, root) taking one JSON request per
-// connection and answering one JSON reply, for `torshpkg mount/umount/status`. Peers are checked
-// with SO_PEERCRED: only root (or the daemon's own user) may control the daemon.
+// torshpkgd's control socket: a Unix stream socket taking one JSON request per connection and
+// answering one JSON reply, for `torshpkg mount/umount/status`. The socket is 0600 root's, or,
+// with a control group, 0666. Peers are checked with SO_PEERCRED and SO_PEERGROUPS, before the
+// daemon reads anything from them:
+// root (or the daemon's own user) is privileged; members of the control group are served under
+// the member rules (see MountTable::mount); anyone else is refused.
 //
 // Requests:  {"op": "status"}
 //            {"op": "mount", "package": ABS, "mountpoint": ABS, "allow_unsigned": bool,
-//             "password_file": ABS, "key_file": ABS, "trusted_keys_dir": ABS}
-//            {"op": "umount", "mountpoint": ABS}
+//             "password_file": ABS, "key_file": ABS, "require_key": ID, "owner": USER,
+//             "group": GROUP, "mode": "0440", "umask": "0077", "nonempty": bool, ...}
+//            {"op": "umount", "mountpoint": ABS, "lazy": bool}
+// A member of the control group passes the package file, the mount point folder and any secret
+// file as descriptors it opened itself (SCM_RIGHTS, with the request's first bytes), and names
+// their positions: "package_fd": 0, "mountpoint_fd": 1, "secret_fd": 2. The paths are then
+// only for messages.
 // Replies:   {"ok": true, ...} or {"ok": false, "error": "one line", "kind": "bad_signature"}
+//
+// Each connection is served on a thread of its own, so a slow mount or a client that sends
+// nothing delays only itself (a client has 5 s to send its request).
 #pragma once
 
 #include <json/json.h>
+#include <sys/types.h>
 
+#include <atomic>
 #include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
+
+#include "requester.h"
 
 namespace torshpkg::daemon {
 
 class ControlServer {
  public:
-  using Handler = std::function<Json::Value(const Json::Value& request)>;
+  // `fds`: the descriptors passed with the request (SCM_RIGHTS), in order; closed afterwards.
+  using Handler = std::function<Json::Value(const Json::Value& request, const Requester& who,
+                                            const std::vector<int>& fds)>;
 
-  // Binds `path` (replacing a stale socket file; refusing when a live daemon answers there).
-  // Throws Error(kIo).
-  explicit ControlServer(const std::string& path);
+  // Binds `path` (replacing a stale socket file; refusing when a live daemon answers there),
+  // open to `group`'s members when given. Throws Error(kIo). `handler` answers every request,
+  // on the connection's own thread: it must be thread-safe.
+  ControlServer(const std::string& path, std::optional<gid_t> group, Handler handler);
+  // Stops accepting and waits for the connections being served.
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
   int fd() const { return fd_; }
-  // Accepts one connection and answers it with `handler` (bounded: a 1 MiB request, 5 s to
-  // send it). Never throws; a bad client gets an error reply or is dropped.
-  void serve_one(const Handler& handler);
+  // Accepts the waiting connections (the socket is non-blocking) and starts serving each on a
+  // thread (bounded: 64 at once, more get a "busy" reply; a 1 MiB request, 5 s to send it).
+  // Never throws; a bad client gets an error reply or is dropped.
+  void accept_clients();
+  // Stops accepting and waits for the connections being served. Idempotent.
+  void stop();
+  size_t active_clients() const { return active_; }
 
  private:
+  struct Client {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  void serve(int client);
+
   std::string path_;
+  std::optional<gid_t> group_;
+  Handler handler_;
   int fd_ = -1;
+  std::mutex mutex_;
+  std::list<std::unique_ptr<Client>> clients_;
+  std::atomic<size_t> active_{0};
 };
 
 // The reply for an error of kind `kind` (error.h's names: "corrupt", "bad_signature", ...).

@@ -22,6 +22,9 @@ std::string describe(const std::string& kind, const std::map<std::string, std::s
   if (kind == "mount_refused") {
     return "refused to mount " + get("path") + " on " + get("mountpoint") + ": " + get("error");
   }
+  if (kind == "umount_refused") {
+    return "refused to unmount " + get("mountpoint") + ": " + get("error");
+  }
   if (kind == "verification_failed") {
     return "chunk verification failed in " + get("package") + ": " + get("error");
   }
@@ -58,7 +61,8 @@ void EventLog::record(const std::string& event, const std::map<std::string, std:
     std::lock_guard lock(mutex_);
     written = journal_.append(event, data);
   }
-  const bool bad = event == "mount_refused" || event == "verification_failed";
+  const bool bad =
+      event == "mount_refused" || event == "umount_refused" || event == "verification_failed";
   mirror(&written, bad ? LOG_ERR : LOG_INFO, describe(event, data), object_pid);
 }
 

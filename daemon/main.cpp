@@ -2,6 +2,7 @@
 // the foreground, reports through sd_notify, reloads on SIGHUP, stops on SIGTERM).
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -10,15 +11,22 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "config.h"
 #include "control.h"
 #include "event_log.h"
+#include "mount_access.h"
 #include "mount_table.h"
 #include "torshpkg/error.h"
 
@@ -37,11 +45,24 @@ uint64_t monotonic_usec() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
-// The journal's folder is normally made by tmpfiles.d; make it when it is missing.
-void make_parent(const std::string& path) {
+// The journal's and the socket's folders are normally made by tmpfiles.d; make them when they
+// are missing.
+void make_parent(const std::string& path, mode_t mode) {
   const size_t slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return;
-  ::mkdir(path.substr(0, slash).c_str(), 0750);
+  ::mkdir(path.substr(0, slash).c_str(), mode);
+}
+
+// Whether users other than root can reach `path` (every folder above it searchable by others).
+bool reachable_by_others(const std::string& path) {
+  for (size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
+    struct stat st {};
+    if (::stat(path.substr(0, slash).c_str(), &st) != 0 || (st.st_mode & S_IXOTH) == 0) {
+      return false;
+    }
+  }
+  return true;
 }
 
 std::string absolute_path(const Json::Value& request, const char* key, bool required) {
@@ -77,6 +98,11 @@ Json::Value status_json(const MountTable& table) {
     v["signer"] = m.signer.empty() ? Json::Value() : Json::Value(m.signer);
     v["digest"] = m.digest;
     v["mounted_since"] = m.since;
+    v["owner_uid"] = m.access.uid;
+    v["owner_gid"] = m.access.gid;
+    v["mode"] = fs::mode_string(m.access.mode);
+    v["requested_by_uid"] = m.requested_by;
+    v["from_config"] = m.from_config;
     v["bytes_served"] = Json::UInt64(m.stats.bytes_served);
     const uint64_t lookups = m.stats.cache_hits + m.stats.cache_misses;
     v["cache_hits"] = Json::UInt64(m.stats.cache_hits);
@@ -88,37 +114,155 @@ Json::Value status_json(const MountTable& table) {
     v["verification_failures"] = Json::UInt64(m.stats.read_failures);
     reply["mounts"].append(v);
   }
+  // Config entries not mounted: being mounted now, or failed (with the reason).
+  reply["pending"] = Json::Value(Json::arrayValue);
+  for (const PendingMount& p : table.pending()) {
+    Json::Value v(Json::objectValue);
+    v["package"] = p.package;
+    v["mountpoint"] = p.mountpoint;
+    v["state"] = p.error.empty() ? "mounting" : "failed";
+    if (!p.error.empty()) v["error"] = p.error;
+    reply["pending"].append(v);
+  }
   return reply;
 }
 
-// Answers one control request. Runs on the main thread, like everything touching the table.
-Json::Value handle(const Json::Value& request, MountTable& table, const DaemonConfig& config) {
+std::string request_text(const Json::Value& request, const char* key) {
+  const Json::Value& v = request[key];
+  if (v.isNull()) return "";
+  if (!v.isString() || v.asString().size() > 4096) {
+    throw Error(ErrorKind::kInvalidArgument, std::string(key) + ": expected a string");
+  }
+  return v.asString();
+}
+
+bool request_flag(const Json::Value& request, const char* key) {
+  return request[key].isBool() && request[key].asBool();
+}
+
+// The daemon's policy, shared between the main thread (which replaces it on reload) and the
+// threads answering requests.
+class SharedConfig {
+ public:
+  explicit SharedConfig(DaemonConfig config)
+      : config_(std::make_shared<const DaemonConfig>(std::move(config))) {}
+  std::shared_ptr<const DaemonConfig> get() const {
+    std::lock_guard lock(mutex_);
+    return config_;
+  }
+  void set(DaemonConfig config) {
+    auto next = std::make_shared<const DaemonConfig>(std::move(config));
+    std::lock_guard lock(mutex_);
+    config_ = std::move(next);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const DaemonConfig> config_;
+};
+
+// Answers one control request, on the connection's own thread.
+// The passed descriptor a request names with `key` (a position), or -1.
+int passed_fd(const Json::Value& request, const char* key, const std::vector<int>& fds) {
+  const Json::Value& v = request[key];
+  if (v.isNull()) return -1;
+  if (!v.isUInt() || v.asUInt() >= fds.size()) {
+    throw Error(ErrorKind::kInvalidArgument,
+                std::string(key) + ": expected the position of a passed descriptor");
+  }
+  return fds[v.asUInt()];
+}
+
+// Journals a mount or unmount request refused before the table acted on it (the table journals
+// what it does and refuses itself).
+void record_refusal(EventLog& log, const std::string& event, const Json::Value& request,
+                    const Requester& who, const std::string& error) {
+  std::map<std::string, std::string> data = {
+      {"mountpoint", request["mountpoint"].isString() ? request["mountpoint"].asString() : ""},
+      {"requester_uid", std::to_string(who.uid)},
+      {"requester_pid", std::to_string(who.pid)},
+      {"error", error}};
+  if (request["package"].isString()) data["path"] = request["package"].asString();
+  try {
+    log.record(event, data);
+  } catch (const std::exception& e) {
+    log.note(LOG_ERR, "cannot record a refused request (" + error + "): " + e.what());
+  }
+}
+
+Json::Value handle(const Json::Value& request, const Requester& who, const std::vector<int>& fds,
+                   MountTable& table, const SharedConfig& shared, EventLog& log) {
   const std::string op = request["op"].asString();
   if (op == "status") return status_json(table);
+  const std::shared_ptr<const DaemonConfig> config = shared.get();
   if (op == "mount") {
     MountEntry e;
-    e.package = absolute_path(request, "package", true);
-    e.mountpoint = absolute_path(request, "mountpoint", true);
-    e.password_file = absolute_path(request, "password_file", false);
-    e.key_file = absolute_path(request, "key_file", false);
-    e.allow_unsigned = request["allow_unsigned"].isBool() && request["allow_unsigned"].asBool();
-    e.buffered_reads = request["buffered_reads"].isBool() && request["buffered_reads"].asBool();
-    e.cache_bytes = request_number(request, "cache_bytes", e.cache_bytes, UINT64_MAX);
-    e.kernel_read_ahead_kb = static_cast<uint32_t>(request_number(
-        request, "kernel_readahead_kb", e.kernel_read_ahead_kb, fs::kMaxKernelReadAheadKb));
-    std::string trusted = absolute_path(request, "trusted_keys_dir", false);
-    if (trusted.empty()) trusted = config.trusted_keys_dir;
-    const MountStatus& m = table.mount(e, trusted, false);
+    PassedFiles files;
+    try {
+      e.package = absolute_path(request, "package", true);
+      e.mountpoint = absolute_path(request, "mountpoint", true);
+      e.password_file = absolute_path(request, "password_file", false);
+      e.key_file = absolute_path(request, "key_file", false);
+      e.allow_unsigned = request_flag(request, "allow_unsigned");
+      e.buffered_reads = request_flag(request, "buffered_reads");
+      e.nonempty = request_flag(request, "nonempty");
+      e.require_key = request_text(request, "require_key");
+      e.access.owner = request_text(request, "owner");
+      e.access.group = request_text(request, "group");
+      e.access.mode = request_text(request, "mode");
+      e.access.umask = request_text(request, "umask");
+      e.cache_bytes = request_number(request, "cache_bytes", e.cache_bytes, UINT64_MAX);
+      e.kernel_read_ahead_kb = static_cast<uint32_t>(request_number(
+          request, "kernel_readahead_kb", e.kernel_read_ahead_kb, fs::kMaxKernelReadAheadKb));
+      if (!request["trusted_keys_dir"].isNull()) {
+        // The daemon's configuration says which keys are trusted; a request may only narrow it.
+        throw Error(ErrorKind::kInvalidArgument,
+                    "trusted_keys_dir: torshpkgd applies its own trusted keys (" +
+                        config->trusted_keys_dir +
+                        "); give require_key to narrow them, or mount standalone");
+      }
+      if (!who.privileged && e.allow_unsigned) {
+        throw Error(ErrorKind::kBadSignature,
+                    e.package +
+                        ": members of the control group may not mount unsigned packages "
+                        "(torshpkgd's trust policy applies); ask root, or mount "
+                        "standalone with --standalone --allow-unsigned");
+      }
+      if (!who.privileged && e.nonempty) {
+        throw Error(ErrorKind::kInvalidArgument, "nonempty: members mount onto empty folders only");
+      }
+      if (!who.privileged && e.kernel_read_ahead_kb != fs::kDefaultKernelReadAheadKb) {
+        e.kernel_read_ahead_kb = fs::kDefaultKernelReadAheadKb;
+      }
+      files.package = passed_fd(request, "package_fd", fds);
+      files.mountpoint = passed_fd(request, "mountpoint_fd", fds);
+      files.secret = passed_fd(request, "secret_fd", fds);
+    } catch (const Error& err) {
+      record_refusal(log, "mount_refused", request, who, err.what());
+      throw;
+    }
+    const MountStatus m = table.mount(e, MountContext::of(*config), false, who, files);
     Json::Value reply(Json::objectValue);
     reply["ok"] = true;
     reply["package"] = m.package;
     reply["signer"] = m.signer;
+    reply["mountpoint"] = m.mountpoint;
+    reply["mode"] = fs::mode_string(m.access.mode);
+    reply["owner_uid"] = m.access.uid;
+    reply["owner_gid"] = m.access.gid;
     return reply;
   }
   if (op == "umount") {
     const std::string point = absolute_path(request, "mountpoint", true);
-    const bool lazy = request["lazy"].isBool() && request["lazy"].asBool();
-    if (!table.unmount(point, lazy)) {
+    const bool lazy = request_flag(request, "lazy");
+    bool found = false;
+    try {
+      found = table.unmount(point, lazy, who);
+    } catch (const Error& err) {
+      record_refusal(log, "umount_refused", request, who, err.what());
+      throw;
+    }
+    if (!found) {
       return error_reply(point + ": torshpkgd has nothing mounted there",
                          std::string(to_string(ErrorKind::kNotFound)));
     }
@@ -130,8 +274,49 @@ Json::Value handle(const Json::Value& request, MountTable& table, const DaemonCo
                      std::string(to_string(ErrorKind::kInvalidArgument)));
 }
 
+std::optional<gid_t> control_group_of(const DaemonConfig& config) {
+  if (config.control_group.empty()) return std::nullopt;
+  fs::AccessRequest probe;
+  probe.group = config.control_group;
+  return fs::resolve_access(probe, 0, 0, false).gid;
+}
+
+// Slow work for the main loop: the initial mounts and each reload, one at a time, on a thread
+// of its own; the loop keeps answering systemd and the socket meanwhile.
+class Worker {
+ public:
+  explicit Worker(int wake_fd) : wake_fd_(wake_fd) {}
+  ~Worker() { wait(); }
+  bool busy() const { return thread_.joinable() && !done_; }
+  bool running() const { return thread_.joinable(); }
+  void start(std::function<void()> job) {
+    wait();
+    done_ = false;
+    thread_ = std::thread([this, job = std::move(job)] {
+      job();
+      done_ = true;
+      const uint64_t one = 1;
+      (void)!::write(wake_fd_, &one, sizeof one);
+    });
+  }
+  // Joins a finished job; true when one was joined.
+  bool collect() {
+    if (!thread_.joinable() || !done_) return false;
+    thread_.join();
+    return true;
+  }
+  void wait() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  int wake_fd_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 int run(const std::string& config_path) {
-  DaemonConfig config = load_config(config_path);
+  DaemonConfig initial = load_config(config_path);
   // Signals arrive through a signalfd; every thread started from here on blocks them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -139,62 +324,123 @@ int run(const std::string& config_path) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   const int sigfd = ::signalfd(-1, &signals, SFD_CLOEXEC);
   if (sigfd < 0) throw Error(ErrorKind::kIo, std::string("signalfd: ") + std::strerror(errno));
+  const int wakefd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wakefd < 0) throw Error(ErrorKind::kIo, std::string("eventfd: ") + std::strerror(errno));
 
-  make_parent(config.lineage_journal);
-  make_parent(config.control_socket);
-  EventLog log(config.lineage_journal);
-  ControlServer control(config.control_socket);
+  make_parent(initial.lineage_journal, 0750);
+  make_parent(initial.control_socket, 0755);
+  EventLog log(initial.lineage_journal);
   MountTable table(log);
-  MountTable::Outcome outcome = table.apply(config);
-  size_t failed = outcome.failures.size();
-  std::string status = table.summary(failed);
-  notify("READY=1\nSTATUS=" + status);
-  log.note(LOG_INFO, "ready: " + status + "; control socket " + config.control_socket);
+  SharedConfig shared(initial);
+  ControlServer control(
+      initial.control_socket, control_group_of(initial),
+      [&](const Json::Value& request, const Requester& who, const std::vector<int>& fds) {
+        return handle(request, who, fds, table, shared, log);
+      });
 
   uint64_t watchdog_usec = 0;
   const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
-  // Wake at least twice per watchdog period, and every second to notice external unmounts.
+  // Wake four times per watchdog period (a ping is never more than a quarter of it late), and
+  // every second to notice external unmounts.
   const int tick_ms =
-      static_cast<int>(watchdog ? std::clamp<uint64_t>(watchdog_usec / 2000, 1, 1000) : 1000);
+      static_cast<int>(watchdog ? std::clamp<uint64_t>(watchdog_usec / 4000, 1, 1000) : 1000);
+
+  Worker worker(wakefd);
+  std::mutex outcome_mutex;
+  MountTable::Outcome outcome;
+  bool started = false;         // READY=1 sent
+  bool reload_waiting = false;  // a SIGHUP came while the worker was busy
+  const auto start_apply = [&](bool reload) {
+    worker.start([&, reload] {
+      MountTable::Outcome o;
+      try {
+        if (reload) {
+          DaemonConfig next = load_config(config_path);
+          o = table.apply(next);
+          // Sockets, the control group and the journal stay until a restart.
+          DaemonConfig kept = *shared.get();
+          kept.mounts = next.mounts;
+          kept.trusted_keys_dir = next.trusted_keys_dir;
+          kept.mountpoint_root = next.mountpoint_root;
+          kept.registry_credentials = next.registry_credentials;
+          kept.pull_timeout_s = next.pull_timeout_s;
+          kept.store = next.store;
+          shared.set(std::move(kept));
+          log.note(LOG_INFO, "reloaded: " + std::to_string(o.mounted) + " mounted, " +
+                                 std::to_string(o.unmounted) + " unmounted, " +
+                                 std::to_string(o.failures.size()) + " failed");
+        } else {
+          o = table.apply(*shared.get());
+        }
+      } catch (const std::exception& e) {
+        log.note(LOG_ERR, std::string(reload ? "reload failed, keeping the running mounts: "
+                                             : "the initial mounts failed: ") +
+                              e.what());
+      }
+      for (const std::string& f : o.failures) log.note(LOG_ERR, "mount failed: " + f);
+      std::lock_guard lock(outcome_mutex);
+      outcome = std::move(o);
+    });
+  };
+  if (!initial.control_group.empty() && !reachable_by_others(initial.control_socket)) {
+    log.note(LOG_WARNING, initial.control_socket +
+                              ": a folder above the control socket is not searchable by other "
+                              "users, so the control group cannot reach it (chmod o+x it)");
+  }
+  start_apply(false);
+  log.note(LOG_INFO, "starting: mounting " + std::to_string(initial.mounts.size()) +
+                         " packages; control socket " + initial.control_socket);
+
+  std::string status;
   for (;;) {
-    pollfd fds[2] = {{sigfd, POLLIN, 0}, {control.fd(), POLLIN, 0}};
-    const int ready = ::poll(fds, 2, tick_ms);
+    pollfd fds[3] = {{sigfd, POLLIN, 0}, {control.fd(), POLLIN, 0}, {wakefd, POLLIN, 0}};
+    const int ready = ::poll(fds, 3, tick_ms);
     if (watchdog) notify("WATCHDOG=1");
+    if (!started) {
+      // A long start (a pull, key derivation) must not hit systemd's start timeout.
+      notify("EXTEND_TIMEOUT_USEC=" + std::to_string(10'000'000 + tick_ms * 1000ull));
+    }
+    if (ready > 0 && (fds[2].revents & POLLIN)) {
+      uint64_t n = 0;
+      (void)!::read(wakefd, &n, sizeof n);
+    }
+    if (worker.collect()) {
+      status = table.summary();
+      notify("READY=1\nSTATUS=" + status);
+      if (!started) log.note(LOG_INFO, "ready: " + status);
+      started = true;
+      if (reload_waiting) {
+        reload_waiting = false;
+        notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()));
+        start_apply(true);
+      }
+    }
     int sig = 0;
     if (ready > 0 && (fds[0].revents & POLLIN)) {
       signalfd_siginfo info{};
       if (::read(sigfd, &info, sizeof info) == sizeof info) sig = static_cast<int>(info.ssi_signo);
     }
     if (sig == SIGHUP) {
-      notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()));
-      try {
-        DaemonConfig next = load_config(config_path);
-        outcome = table.apply(next);
-        config.mounts = next.mounts;  // sockets and the journal stay until a restart
-        config.trusted_keys_dir = next.trusted_keys_dir;
-        failed = outcome.failures.size();
-        log.note(LOG_INFO, "reloaded: " + std::to_string(outcome.mounted) + " mounted, " +
-                               std::to_string(outcome.unmounted) + " unmounted, " +
-                               std::to_string(failed) + " failed");
-      } catch (const Error& e) {
-        log.note(LOG_ERR, std::string("reload failed, keeping the running mounts: ") + e.what());
+      if (worker.running()) {
+        reload_waiting = true;  // after the one in progress
+      } else {
+        notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()));
+        start_apply(true);
       }
-      status = table.summary(failed);
-      notify("READY=1\nSTATUS=" + status);
-      continue;
     }
     if (sig == SIGTERM || sig == SIGINT) {
       notify("STOPPING=1\nSTATUS=unmounting " + std::to_string(table.size()) + " packages");
       log.note(LOG_INFO, "stopping");
+      control.stop();
       table.stop_all(kStopGrace);
+      worker.wait();
+      table.stop_all(kStopGrace);  // what the worker finished meanwhile
       return 0;
     }
-    if (ready > 0 && (fds[1].revents & POLLIN)) {
-      control.serve_one([&](const Json::Value& request) { return handle(request, table, config); });
-    }
+    if (ready > 0 && (fds[1].revents & POLLIN)) control.accept_clients();
     table.reap();
-    const std::string now = table.summary(failed);
-    if (now != status) {
+    const std::string now = table.summary();
+    if (now != status && started) {
       status = now;
       notify("STATUS=" + status);
     }
@@ -223,7 +469,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     return torshpkg::daemon::run(config);
-  } catch (const torshpkg::Error& e) {
+  } catch (const std::exception& e) {
     std::cerr << "torshpkgd: " << e.what() << "\n";
     sd_notifyf(0, "STATUS=failed: %s", e.what());
     return 1;

@@ -1,5 +1,6 @@
 #include "mount_table.h"
 
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -10,14 +11,17 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
+#include <optional>
 #include <set>
-#include <sstream>
+#include <thread>
 
 #include "http_pull.h"
 #include "mirrors.h"
+#include "mount_point.h"
 #include "mount_policy.h"
 #include "oci.h"
+#include "torshpkg/byte_source.h"
+#include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
 #include "torshpkg/store.h"
 
@@ -31,29 +35,6 @@ std::string now_utc() {
   char buf[64];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-// Whether `path` is a mount point now (listed in /proc/self/mountinfo).
-bool is_mountpoint(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    fields >> id >> parent >> dev >> root >> point;
-    // Octal escapes (\040 for a space) as the kernel writes them.
-    std::string decoded;
-    for (size_t i = 0; i < point.size(); ++i) {
-      if (point[i] == '\\' && i + 3 < point.size()) {
-        decoded += static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8));
-        i += 3;
-      } else {
-        decoded += point[i];
-      }
-    }
-    if (decoded == path) return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -82,7 +63,7 @@ bool is_remote(const std::string& package) {
 // The file a mount entry names: its path; the highest installed version of NAME@REQ; or, for
 // oci:// and http(s):// sources, the package pulled (digest checked) and installed into the
 // store under the mount's trust policy.
-Located locate(const MountEntry& entry, const std::string& trusted_keys_dir) {
+Located locate(const MountEntry& entry, const MountContext& context) {
   if (entry.store.empty()) return {entry.package, "", ""};
   const Store store(entry.store);
   if (!is_remote(entry.package)) {
@@ -95,7 +76,12 @@ Located locate(const MountEntry& entry, const std::string& trusted_keys_dir) {
     return {found->path, "", ""};
   }
   static std::atomic<unsigned> counter{0};
-  std::filesystem::create_directories(entry.store + "/tmp");
+  std::error_code ec;
+  std::filesystem::create_directories(entry.store + "/tmp", ec);
+  if (ec) {
+    throw Error(ErrorKind::kIo,
+                entry.store + "/tmp: cannot make the store's staging folder: " + ec.message());
+  }
   const std::string staging = entry.store + "/tmp/pull-" + std::to_string(::getpid()) + "-" +
                               std::to_string(counter++) + ".torshpkg";
   struct Remove {
@@ -111,7 +97,10 @@ Located locate(const MountEntry& entry, const std::string& trusted_keys_dir) {
     std::fprintf(stderr, "torshpkgd: %s\n", m.c_str());
   };
   if (entry.package.starts_with("oci://")) {
-    distribution::OciClient client;
+    distribution::OciOptions options;
+    options.docker_config = context.registry_credentials;  // empty: $DOCKER_CONFIG, $HOME
+    options.stall_timeout_s = context.pull_timeout_s;
+    distribution::OciClient client(options);
     const distribution::OciRef ref = distribution::parse_oci_ref(entry.package);
     located.digest = distribution::pull_with_mirrors(
                          client, ref, mirrors.for_registry(ref.registry), staging, warn)
@@ -120,10 +109,11 @@ Located locate(const MountEntry& entry, const std::string& trusted_keys_dir) {
     distribution::HttpPullOptions options;
     options.mirrors = mirrors.for_url(entry.package);
     options.warn = warn;
+    options.http.stall_timeout_s = context.pull_timeout_s;
     located.digest = "sha256:" + distribution::http_pull(entry.package, staging, options).sha256;
   }
   InstallPolicy policy;
-  policy.trusted_keys_dir = trusted_keys_dir;
+  policy.trusted_keys_dir = context.trusted_keys_dir;
   policy.allow_unsigned = entry.allow_unsigned;
   located.path = store.take(staging, policy).package.path;
   return located;
@@ -131,113 +121,235 @@ Located locate(const MountEntry& entry, const std::string& trusted_keys_dir) {
 
 }  // namespace
 
+MountContext MountContext::of(const DaemonConfig& config) {
+  MountContext c;
+  c.trusted_keys_dir = config.trusted_keys_dir;
+  c.mountpoint_root = config.mountpoint_root;
+  c.registry_credentials = config.registry_credentials;
+  c.pull_timeout_s = config.pull_timeout_s;
+  return c;
+}
+
 MountTable::~MountTable() {
   stop_all(std::chrono::seconds(5));
 }
 
-const MountStatus& MountTable::mount(const MountEntry& entry, const std::string& trusted_keys_dir,
-                                     bool from_config) {
-  const std::map<std::string, std::string> where = {{"path", entry.package},
-                                                    {"mountpoint", entry.mountpoint}};
-  try {
-    if (mounts_.count(entry.mountpoint)) {
-      throw Error(ErrorKind::kInvalidArgument,
-                  entry.mountpoint + ": torshpkgd already has a package mounted there");
-    }
-    if (clear_stale_mountpoint(entry.mountpoint)) {
-      log_.note(LOG_NOTICE, "cleared the stale mount point " + entry.mountpoint +
-                                " (left by a server that died)");
-    }
-    struct stat st {};
-    if (::stat(entry.mountpoint.c_str(), &st) != 0 && errno == ENOENT) {
-      // Mount points under /run vanish at boot: make them, as systemd does for its mounts.
-      std::error_code ignored;
-      std::filesystem::create_directories(entry.mountpoint, ignored);
-    }
-    if (::stat(entry.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      throw Error(ErrorKind::kNotFound, entry.mountpoint + ": mount point is not a folder");
-    }
-    if (is_mountpoint(entry.mountpoint)) {
-      throw Error(ErrorKind::kInvalidArgument,
-                  entry.mountpoint + ": something else is already mounted there");
-    }
-    fs::MountPolicy policy;
-    policy.trusted_keys_dir = trusted_keys_dir;
-    policy.allow_unsigned = entry.allow_unsigned;
-    policy.password_file = entry.password_file;
-    policy.key_file = entry.key_file;
-    const Located located = locate(entry, trusted_keys_dir);
-    const std::string& path = located.path;
-    fs::AdmittedPackage admitted = fs::admit_package(path, policy);
-    auto m = std::make_unique<Mounted>();
-    m->entry = entry;
-    m->trusted_keys_dir = trusted_keys_dir;
-    m->from_config = from_config;
-    m->status.package =
-        admitted.package->manifest().name + "@" + admitted.package->manifest().version;
-    m->status.path = path;
-    m->status.mountpoint = entry.mountpoint;
-    m->status.signer = admitted.signer;
-    m->status.digest = "sha256:" + admitted.package->manifest_digest();
-    auto fields = package_event_fields(*admitted.package, path);
-    fields["mountpoint"] = entry.mountpoint;
-    if (!located.source.empty()) {
-      fields["source"] = located.source;
-      fields["source_digest"] = located.digest;
-    }
-    log_.record_lineage(*admitted.package);
+namespace {
 
-    fs::FsOptions options;
-    options.signer = admitted.signer;
-    options.direct_reads = !entry.buffered_reads;
-    options.cache_bytes = entry.cache_bytes;
-    options.kernel_read_ahead_kb = entry.kernel_read_ahead_kb;
-    options.on_first_open = [this, fields](pid_t pid, uid_t uid) {
-      auto data = fields;
-      data["pid"] = std::to_string(pid);
-      data["uid"] = std::to_string(uid);
-      data["comm"] = comm_of(pid);
-      const std::string unit = unit_of(pid);
-      if (!unit.empty()) data["unit"] = unit;
-      try {
-        log_.record("opened", data, pid);
-      } catch (const Error& e) {
-        log_.note(LOG_ERR, std::string("cannot record an open: ") + e.what());
-      }
-    };
-    options.on_read_error = [this, fields](const std::string& file, const std::string& error) {
-      auto data = fields;
-      data["file"] = file;
-      data["error"] = error;
-      try {
-        log_.record("verification_failed", data);
-      } catch (const Error& e) {
-        log_.note(LOG_ERR, "read of " + file + " failed: " + error +
-                               " (and cannot record it: " + e.what() + ")");
-      }
-    };
-    m->fs = std::make_unique<fs::PackageFs>(std::move(admitted.package), options);
-    m->session = fs::Session::start(*m->fs, entry.mountpoint, fs::standard_fuse_options(path));
-    m->status.since = now_utc();
-    if (!admitted.signer.empty()) fields["signer"] = admitted.signer;
+// A secret a member passed: only its own file (one someone else left readable is not the
+// member's to use).
+Secret read_members_secret(int fd, const std::string& name, bool password, const Requester& who) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    throw invalid_argument(name + ": the secret file is not a regular file");
+  }
+  if (st.st_uid != who.uid) {
+    throw invalid_argument(name + ": the secret file belongs to another user (uid " +
+                           std::to_string(st.st_uid) + "); give your own");
+  }
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  return password ? read_password_file(self) : read_key_file(self);
+}
+
+int duplicate(int fd, const std::string& what) {
+  if (fd < 0) throw invalid_argument(what + ": members pass it as a descriptor (SCM_RIGHTS)");
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throw io_error(what, "cannot take the passed descriptor", errno);
+  return copy;
+}
+
+std::map<std::string, std::string> requester_fields(const Requester& who) {
+  return {{"requester_uid", std::to_string(who.uid)}, {"requester_pid", std::to_string(who.pid)}};
+}
+
+}  // namespace
+
+MountStatus MountTable::mount(const MountEntry& entry, const MountContext& context,
+                              bool from_config, const Requester& who, const PassedFiles& files) {
+  std::map<std::string, std::string> where = {{"path", entry.package},
+                                              {"mountpoint", entry.mountpoint}};
+  if (!from_config) where.merge(requester_fields(who));
+  std::string reserved;  // the canonical mount point, once reserved
+  const auto release = [&] {
+    if (reserved.empty()) return;
+    std::lock_guard lock(mutex_);
+    preparing_.erase(reserved);
+  };
+  try {
     try {
-      log_.record("mounted", fields);
-    } catch (const Error& e) {
-      // An unrecorded mount is not acknowledged: take it down again.
-      m->session->detach();
-      m->session.reset();
-      throw Error(ErrorKind::kIo, entry.mountpoint +
-                                      ": mounted but the lineage journal cannot "
-                                      "record it, so it was unmounted: " +
-                                      e.what());
+      if (!who.privileged) {
+        // What the request handler has already narrowed, checked once more where it matters.
+        if (!entry.store.empty() || entry.allow_unsigned || entry.with_deps) {
+          throw invalid_argument("members mount package files under the daemon's trust policy");
+        }
+      }
+      if (who.privileged && clear_stale_mountpoint(entry.mountpoint)) {
+        log_.note(LOG_NOTICE, "cleared the stale mount point " + entry.mountpoint +
+                                  " (left by a server that died)");
+      }
+      fs::MountPointRules rules;
+      rules.allow_nonempty = entry.nonempty;
+      if (from_config) rules.create_under = context.mountpoint_root;
+      if (!who.privileged) rules.required_owner = who.uid;
+      // A member's folder is the one its client opened; root's is opened here.
+      std::optional<fs::MountPoint> point;
+      if (who.privileged) {
+        point.emplace(fs::MountPoint::open(entry.mountpoint, rules));
+      } else {
+        point.emplace(fs::MountPoint::from_fd(duplicate(files.mountpoint, "mountpoint"), rules));
+      }
+      where["mountpoint"] = point->path();
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) throw Error(ErrorKind::kIo, "torshpkgd is stopping");
+        if (mounts_.count(point->path()) || preparing_.count(point->path())) {
+          throw invalid_argument(point->path() + ": already mounted: torshpkgd has a package " +
+                                 "mounted there (or is mounting one)");
+        }
+        preparing_.insert(point->path());
+        reserved = point->path();
+      }
+
+      const Located located = locate(entry, context);
+      const std::string& path = located.path;
+      fs::MountPolicy policy;
+      policy.trusted_keys_dir = context.trusted_keys_dir;
+      policy.allow_unsigned = entry.allow_unsigned;
+      policy.require_key = entry.require_key;
+      std::unique_ptr<Package> package;
+      if (who.privileged) {
+        package = Package::open(path);
+      } else {
+        package = Package::open(file_source_from_fd(duplicate(files.package, "package"), path));
+      }
+      // The trust check comes before any key slot is tried.
+      const std::string signer = fs::admit_opened(*package, policy);
+      const bool secret_given = !entry.password_file.empty() || !entry.key_file.empty();
+      if (package->encrypted()) {
+        std::optional<Secret> secret;
+        if (who.privileged) {
+          if (!entry.password_file.empty()) secret = read_password_file(entry.password_file);
+          if (!entry.key_file.empty()) secret = read_key_file(entry.key_file);
+        } else if (secret_given) {
+          const bool password = !entry.password_file.empty();
+          if (files.secret < 0) {
+            throw invalid_argument("secret file: members pass it as a descriptor (SCM_RIGHTS)");
+          }
+          secret = read_members_secret(
+              files.secret, password ? entry.password_file : entry.key_file, password, who);
+        }
+        fs::unlock_admitted(*package, secret ? &*secret : nullptr);
+      }
+      const uid_t asker_uid = from_config ? 0 : who.uid;
+      const gid_t asker_gid = from_config ? 0 : who.gid;
+      const fs::MountAccess access = fs::resolve_access(entry.access, asker_uid, asker_gid,
+                                                        secret_given || package->encrypted());
+      if (!who.privileged) {
+        if (access.uid != who.uid) {
+          throw invalid_argument(
+              "owner: only root can mount for another user (members mount for themselves)");
+        }
+        if (!who.in_group(access.gid)) {
+          throw invalid_argument("group: gid " + std::to_string(access.gid) +
+                                 " is not one of your groups");
+        }
+      }
+
+      auto m = std::make_unique<Mounted>();
+      m->entry = entry;
+      m->context = context;
+      m->status.package = package->manifest().name + "@" + package->manifest().version;
+      m->status.path = path;
+      m->status.mountpoint = point->path();
+      m->status.signer = signer;
+      m->status.digest = "sha256:" + package->manifest_digest();
+      m->status.access = access;
+      m->status.requested_by = who.uid;
+      m->status.from_config = from_config;
+      auto fields = package_event_fields(*package, path);
+      fields["mountpoint"] = point->path();
+      fields["owner"] = std::to_string(access.uid) + ":" + std::to_string(access.gid);
+      fields["mode"] = fs::mode_string(access.mode);
+      if (!from_config) fields.merge(requester_fields(who));
+      if (!located.source.empty()) {
+        fields["source"] = located.source;
+        fields["source_digest"] = located.digest;
+      }
+      log_.record_lineage(*package);
+
+      fs::FsOptions options;
+      options.signer = signer;
+      options.uid = access.uid;
+      options.gid = access.gid;
+      options.mode = access.mode;
+      options.direct_reads = !entry.buffered_reads;
+      options.cache_bytes = entry.cache_bytes;
+      options.kernel_read_ahead_kb = entry.kernel_read_ahead_kb;
+      options.on_first_open = [this, fields](pid_t pid, uid_t uid) {
+        auto data = fields;
+        data["pid"] = std::to_string(pid);
+        data["uid"] = std::to_string(uid);
+        data["comm"] = comm_of(pid);
+        const std::string unit = unit_of(pid);
+        if (!unit.empty()) data["unit"] = unit;
+        try {
+          log_.record("opened", data, pid);
+        } catch (const Error& e) {
+          log_.note(LOG_ERR, std::string("cannot record an open: ") + e.what());
+        }
+      };
+      options.on_read_error = [this, fields](const std::string& file, const std::string& error) {
+        auto data = fields;
+        data["file"] = file;
+        data["error"] = error;
+        try {
+          log_.record("verification_failed", data);
+        } catch (const Error& e) {
+          log_.note(LOG_ERR, "read of " + file + " failed: " + error +
+                                 " (and cannot record it: " + e.what() + ")");
+        }
+      };
+      m->fs = std::make_unique<fs::PackageFs>(std::move(package), options);
+      m->session = fs::Session::start(*m->fs, *point, fs::standard_fuse_options(path, access));
+      m->status.since = now_utc();
+      if (!signer.empty()) fields["signer"] = signer;
+      try {
+        log_.record("mounted", fields);
+      } catch (const Error& e) {
+        // An unrecorded mount is not acknowledged: take it down again.
+        m->session->detach();
+        m->session.reset();
+        throw Error(ErrorKind::kIo, point->path() +
+                                        ": mounted but the lineage journal cannot "
+                                        "record it, so it was unmounted: " +
+                                        e.what());
+      }
+      MountStatus status = m->status;
+      {
+        std::lock_guard lock(mutex_);
+        preparing_.erase(reserved);
+        reserved.clear();
+        if (stopping_) {
+          m->session->detach();
+          throw Error(ErrorKind::kIo, "torshpkgd is stopping");
+        }
+        mounts_.emplace(status.mountpoint, std::move(m));
+        if (from_config) config_pending_.erase(entry.mountpoint);  // in the same moment
+      }
+      return status;
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      // Whatever else went wrong (a library's own exception, memory) is this mount's failure.
+      throw Error(ErrorKind::kIo, entry.mountpoint + ": " + e.what());
     }
-    return mounts_.emplace(entry.mountpoint, std::move(m)).first->second->status;
   } catch (const Error& e) {
+    release();
     auto data = where;
     data["error"] = e.what();
     try {
       log_.record("mount_refused", data);
-    } catch (const Error& journal) {
+    } catch (const std::exception& journal) {
       log_.note(LOG_ERR, std::string("cannot record a refused mount: ") + journal.what());
     }
     throw;
@@ -250,7 +362,7 @@ namespace {
 // (mounted at <parent of its mountpoint>/<name>). An entry whose required dependencies do not
 // all resolve is left out, with the reason in `failures`.
 std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
-                                            std::vector<std::string>& failures) {
+                                            std::map<std::string, std::string>& failures) {
   std::vector<MountEntry> out;
   std::set<std::string> mountpoints;
   for (const MountEntry& e : config.mounts) mountpoints.insert(e.mountpoint);
@@ -296,8 +408,8 @@ std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
       }
       out.push_back(e);
       out.insert(out.end(), deps.begin(), deps.end());
-    } catch (const Error& err) {
-      failures.push_back(err.what());
+    } catch (const std::exception& err) {
+      failures[e.mountpoint] = err.what();
     }
   }
   return out;
@@ -307,93 +419,192 @@ std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
 
 MountTable::Outcome MountTable::apply(const DaemonConfig& config) {
   Outcome outcome;
-  reap();
-  const std::vector<MountEntry> wanted = expand_dependencies(config, outcome.failures);
+  const MountContext context = MountContext::of(config);
+  std::vector<MountEntry> wanted;
+  std::map<std::string, std::string> unresolved;  // by mount point
+  try {
+    reap();
+    wanted = expand_dependencies(config, unresolved);
+  } catch (const std::exception& e) {
+    outcome.failures.push_back(e.what());
+    return outcome;
+  }
+  for (const auto& [point, error] : unresolved) outcome.failures.push_back(error);
   // Unmount what is gone from the config or changed.
-  for (auto it = mounts_.begin(); it != mounts_.end();) {
-    bool keep = !it->second->from_config;  // control-socket mounts stay until unmounted
-    for (const MountEntry& e : wanted) {
-      if (e == it->second->entry && it->second->trusted_keys_dir == config.trusted_keys_dir) {
-        keep = true;
+  std::vector<std::unique_ptr<Mounted>> removed;
+  std::vector<MountEntry> to_mount;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = mounts_.begin(); it != mounts_.end();) {
+      bool keep = !it->second->status.from_config;  // socket mounts stay until unmounted
+      for (const MountEntry& e : wanted) {
+        // A changed trust policy remounts (the package is checked again); the pull settings
+        // and the mount point root matter only to mounts still to be made.
+        if (e == it->second->entry &&
+            it->second->context.trusted_keys_dir == context.trusted_keys_dir) {
+          keep = true;
+        }
+      }
+      if (keep) {
+        ++it;
+        continue;
+      }
+      removed.push_back(std::move(it->second));
+      it = mounts_.erase(it);
+    }
+    config_pending_.clear();
+    for (const MountEntry& e : config.mounts) {
+      if (const auto it = unresolved.find(e.mountpoint); it != unresolved.end()) {
+        config_pending_[e.mountpoint] = {e.package, e.mountpoint, it->second};
       }
     }
-    if (keep) {
-      ++it;
-      continue;
+    for (const MountEntry& e : wanted) {
+      bool mounted = false;
+      for (const auto& [point, m] : mounts_) {
+        // A socket mount on the same folder: the entry fails with "already mounted".
+        if (m->status.from_config && m->entry == e) mounted = true;
+      }
+      if (mounted) continue;
+      to_mount.push_back(e);
+      config_pending_[e.mountpoint] = {e.package, e.mountpoint, ""};
     }
-    unmount_entry(std::move(it->second));
-    it = mounts_.erase(it);
+  }
+  for (auto& m : removed) {
+    unmount_entry(std::move(m), daemon_requester());
     ++outcome.unmounted;
   }
-  for (const MountEntry& e : wanted) {
-    if (mounts_.count(e.mountpoint)) continue;
+  // Several mounts are prepared at a time: a pull that stalls delays only its own mount.
+  constexpr size_t kParallelMounts = 8;
+  std::mutex outcome_mutex;
+  std::atomic<size_t> next{0};
+  const auto work = [&] {
+    for (size_t i = next++; i < to_mount.size(); i = next++) {
+      const MountEntry& e = to_mount[i];
+      std::string error;
+      try {
+        mount(e, context, true, daemon_requester(), {});
+      } catch (const std::exception& err) {
+        error = err.what();
+      }
+      std::lock_guard lock(outcome_mutex);
+      if (error.empty()) {
+        ++outcome.mounted;
+      } else {
+        outcome.failures.push_back(error);
+      }
+      std::lock_guard table_lock(mutex_);
+      if (error.empty()) {
+        config_pending_.erase(e.mountpoint);
+      } else {
+        config_pending_[e.mountpoint].error = error;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < std::min(kParallelMounts, to_mount.size()); ++t) {
     try {
-      mount(e, config.trusted_keys_dir, true);
-      ++outcome.mounted;
-    } catch (const Error& err) {
-      outcome.failures.push_back(err.what());
+      threads.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // no thread to be had: the others do the work
     }
   }
+  work();
+  for (std::thread& t : threads) t.join();
   return outcome;
 }
 
-bool MountTable::unmount(const std::string& mountpoint, bool lazy) {
-  const auto it = mounts_.find(mountpoint);
-  if (it == mounts_.end()) return false;
-  if (!lazy && ::umount2(mountpoint.c_str(), 0) != 0) {
-    throw io_error(mountpoint, "cannot unmount (give --lazy to detach while files are open)",
-                   errno);
+bool MountTable::unmount(const std::string& mountpoint, bool lazy, const Requester& who) {
+  std::unique_ptr<Mounted> m;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = mounts_.find(mountpoint);
+    if (it == mounts_.end()) return false;
+    if (!who.privileged && it->second->status.requested_by != who.uid) {
+      throw invalid_argument(mountpoint +
+                             ": mounted by another user; members unmount only their own mounts");
+    }
+    if (!it->second->session->on_top()) {
+      throw invalid_argument(mountpoint +
+                             ": something else is mounted on top of torshpkgd's mount; "
+                             "unmount that first");
+    }
+    if (!lazy && ::umount2(mountpoint.c_str(), 0) != 0) {
+      const int err = errno;
+      if (err == EBUSY) {
+        throw Error(ErrorKind::kIo, mountpoint +
+                                        ": busy: files are open on it; close them, or give "
+                                        "--lazy to detach it now and finish when they close");
+      }
+      throw io_error(mountpoint, "cannot unmount", err);
+    }
+    m = std::move(it->second);
+    mounts_.erase(it);
   }
-  unmount_entry(std::move(it->second));
-  mounts_.erase(it);
+  unmount_entry(std::move(m), who);
   return true;
 }
 
-void MountTable::unmount_entry(std::unique_ptr<Mounted> m) {
+void MountTable::unmount_entry(std::unique_ptr<Mounted> m, const Requester& who) {
   m->session->detach();
   std::map<std::string, std::string> data = {{"package", m->status.package},
                                              {"digest", m->status.digest},
                                              {"path", m->status.path},
                                              {"mountpoint", m->status.mountpoint}};
+  if (who.pid != ::getpid()) data.merge(requester_fields(who));
   try {
     log_.record("unmounted", data);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     log_.note(LOG_ERR, std::string("cannot record an unmount: ") + e.what());
   }
   // Without open files the kernel lets go of the connection within milliseconds; a mount that
   // still has readers keeps serving them until they close.
-  if (!m->session->wait_for(std::chrono::seconds(1))) draining_.push_back(std::move(m));
+  if (!m->session->wait_for(std::chrono::seconds(1))) {
+    std::lock_guard lock(mutex_);
+    draining_.push_back(std::move(m));
+  }
 }
 
 void MountTable::reap() {
-  for (auto it = draining_.begin(); it != draining_.end();) {
-    if ((*it)->session->ended()) {
-      it = draining_.erase(it);
-    } else {
-      ++it;
+  std::vector<std::unique_ptr<Mounted>> finished;  // detached earlier, now closed
+  std::vector<std::unique_ptr<Mounted>> gone;      // unmounted from outside
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = draining_.begin(); it != draining_.end();) {
+      if ((*it)->session->ended()) {
+        finished.push_back(std::move(*it));
+        it = draining_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = mounts_.begin(); it != mounts_.end();) {
+      if (it->second->session->ended()) {
+        gone.push_back(std::move(it->second));
+        it = mounts_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
-  for (auto it = mounts_.begin(); it != mounts_.end();) {
-    if (it->second->session->ended()) {
-      // Unmounted from outside (umount, fusermount3 -u).
-      auto m = std::move(it->second);
-      it = mounts_.erase(it);
-      unmount_entry(std::move(m));
-    } else {
-      ++it;
-    }
-  }
+  for (auto& m : gone) unmount_entry(std::move(m), daemon_requester());
 }
 
 void MountTable::stop_all(std::chrono::milliseconds grace) {
-  while (!mounts_.empty()) {
-    auto it = mounts_.begin();
-    auto m = std::move(it->second);
-    mounts_.erase(it);
-    unmount_entry(std::move(m));
+  std::vector<std::unique_ptr<Mounted>> all;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (auto& [point, m] : mounts_) all.push_back(std::move(m));
+    mounts_.clear();
+  }
+  for (auto& m : all) unmount_entry(std::move(m), daemon_requester());
+  std::vector<std::unique_ptr<Mounted>> draining;
+  {
+    std::lock_guard lock(mutex_);
+    draining.swap(draining_);
   }
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  for (auto& m : draining_) {
+  for (auto& m : draining) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0 || !m->session->wait_for(left)) {
@@ -402,10 +613,10 @@ void MountTable::stop_all(std::chrono::milliseconds grace) {
       m->session->abort();
     }
   }
-  draining_.clear();
 }
 
 std::vector<MountStatus> MountTable::status() const {
+  std::lock_guard lock(mutex_);
   std::vector<MountStatus> out;
   for (const auto& [point, m] : mounts_) {
     MountStatus s = m->status;
@@ -415,8 +626,24 @@ std::vector<MountStatus> MountTable::status() const {
   return out;
 }
 
-std::string MountTable::summary(size_t failed) const {
+std::vector<PendingMount> MountTable::pending() const {
+  std::lock_guard lock(mutex_);
+  std::vector<PendingMount> out;
+  for (const auto& [point, p] : config_pending_) out.push_back(p);
+  return out;
+}
+
+size_t MountTable::size() const {
+  std::lock_guard lock(mutex_);
+  return mounts_.size();
+}
+
+std::string MountTable::summary() const {
+  std::lock_guard lock(mutex_);
+  size_t failed = 0, mounting = 0;
+  for (const auto& [point, p] : config_pending_) ++(p.error.empty() ? mounting : failed);
   std::string s = std::to_string(mounts_.size()) + " mounted";
+  if (mounting > 0) s += ", " + std::to_string(mounting) + " mounting";
   if (failed > 0) s += ", " + std::to_string(failed) + " failed";
   if (!draining_.empty()) s += ", " + std::to_string(draining_.size()) + " draining";
   return s;

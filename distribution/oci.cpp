@@ -174,7 +174,9 @@ struct OciClient::Rep {
   std::map<std::string, std::string> authorization;  // registry -> "Authorization: ..." header
   Json::Value docker_config;
 
-  explicit Rep(OciOptions o) : options(std::move(o)), http(HttpOptions{10, 30, false}) {
+  explicit Rep(OciOptions o)
+      : options(std::move(o)),
+        http(HttpOptions{options.connect_timeout_s, options.stall_timeout_s, false}) {
     std::string path = options.docker_config;
     if (path.empty()) {
       if (const char* d = std::getenv("DOCKER_CONFIG"); d != nullptr && *d) {

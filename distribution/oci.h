@@ -42,6 +42,8 @@ struct OciOptions {
   bool insecure = false;
   std::string docker_config;  // default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json
   uint64_t chunk_bytes = 16u << 20;  // PATCH size for uploads
+  long connect_timeout_s = 10;
+  long stall_timeout_s = 30;  // abort a transfer under 1 byte/s for this long
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
 

@@ -1,7 +1,5 @@
 #include "mount_policy.h"
 
-#include <unistd.h>
-
 #include <optional>
 
 #include "torshpkg/encryption.h"
@@ -11,37 +9,54 @@
 
 namespace torshpkg::fs {
 
+std::string admit_opened(const Package& package, const MountPolicy& policy) {
+  const std::string& file = package.file_name();
+  if (policy.allow_unsigned) {
+    return package.signatures().empty() ? std::string() : package.signatures().front().key_id;
+  }
+  if (package.signatures().empty()) {
+    throw Error(ErrorKind::kBadSignature,
+                file + ": unsigned package: sign it, or give --allow-unsigned to mount it anyway");
+  }
+  TrustedKeys trusted;
+  try {
+    trusted = TrustedKeys::load_dir(policy.trusted_keys_dir);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kNotFound) throw;
+    throw Error(ErrorKind::kNotFound,
+                policy.trusted_keys_dir +
+                    ": no such trusted-keys folder: give --trusted-keys DIR (a folder of "
+                    "trusted .pub keys), or --allow-unsigned");
+  }
+  return verify_trusted_signature(package, trusted, policy.require_key);
+}
+
+void unlock_admitted(Package& package, const Secret* secret) {
+  if (!package.encrypted()) return;
+  if (secret == nullptr) {
+    throw Error(ErrorKind::kWrongKey,
+                package.file_name() + ": encrypted package: give --password-file or --key-file");
+  }
+  package.unlock(*secret);
+}
+
 AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy) {
   if (!policy.password_file.empty() && !policy.key_file.empty()) {
     throw Error(ErrorKind::kInvalidArgument, "give either a password file or a key file, not both");
   }
-  std::optional<Secret> secret;
-  if (!policy.password_file.empty()) secret = read_password_file(policy.password_file);
-  if (!policy.key_file.empty()) secret = read_key_file(policy.key_file);
   AdmittedPackage admitted;
-  admitted.package = Package::open(path, secret ? &*secret : nullptr);
-  const Package& package = *admitted.package;
-  if (package.encrypted() && !package.unlocked()) {
-    throw Error(ErrorKind::kWrongKey,
-                path + ": encrypted package: give --password-file or --key-file");
-  }
-  if (!policy.allow_unsigned) {
-    admitted.signer =
-        verify_trusted_signature(package, TrustedKeys::load_dir(policy.trusted_keys_dir));
-  } else if (!package.signatures().empty()) {
-    admitted.signer = package.signatures().front().key_id;
+  admitted.package = Package::open(path);
+  admitted.signer = admit_opened(*admitted.package, policy);
+  if (admitted.package->encrypted()) {
+    std::optional<Secret> secret;
+    if (!policy.password_file.empty()) secret = read_password_file(policy.password_file);
+    if (!policy.key_file.empty()) secret = read_key_file(policy.key_file);
+    unlock_admitted(*admitted.package, secret ? &*secret : nullptr);
   }
   // Chunk indexes are checked against the manifest when a file is first read, not here: a
   // package of many files mounts in the time its manifest takes to parse, and a damaged index
   // makes reads of its file fail with EIO like a damaged chunk.
   return admitted;
-}
-
-std::vector<std::string> standard_fuse_options(const std::string& package_path) {
-  std::vector<std::string> options = {"ro", "default_permissions", "subtype=torshpkg",
-                                      "fsname=" + package_path, "max_read=1048576"};
-  if (::getuid() == 0) options.emplace_back("allow_other");
-  return options;
 }
 
 }  // namespace torshpkg::fs

@@ -51,11 +51,15 @@ struct stat PackageFs::attributes(const Node& node) const {
   st.st_ino = node.ino;
   st.st_uid = options_.uid;
   st.st_gid = options_.gid;
+  const mode_t read = options_.mode & 0444;
+  const mode_t search = read >> 2;
   if (node.is_dir) {
-    st.st_mode = S_IFDIR | 0555;
+    st.st_mode = S_IFDIR | read | search;
     st.st_nlink = static_cast<nlink_t>(2 + node.folders);
   } else {
-    st.st_mode = S_IFREG | 0444;
+    const bool executable = node.file->kind == FileNode::Kind::kResource &&
+                            package_->manifest().resources[node.file->item].executable;
+    st.st_mode = S_IFREG | read | (executable ? search : 0);
     st.st_nlink = 1;
     st.st_size = static_cast<off_t>(node.file->size);
     st.st_blocks = static_cast<blkcnt_t>((node.file->size + 511) / 512);

@@ -41,6 +41,9 @@ struct FsOptions {
   uint64_t cache_bytes = kDefaultCacheBytes;
   uid_t uid = 0;
   gid_t gid = 0;
+  // The read bits of every file (0444, 0440, 0400...): folders and executable resources get the
+  // matching x bits as well. The kernel enforces them (default_permissions).
+  mode_t mode = 0444;
   std::string signer;  // key id shown in user.torshpkg.signer; empty when unsigned
   // Plain bytes to decode ahead of a sequential reader, in parallel (0 turns readahead off).
   uint64_t readahead_bytes = 16ull << 20;

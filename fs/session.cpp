@@ -60,8 +60,9 @@ bool run_quietly(const std::vector<const char*>& argv) {
 
 }  // namespace
 
-std::unique_ptr<Session> Session::start(PackageFs& fs, const std::string& mountpoint,
+std::unique_ptr<Session> Session::start(PackageFs& fs, const MountPoint& point,
                                         const std::vector<std::string>& fuse_options) {
+  const std::string& mountpoint = point.path();
   std::unique_ptr<Session> s(new Session(fs, mountpoint));
   std::vector<std::string> argv_store = {"torshpkg"};
   for (const std::string& o : fuse_options) {
@@ -77,7 +78,10 @@ std::unique_ptr<Session> Session::start(PackageFs& fs, const std::string& mountp
   if (s->session_ == nullptr) {
     throw Error(ErrorKind::kIo, mountpoint + ": cannot create the FUSE session (bad -o option?)");
   }
-  if (fuse_session_mount(s->session_, mountpoint.c_str()) != 0) {
+  // Root mounts onto the folder that was checked, held open; fusermount3 (for other users) does
+  // its own checks of the path it is given.
+  const std::string target = ::getuid() == 0 ? point.target() : mountpoint;
+  if (fuse_session_mount(s->session_, target.c_str()) != 0) {
     fuse_session_destroy(s->session_);
     s->session_ = nullptr;
     throw Error(ErrorKind::kIo, mountpoint + ": cannot mount (is /dev/fuse there?)");
@@ -85,8 +89,8 @@ std::unique_ptr<Session> Session::start(PackageFs& fs, const std::string& mountp
   s->loop_ = std::thread([raw = s.get()] { raw->run(); });
   // A stat of the mount point waits until the loop has answered the kernel's INIT.
   struct stat st {};
-  if (::stat(mountpoint.c_str(), &st) != 0 || s->ended()) {
-    const int err = errno;
+  if (::stat(mountpoint.c_str(), &st) != 0 || s->ended() || st.st_dev == point.device()) {
+    const int err = s->ended() || st.st_dev == point.device() ? ENOTCONN : errno;
     s->detach();
     s->abort();
     throw Error(ErrorKind::kIo, mountpoint + ": the mount did not come up: " + std::strerror(err));
@@ -114,10 +118,16 @@ Session::~Session() {
   fuse_session_destroy(session_);
 }
 
-void Session::detach() {
+bool Session::on_top() const {
+  struct stat st {};
+  return device_ != 0 && ::stat(mountpoint_.c_str(), &st) == 0 && st.st_dev == device_;
+}
+
+bool Session::detach() {
   {
     std::lock_guard lock(mutex_);
-    if (detached_ || ended_) return;
+    if (detached_ || ended_) return true;
+    if (device_ != 0 && !on_top()) return false;  // never unmount what covers this mount
     detached_ = true;
   }
   // Our own lazy unmount rather than fuse_session_unmount, which would change the session's
@@ -125,6 +135,7 @@ void Session::detach() {
   if (::umount2(mountpoint_.c_str(), MNT_DETACH) != 0 && errno == EPERM) {
     run_quietly({"fusermount3", "-u", "-z", mountpoint_.c_str()});
   }
+  return true;
 }
 
 bool Session::abort() {
@@ -148,8 +159,7 @@ bool Session::wait_for(std::chrono::milliseconds timeout) const {
   return ended_cv_.wait_for(lock, timeout, [this] { return ended_; });
 }
 
-int serve(PackageFs& fs, const std::string& mountpoint,
-          const std::vector<std::string>& fuse_options,
+int serve(PackageFs& fs, const MountPoint& point, const std::vector<std::string>& fuse_options,
           const std::function<void(const std::string& error)>& ready) {
   // Signals are taken synchronously by this thread; the session's threads inherit the mask.
   sigset_t stop;
@@ -158,7 +168,7 @@ int serve(PackageFs& fs, const std::string& mountpoint,
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   std::unique_ptr<Session> session;
   try {
-    session = Session::start(fs, mountpoint, fuse_options);
+    session = Session::start(fs, point, fuse_options);
   } catch (const Error& e) {
     ready(e.what());
     return 1;

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "mount_point.h"
 #include "package_fs.h"
 
 struct fuse_session;
@@ -22,11 +23,12 @@ namespace torshpkg::fs {
 // Thread-safe. The PackageFs must outlive the session.
 class Session {
  public:
-  // Mounts `fs` on `mountpoint` (read-only, FUSE low-level) and serves it on background threads.
+  // Mounts `fs` on the checked folder `point` (read-only, FUSE low-level; as root onto the opened
+  // folder itself, otherwise through fusermount3 by path) and serves it on background threads.
   // Returns once the kernel's INIT exchange is done and the mount answers; then raises the
   // mount's kernel readahead (FsOptions::kernel_read_ahead_kb). Throws Error(kIo) naming the
   // mount point when it cannot mount. Signals are not handled here: the caller owns them.
-  static std::unique_ptr<Session> start(PackageFs& fs, const std::string& mountpoint,
+  static std::unique_ptr<Session> start(PackageFs& fs, const MountPoint& point,
                                         const std::vector<std::string>& fuse_options);
   // Detaches, then waits for the loop to end (aborting the connection when it does not end
   // within a few seconds).
@@ -35,8 +37,12 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   // Removes the mount from the namespace at once (a lazy unmount): files still open keep
-  // reading until they are closed, then the loop ends. Idempotent.
-  void detach();
+  // reading until they are closed, then the loop ends. Idempotent. Only this session's mount is
+  // touched: when the mount point shows another file system (something mounted on top), nothing
+  // is unmounted and this returns false.
+  bool detach();
+  // Whether the mount point shows this session's mount (not something mounted over it).
+  bool on_top() const;
   // Ends the connection now: open files get ENOTCONN and the loop ends. Needs root (the fusectl
   // filesystem, mounted on demand). Returns false when the connection could not be reached.
   bool abort();
@@ -69,8 +75,7 @@ class Session {
 // seconds, and ends the connection). `ready` is called once the kernel has finished
 // its INIT exchange and the mount answers, or with an error message when mounting failed;
 // returns the process exit status.
-int serve(PackageFs& fs, const std::string& mountpoint,
-          const std::vector<std::string>& fuse_options,
+int serve(PackageFs& fs, const MountPoint& point, const std::vector<std::string>& fuse_options,
           const std::function<void(const std::string& error)>& ready);
 
 }  // namespace torshpkg::fs

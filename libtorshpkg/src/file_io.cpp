@@ -125,9 +125,7 @@ class FileSource final : public ByteSource {
     ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(length),
                     POSIX_FADV_WILLNEED);
   }
-  void reads_are_planned() const override {
-    ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_RANDOM);
-  }
+  void reads_are_planned() const override { ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_RANDOM); }
   bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
     if (offset > size_ || out.size() > size_ - offset) {
       throw corrupt(name_, "read past end of file");
@@ -217,6 +215,20 @@ std::shared_ptr<ByteSource> open_file_source(const std::string& path) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) throw io_error(path, "cannot stat", errno);
   return std::make_shared<FileSource>(std::move(fd), static_cast<uint64_t>(st.st_size), path);
+}
+
+std::shared_ptr<ByteSource> file_source_from_fd(int raw_fd, std::string name) {
+  UniqueFd fd(raw_fd);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw io_error(name, "cannot stat", errno);
+  if (!S_ISREG(st.st_mode)) throw invalid_argument(name + ": not a regular file");
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY) {
+    throw invalid_argument(name + ": not open for reading");
+  }
+  if ((flags & O_NONBLOCK) != 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+  return std::make_shared<FileSource>(std::move(fd), static_cast<uint64_t>(st.st_size),
+                                      std::move(name));
 }
 
 std::shared_ptr<ByteSource> fd_source(UniqueFd fd, uint64_t size, std::string name) {

@@ -149,6 +149,7 @@ std::string_view journal_message_id(std::string_view event) {
       {"mounted", "f30a73e1236e402f9c0dae3b5ce62bfd"},
       {"unmounted", "e506e31da409411c83ff8379e57195b9"},
       {"mount_refused", "8acdce4a694744108ca95446407e6812"},
+      {"umount_refused", "4d59d9e9b7964bb1b7df07ef6708789c"},
       {"verification_failed", "c4f9a46d2f2e4d9a8b2fe3cf8394e12d"},
       {"opened", "e0aa9237ce044082afa3493f0999003a"},
   };

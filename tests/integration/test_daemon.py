@@ -6,8 +6,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
+import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import (TORSHPKG, TempDirTest, bdi_read_ahead_kb, bind_journal_socket,  # noqa: E402
@@ -34,6 +36,7 @@ class Notify:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
         self.messages = []  # (fields dict, {mountpoint: mounted?})
+        self.times = []  # when each message arrived (time.monotonic())
 
     def expect(self, key, timeout=30):
         """Waits for a message carrying `key` (e.g. "READY"); returns (fields, mount state)."""
@@ -44,6 +47,7 @@ class Notify:
                 data = self.sock.recv(65536).decode()
             except socket.timeout:
                 break
+            self.times.append(time.monotonic())
             state = {m: mounted(m) for m in self.watched}
             fields = dict(line.split("=", 1) for line in data.split("\n") if "=" in line)
             self.messages.append((fields, state))
@@ -55,7 +59,10 @@ class Notify:
         self.sock.close()
 
 
-class Daemon(TempDirTest):
+class DaemonTest(TempDirTest):
+    """A test folder with a model, a signing key the daemon trusts, four mount points, and
+    helpers to configure, start and read the journal of real daemons."""
+
     def setUp(self):
         super().setUp()
         self.files = self.make_model()
@@ -108,6 +115,20 @@ class Daemon(TempDirTest):
         with open(self.journal) as f:
             return [json.loads(line) for line in f]
 
+    def in_namespace(self, commands):
+        """Runs shell commands in a private mount namespace whose /usr/sbin holds only the built
+        mount.torshpkg (mount(8) finds helpers in /sbin, which is /usr/sbin on Debian)."""
+        helper_dir = self.path("sbin")
+        os.makedirs(helper_dir, exist_ok=True)
+        helper = os.path.join(os.path.dirname(TORSHPKGD), "..", "tools", "mount.torshpkg")
+        if not os.path.lexists(os.path.join(helper_dir, "mount.torshpkg")):
+            os.symlink(os.path.realpath(helper), os.path.join(helper_dir, "mount.torshpkg"))
+        script = f"mount --bind {helper_dir} /usr/sbin\n" + commands
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                              capture_output=True, timeout=120)
+
+
+class Daemon(DaemonTest):
     def test_ready_only_after_every_mount_and_failures_reported(self):
         a, b, u = self.package("a"), self.package("b"), self.package("u", sign=False)
         cfg = self.config([
@@ -168,7 +189,7 @@ class Daemon(TempDirTest):
         cfg = self.config([{"package": "model@^1", "mountpoint": self.points[0], "with_deps": True,
                             "cache_size": "1M"},
                            {"package": "base@^9", "mountpoint": self.points[1], "with_deps": True}],
-                          store=store)
+                          store=store, mountpoint_root=self.dir)
         proc = self.start(cfg)
         fields, state = self.notify.expect("READY")
         self.assertTrue(state[self.points[0]])
@@ -397,8 +418,7 @@ class Daemon(TempDirTest):
         sock = self.path("torshpkgd.sock")
         self.start(self.config([]))
         self.notify.expect("READY")
-        tpk("mount", self.package("a"), self.points[0], "--trusted-keys", self.path("trusted"),
-            "--socket", sock)
+        tpk("mount", self.package("a"), self.points[0], "--socket", sock)
         path = os.path.join(self.points[0], "resources", "model.safetensors")
         offset = (1 << 20) + 12345
         fd = os.open(path, os.O_RDONLY)
@@ -421,8 +441,7 @@ class Daemon(TempDirTest):
             {"package": a, "mountpoint": self.points[0]},
             {"package": b, "mountpoint": self.points[1], "buffered_reads": True}]))
         self.notify.expect("READY")
-        out = tpk("mount", c, self.points[2], "--buffered-reads", "--socket", sock,
-                  "--trusted-keys", self.path("trusted"))
+        out = tpk("mount", c, self.points[2], "--buffered-reads", "--socket", sock)
         self.assertIn(b"through torshpkgd", out.stdout)
         size = len(self.files["model.safetensors"])
         for pkg, point, cached in ((a, self.points[0], False), (b, self.points[1], True),
@@ -448,7 +467,7 @@ class Daemon(TempDirTest):
         self.notify.expect("READY")
         # The CLI's --cache-size and --kernel-readahead go through the daemon too.
         out = tpk("mount", c, self.points[2], "--cache-size", "128K", "--kernel-readahead", "256",
-                  "--socket", sock, "--trusted-keys", self.path("trusted"))
+                  "--socket", sock)
         self.assertIn(b"through torshpkgd", out.stdout)
         weights = self.files["model.safetensors"]  # 3 MiB in 64 KiB chunks
         for point in self.points[:3]:
@@ -500,12 +519,13 @@ class Daemon(TempDirTest):
         proc = self.start(self.config([]))
         self.notify.expect("READY")
         self.assertEqual(os.stat(sock).st_mode & 0o777, 0o600)
-        out = tpk("mount", a, self.points[0], "--trusted-keys", self.path("trusted"), *env_socket)
+        # The daemon's trusted keys apply: the CLI names none.
+        out = tpk("mount", a, self.points[0], *env_socket)
         self.assertIn(b"through torshpkgd", out.stdout)
         self.assertEqual(read_bytes(os.path.join(self.points[0], "resources", "config.json")),
                          self.files["config.json"])
         refused = tpk("mount", self.package("u", sign=False), self.points[1], *env_socket,
-                      "--trusted-keys", self.path("trusted"), check=False)
+                      check=False)
         self.assertEqual(refused.returncode, 3, refused.stderr)  # the daemon's error kind
         self.assertFalse(mounted(self.points[1]))
         status = json.loads(tpk("status", "--json", *env_socket).stdout)
@@ -538,7 +558,7 @@ class Daemon(TempDirTest):
         self.assertNotIn(b"through torshpkgd", out.stdout)
         status = json.loads(tpk("status", "--json", *env_socket).stdout)
         self.assertFalse(status["daemon"])
-        self.assertIn({"path": a, "mountpoint": self.points[0], "standalone": True},
+        self.assertIn({"path": a, "mountpoint": self.points[0], "standalone": True, "alive": True},
                       status["mounts"])
         tpk("umount", self.points[0], *env_socket)
         self.assertFalse(mounted(self.points[0]))
@@ -603,18 +623,6 @@ class Daemon(TempDirTest):
                 self.assertIn("-- " + e["MESSAGE_ID"], catalog)
 
 
-    def in_namespace(self, commands):
-        """Runs shell commands in a private mount namespace whose /usr/sbin holds only the built
-        mount.torshpkg (mount(8) finds helpers in /sbin, which is /usr/sbin on Debian)."""
-        helper_dir = self.path("sbin")
-        os.makedirs(helper_dir, exist_ok=True)
-        helper = os.path.join(os.path.dirname(TORSHPKGD), "..", "tools", "mount.torshpkg")
-        if not os.path.lexists(os.path.join(helper_dir, "mount.torshpkg")):
-            os.symlink(os.path.realpath(helper), os.path.join(helper_dir, "mount.torshpkg"))
-        script = f"mount --bind {helper_dir} /usr/sbin\n" + commands
-        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                              capture_output=True, timeout=120)
-
     def test_mount_t_torshpkg_with_fstab_style_options_and_plain_umount(self):
         a = self.package("a")
         u = self.package("u", sign=False)
@@ -652,6 +660,293 @@ umount {mnt}
         self.assertIn("unsigned", err)
         self.assertIn("Read-only file system", err)
         self.assertIn("bogus_option", err)
+
+
+class StallingServer:
+    """A loopback TCP server that accepts connections and never answers them."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+                self.held.append(conn)  # kept open, never read or answered
+            except (socket.timeout, OSError):
+                pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+
+def max_rss_kib(*args):
+    """Runs a command; returns (CompletedProcess, the largest resident size of it and its
+    children in KiB), measured in a fresh interpreter so nothing else is counted."""
+    probe = ("import resource,subprocess,sys,json; p=subprocess.run(sys.argv[1:], capture_output=True);"
+             "print(json.dumps([p.returncode, p.stderr.decode(), "
+             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    out = subprocess.run(["/usr/bin/python3", "-c", probe, *map(str, args)], capture_output=True,
+                         timeout=300, check=True)
+    rc, err, rss = json.loads(out.stdout)
+    return rc, err, rss
+
+
+def vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Robustness(DaemonTest):
+    """The daemon answers and pings through slow and hostile work, and refuses honestly."""
+
+    def status(self, timeout=10):
+        out = tpk("status", "--json", "--socket", self.path("torshpkgd.sock"), timeout=timeout)
+        return json.loads(out.stdout)
+
+    def test_a_stalled_registry_delays_only_its_own_mount_and_the_pings_go_on(self):
+        a, b = self.package("a"), self.package("b")
+        server = StallingServer()
+        try:
+            proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]),
+                              env={"WATCHDOG_USEC": "2000000"})
+            self.notify.expect("READY")
+            self.config([{"package": a, "mountpoint": self.points[0]},
+                         {"package": f"http://127.0.0.1:{server.port}/m.torshpkg",
+                          "mountpoint": self.points[1]},
+                         {"package": b, "mountpoint": self.points[2]}],
+                        store=self.path("store"), pull_timeout_s=2)
+            proc.send_signal(signal.SIGHUP)
+            self.notify.expect("RELOADING")
+            reload_started = len(self.notify.times) - 1
+            # While the pull stalls the socket answers, the other new mount is up, and the
+            # stalled one shows as being mounted.
+            deadline = time.monotonic() + 20
+            while True:
+                now = self.status(timeout=3)
+                points = {m["mountpoint"] for m in now["mounts"] if not m.get("standalone")}
+                if self.points[2] in points or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(points, {self.points[0], self.points[2]})
+            self.assertEqual([(p["mountpoint"], p["state"]) for p in now["pending"]],
+                             [(self.points[1], "mounting")])
+            fields, _ = self.notify.expect("READY", timeout=120)
+            self.assertEqual(fields["STATUS"], "2 mounted, 1 failed")
+            times = self.notify.times[reload_started:]
+            pings = [t for t, (f, _) in zip(times, self.notify.messages[reload_started:])
+                     if "WATCHDOG" in f]
+            self.assertGreater(len(pings), 4)
+            gaps = [b - a for a, b in zip(pings, pings[1:])]
+            self.assertLess(max(gaps), 1.0, gaps)  # half of WatchdogSec
+            [failed] = self.status()["pending"]
+            self.assertEqual((failed["mountpoint"], failed["state"]), (self.points[1], "failed"))
+            self.assertIn("127.0.0.1", failed["error"])
+            self.assertTrue(mounted(self.points[0]) and mounted(self.points[2]))
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=60), 0)
+        finally:
+            server.close()
+
+    def test_a_reload_that_hits_a_file_system_error_keeps_the_daemon_and_its_mounts(self):
+        a = self.package("a")
+        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+        self.notify.expect("READY")
+        blocker = self.write("not-a-folder", b"x")
+        # The store's staging folder cannot be made under a file: a std::filesystem error.
+        self.config([{"package": a, "mountpoint": self.points[0]},
+                     {"package": "https://127.0.0.1:9/x.torshpkg", "mountpoint": self.points[1]}],
+                    store=os.path.join(blocker, "store"))
+        proc.send_signal(signal.SIGHUP)
+        self.notify.expect("RELOADING")
+        fields, _ = self.notify.expect("READY")
+        self.assertEqual(fields["STATUS"], "1 mounted, 1 failed")
+        self.assertIsNone(proc.poll())
+        self.assertTrue(mounted(self.points[0]))
+        [failed] = self.status()["pending"]
+        self.assertIn("staging folder", failed["error"])
+        self.assertEqual(read_bytes(os.path.join(self.points[0], "resources", "config.json")),
+                         self.files["config.json"])
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+    def test_idle_clients_do_not_delay_status_and_nul_bytes_are_refused(self):
+        self.start(self.config([]))
+        self.notify.expect("READY")
+        sock = self.path("torshpkgd.sock")
+        idle = []
+        for _ in range(8):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            idle.append(s)  # connected, sending nothing
+        try:
+            # Served one at a time with 5 s each, these would hold status up for 40 s.
+            self.assertEqual(self.status(timeout=4)["mounts"], [])
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            s.sendall(b'{"op": "status"}\x00{"op": "mount"}\n')
+            reply = json.loads(s.recv(65536))
+            s.close()
+            self.assertFalse(reply["ok"])
+            self.assertIn("NUL", reply["error"])
+        finally:
+            for s in idle:
+                s.close()
+
+    def test_a_fifo_is_refused_without_waiting_for_a_writer(self):
+        fifo = self.path("pipe.torshpkg")
+        os.mkfifo(fifo)
+        proc = self.start(self.config([{"package": fifo, "mountpoint": self.points[0]}]))
+        fields, _ = self.notify.expect("READY")
+        self.assertEqual(fields["STATUS"], "0 mounted, 1 failed")
+        self.assertIn("not a regular file", self.status()["pending"][0]["error"])
+        refused = tpk("mount", fifo, self.points[1], "--socket", self.path("torshpkgd.sock"),
+                      check=False, timeout=30)
+        self.assert_one_line_error(refused, 2)
+        self.assertIn("not a regular file", refused.stderr.decode())
+        info = tpk("info", fifo, check=False, timeout=30)
+        self.assert_one_line_error(info, 2)
+        self.assertIsNone(proc.poll())
+        self.assertEqual(self.status()["mounts"], [])
+
+    def test_expensive_key_slots_of_an_untrusted_package_cost_no_key_derivation(self):
+        self.write("pw", b"secret\n")
+        pkg = self.path("enc.torshpkg")
+        tpk("create", pkg, "--name", "enc", "--version", "1.0.0", "-q", "--add-dir",
+            "=" + self.path("model"), "--encrypt", "aes-256-gcm", "--password-file",
+            self.path("pw"))
+        # Raise the slot's cost to 1 GiB of Argon2id memory (unsigned: nothing else to break).
+        with zipfile.ZipFile(pkg) as z:
+            items = [(i, z.read(i.filename)) for i in z.infolist()]
+        costly = self.path("costly.torshpkg")
+        with zipfile.ZipFile(costly, "w") as z:
+            for info, data in items:
+                if info.filename == "manifest.json":
+                    data = data.replace(b'"memory_kib" : 65536', b'"memory_kib" : 1048576')
+                    data = data.replace(b'"time_cost" : 3', b'"time_cost" : 1')
+                    self.assertIn(b"1048576", data)
+                z.writestr(info, data)
+        rc, err, rss = max_rss_kib(TORSHPKG, "mount", costly, self.points[0], "--standalone",
+                                   "--password-file", self.path("pw"), "--trusted-keys",
+                                   self.path("trusted"))
+        self.assertEqual(rc, 3, err)
+        self.assertIn("--allow-unsigned", err)
+        self.assertLess(rss, 256 * 1024)  # no 1 GiB Argon2id run
+        # The same slot is tried once the package is trusted: the measure can see it.
+        rc, err, rss = max_rss_kib(TORSHPKG, "mount", costly, self.points[0], "--standalone",
+                                   "--password-file", self.path("pw"), "--allow-unsigned",
+                                   "--foreground")
+        self.assertGreater(rss, 900 * 1024, err)
+        subprocess.run(["umount", "-l", self.points[0]], stderr=subprocess.DEVNULL)
+        # Through the daemon: refused before any key slot, and the daemon stays small.
+        proc = self.start(self.config([]))
+        self.notify.expect("READY")
+        refused = tpk("mount", costly, self.points[1], "--socket", self.path("torshpkgd.sock"),
+                      "--password-file", self.path("pw"), check=False)
+        self.assertEqual(refused.returncode, 3, refused.stderr)
+        self.assertLess(vm_hwm_kib(proc.pid), 256 * 1024)
+
+    def test_mount_points_are_checked(self):
+        a = self.package("a")
+        sock = self.path("torshpkgd.sock")
+        link = self.path("link")
+        os.symlink(self.points[0], link)
+        full = self.points[1]
+        self.write("m1/keep.txt", b"mine")
+        self.start(self.config([]))
+        self.notify.expect("READY")
+        for way in (["--standalone", "--trusted-keys", self.path("trusted")], ["--socket", sock]):
+            with self.subTest(way=way[0]):
+                proc = tpk("mount", a, link, *way, check=False)
+                self.assert_one_line_error(proc)
+                self.assertIn("symlink", proc.stderr.decode())
+                self.assertFalse(mounted(self.points[0]))
+                proc = tpk("mount", a, full, *way, check=False)
+                self.assert_one_line_error(proc)
+                self.assertIn("--nonempty", proc.stderr.decode())
+                # Given twice in other spellings, one folder is one mount point.
+                tpk("mount", a, self.points[2] + "/", *way)
+                for spelling in (self.points[2], self.points[2] + "/../m2"):
+                    proc = tpk("mount", a, spelling, *way, check=False)
+                    self.assert_one_line_error(proc)
+                    self.assertIn("already mounted", proc.stderr.decode())
+                with open("/proc/mounts") as f:
+                    self.assertEqual(sum(line.split()[1] == self.points[2] for line in f), 1)
+                tpk("umount", self.points[2] + "/../m2", "--socket", sock)
+                self.assertFalse(mounted(self.points[2]))
+                tpk("mount", a, full, *way, "--nonempty")
+                self.assertTrue(mounted(full))
+                tpk("umount", full, "--socket", sock)
+        self.assertEqual(read_bytes(os.path.join(full, "keep.txt")), b"mine")
+
+    def test_umount_leaves_a_foreign_mount_on_top_alone(self):
+        a = self.package("a")
+        sock = self.path("torshpkgd.sock")
+        self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+        self.notify.expect("READY")
+        tpk("mount", a, self.points[1], "--standalone", "--trusted-keys", self.path("trusted"))
+        for point, args in ((self.points[0], ["--socket", sock]), (self.points[1], [])):
+            with self.subTest(point=point):
+                run("mount", "-t", "tmpfs", "tmpfs", point)
+                proc = tpk("umount", point, *args, check=False)
+                self.assert_one_line_error(proc)
+                self.assertIn("on top", proc.stderr.decode())
+                with open("/proc/mounts") as f:
+                    types = [line.split()[2] for line in f if line.split()[1] == point]
+                self.assertEqual(types, ["fuse.torshpkg", "tmpfs"])
+                run("umount", point)  # the tmpfs
+                tpk("umount", point, *args)
+                self.assertFalse(mounted(point))
+
+    def test_refusals_name_the_way_out(self):
+        signed, unsigned = self.package("s"), self.package("u", sign=False)
+        point = self.points[0]
+        proc = tpk("mount", unsigned, point, "--standalone", "--trusted-keys",
+                   self.path("no-such-keys"), check=False)
+        self.assert_one_line_error(proc, 3)
+        self.assertIn("--allow-unsigned", proc.stderr.decode())
+        proc = tpk("mount", signed, point, "--standalone", "--trusted-keys",
+                   self.path("no-such-keys"), check=False)
+        self.assert_one_line_error(proc)
+        self.assertIn("--trusted-keys DIR", proc.stderr.decode())
+        proc = tpk("umount", point, check=False)
+        self.assert_one_line_error(proc, 1)
+        self.assertIn("not a mount point", proc.stderr.decode())
+        tpk("mount", signed, point, "--standalone", "--trusted-keys", self.path("trusted"))
+        busy = open(os.path.join(point, "resources", "config.json"), "rb")
+        try:
+            proc = tpk("umount", point, check=False)
+            self.assert_one_line_error(proc)
+            self.assertIn("--lazy", proc.stderr.decode())
+        finally:
+            busy.close()
+        # A standalone mount whose process died shows as dead, and umount clears it.
+        [pid] = [int(p) for p in os.listdir("/proc") if p.isdigit() and
+                 f"mount\0{signed}\0".encode() in read_bytes(f"/proc/{p}/cmdline")]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [m] = json.loads(tpk("status", "--json", "--socket", self.path("none.sock")).stdout)["mounts"]
+        self.assertEqual((m["mountpoint"], m["alive"]), (point, False))
+        self.assertIn(b"dead", tpk("status", "--socket", self.path("none.sock")).stdout)
+        tpk("umount", point)
+        self.assertFalse(mounted(point))
 
 
 class Units(unittest.TestCase):

@@ -13,7 +13,8 @@
 
 namespace {
 
-// Options mount(8) and fstab use for themselves; the helper accepts and ignores them.
+// Options mount(8) and fstab use for themselves; the helper accepts and ignores them ("owner"
+// and "group" without a value are fstab's: who may mount; with one, they are torshpkg's).
 bool is_userspace_option(const std::string& o) {
   static const char* const kIgnored[] = {"ro",     "rw",      "defaults", "auto",  "noauto",
                                          "nofail", "_netdev", "user",     "users", "nouser",
@@ -28,10 +29,10 @@ int usage(const char* why) {
   std::fprintf(stderr, "mount.torshpkg: %s\n", why);
   std::fprintf(stderr,
                "usage: mount.torshpkg PACKAGE DIR [-o OPTIONS]\n"
-               "options: trusted_keys=DIR, allow_unsigned, password_file=F, key_file=F,\n"
-               "         cache_size=BYTES, owner=UID:GID, kernel_readahead=KIB, socket=PATH,\n"
-               "         standalone, buffered_reads, and FUSE\n"
-               "         options (allow_other, ...); the mount is always read-only\n");
+               "options: trusted_keys=DIR, allow_unsigned, require_key=ID, password_file=F,\n"
+               "         key_file=F, cache_size=BYTES, owner=USER, group=GROUP, mode=0440,\n"
+               "         umask=0077, nonempty, kernel_readahead=KIB, socket=PATH, standalone,\n"
+               "         buffered_reads, and FUSE options; the mount is always read-only\n");
   return 2;
 }
 
@@ -89,13 +90,15 @@ int main(int argc, char** argv) {
     const std::string key = o.substr(0, eq);
     const std::string value = eq == std::string::npos ? "" : o.substr(eq + 1);
     const bool has_value = eq != std::string::npos && !value.empty();
-    if (key == "allow_unsigned" || key == "standalone" || key == "buffered_reads") {
+    if (key == "allow_unsigned" || key == "standalone" || key == "buffered_reads" ||
+        key == "nonempty") {
       if (eq != std::string::npos) return usage(("option " + key + " takes no value").c_str());
       std::string flag = "--" + key;
       for (char& c : flag) c = c == '_' ? '-' : c;
       args.push_back(flag);
     } else if (key == "trusted_keys" || key == "password_file" || key == "key_file" ||
-               key == "cache_size" || key == "owner" || key == "socket" ||
+               key == "cache_size" || key == "owner" || key == "group" || key == "mode" ||
+               key == "umask" || key == "require_key" || key == "socket" ||
                key == "kernel_readahead") {
       if (!has_value) return usage(("option " + key + " needs a value").c_str());
       std::string flag = "--" + key;

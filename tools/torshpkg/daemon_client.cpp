@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "torshpkg/error.h"
 
@@ -34,7 +35,9 @@ std::string daemon_socket(const std::string& option) {
   return env != nullptr && *env != '\0' ? env : kDefaultSocket;
 }
 
-std::optional<Json::Value> daemon_request(const std::string& socket, const Json::Value& request) {
+std::optional<Json::Value> daemon_request(const std::string& socket, const Json::Value& request,
+                                          const std::vector<int>& fds, bool* not_served) {
+  if (not_served != nullptr) *not_served = false;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket.size() >= sizeof addr.sun_path) {
@@ -49,12 +52,32 @@ std::optional<Json::Value> daemon_request(const std::string& socket, const Json:
   });
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno == ENOENT || errno == ECONNREFUSED) return std::nullopt;  // no daemon
+    // A user the daemon does not serve works alone, as that user.
+    if (errno == EACCES && ::geteuid() != 0) {
+      if (not_served != nullptr) *not_served = true;
+      return std::nullopt;
+    }
     throw io_error(socket, "cannot reach torshpkgd", errno);
   }
   Json::StreamWriterBuilder w;
   w["indentation"] = "";
   const std::string text = Json::writeString(w, request) + "\n";
-  if (::send(fd, text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
+  // The descriptors travel with the request's bytes (SCM_RIGHTS).
+  iovec iov{const_cast<char*>(text.data()), text.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  if (::sendmsg(fd, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
     throw io_error(socket, "cannot send to torshpkgd", errno);
   }
   std::string reply;
@@ -76,6 +99,11 @@ std::optional<Json::Value> daemon_request(const std::string& socket, const Json:
   const std::unique_ptr<Json::CharReader> reader(Json::CharReaderBuilder().newCharReader());
   if (!reader->parse(reply.data(), reply.data() + reply.size(), &v, &errors) || !v.isObject()) {
     throw Error(ErrorKind::kIo, socket + ": torshpkgd sent a reply that is not JSON");
+  }
+  // A daemon that does not serve this user (not root, not in its control group): work alone.
+  if (!v["ok"].asBool() && v["peer_refused"].asBool() && ::geteuid() != 0) {
+    if (not_served != nullptr) *not_served = true;
+    return std::nullopt;
   }
   if (!v["ok"].asBool()) {
     throw Error(kind_named(v["kind"].asString()), "torshpkgd: " + v["error"].asString());

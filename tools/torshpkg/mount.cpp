@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,11 +14,14 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "cli_util.h"
 #include "commands.h"
 #include "daemon_client.h"
+#include "mount_access.h"
+#include "mount_point.h"
 #include "mount_policy.h"
 #include "package_fs.h"
 #include "session.h"
@@ -32,11 +36,13 @@ constexpr const char* kDefaultTrustedKeys = "/etc/torshpkg/trusted-keys";
 struct MountArgs {
   std::string pkg;
   std::string dir;
-  std::string trusted_keys = kDefaultTrustedKeys;
+  std::string trusted_keys;  // empty: the default, or torshpkgd's own policy
   bool allow_unsigned = false;
+  std::string require_key;
   SecretOptions secrets;
   std::string cache_size = "64M";
-  std::string owner;
+  fs::AccessRequest access;
+  bool nonempty = false;
   bool foreground = false;
   std::vector<std::string> fuse_options;
   std::string socket;
@@ -47,26 +53,106 @@ struct MountArgs {
   bool with_deps = false;
 };
 
-// Asks a running torshpkgd to mount; false when none runs (the caller mounts alone).
+// Takes the options torshpkg handles itself out of the -o list (each item may hold several,
+// comma-separated): umask=, mode=, owner=, group= and nonempty. What is left goes to FUSE.
+void take_own_options(MountArgs& a) {
+  std::vector<std::string> rest;
+  for (const std::string& item : a.fuse_options) {
+    size_t start = 0;
+    while (start <= item.size()) {
+      size_t end = item.find(',', start);
+      if (end == std::string::npos) end = item.size();
+      const std::string o = item.substr(start, end - start);
+      start = end + 1;
+      if (o.empty()) continue;
+      const size_t eq = o.find('=');
+      const std::string key = o.substr(0, eq);
+      const std::string value = eq == std::string::npos ? "" : o.substr(eq + 1);
+      std::string* field = key == "umask"   ? &a.access.umask
+                           : key == "mode"  ? &a.access.mode
+                           : key == "owner" ? &a.access.owner
+                           : key == "group" ? &a.access.group
+                                            : nullptr;
+      if (field != nullptr && eq != std::string::npos) {
+        *field = value;
+      } else if (o == "nonempty") {
+        a.nonempty = true;
+      } else if (o == "ro") {
+        // always read-only
+      } else {
+        rest.push_back(o);
+      }
+    }
+  }
+  a.fuse_options = rest;
+}
+
+// The mount point as mount tables show it: its parent resolved, the last component kept.
+std::string canonical_mountpoint(const std::string& dir) {
+  std::string path = std::filesystem::absolute(dir).lexically_normal().string();
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const std::filesystem::path p(path);
+  std::error_code ec;
+  const auto parent = std::filesystem::canonical(p.parent_path(), ec);
+  if (ec) return path;
+  return (parent / p.filename()).string();
+}
+
+// Asks a running torshpkgd to mount; false when none runs or it does not serve this user (the
+// caller mounts alone). The daemon applies its own trust policy; a request may only narrow it.
 bool mount_through_daemon(const MountArgs& a, uint64_t cache_bytes) {
   Json::Value request(Json::objectValue);
   request["op"] = "mount";
   request["package"] = absolute_path(a.pkg);
-  request["mountpoint"] = absolute_path(a.dir);
+  // Its parent resolved, not the folder itself: torshpkgd refuses a symlink as a mount point.
+  request["mountpoint"] = canonical_mountpoint(a.dir);
   request["allow_unsigned"] = a.allow_unsigned;
   request["buffered_reads"] = a.buffered_reads;
   request["cache_bytes"] = Json::UInt64(cache_bytes);
   request["kernel_readahead_kb"] = a.kernel_read_ahead_kb;
-  request["trusted_keys_dir"] = absolute_path(a.trusted_keys);
+  if (!a.require_key.empty()) request["require_key"] = a.require_key;
+  if (!a.access.owner.empty()) request["owner"] = a.access.owner;
+  if (!a.access.group.empty()) request["group"] = a.access.group;
+  if (!a.access.mode.empty()) request["mode"] = a.access.mode;
+  if (!a.access.umask.empty()) request["umask"] = a.access.umask;
+  if (a.nonempty) request["nonempty"] = true;
   if (!a.secrets.password_file.empty())
     request["password_file"] = absolute_path(a.secrets.password_file);
   if (!a.secrets.key_file.empty()) request["key_file"] = absolute_path(a.secrets.key_file);
-  const auto reply = daemon_request(daemon_socket(a.socket), request);
+  // A user other than root passes what it opened itself: the daemon mounts only what this user
+  // can read, onto a folder this user opened.
+  std::vector<int> fds;
+  struct Close {
+    std::vector<int>& fds;
+    ~Close() {
+      for (const int fd : fds) ::close(fd);
+    }
+  } close_fds{fds};
+  std::optional<fs::MountPoint> point;
+  if (::geteuid() != 0) {
+    const auto pass = [&](const char* key, int fd, const std::string& path) {
+      if (fd < 0) throw io_error(path, "cannot open", errno);
+      request[key] = static_cast<Json::UInt>(fds.size());
+      fds.push_back(fd);
+    };
+    pass("package_fd", ::open(a.pkg.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), a.pkg);
+    fs::MountPointRules rules;
+    rules.allow_nonempty = a.nonempty;
+    point.emplace(fs::MountPoint::open(a.dir, rules));
+    pass("mountpoint_fd", ::fcntl(point->fd(), F_DUPFD_CLOEXEC, 0), a.dir);
+    const std::string& secret =
+        a.secrets.password_file.empty() ? a.secrets.key_file : a.secrets.password_file;
+    if (!secret.empty()) {
+      pass("secret_fd", ::open(secret.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC),
+           secret);
+    }
+  }
+  const auto reply = daemon_request(daemon_socket(a.socket), request, fds);
   if (!reply) return false;
   const std::string signer = (*reply)["signer"].asString();
   std::cout << "mounted " << (*reply)["package"].asString() << " on " << a.dir
             << (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")")
-            << " through torshpkgd\n";
+            << " through torshpkgd, mode " << (*reply)["mode"].asString() << "\n";
   return true;
 }
 
@@ -146,54 +232,63 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
               dir + ": " + (message.empty() ? "the filesystem process died" : message));
 }
 
-int run_mount(const MountArgs& a) {
+int run_mount(MountArgs a) {
+  take_own_options(a);
   const uint64_t cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
-  // What the daemon cannot take (serving in this process, FUSE options, owner) makes the mount
-  // standalone.
+  // What the daemon cannot take (serving in this process, FUSE options, a trust policy of the
+  // caller's choosing) makes the mount standalone.
   const bool daemon_can =
-      !a.standalone && !a.foreground && a.fuse_options.empty() && a.owner.empty();
+      !a.standalone && !a.foreground && a.fuse_options.empty() && a.trusted_keys.empty();
   if (daemon_can && mount_through_daemon(a, cache_bytes)) return kExitOk;
   fs::FsOptions options;
   options.cache_bytes = cache_bytes;
-  options.uid = ::getuid();
-  options.gid = ::getgid();
-  if (!a.owner.empty()) {
-    unsigned uid = 0, gid = 0;
-    char tail = 0;
-    if (std::sscanf(a.owner.c_str(), "%u:%u%c", &uid, &gid, &tail) != 2) {
-      throw invalid_argument("--owner expects UID:GID (numbers), got '" + a.owner + "'");
-    }
-    options.uid = uid;
-    options.gid = gid;
-  }
   options.kernel_read_ahead_kb = a.kernel_read_ahead_kb;
   options.direct_reads = !a.buffered_reads;
-  struct stat st {};
-  if (::stat(a.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    throw not_found(a.dir, "mount point is not a folder");
+  const bool secret = !a.secrets.password_file.empty() || !a.secrets.key_file.empty();
+  // Checked here so that a bad value fails before anything is opened; resolved again once the
+  // package says whether it is encrypted.
+  fs::resolve_access(a.access, ::getuid(), ::getgid(), secret);
+  if (::getuid() != 0 && (!a.access.owner.empty() || !a.access.group.empty())) {
+    const fs::MountAccess wanted = fs::resolve_access(a.access, ::getuid(), ::getgid(), secret);
+    if (wanted.uid != ::getuid()) {
+      throw invalid_argument("--owner: only root can mount for another user");
+    }
   }
+  fs::MountPointRules rules;
+  rules.allow_nonempty = a.nonempty;
+  // Opened (and checked) here, before the package: a bad mount point fails fast, and the
+  // background process inherits the open folder.
+  const fs::MountPoint point = fs::MountPoint::open(a.dir, rules);
   fs::MountPolicy policy;
-  policy.trusted_keys_dir = a.trusted_keys;
+  policy.trusted_keys_dir = a.trusted_keys.empty() ? kDefaultTrustedKeys : a.trusted_keys;
   policy.allow_unsigned = a.allow_unsigned;
+  policy.require_key = a.require_key;
   policy.password_file = a.secrets.password_file;
   policy.key_file = a.secrets.key_file;
-  std::vector<std::string> fuse_options = fs::standard_fuse_options(absolute_path(a.pkg));
-  fuse_options.insert(fuse_options.end(), a.fuse_options.begin(), a.fuse_options.end());
+  const std::string package_path = absolute_path(a.pkg);
   // Admission, the filesystem and serving all happen where the filesystem runs: in this process
   // with --foreground, in the background process otherwise.
   const ServeFn serve = [&](const ReadyFn& report) {
     fs::AdmittedPackage admitted = fs::admit_package(a.pkg, policy);
-    const std::string name =
-        admitted.package->manifest().name + "@" + admitted.package->manifest().version;
+    const Package& package = *admitted.package;
+    const std::string name = package.manifest().name + "@" + package.manifest().version;
+    const fs::MountAccess access =
+        fs::resolve_access(a.access, ::getuid(), ::getgid(), secret || package.encrypted());
+    options.uid = access.uid;
+    options.gid = access.gid;
+    options.mode = access.mode;
+    std::vector<std::string> fuse_options = fs::standard_fuse_options(package_path, access);
+    fuse_options.insert(fuse_options.end(), a.fuse_options.begin(), a.fuse_options.end());
     const std::string signer = admitted.signer;
     options.signer = signer;
     fs::PackageFs filesystem(std::move(admitted.package), options);
-    return fs::serve(filesystem, a.dir, fuse_options, [&](const std::string& error) {
+    return fs::serve(filesystem, point, fuse_options, [&](const std::string& error) {
       if (!error.empty()) {
         report(error_report(ErrorKind::kIo, error));
       } else {
-        report(ok_report("mounted " + name + " on " + a.dir +
-                         (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")")));
+        report(ok_report("mounted " + name + " on " + point.path() +
+                         (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")") +
+                         ", mode " + fs::mode_string(access.mode)));
       }
     });
   };
@@ -256,13 +351,25 @@ Action add_mount_command(CLI::App& app) {
                 "Also mount the package's dependencies, resolved in the store, beside DIR "
                 "(DIR/../NAME)");
   sub->add_option("--trusted-keys", a->trusted_keys,
-                  std::string("Folder of trusted .pub keys (default ") + kDefaultTrustedKeys + ")");
+                  std::string("Folder of trusted .pub keys (default ") + kDefaultTrustedKeys +
+                      "; giving it mounts standalone: torshpkgd applies its own)");
   sub->add_flag("--allow-unsigned", a->allow_unsigned,
                 "Mount without requiring a trusted signature");
+  sub->add_option("--require-key", a->require_key,
+                  "Accept only a signature by this trusted key id (narrows the trusted keys)");
   a->secrets.add_to(*sub);
   sub->add_option("--cache-size", a->cache_size,
                   "Bytes of decoded chunks to keep (default 64M; e.g. 256M, 1G)");
-  sub->add_option("--owner", a->owner, "UID:GID owning the files (default: the caller)");
+  sub->add_option("--owner", a->access.owner,
+                  "USER or UID[:GROUP] owning the files (default: the caller; others: root only)");
+  sub->add_option("--group", a->access.group, "GROUP or GID of the files (default: the caller's)");
+  sub->add_option("--mode", a->access.mode,
+                  "Read bits of the files, octal (default 0400 for an encrypted package or a "
+                  "mount with a secret, 0444 otherwise; folders and executables get x to match)");
+  sub->add_option("--umask", a->access.umask,
+                  "Octal bits to take from 0444 instead of --mode (0077: the owner's alone)");
+  sub->add_flag("--nonempty", a->nonempty,
+                "Mount over a folder that has files in it (they are hidden while mounted)");
   sub->add_flag("--foreground", a->foreground, "Serve in this process until unmounted");
   sub->add_option("--kernel-readahead", a->kernel_read_ahead_kb,
                   "KiB the kernel reads ahead (as root; default " +
@@ -273,7 +380,9 @@ Action add_mount_command(CLI::App& app) {
   sub->add_flag("--buffered-reads", a->buffered_reads,
                 "Read stored chunks through the page cache too (by default those not cached "
                 "already are read with direct I/O, so their bytes are not cached twice)");
-  sub->add_option("-o", a->fuse_options, "Extra FUSE mount options (repeatable)");
+  sub->add_option("-o", a->fuse_options,
+                  "Mount options (repeatable, comma-separated): umask=, mode=, owner=, group=, "
+                  "nonempty; anything else goes to FUSE and mounts standalone");
   sub->add_option("--socket", a->socket,
                   std::string("torshpkgd's control socket (default $TORSHPKG_SOCKET or ") +
                       kDefaultSocket + ")");
@@ -297,27 +406,46 @@ Action add_umount_command(CLI::App& app) {
     // A mount the daemon holds is unmounted by the daemon, so it records it and lets go.
     Json::Value request(Json::objectValue);
     request["op"] = "umount";
-    request["mountpoint"] = absolute_path(a->dir);
+    request["mountpoint"] = canonical_mountpoint(a->dir);
     request["lazy"] = a->lazy;
     try {
       if (daemon_request(daemon_socket(a->socket), request)) return kExitOk;
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::kNotFound) throw;  // not the daemon's: unmount it here
     }
-    if (::umount2(a->dir.c_str(), a->lazy ? MNT_DETACH : 0) == 0) return kExitOk;
-    if (errno == EPERM) {
+    // Only a torshpkg mount, and only when it is the one on top: a plain umount of the path
+    // would take whatever was mounted over it.
+    const std::string point = canonical_mountpoint(a->dir);
+    const auto top = fs::top_mount_at(point);
+    if (!top) throw not_found(a->dir, "not a mount point (nothing is mounted there)");
+    if (top->fstype != "fuse.torshpkg") {
+      throw invalid_argument(a->dir + ": the mount on top is " + top->fstype +
+                             ", not a torshpkg package; unmount it first (not touched)");
+    }
+    if (::umount2(point.c_str(), a->lazy ? MNT_DETACH : 0) == 0) return kExitOk;
+    int err = errno;
+    if (err == EPERM) {
       // Not root: the setuid helper unmounts what this user mounted.
       const pid_t pid = ::fork();
       if (pid == 0) {
-        ::execlp("fusermount3", "fusermount3", "-u", a->lazy ? "-z" : "-u", a->dir.c_str(),
-                 nullptr);
+        const int null = ::open("/dev/null", O_WRONLY);
+        if (null >= 0) ::dup2(null, STDERR_FILENO);
+        ::execlp("fusermount3", "fusermount3", "-u", a->lazy ? "-z" : "-u", point.c_str(), nullptr);
         ::_exit(127);
       }
       int status = 0;
       ::waitpid(pid, &status, 0);
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return kExitOk;
+      // fusermount3 says busy for open files too
+      struct statfs probe {};
+      if (::statfs(point.c_str(), &probe) == 0) err = EBUSY;
     }
-    throw io_error(a->dir, "cannot unmount", errno);
+    if (err == EBUSY) {
+      throw Error(ErrorKind::kIo, a->dir +
+                                      ": busy: files are open on it; close them, or give --lazy "
+                                      "to detach it now and finish when they close");
+    }
+    throw io_error(a->dir, "cannot unmount", err);
   };
 }
 
@@ -334,11 +462,16 @@ Action add_status_command(CLI::App& app) {
   return [a] {
     Json::Value request(Json::objectValue);
     request["op"] = "status";
-    const auto reply = daemon_request(daemon_socket(a->socket), request);
+    bool not_served = false;
+    const auto reply = daemon_request(daemon_socket(a->socket), request, {}, &not_served);
     Json::Value mounts = reply ? (*reply)["mounts"] : Json::Value(Json::arrayValue);
     std::set<std::string> known;
     for (const Json::Value& m : mounts) {
       known.insert(m["mountpoint"].asString());
+    }
+    if (reply) {
+      // A config mount the daemon is finishing may be in the mount table already.
+      for (const Json::Value& p : (*reply)["pending"]) known.insert(p["mountpoint"].asString());
     }
     // Standalone mounts: fuse.torshpkg entries the daemon does not hold.
     std::ifstream in("/proc/self/mounts");
@@ -350,22 +483,43 @@ Action add_status_command(CLI::App& app) {
       m["path"] = source;
       m["mountpoint"] = point;
       m["standalone"] = true;
+      // statfs always reaches the serving process; ENOTCONN: it is gone.
+      struct statfs probe {};
+      m["alive"] = !(::statfs(point.c_str(), &probe) != 0 && errno == ENOTCONN);
       mounts.append(m);
     }
     if (a->json) {
       Json::Value out(Json::objectValue);
       out["daemon"] = reply.has_value();
+      if (not_served) out["daemon_not_serving_you"] = true;
       out["mounts"] = mounts;
+      // The daemon's config entries not mounted: being mounted, or failed and why.
+      out["pending"] = reply ? (*reply)["pending"] : Json::Value(Json::arrayValue);
       Json::StreamWriterBuilder w;
       w["indentation"] = "  ";
       std::cout << Json::writeString(w, out) << "\n";
       return kExitOk;
     }
-    std::cout << (reply ? "torshpkgd: running" : "torshpkgd: not running") << "\n";
+    std::cout << (reply        ? "torshpkgd: running"
+                  : not_served ? "torshpkgd: running, but its socket is not open to this user"
+                               : "torshpkgd: not running")
+              << "\n";
+    if (reply) {
+      for (const Json::Value& p : (*reply)["pending"]) {
+        std::cout << p["mountpoint"].asString() << "  " << p["package"].asString() << "  ("
+                  << (p["state"].asString() == "failed" ? "failed: " + p["error"].asString()
+                                                        : std::string("mounting"))
+                  << ")\n";
+      }
+    }
     for (const Json::Value& m : mounts) {
       if (m["standalone"].asBool()) {
         std::cout << m["mountpoint"].asString() << "  " << m["path"].asString()
-                  << "  (standalone)\n";
+                  << (m["alive"].asBool() ? "  (standalone)"
+                                          : "  (standalone, dead: its process is gone; `torshpkg "
+                                            "umount " +
+                                                m["mountpoint"].asString() + "` clears it)")
+                  << "\n";
         continue;
       }
       char rate[32];

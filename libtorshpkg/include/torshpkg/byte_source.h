@@ -47,8 +47,12 @@ class ByteSource {
   }
 };
 
-// Opens `path` read-only. Throws Error(kNotFound / kIo).
+// Opens `path` read-only. Throws Error(kNotFound / kIo), Error(kInvalidArgument) for anything but
+// a regular file (a FIFO is refused without waiting for a writer).
 std::shared_ptr<ByteSource> open_file_source(const std::string& path);
+// The same for a descriptor opened elsewhere (for example by another user, passed over a
+// socket); takes ownership of `fd`, closing it on failure. `name` is used in messages.
+std::shared_ptr<ByteSource> file_source_from_fd(int fd, std::string name);
 std::shared_ptr<ByteSource> memory_source(std::vector<uint8_t> bytes, std::string name);
 
 }  // namespace torshpkg
