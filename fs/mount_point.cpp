@@ -133,8 +133,11 @@ MountPoint MountPoint::open(const std::string& given, const MountPointRules& rul
     if (errno == ENOENT && create_under(path, rules.create_under) &&
         ::realpath(parent.c_str(), resolved) != nullptr) {
       // made it
+    } else if (rules.create_under.empty()) {
+      throw not_found(parent, "no such folder (create the mount point first)");
     } else {
-      throw not_found(parent, "no such folder (the mount point's parent)");
+      throw not_found(parent, "no such folder, and the mount point is not under " +
+                                  rules.create_under + " where mount points are made");
     }
   }
   parent = resolved;

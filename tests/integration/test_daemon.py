@@ -1,4 +1,5 @@
 """torshpkgd as systemd runs it: a real daemon, a NOTIFY_SOCKET the test binds, real mounts."""
+import base64
 import hashlib
 import json
 import os
@@ -105,8 +106,9 @@ class DaemonTest(TempDirTest):
         return path
 
     def start(self, config, env=None, wrap=()):
+        environment = {**os.environ, "NOTIFY_SOCKET": self.notify.path, **(env or {})}
         proc = subprocess.Popen([*wrap, TORSHPKGD, "--config", config],
-                                env={**os.environ, "NOTIFY_SOCKET": self.notify.path, **(env or {})},
+                                env={k: v for k, v in environment.items() if v is not None},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.procs.append(proc)
         return proc
@@ -228,6 +230,37 @@ class Daemon(DaemonTest):
             self.assertEqual(mounted_events[0]["source"], "oci://" + ref)
             self.assertEqual(mounted_events[0]["source_digest"],
                              "sha256:" + hashlib.sha256(read_bytes(pkg)).hexdigest())
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+        finally:
+            registry.stop()
+
+    @unittest.skipUnless(test_registry.REGISTRY and test_registry.HTPASSWD,
+                         "docker-registry and htpasswd (apache2-utils) are not installed")
+    def test_registry_credentials_come_from_the_config_not_home(self):
+        htpasswd = self.path("htpasswd")
+        subprocess.run([test_registry.HTPASSWD, "-Bbc", htpasswd, "svc", "pw"], check=True,
+                       capture_output=True)
+        registry = test_registry.Registry(self.path("registry"), auth=htpasswd)
+        try:
+            auth = base64.b64encode(b"svc:pw").decode()
+            creds = self.write("registry-auth.json", json.dumps(
+                {"auths": {f"localhost:{registry.port}": {"auth": auth}}}).encode())
+            ref = registry.ref("models/private:1.0.0")
+            tpk("push", self.package("private"), ref, "-q", "--docker-config", creds)
+            entry = [{"package": "oci://" + ref, "mountpoint": self.points[0]}]
+            env = {"HOME": None, "DOCKER_CONFIG": None}  # as under systemd: no $HOME
+            # Without the config key the pull has no credentials; with it, it mounts.
+            proc = self.start(self.config(entry, store=self.path("store")), env=env)
+            fields, state = self.notify.expect("READY")
+            self.assertFalse(state[self.points[0]])
+            self.assertIn("credentials", self.events()[-1]["data"]["error"])
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+            proc = self.start(self.config(entry, store=self.path("store"),
+                                          registry_credentials=creds), env=env)
+            fields, state = self.notify.expect("READY")
+            self.assertTrue(state[self.points[0]], fields)
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 0)
         finally:
@@ -763,15 +796,19 @@ class Robustness(DaemonTest):
         finally:
             server.close()
 
-    def test_a_reload_that_hits_a_file_system_error_keeps_the_daemon_and_its_mounts(self):
+    def test_a_reload_that_hits_a_permission_error_keeps_the_daemon_and_its_mounts(self):
         a = self.package("a")
-        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+        # Root without CAP_DAC_OVERRIDE, as a hardened unit may run it: a store folder that
+        # belongs to another user cannot be written.
+        store = self.path("store")
+        os.makedirs(store)
+        os.chown(store, 65534, 65534)
+        wrap = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]), wrap=wrap)
         self.notify.expect("READY")
-        blocker = self.write("not-a-folder", b"x")
-        # The store's staging folder cannot be made under a file: a std::filesystem error.
         self.config([{"package": a, "mountpoint": self.points[0]},
                      {"package": "https://127.0.0.1:9/x.torshpkg", "mountpoint": self.points[1]}],
-                    store=os.path.join(blocker, "store"))
+                    store=store)
         proc.send_signal(signal.SIGHUP)
         self.notify.expect("RELOADING")
         fields, _ = self.notify.expect("READY")
@@ -780,6 +817,7 @@ class Robustness(DaemonTest):
         self.assertTrue(mounted(self.points[0]))
         [failed] = self.status()["pending"]
         self.assertIn("staging folder", failed["error"])
+        self.assertIn("ermission denied", failed["error"])
         self.assertEqual(read_bytes(os.path.join(self.points[0], "resources", "config.json")),
                          self.files["config.json"])
         proc.send_signal(signal.SIGTERM)

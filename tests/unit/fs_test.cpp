@@ -1,16 +1,23 @@
 // The filesystem core without a mount: tree, chunk cache and cached reads.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "chunk_cache.h"
+#include "mount_access.h"
+#include "mount_point.h"
 #include "package_fs.h"
 #include "prefetcher.h"
 #include "test_util.h"
@@ -286,6 +293,128 @@ TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {
   EXPECT_EQ(fs.xattr(*c, "user.torshpkg.signer"), std::nullopt);
   EXPECT_EQ(fs.xattr(*c, "user.other"), std::nullopt);
   EXPECT_EQ(fs.xattr_names(*c).size(), 4u);
+}
+
+TEST(PackageFs, TheModeGivesReadBitsAndFoldersAndExecutablesTheirXBits) {
+  TempDir dir;
+  PackageWriter w(torshpkg::testing::header());
+  w.add_bytes("data.bin", text_bytes(10, 1));
+  ResourceInput script;
+  script.path = "bin/run.sh";
+  script.source = memory_source(text_bytes(10, 2), "run.sh");
+  script.size = 10;
+  script.executable = true;
+  w.add_resource(std::move(script));
+  w.write(dir / "p.torshpkg", WriteOptions{});
+  for (const auto& [mode, file, exec, folder] :
+       std::vector<std::tuple<mode_t, mode_t, mode_t, mode_t>>{{0444, 0444, 0555, 0555},
+                                                               {0440, 0440, 0550, 0550},
+                                                               {0400, 0400, 0500, 0500},
+                                                               {0004, 0004, 0005, 0005}}) {
+    FsOptions o = options(0);
+    o.mode = mode;
+    PackageFs fs(Package::open(dir / "p.torshpkg"), o);
+    const Tree& tree = fs.tree();
+    EXPECT_EQ(fs.attributes(*tree.find("resources/data.bin")).st_mode, S_IFREG | file);
+    EXPECT_EQ(fs.attributes(*tree.find("resources/bin/run.sh")).st_mode, S_IFREG | exec);
+    EXPECT_EQ(fs.attributes(*tree.find("manifest.json")).st_mode, S_IFREG | file);
+    EXPECT_EQ(fs.attributes(*tree.find("resources/bin")).st_mode, S_IFDIR | folder);
+    EXPECT_EQ(fs.attributes(*tree.get(Tree::kRootIno)).st_mode, S_IFDIR | folder);
+  }
+}
+
+TEST(MountAccess, DefaultsOptionsAndRefusals) {
+  const MountAccess plain = resolve_access({}, 1000, 100, false);
+  EXPECT_EQ(std::tuple(plain.uid, plain.gid, plain.mode), std::tuple(1000u, 100u, 0444u));
+  const MountAccess secret = resolve_access({}, 1000, 100, true);
+  EXPECT_EQ(secret.mode, 0400u);
+  EXPECT_FALSE(needs_allow_other(secret, 1000));  // the owner's alone: nobody else gets in
+  EXPECT_TRUE(needs_allow_other(secret, 0));      // root mounted it for user 1000
+  EXPECT_TRUE(needs_allow_other(plain, 1000));    // everyone may read
+  AccessRequest r;
+  r.owner = "0:5";
+  r.mode = "440";
+  const MountAccess given = resolve_access(r, 1000, 100, true);
+  EXPECT_EQ(std::tuple(given.uid, given.gid, given.mode), std::tuple(0u, 5u, 0440u));
+  EXPECT_TRUE(needs_allow_other(given, 0));  // the group may read
+  r = {};
+  r.owner = "root";  // by name: the user's primary group too
+  EXPECT_EQ(resolve_access(r, 1000, 100, false).gid, 0u);
+  r = {};
+  r.umask = "0027";
+  EXPECT_EQ(resolve_access(r, 0, 0, true).mode, 0440u);
+  r.umask = "0777";
+  EXPECT_EQ(resolve_access(r, 0, 0, false).mode, 0u);
+  r = {};
+  r.mode = "0550";  // x bits follow the read bits: ignored here
+  EXPECT_EQ(resolve_access(r, 0, 0, false).mode, 0440u);
+  for (const auto& bad : std::vector<AccessRequest>{
+           {"", "", "0644", ""},
+           {"", "", "4444", ""},
+           {"", "", "0x44", ""},
+           {"", "", "04444", ""},
+           {"", "", "0440", "0077"},
+           {"no-such-user-torshpkg", "", "", ""},
+           {"", "no-such-group-torshpkg", "", ""},
+           {"0:", "", "", ""},
+           {"0:0", "0", "", ""},
+       }) {
+    EXPECT_EQ(torshpkg::testing::kind_of([&] { resolve_access(bad, 0, 0, false); }),
+              ErrorKind::kInvalidArgument)
+        << bad.owner << " " << bad.group << " " << bad.mode << " " << bad.umask;
+  }
+  EXPECT_EQ(mode_string(0440), "0440");
+}
+
+TEST(MountPoint, RefusesSymlinksFilesMountRootsAndFullFoldersAndCanonicalizes) {
+  TempDir dir;
+  const std::string empty = dir / "empty";
+  ASSERT_EQ(::mkdir(empty.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir / "full").c_str(), 0755), 0);
+  torshpkg::testing::write_file(dir / "full/x", {1});
+  ASSERT_EQ(::symlink(empty.c_str(), (dir / "link").c_str()), 0);
+  ASSERT_EQ(::symlink(dir.path().c_str(), (dir / "up").c_str()), 0);
+  const MountPointRules rules;
+  // Spellings of one folder, through a symlinked parent too, give one canonical path.
+  char real[PATH_MAX];
+  ASSERT_NE(::realpath(empty.c_str(), real), nullptr);
+  for (const std::string& spelling :
+       {empty, empty + "/", dir / "full/../empty", dir / "up/empty"}) {
+    EXPECT_EQ(MountPoint::open(spelling, rules).path(), real) << spelling;
+  }
+  const auto refused = [&](const std::string& path, const MountPointRules& r) {
+    try {
+      MountPoint::open(path, r);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(refused(dir / "link", rules).find("symlink"), std::string::npos);
+  EXPECT_NE(refused(dir / "full/x", rules).find("not a folder"), std::string::npos);
+  EXPECT_NE(refused(dir / "full", rules).find("--nonempty"), std::string::npos);
+  EXPECT_NE(refused("/proc", rules).find("already mounted"), std::string::npos);
+  EXPECT_NE(refused(dir / "missing", rules).find("create the mount point"), std::string::npos);
+  MountPointRules nonempty;
+  nonempty.allow_nonempty = true;
+  EXPECT_NO_THROW(MountPoint::open(dir / "full", nonempty));
+  MountPointRules owner;
+  owner.required_owner = 12345;
+  EXPECT_NE(refused(empty, owner).find("another user"), std::string::npos);
+  // Missing mount points are made under the root named, and only there.
+  MountPointRules create;
+  create.create_under = dir / "full";
+  EXPECT_NE(refused(dir / "elsewhere/m", create).find("not under"), std::string::npos);
+  EXPECT_NO_THROW(MountPoint::open(dir / "full/new/m", create));
+  struct stat st {};
+  EXPECT_EQ(::stat((dir / "full/new/m").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  // A passed descriptor: the folder it is, under the same checks.
+  const int fd = ::open(empty.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  const MountPoint passed = MountPoint::from_fd(fd, rules);
+  EXPECT_EQ(passed.path(), real);
+  EXPECT_EQ(passed.target(), "/proc/self/fd/" + std::to_string(passed.fd()));
 }
 
 TEST(PackageFs, ReadSlicesPointIntoTheCachedChunksAndKeepThemAlive) {
