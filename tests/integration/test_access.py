@@ -56,6 +56,12 @@ def run_as(user, *args, timeout=60):
                           timeout=timeout, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
 
 
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 EVERYONE = {"root": (True, True), ALICE: (True, True), BOB: (True, True)}
 ROOT_ONLY = {"root": (True, True), ALICE: (False, False), BOB: (False, False)}
 
@@ -163,6 +169,11 @@ class Standalone(AccessTest):
                                                            "hello.sh")).st_mode), 0o555)
         self.assertEqual(self.modes(point), (0o555, 0o444))
         tpk("umount", point)
+        # extract gives it its x bits back, and only it.
+        tpk("extract", pkg, self.path("out"), "-q")
+        self.assertEqual(os.stat(self.path("out", "resources", "bin", "hello.sh")).st_mode & 0o111,
+                         0o111 & ~current_umask())
+        self.assertEqual(os.stat(self.path("out", "resources", "config.json")).st_mode & 0o111, 0)
 
     def test_a_user_mounts_alone_when_the_daemon_does_not_serve_it(self):
         # Debian's /dev/fuse is 0666 (fusermount3 does the mount for users); some containers

@@ -796,6 +796,33 @@ class Robustness(DaemonTest):
         finally:
             server.close()
 
+    def test_a_long_start_extends_its_timeout_and_answers_meanwhile(self):
+        a = self.package("a")
+        server = StallingServer()
+        try:
+            proc = self.start(self.config(
+                [{"package": a, "mountpoint": self.points[0]},
+                 {"package": f"http://127.0.0.1:{server.port}/m.torshpkg",
+                  "mountpoint": self.points[1]}], store=self.path("store"), pull_timeout_s=1))
+            fields, _ = self.notify.expect("EXTEND_TIMEOUT_USEC")
+            self.assertGreater(int(fields["EXTEND_TIMEOUT_USEC"]), 1_000_000)
+            self.assertNotIn("READY", [k for f, _ in self.notify.messages for k in f])
+            # The socket answers before READY: the stalled pull is shown as being mounted.
+            pending = self.status(timeout=3)["pending"]
+            self.assertIn((self.points[1], "mounting"),
+                          [(p["mountpoint"], p["state"]) for p in pending])
+            fields, state = self.notify.expect("READY", timeout=60)
+            self.assertEqual(fields["STATUS"], "1 mounted, 1 failed")
+            self.assertEqual(state, {self.points[0]: True, self.points[1]: False,
+                                     self.points[2]: False, self.points[3]: False})
+            [failed] = self.status()["pending"]
+            self.assertIn("127.0.0.1", failed["error"])
+            self.assertRegex(failed["error"], "(?i)timed? ?out|too slow|stall")
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+        finally:
+            server.close()
+
     def test_a_reload_that_hits_a_permission_error_keeps_the_daemon_and_its_mounts(self):
         a = self.package("a")
         # Root without CAP_DAC_OVERRIDE, as a hardened unit may run it: a store folder that

@@ -64,8 +64,11 @@ void extract_file(const Package& pkg, const FileNode& f, int root, const std::st
   const std::string shown = root_name + "/" + f.path;
   const std::string temp =
       "." + base.substr(0, 200) + ".tmp-" + std::to_string(std::random_device{}());
+  // A resource that was executable where it was packaged is executable again (less the umask).
+  const bool executable =
+      f.kind == FileNode::Kind::kResource && pkg.manifest().resources[f.item].executable;
   Fd out(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                  0644));
+                  executable ? 0755 : 0644));
   if (out.get() < 0) throw io_error(shown, "cannot create file", errno);
   try {
     const ReadPlan plan = plan_reads(pkg, f, 0);
