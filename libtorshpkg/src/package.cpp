@@ -227,6 +227,17 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   if (manifest_fault) std::rethrow_exception(manifest_fault);
   const Manifest& m = rep->manifest;
   from_hex(m.package_id, rep->package_id);
+  // Every entry carries the time the writer derives from the signed "created".
+  {
+    uint32_t dos_time = 0;
+    uint16_t dos_date = 0;
+    dos_time_of(m.created, dos_time, dos_date);
+    for (const ZipEntry& e : entries) {
+      if (e.dos_time != dos_time || e.dos_date != dos_date) {
+        throw corrupt(file, e.name + ": entry time differs from the manifest's \"created\"");
+      }
+    }
+  }
 
   // The entry set must be exactly what the manifest lists.
   const auto need = [&](const std::string& name, size_t& next) -> const ZipEntry& {

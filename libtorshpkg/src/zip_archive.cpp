@@ -34,6 +34,23 @@ constexpr uint16_t k16 = 0xffff;
 constexpr uint16_t kMadeByUnix = (3 << 8) | 63;
 constexpr uint32_t kRegularFileAttrs = (S_IFREG | 0644u) << 16;
 
+std::string octal(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%o", v);
+  return buf;
+}
+
+uint16_t version_needed(uint16_t method, bool zip64) {
+  if (method == 93 || method == 95) return 63;
+  return zip64 ? 45 : 20;
+}
+
+std::string hex16(uint16_t v) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04x", v);
+  return buf;
+}
+
 // Fields that a ZIP64 extended-information record may replace, in the order APPNOTE 4.5.3 gives.
 struct Zip64Fields {
   uint64_t* uncompressed = nullptr;
@@ -42,9 +59,14 @@ struct Zip64Fields {
 };
 
 // Walks an extra field; fills the ZIP64 values that are marked by 0xffffffff in the fixed header.
+// Only what the writer writes is accepted (nothing unsigned may ride along): a ZIP64 record
+// holding exactly the marked values (in a local header, where the writer reserves both sizes,
+// 16 bytes), and, with `local`, the alignment record: id 0xd935, the alignment (a power of two
+// up to 64 KiB) and zero padding shorter than it.
 void parse_extra(std::span<const uint8_t> extra, const Zip64Fields& want, const std::string& file,
-                 const std::string& entry) {
+                 const std::string& entry, bool local = false) {
   bool seen_zip64 = false;
+  bool seen_align = false;
   size_t pos = 0;
   while (pos < extra.size()) {
     if (extra.size() - pos < 4) throw corrupt(file, entry + ": truncated extra field");
@@ -57,12 +79,29 @@ void parse_extra(std::span<const uint8_t> extra, const Zip64Fields& want, const 
       seen_zip64 = true;
       size_t field = pos;
       const size_t end = pos + len;
+      size_t marked = 0;
       for (uint64_t* target : {want.uncompressed, want.compressed, want.offset}) {
         if (target == nullptr || *target != k32) continue;
         if (end - field < 8) throw corrupt(file, entry + ": ZIP64 extra field too short");
         *target = load_u64(&extra[field]);
         field += 8;
+        ++marked;
       }
+      if (len != (local ? 16 : marked * 8) || (local && marked != 0 && marked != 2)) {
+        throw corrupt(file, entry + ": ZIP64 extra field of an unexpected size");
+      }
+    } else if (id == kAlignExtraId && local && !seen_align && len >= 2) {
+      seen_align = true;
+      const uint16_t align = load_u16(&extra[pos]);
+      if (align < 2 || (align & (align - 1)) != 0 || len - 2 >= align ||
+          std::any_of(extra.begin() + static_cast<ptrdiff_t>(pos + 2),
+                      extra.begin() + static_cast<ptrdiff_t>(pos + len),
+                      [](uint8_t b) { return b != 0; })) {
+        throw corrupt(file, entry + ": bad alignment extra field");
+      }
+    } else {
+      throw corrupt(file, entry + ": extra field 0x" + hex16(id) +
+                              " (a package carries only what its writer writes)");
     }
     pos += len;
   }
@@ -97,6 +136,10 @@ EndRecord read_end_record(const ByteSource& src) {
   }
   if (found == SIZE_MAX) throw corrupt(file, "no end of central directory record");
   const uint8_t* e = &tail[found];
+  if (load_u16(e + 20) != 0) {
+    throw corrupt(file, "archive comment of " + std::to_string(load_u16(e + 20)) +
+                            " bytes (a package has none: the signature would not cover it)");
+  }
   const uint64_t eocd_pos = size - tail_len + found;
   if (load_u16(e + 4) != 0 || load_u16(e + 6) != 0) {
     throw corrupt(file, "multi-disk archives are not supported");
@@ -139,6 +182,9 @@ EndRecord read_end_record(const ByteSource& src) {
   }
   if (load_u32(z + 16) != 0 || load_u32(z + 20) != 0) {
     throw corrupt(file, "multi-disk archives are not supported");
+  }
+  if (load_u16(z + 12) != kMadeByUnix || load_u16(z + 14) != 45) {
+    throw corrupt(file, "unexpected versions in the ZIP64 end record");
   }
   const uint64_t z_disk_entries = load_u64(z + 24);
   const uint64_t z_entries = load_u64(z + 32);
@@ -348,6 +394,8 @@ ZipEntry central_entry(const uint8_t* h) {
   e.compressed_size = load_u32(h + 20);
   e.uncompressed_size = load_u32(h + 24);
   e.local_header_offset = load_u32(h + 42);
+  e.dos_time = load_u16(h + 12);
+  e.dos_date = load_u16(h + 14);
   return e;
 }
 
@@ -427,7 +475,21 @@ ZipDirectory parse_central_directory(const CentralDirectoryBytes& bytes, const s
         throw corrupt(file, e.name + ": only regular file entries are allowed");
       }
     }
+    // The fields the writer fixes take its values: an extractor applies attributes (a setuid
+    // bit, an executable one) that the signed manifest does not state, and comments would be
+    // bytes nobody signed.
+    if (made_by != kMadeByUnix || external != kRegularFileAttrs) {
+      throw corrupt(file, e.name + ": file attributes other than a plain 0644 file (made by 0x" +
+                              hex16(made_by) + ", mode 0" + octal(external >> 16) + ")");
+    }
+    if (load_u16(h + 36) != 0) throw corrupt(file, e.name + ": internal attributes set");
+    if (comment_len != 0) throw corrupt(file, e.name + ": entry comment (a package has none)");
     apply_central_zip64(e, h, file);
+    const bool zip64 = extra_len != 0;
+    if (load_u16(h + 6) != version_needed(e.method, zip64)) {
+      throw corrupt(file, e.name + ": unexpected \"version needed\" " +
+                              std::to_string(load_u16(h + 6)));
+    }
     if (e.method == 0 && e.compressed_size != e.uncompressed_size) {
       throw corrupt(file, e.name + ": stored entry with different sizes");
     }
@@ -482,7 +544,14 @@ class LocalHeaderCheck {
     uint64_t compressed = load_u32(h + 18);
     uint64_t uncompressed = load_u32(h + 22);
     parse_extra(header.subspan(kLocalSize + name_len), {&uncompressed, &compressed, nullptr}, file_,
-                e.name);
+                e.name, true);
+    const uint16_t version = load_u16(h + 4);
+    if (version != version_needed(e.method, false) && version != version_needed(e.method, true)) {
+      throw corrupt(file_, e.name + ": unexpected \"version needed\" in its local header");
+    }
+    if (load_u16(h + 10) != e.dos_time || load_u16(h + 12) != e.dos_date) {
+      throw corrupt(file_, e.name + ": local header time differs from the central directory's");
+    }
     if (load_u16(h + 6) != e.flags || load_u16(h + 8) != e.method || load_u32(h + 14) != e.crc32 ||
         compressed != e.compressed_size || uncompressed != e.uncompressed_size ||
         std::string_view(reinterpret_cast<const char*>(h + kLocalSize), name_len) != e.name) {
@@ -554,11 +623,6 @@ ZipWriter::ZipWriter(int fd, std::string name, uint32_t dos_time, uint16_t dos_d
     : fd_(fd), file_name_(std::move(name)), dos_time_(dos_time), dos_date_(dos_date) {}
 
 namespace {
-
-uint16_t version_needed(uint16_t method, bool zip64) {
-  if (method == 93 || method == 95) return 63;
-  return zip64 ? 45 : 20;
-}
 
 }  // namespace
 

@@ -26,6 +26,8 @@ struct ZipEntry {
   uint64_t uncompressed_size = 0;
   uint64_t local_header_offset = 0;
   uint64_t data_offset = 0;  // first byte of the entry's data, after its local header
+  uint16_t dos_time = 0;     // as the central record gives them (the local header must agree)
+  uint16_t dos_date = 0;
 };
 
 struct ZipLimits {

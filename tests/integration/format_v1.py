@@ -74,6 +74,12 @@ def check_package(path, expected_files=None):
         raw = f.read()
     zf = zipfile.ZipFile(path)
     infos = {i.filename: i for i in zf.infolist()}
+    # Section 2.4: the fields a writer fixes, and no comments.
+    assert zf.comment == b"", "archive comment"
+    for i in zf.infolist():
+        assert (i.create_system, i.create_version) == (3, 63), i.filename
+        assert i.external_attr == 0o100644 << 16 and i.internal_attr == 0, i.filename
+        assert i.comment == b"" and i.flag_bits & ~0x0806 == 0, i.filename
     manifest_bytes = zf.read("manifest.json")
     assert infos["manifest.json"].compress_type == 0
     manifest = json.loads(manifest_bytes)

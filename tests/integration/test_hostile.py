@@ -9,7 +9,7 @@ import unittest
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import TempDirTest, read_bytes, random_bytes, text_bytes, tpk  # noqa: E402
+from helpers import TempDirTest, read_bytes, random_bytes, run, text_bytes, tpk  # noqa: E402
 
 
 class Hostile(TempDirTest):
@@ -27,6 +27,10 @@ class Hostile(TempDirTest):
 
     def bad(self, data, name="bad.torshpkg"):
         return self.write(name, data)
+
+    def write_dir(self, path):
+        os.makedirs(path, exist_ok=True)
+        return path
 
     def expect_integrity_failure(self, pkg, cmd):
         """Runs `torshpkg CMD[0] PKG CMD[1:]`; expects exit 3 and one line; returns the line."""
@@ -89,9 +93,90 @@ class Hostile(TempDirTest):
         tpk("verify", pkg)  # structure and indexes are intact
         self.expect_integrity_failure(pkg, ["verify", "--full"])
 
+    def like_the_writer(self, items, name):
+        """A ZipInfo for a new entry with every field as the writer sets it."""
+        info = zipfile.ZipInfo(name, date_time=items[0][0].date_time)
+        info.create_system, info.create_version = 3, 63
+        info.extract_version = 20
+        info.external_attr = 0o100644 << 16
+        info.flag_bits = 0x800
+        return info
+
     def test_entries_the_manifest_does_not_list(self):
-        pkg = self.rebuild(self.pkgs["none"], lambda items: items + [(zipfile.ZipInfo("extra.txt"), b"x")])
+        pkg = self.rebuild(self.pkgs["none"],
+                           lambda items: items + [(self.like_the_writer(items, "extra.txt"), b"x")])
         self.assertIn("not listed", self.expect_integrity_failure(pkg, ["ls"]))
+
+    def test_container_fields_the_signature_would_not_cover(self):
+        """A signed package whose ZIP fields carry what its writer never writes: each is refused
+        at open, so verify, mount and extraction never see it."""
+        key = self.path("k")
+        tpk("keygen", key)
+        os.makedirs(self.path("trusted"))
+        os.link(key + ".pub", self.path("trusted", "k.pub"))
+        signed = self.path("signed.torshpkg")
+        tpk("create", signed, "--name", "demo", "--version", "1.0.0", "-q", "--compress", "none",
+            "--add", "a.bin=" + self.path("src/a.bin"), "--sign-key", key + ".key")
+        # Rewritten by zipfile with every field kept, it still verifies: the checks below fail
+        # only on the field they change.
+        tpk("verify", "--full", "--trusted-keys", self.path("trusted"),
+            self.rebuild(signed, lambda items: items, "same.torshpkg"))
+        os.makedirs(self.path("mnt"))
+
+        def edit(field, value, only="resources/a.bin"):
+            def transform(items):
+                for info, _ in items:
+                    if info.filename == only:
+                        setattr(info, field, value)
+                return items
+            return transform
+        cases = {
+            "setuid": (edit("external_attr", 0o104755 << 16), "attributes"),
+            "executable": (edit("external_attr", 0o100755 << 16), "attributes"),
+            "DOS attributes": (edit("create_system", 0), "attributes"),
+            "internal attributes": (edit("internal_attr", 1), "internal attributes"),
+            "an entry comment": (edit("comment", b"hello"), "comment"),
+            "60 KiB in an extra field": (edit("extra", struct.pack("<HH", 0x7875, 60000)
+                                              + bytes(60000)), "extra field"),
+            "another time": (edit("date_time", (2001, 1, 1, 0, 0, 0)), "time"),
+            "another version needed": (edit("extract_version", 10), "version needed"),
+        }
+        for why, (transform, says) in cases.items():
+            with self.subTest(why=why):
+                pkg = self.rebuild(signed, transform, "edited.torshpkg")
+                err = self.expect_integrity_failure(pkg, ["verify", "--full", "--trusted-keys",
+                                                          self.path("trusted")])
+                self.assertIn(says, err)
+                self.assertEqual(tpk("mount", pkg, self.path("mnt"), "--trusted-keys",
+                                     self.path("trusted"), check=False).returncode, 3)
+        # A 64 KiB archive comment after the end record.
+        raw = bytearray(read_bytes(signed))
+        struct.pack_into("<H", raw, len(raw) - 2, 0xffff)
+        pkg = self.bad(bytes(raw) + bytes(0xffff), "commented.torshpkg")
+        self.assertIn("comment", self.expect_integrity_failure(pkg, ["verify", "--trusted-keys",
+                                                                     self.path("trusted")]))
+        # Local headers: an extra field the central record lacks, padding that is not zeros.
+        raw = read_bytes(signed)
+        with zipfile.ZipFile(signed) as z:
+            info = z.getinfo("resources/a.bin")
+        name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:
+                                                       info.header_offset + 30])
+        extra_at = info.header_offset + 30 + name_len
+        self.assertGreater(extra_len, 6)  # the stored entry's alignment record
+        data = bytearray(raw)
+        data[extra_at + extra_len - 1] = 0x41
+        err = self.expect_integrity_failure(self.bad(bytes(data), "padded.torshpkg"), ["ls"])
+        self.assertIn("alignment", err)
+        data = bytearray(raw)
+        struct.pack_into("<H", data, extra_at, 0x5455)  # "UT" timestamps in place of it
+        err = self.expect_integrity_failure(self.bad(bytes(data), "ut.torshpkg"), ["ls"])
+        self.assertIn("extra field", err)
+        # Extraction of a valid package never makes anything but plain files.
+        out = self.path("x")
+        run("bsdtar", "-xf", signed, "-C", self.write_dir(out))
+        mode = os.stat(os.path.join(out, "resources", "a.bin")).st_mode
+        self.assertEqual(mode & 0o7000, 0)
+        self.assertEqual(mode & 0o111, 0)
 
     def test_missing_entry(self):
         pkg = self.rebuild(self.pkgs["none"],
