@@ -48,22 +48,47 @@ std::string first_line(const std::string& path) {
 }  // namespace
 
 EventLog::EventLog(const std::string& journal_path) : journal_(journal_path) {
-  for (const JournalEvent& e : journal_.read()) {
-    if (e.event == "derived" && e.data.count("digest"))
-      lineage_recorded_.insert(e.data.at("digest"));
+  // A journal in any state never stops the daemon: a torn tail is cut and recorded, damage is
+  // recorded (lineage verify reports it), and events that cannot be written are counted.
+  try {
+    if (journal_.recover()) {
+      note(LOG_WARNING, journal_path + ": recovered (see `torshpkg lineage verify`)");
+    }
+  } catch (const std::exception& e) {
+    note(LOG_ERR, journal_path + ": cannot check the lineage journal: " + e.what());
+  }
+  try {
+    for (const JournalEvent& e : journal_.read()) {
+      if (e.event == "derived" && e.data.count("digest"))
+        lineage_recorded_.insert(e.data.at("digest"));
+    }
+  } catch (const std::exception& e) {
+    note(LOG_ERR, journal_path + ": cannot read the lineage journal: " + e.what());
   }
 }
 
-void EventLog::record(const std::string& event, const std::map<std::string, std::string>& data,
+bool EventLog::record(const std::string& event, const std::map<std::string, std::string>& data,
                       pid_t object_pid) {
   JournalEvent written;
+  std::string failure;
   {
     std::lock_guard lock(mutex_);
-    written = journal_.append(event, data);
+    try {
+      written = journal_.append(event, data);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
   }
   const bool bad =
       event == "mount_refused" || event == "umount_refused" || event == "verification_failed";
+  if (!failure.empty()) {
+    ++lost_;
+    mirror(nullptr, LOG_ERR,
+           describe(event, data) + " (not in the lineage journal: " + failure + ")", object_pid);
+    return false;
+  }
   mirror(&written, bad ? LOG_ERR : LOG_INFO, describe(event, data), object_pid);
+  return true;
 }
 
 void EventLog::note(int priority, const std::string& message) {

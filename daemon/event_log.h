@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
@@ -20,10 +21,12 @@ class EventLog {
   explicit EventLog(const std::string& journal_path);
 
   // Records an event in the journal (fsync'd before returning), then mirrors it to journald and
-  // stderr. Throws Error(kIo) when the journal cannot be written: the caller decides whether the
-  // action may go ahead unrecorded.
-  void record(const std::string& event, const std::map<std::string, std::string>& data,
+  // stderr. When the journal cannot be written (a full disk) the event goes to journald and
+  // stderr only, is counted in lost(), and false is returned: nothing waits on the journal.
+  bool record(const std::string& event, const std::map<std::string, std::string>& data,
               pid_t object_pid = 0);
+  // Events that could not be written to the journal since the start.
+  uint64_t lost() const { return lost_; }
   // A line for journald and stderr only (daemon start, reload, errors that are no event).
   void note(int priority, const std::string& message);
 
@@ -37,6 +40,7 @@ class EventLog {
 
   LineageJournal journal_;
   std::mutex mutex_;
+  std::atomic<uint64_t> lost_{0};
   std::set<std::string> lineage_recorded_;  // package digests whose lineage is in the journal
 };
 

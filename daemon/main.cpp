@@ -86,9 +86,11 @@ uint64_t request_number(const Json::Value& request, const char* key, uint64_t fa
   return v.asUInt64();
 }
 
-Json::Value status_json(const MountTable& table) {
+Json::Value status_json(const MountTable& table, const EventLog& log) {
   Json::Value reply(Json::objectValue);
   reply["ok"] = true;
+  // Events the lineage journal could not take (a full disk): in journald only.
+  reply["journal_lost_events"] = Json::UInt64(log.lost());
   reply["mounts"] = Json::Value(Json::arrayValue);
   for (const MountStatus& m : table.status()) {
     Json::Value v(Json::objectValue);
@@ -183,17 +185,13 @@ void record_refusal(EventLog& log, const std::string& event, const Json::Value& 
       {"requester_pid", std::to_string(who.pid)},
       {"error", error}};
   if (request["package"].isString()) data["path"] = request["package"].asString();
-  try {
-    log.record(event, data);
-  } catch (const std::exception& e) {
-    log.note(LOG_ERR, "cannot record a refused request (" + error + "): " + e.what());
-  }
+  log.record(event, data);
 }
 
 Json::Value handle(const Json::Value& request, const Requester& who, const std::vector<int>& fds,
                    MountTable& table, const SharedConfig& shared, EventLog& log) {
   const std::string op = request["op"].asString();
-  if (op == "status") return status_json(table);
+  if (op == "status") return status_json(table, log);
   const std::shared_ptr<const DaemonConfig> config = shared.get();
   if (op == "mount") {
     MountEntry e;

@@ -292,38 +292,20 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
         data["comm"] = comm_of(pid);
         const std::string unit = unit_of(pid);
         if (!unit.empty()) data["unit"] = unit;
-        try {
-          log_.record("opened", data, pid);
-        } catch (const Error& e) {
-          log_.note(LOG_ERR, std::string("cannot record an open: ") + e.what());
-        }
+        log_.record("opened", data, pid);
       };
       options.on_read_error = [this, fields](const std::string& file, const std::string& error) {
         auto data = fields;
         data["file"] = file;
         data["error"] = error;
-        try {
-          log_.record("verification_failed", data);
-        } catch (const Error& e) {
-          log_.note(LOG_ERR, "read of " + file + " failed: " + error +
-                                 " (and cannot record it: " + e.what() + ")");
-        }
+        log_.record("verification_failed", data);
       };
       m->fs = std::make_unique<fs::PackageFs>(std::move(package), options);
       m->session = fs::Session::start(*m->fs, *point, fs::standard_fuse_options(path, access));
       m->status.since = now_utc();
       if (!signer.empty()) fields["signer"] = signer;
-      try {
-        log_.record("mounted", fields);
-      } catch (const Error& e) {
-        // An unrecorded mount is not acknowledged: take it down again.
-        m->session->detach();
-        m->session.reset();
-        throw Error(ErrorKind::kIo, point->path() +
-                                        ": mounted but the lineage journal cannot "
-                                        "record it, so it was unmounted: " +
-                                        e.what());
-      }
+      // A full disk does not stop the mount: the event goes to journald and is counted lost.
+      log_.record("mounted", fields);
       MountStatus status = m->status;
       {
         std::lock_guard lock(mutex_);
@@ -347,11 +329,7 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
     release();
     auto data = where;
     data["error"] = e.what();
-    try {
-      log_.record("mount_refused", data);
-    } catch (const std::exception& journal) {
-      log_.note(LOG_ERR, std::string("cannot record a refused mount: ") + journal.what());
-    }
+    log_.record("mount_refused", data);
     throw;
   }
 }
@@ -551,11 +529,7 @@ void MountTable::unmount_entry(std::unique_ptr<Mounted> m, const Requester& who)
                                              {"path", m->status.path},
                                              {"mountpoint", m->status.mountpoint}};
   if (who.pid != ::getpid()) data.merge(requester_fields(who));
-  try {
-    log_.record("unmounted", data);
-  } catch (const std::exception& e) {
-    log_.note(LOG_ERR, std::string("cannot record an unmount: ") + e.what());
-  }
+  log_.record("unmounted", data);
   // Without open files the kernel lets go of the connection within milliseconds; a mount that
   // still has readers keeps serving them until they close.
   if (!m->session->wait_for(std::chrono::seconds(1))) {
@@ -646,6 +620,9 @@ std::string MountTable::summary() const {
   if (mounting > 0) s += ", " + std::to_string(mounting) + " mounting";
   if (failed > 0) s += ", " + std::to_string(failed) + " failed";
   if (!draining_.empty()) s += ", " + std::to_string(draining_.size()) + " draining";
+  if (const uint64_t lost = log_.lost(); lost > 0) {
+    s += ", " + std::to_string(lost) + " journal events lost";
+  }
   return s;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -91,27 +92,52 @@ JournalEvent parse_line(const std::string& line, uint64_t number, const std::str
   return e;
 }
 
-std::vector<std::string> split_lines(const std::string& text, const std::string& name) {
+// The complete lines of a journal's text; `torn` gets the bytes after the last newline (an
+// interrupted append), which are not an event.
+std::vector<std::string> split_lines(const std::string& text, uint64_t* torn = nullptr) {
   std::vector<std::string> lines;
   size_t start = 0;
   while (start < text.size()) {
     const size_t end = text.find('\n', start);
-    if (end == std::string::npos) {
-      throw corrupt(name, "line " + std::to_string(lines.size() + 1) +
-                              ": unterminated (an interrupted write?)");
-    }
+    if (end == std::string::npos) break;
     lines.push_back(text.substr(start, end - start));
     start = end + 1;
   }
+  if (torn != nullptr) *torn = text.size() - start;
   return lines;
 }
 
-// The last complete event of an open journal, read from its tail: (seq, hash), or (0, zeros).
-std::pair<uint64_t, std::string> last_event(int fd, const std::string& name) {
+// The size of an open journal up to the end of its last complete line.
+uint64_t complete_size(int fd, const std::string& name) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw io_error(name, "cannot stat", errno);
   const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size == 0) return {0, kZeroHash};
+  uint64_t end = size;
+  char buf[4096];
+  while (end > 0) {
+    const uint64_t from = end > sizeof buf ? end - sizeof buf : 0;
+    const ssize_t n = ::pread(fd, buf, end - from, static_cast<off_t>(from));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw io_error(name, "cannot read", n < 0 ? errno : EIO);
+    for (ssize_t i = n; i-- > 0;) {
+      if (buf[i] == '\n') return from + static_cast<uint64_t>(i) + 1;
+    }
+    end = from;
+  }
+  return 0;
+}
+
+// The last complete event of an open journal that ends with a newline: (seq, hash, prev), or
+// (0, zeros, zeros). A last line that is not an event (edited) counts by its position and
+// hash, so that appending goes on (verify reports the line).
+struct LastEvent {
+  uint64_t seq = 0;
+  std::string hash = kZeroHash;
+  std::string prev = kZeroHash;
+};
+
+LastEvent last_event(int fd, const std::string& name, uint64_t size) {
+  if (size == 0) return {};
   const uint64_t want = std::min<uint64_t>(size, LineageJournal::kMaxLine + 2);
   std::string tail(want, '\0');
   uint64_t done = 0;
@@ -122,14 +148,60 @@ std::pair<uint64_t, std::string> last_event(int fd, const std::string& name) {
     if (n <= 0) throw io_error(name, "cannot read", n < 0 ? errno : EIO);
     done += static_cast<uint64_t>(n);
   }
-  if (tail.back() != '\n') throw corrupt(name, "the last line is unterminated");
   const size_t begin = tail.rfind('\n', tail.size() - 2);
-  if (begin == std::string::npos && want < size) throw corrupt(name, "the last line is too long");
   const std::string line =
       tail.substr(begin == std::string::npos ? 0 : begin + 1,
                   tail.size() - 1 - (begin == std::string::npos ? 0 : begin + 1));
-  const JournalEvent e = parse_line(line, 0, name);
-  return {e.seq, e.hash};
+  try {
+    if (begin == std::string::npos && want < size) throw corrupt(name, "last line too long");
+    const JournalEvent e = parse_line(line, 0, name);
+    return {e.seq, e.hash, e.prev};
+  } catch (const Error&) {
+    const std::string all = read_all_fd(fd, name);
+    const uint64_t lines = static_cast<uint64_t>(std::count(all.begin(), all.end(), '\n'));
+    return {lines, to_hex(sha256(std::string_view(line))), kZeroHash};
+  }
+}
+
+struct Head {
+  bool present = false;
+  uint64_t seq = 0;
+  std::string hash;
+};
+
+Head read_head(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) return {};
+    throw io_error(path, "cannot open", errno);
+  }
+  const std::string text = read_all_fd(fd.get(), path);
+  unsigned long long seq = 0;
+  char hash[65] = {};
+  Head h;
+  h.present = true;
+  if (std::sscanf(text.c_str(), "%llu %64s", &seq, hash) == 2) {
+    h.seq = seq;
+    h.hash = hash;
+  }
+  return h;
+}
+
+// What the head says of a journal whose last event is `last`: empty when it agrees, or is one
+// event behind it (a crash between writing an event and its head); otherwise why not.
+std::string head_disagreement(const Head& head, const LastEvent& last) {
+  if (!head.present) {
+    return last.seq == 0 ? "" : "the head file is missing while the journal holds events";
+  }
+  if (head.hash.empty()) return "the head file is unreadable";
+  if (head.seq == last.seq && head.hash == last.hash) return "";
+  if (head.seq + 1 == last.seq && head.hash == last.prev) return "";
+  if (head.seq > last.seq) {
+    return "the head records event " + std::to_string(head.seq) + " but the journal ends at " +
+           std::to_string(last.seq) + " (events removed from the end)";
+  }
+  return "the head (event " + std::to_string(head.seq) +
+         ") does not match the journal's end (edited or removed events)";
 }
 
 }  // namespace
@@ -178,17 +250,12 @@ std::vector<std::string> journal_fields(const JournalEvent& event, std::string_v
 
 LineageJournal::LineageJournal(std::string path) : path_(std::move(path)) {}
 
-JournalEvent LineageJournal::append(std::string_view event,
-                                    const std::map<std::string, std::string>& data) {
-  if (event.empty()) throw invalid_argument("a journal event needs a name");
-  UniqueFd fd(::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
-  if (!fd) throw io_error(path_, "cannot open the lineage journal", errno);
-  while (::flock(fd.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) throw io_error(path_, "cannot lock the lineage journal", errno);
-  }
-  const auto [seq, prev] = last_event(fd.get(), path_);
+namespace {
+
+std::string event_line(std::string_view event, const std::map<std::string, std::string>& data,
+                       uint64_t seq, const std::string& prev) {
   Json::Value v(Json::objectValue);
-  v["seq"] = Json::UInt64(seq + 1);
+  v["seq"] = Json::UInt64(seq);
   v["time"] = now_utc();
   v["event"] = std::string(event);
   v["prev"] = prev;
@@ -197,16 +264,81 @@ JournalEvent LineageJournal::append(std::string_view event,
   Json::StreamWriterBuilder writer;
   writer["indentation"] = "";
   writer["emitUTF8"] = true;
-  const std::string line = Json::writeString(writer, v);
-  if (line.size() > kMaxLine) throw invalid_argument("journal event too large");
-  write_all(fd.get(), line + "\n", path_);
-  if (::fsync(fd.get()) != 0) throw io_error(path_, "cannot fsync", errno);
-  JournalEvent e = parse_line(line, seq + 1, path_);
-  // The head file, replaced atomically while the journal is still locked.
-  AtomicFile head(path_ + ".head");
-  write_all(head.fd(), std::to_string(e.seq) + " " + e.hash + "\n", path_ + ".head");
-  head.commit();
-  return e;
+  return Json::writeString(writer, v);
+}
+
+}  // namespace
+
+JournalEvent LineageJournal::append(std::string_view event,
+                                    const std::map<std::string, std::string>& data) {
+  if (event.empty()) throw invalid_argument("a journal event needs a name");
+  {
+    const std::string line = event_line(event, data, UINT64_MAX, kZeroHash);
+    if (line.size() > kMaxLine) throw invalid_argument("journal event too large");
+  }
+  return *write(event, data);
+}
+
+bool LineageJournal::recover() {
+  return write("", {}).has_value();
+}
+
+std::optional<JournalEvent> LineageJournal::write(std::string_view event,
+                                                  const std::map<std::string, std::string>& data) {
+  UniqueFd fd(::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  if (!fd) throw io_error(path_, "cannot open the lineage journal", errno);
+  while (::flock(fd.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) throw io_error(path_, "cannot lock the lineage journal", errno);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw io_error(path_, "cannot stat", errno);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  // 1. A torn tail (a crash or a full disk in the middle of an append) is cut back to the last
+  // complete event, and the cut is recorded below.
+  const uint64_t complete = complete_size(fd.get(), path_);
+  if (complete < size) {
+    if (::ftruncate(fd.get(), static_cast<off_t>(complete)) != 0 || ::fsync(fd.get()) != 0) {
+      throw io_error(path_, "cannot cut the interrupted write at the journal's end", errno);
+    }
+  }
+  const uint64_t torn = size - complete;
+  // 2. The head is checked on every append: a journal cut short or edited at its end is
+  // recorded now, not covered by the events that follow.
+  LastEvent last = last_event(fd.get(), path_, complete);
+  const std::string damage = head_disagreement(read_head(path_ + ".head"), last);
+  std::vector<std::pair<std::string, std::map<std::string, std::string>>> lines;
+  if (!damage.empty()) lines.push_back({"journal_damaged", {{"reason", damage}}});
+  if (torn > 0) {
+    lines.push_back({"recovered",
+                     {{"bytes_dropped", std::to_string(torn)},
+                      {"reason", "an unterminated last line (an interrupted write)"}}});
+  }
+  if (!event.empty()) lines.push_back({std::string(event), data});
+  if (lines.empty()) return std::nullopt;
+  // 3. Each line lands whole or not at all, with its head: a failed write or head update cuts
+  // the journal back to where it was, so the head is never more than one event behind (what a
+  // crash between the two leaves).
+  JournalEvent written;
+  uint64_t at = complete;
+  for (const auto& [name, fields] : lines) {
+    const std::string line = event_line(name, fields, last.seq + 1, last.hash);
+    written = parse_line(line, last.seq + 1, path_);
+    try {
+      write_all(fd.get(), line + "\n", path_);
+      if (::fsync(fd.get()) != 0) throw io_error(path_, "cannot fsync", errno);
+      // The head file, replaced atomically while the journal is still locked.
+      AtomicFile head(path_ + ".head");
+      write_all(head.fd(), std::to_string(written.seq) + " " + written.hash + "\n",
+                path_ + ".head");
+      head.commit();
+    } catch (...) {
+      if (::ftruncate(fd.get(), static_cast<off_t>(at)) == 0) ::fsync(fd.get());
+      throw;
+    }
+    at += line.size() + 1;
+    last = {written.seq, written.hash, written.prev};
+  }
+  return written;
 }
 
 std::vector<JournalEvent> LineageJournal::read() const {
@@ -217,7 +349,7 @@ std::vector<JournalEvent> LineageJournal::read() const {
   }
   std::vector<JournalEvent> events;
   uint64_t number = 0;
-  for (const std::string& line : split_lines(read_all_fd(fd.get(), path_), path_)) {
+  for (const std::string& line : split_lines(read_all_fd(fd.get(), path_))) {
     events.push_back(parse_line(line, ++number, path_));
   }
   return events;
@@ -226,10 +358,18 @@ std::vector<JournalEvent> LineageJournal::read() const {
 std::vector<JournalProblem> LineageJournal::verify() const {
   std::vector<JournalProblem> problems;
   std::vector<JournalEvent> events;
+  uint64_t torn = 0;
   try {
-    events = read();
+    UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd && errno != ENOENT) throw io_error(path_, "cannot open the lineage journal", errno);
+    if (fd) {
+      uint64_t number = 0;
+      for (const std::string& line : split_lines(read_all_fd(fd.get(), path_), &torn)) {
+        events.push_back(parse_line(line, ++number, path_));
+      }
+    }
   } catch (const Error& e) {
-    return {{0, e.what()}};
+    return {{0, e.what(), true}};
   }
   std::string prev = kZeroHash;
   for (size_t i = 0; i < events.size(); ++i) {
@@ -243,27 +383,46 @@ std::vector<JournalProblem> LineageJournal::verify() const {
                           "does not chain to the line before it (that line edited, "
                           "deleted or moved?)"});
     }
+    if (e.event == "journal_damaged") {
+      const auto it = e.data.find("reason");
+      problems.push_back(
+          {i + 1, "the journal was found damaged before this event: " +
+                      (it == e.data.end() ? std::string("(no reason)") : it->second)});
+    }
+    if (e.event == "recovered") {
+      const auto it = e.data.find("bytes_dropped");
+      problems.push_back({i + 1,
+                          "recovered: an interrupted write of " +
+                              (it == e.data.end() ? std::string("?") : it->second) +
+                              " bytes was cut before this event",
+                          false});
+    }
     prev = e.hash;
   }
+  if (torn > 0) {
+    problems.push_back({events.size() + 1,
+                        "an interrupted write left " + std::to_string(torn) +
+                            " bytes after the last event (the next append cuts them)",
+                        false});
+  }
   const std::string head_path = path_ + ".head";
-  UniqueFd head(::open(head_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!head) {
-    if (!events.empty() || errno != ENOENT) {
-      problems.push_back({0, head_path + ": missing (the journal's head cannot be checked)"});
-    }
+  Head head;
+  try {
+    head = read_head(head_path);
+  } catch (const Error& e) {
+    problems.push_back({0, e.what()});
     return problems;
   }
-  const std::string text = read_all_fd(head.get(), head_path);
-  unsigned long long seq = 0;
-  char hash[65] = {};
-  if (std::sscanf(text.c_str(), "%llu %64s", &seq, hash) != 2) {
-    problems.push_back({0, head_path + ": unreadable"});
-  } else if (seq != events.size()) {
-    problems.push_back({0, head_path + ": records event " + std::to_string(seq) +
-                               " but the journal ends at event " + std::to_string(events.size()) +
-                               " (events removed from the end?)"});
-  } else if ((events.empty() ? kZeroHash : events.back().hash) != hash) {
-    problems.push_back({0, head_path + ": does not match the last event (edited?)"});
+  LastEvent last;
+  if (!events.empty()) last = {events.back().seq, events.back().hash, events.back().prev};
+  const std::string disagreement = head_disagreement(head, last);
+  if (!disagreement.empty()) {
+    problems.push_back({0, head_path + ": " + disagreement});
+  } else if (head.present && head.seq + 1 == last.seq) {
+    problems.push_back({0,
+                        head_path + ": one event behind (a crash between writing an event and "
+                                    "its head; the next append brings it up to date)",
+                        false});
   }
   return problems;
 }

@@ -850,6 +850,86 @@ class Robustness(DaemonTest):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
 
+    def verify_journal(self):
+        return tpk("lineage", "verify", "--journal", self.journal, check=False)
+
+    def test_a_torn_journal_is_cut_and_recorded_at_start(self):
+        a = self.package("a")
+        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+        self.notify.expect("READY")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        torn = b'{"seq": 99, "time": "2026-12-'  # a crash in the middle of an append
+        with open(self.journal, "ab") as f:
+            f.write(torn)
+        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+        fields, state = self.notify.expect("READY")
+        self.assertTrue(state[self.points[0]])
+        recovered = [e for e in self.events() if e["event"] == "recovered"]
+        self.assertEqual([e["data"]["bytes_dropped"] for e in recovered], [str(len(torn))])
+        out = self.verify_journal()
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(b"recovered: an interrupted write of %d bytes" % len(torn), out.stdout)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+    def test_a_full_disk_loses_events_but_never_blocks_mounts(self):
+        state = self.path("small")
+        os.makedirs(state)
+        run("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", state)
+        try:
+            self.journal = os.path.join(state, "lineage.jsonl")
+            a, b = self.package("a"), self.package("b")
+            proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+            self.notify.expect("READY")
+            fd = os.open(os.path.join(state, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(fd, bytes(512))
+            except OSError:
+                pass  # the file system is full
+            finally:
+                os.close(fd)
+            sock = self.path("torshpkgd.sock")
+            tpk("mount", b, self.points[1], "--socket", sock)  # its "mounted" event cannot land
+            self.assertTrue(mounted(self.points[1]))
+            status = self.status()
+            self.assertGreaterEqual(status.get("journal_lost_events", 0), 1)
+            self.assertEqual(self.verify_journal().returncode, 0)  # nothing torn
+            os.unlink(os.path.join(state, "filler"))
+            tpk("umount", self.points[1], "--socket", sock)
+            self.assertEqual([e["event"] for e in self.events()][-1], "unmounted")
+            out = self.verify_journal()
+            self.assertEqual(out.returncode, 0, out.stderr)
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+        finally:
+            subprocess.run(["umount", "-l", state], stderr=subprocess.DEVNULL)
+
+    def test_kill_9_at_any_moment_never_makes_a_false_alarm(self):
+        a = self.package("a")
+        cfg = self.config([{"package": a, "mountpoint": self.points[0]}])
+        path = os.path.join(self.points[0], "resources", "config.json")
+        for crash in range(8):
+            with self.subTest(crash=crash):
+                proc = self.start(cfg)
+                self.notify.expect("READY")
+                readers = [subprocess.Popen(["cat", path], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL) for _ in range(6)]
+                time.sleep(0.003 * crash)  # crash at another moment of the opens' appends
+                proc.kill()
+                proc.wait()
+                for r in readers:
+                    r.wait()
+                out = self.verify_journal()
+                self.assertEqual(out.returncode, 0, out.stderr)
+        proc = self.start(cfg)  # the stale mount is cleared and mounted again
+        self.notify.expect("READY")
+        self.assertEqual(read_bytes(path), self.files["config.json"])
+        self.assertEqual(self.verify_journal().returncode, 0)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
     def test_idle_clients_do_not_delay_status_and_nul_bytes_are_refused(self):
         self.start(self.config([]))
         self.notify.expect("READY")

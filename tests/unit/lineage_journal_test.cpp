@@ -1,10 +1,12 @@
 #include "torshpkg/lineage_journal.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -63,6 +65,10 @@ TEST(LineageJournal, AppendsChainedEventsAndReadsThemBack) {
   EXPECT_EQ(events[0].time.size(), 24u);  // 2026-11-28T21:00:00.123Z
   EXPECT_TRUE(j.verify().empty());
   EXPECT_EQ(lines_of(slurp(j.path())).size(), 3u);
+}
+
+bool has_alarm(const std::vector<JournalProblem>& found) {
+  return std::any_of(found.begin(), found.end(), [](const JournalProblem& p) { return p.alarm; });
 }
 
 TEST(LineageJournal, MissingJournalIsEmptyAndIntact) {
@@ -127,12 +133,95 @@ TEST(LineageJournal, RefusesLinesThatAreNotEvents) {
         std::string("{\"seq\":1,\"time\":\"t\",\"event\":\"e\",\"prev\":\"p\",\"data\":{},"
                     "\"extra\":1}\n"),
         std::string("{\"seq\":1,\"time\":\"t\",\"event\":\"e\",\"prev\":\"p\",\"data\":{\"k\":1}}"
-                    "\n"),
-        std::string("{\"seq\":1,\"time\":\"t\",\"event\":\"e\",\"prev\":\"p\",\"data\":{}}")}) {
+                    "\n")}) {
     spit(j.path(), good + bad);
     EXPECT_EQ(testing::kind_of([&] { j.read(); }), ErrorKind::kCorrupt) << bad;
-    EXPECT_FALSE(j.verify().empty()) << bad;
+    EXPECT_TRUE(has_alarm(j.verify())) << bad;
   }
+}
+
+TEST(LineageJournal, ATornTailIsCutAtTheNextAppendAndRecorded) {
+  TempDir dir;
+  LineageJournal j = three_events(dir);
+  const std::string good = slurp(j.path());
+  // A crash in the middle of an append: part of a line, no newline.
+  const std::string torn = "{\"seq\":4,\"time\":\"2026-";
+  spit(j.path(), good + torn);
+  EXPECT_EQ(j.read().size(), 3u);  // not an event
+  auto found = j.verify();
+  EXPECT_FALSE(has_alarm(found));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].reason.find(std::to_string(torn.size()) + " bytes"), std::string::npos)
+      << found[0].reason;
+  const JournalEvent e = j.append("mounted", {{"mountpoint", "/m"}});
+  EXPECT_EQ(e.seq, 5u);
+  const auto events = j.read();
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_EQ(events[3].event, "recovered");
+  EXPECT_EQ(events[3].data.at("bytes_dropped"), std::to_string(torn.size()));
+  found = j.verify();
+  EXPECT_FALSE(has_alarm(found));
+  ASSERT_EQ(found.size(), 1u);  // the recovery, named
+  EXPECT_EQ(found[0].line, 4u);
+  EXPECT_EQ(slurp(j.path()).find("\"time\":\"2026-{"), std::string::npos);
+}
+
+TEST(LineageJournal, TruncationIsCaughtAtTheNextAppendAndNotCoveredByIt) {
+  TempDir dir;
+  LineageJournal j = three_events(dir);
+  auto lines = lines_of(slurp(j.path()));
+  lines.pop_back();
+  spit(j.path(), joined(lines));
+  j.append("opened", {});
+  const auto events = j.read();
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[2].event, "journal_damaged");
+  EXPECT_NE(events[2].data.at("reason").find("removed from the end"), std::string::npos);
+  j.append("opened", {});  // and later events do not hide it
+  const auto found = j.verify();
+  ASSERT_TRUE(has_alarm(found));
+  EXPECT_EQ(found[0].line, 3u);
+}
+
+TEST(LineageJournal, AHeadOneEventBehindIsACrashNotDamage) {
+  TempDir dir;
+  LineageJournal j = three_events(dir);
+  const std::string head = slurp(j.path() + ".head");
+  j.append("opened", {});
+  spit(j.path() + ".head", head);  // the crash came between the event's fsync and its head
+  const auto found = j.verify();
+  EXPECT_FALSE(has_alarm(found));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].reason.find("one event behind"), std::string::npos);
+  j.append("opened", {});
+  EXPECT_TRUE(j.verify().empty());
+  EXPECT_EQ(j.read().size(), 5u);  // no "journal_damaged"
+}
+
+TEST(LineageJournal, AFailedAppendLeavesNothingBehind) {
+  TempDir dir;
+  LineageJournal j = three_events(dir);
+  const std::string before = slurp(j.path());
+  // A full disk, as the file size limit makes it: the write stops part way.
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{before.size() + 20, before.size() + 20};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    try {
+      j.append("mounted", {{"mountpoint", std::string(500, 'm')}});
+    } catch (const Error& e) {
+      ::_exit(e.kind() == ErrorKind::kIo ? 0 : 2);
+    }
+    ::_exit(1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(slurp(j.path()), before);  // cut back: no torn line
+  EXPECT_TRUE(j.verify().empty());
+  EXPECT_EQ(j.append("mounted", {}).seq, 4u);
 }
 
 TEST(LineageJournal, ConcurrentAppendersFromManyProcessesKeepOneChain) {

@@ -1,6 +1,7 @@
 // torshpkg lineage: read and check the lineage journal (log, verify, show, export).
 #include <json/json.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 #include <iostream>
@@ -124,13 +125,16 @@ Action add_lineage_command(CLI::App& app) {
     const LineageJournal journal(a->journal);
     if (verify->parsed()) {
       const auto problems = journal.verify();
-      if (problems.empty()) {
+      const bool alarm = std::any_of(problems.begin(), problems.end(),
+                                     [](const JournalProblem& p) { return p.alarm; });
+      for (const JournalProblem& p : problems) {
+        (p.alarm ? std::cerr : std::cout)
+            << a->journal << (p.line > 0 ? ":" + std::to_string(p.line) : "") << ": " << p.reason
+            << "\n";
+      }
+      if (!alarm) {
         std::cout << a->journal << ": intact, " << journal.read().size() << " events\n";
         return kExitOk;
-      }
-      for (const JournalProblem& p : problems) {
-        std::cerr << a->journal << (p.line > 0 ? ":" + std::to_string(p.line) : "") << ": "
-                  << p.reason << "\n";
       }
       return kExitIntegrity;
     }

@@ -492,6 +492,7 @@ Action add_status_command(CLI::App& app) {
       Json::Value out(Json::objectValue);
       out["daemon"] = reply.has_value();
       if (not_served) out["daemon_not_serving_you"] = true;
+      if (reply) out["journal_lost_events"] = (*reply)["journal_lost_events"];
       out["mounts"] = mounts;
       // The daemon's config entries not mounted: being mounted, or failed and why.
       out["pending"] = reply ? (*reply)["pending"] : Json::Value(Json::arrayValue);
@@ -504,6 +505,10 @@ Action add_status_command(CLI::App& app) {
                   : not_served ? "torshpkgd: running, but its socket is not open to this user"
                                : "torshpkgd: not running")
               << "\n";
+    if (reply && (*reply)["journal_lost_events"].asUInt64() > 0) {
+      std::cout << "lineage journal: " << (*reply)["journal_lost_events"].asUInt64()
+                << " events could not be written (in journald only)\n";
+    }
     if (reply) {
       for (const Json::Value& p : (*reply)["pending"]) {
         std::cout << p["mountpoint"].asString() << "  " << p["package"].asString() << "  ("

@@ -9,11 +9,18 @@
 // stop someone who can rewrite both files (journald keeps the independent copy).
 //
 // Appends are serialised across processes with flock and fsync'd (line, then head) before
-// append() returns, so an event is durable before the action it records is acknowledged.
+// append() returns, so an event is durable before the action it records is acknowledged. An
+// append lands whole or not at all: when the write or the head update fails (a full disk) the
+// journal is cut back to where it was. Every append first cuts a torn tail (an interrupted
+// write: a crash) back to the last complete event and records a "recovered" event naming the
+// bytes dropped, and checks the head: a journal cut short or edited at its end gets a
+// "journal_damaged" event at once, which verify reports, so later events never cover it. A
+// head one event behind its journal is what a crash between the two fsyncs leaves: not damage.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,10 +39,12 @@ struct JournalEvent {
   std::string hash;                         // SHA-256 of `line`
 };
 
-// One problem `verify` found.
+// One thing `verify` found: a problem (alarm), or a recovery it names (not an alarm: an
+// interrupted write cut back, a head one event behind after a crash).
 struct JournalProblem {
   uint64_t line = 0;  // 1-based line number; 0 for the head file
   std::string reason;
+  bool alarm = true;
 };
 
 // The journald MESSAGE_ID (32 hex digits) of an event kind, as systemd/torshpkg.catalog lists
@@ -67,15 +76,22 @@ class LineageJournal {
   // line over kMaxLine. Thread- and process-safe.
   JournalEvent append(std::string_view event, const std::map<std::string, std::string>& data);
 
-  // Every event in order. A missing journal reads as empty. Throws Error(kCorrupt) naming the
-  // line for one that is not an event.
+  // What append does first, alone: cuts a torn tail and records it, records damage the head
+  // shows. True when it recorded something. For a daemon's start.
+  bool recover();
+
+  // Every complete event in order (an interrupted write at the end is not one). A missing
+  // journal reads as empty. Throws Error(kCorrupt) naming the line for one that is not an event.
   std::vector<JournalEvent> read() const;
 
-  // Checks the chain (sequence numbers, prev hashes) and the head file; returns every problem,
-  // empty when the journal is intact.
+  // Checks the chain (sequence numbers, prev hashes), recorded damage and the head file; returns
+  // every problem and recovery (JournalProblem::alarm tells them apart): no alarm means intact.
   std::vector<JournalProblem> verify() const;
 
  private:
+  // Recovers, then appends `event` unless it is empty; the last event written, if any.
+  std::optional<JournalEvent> write(std::string_view event,
+                                    const std::map<std::string, std::string>& data);
   std::string path_;
 };
 
