@@ -4,9 +4,10 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <iterator>
 #include <memory>
-#include <set>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -58,7 +59,8 @@ class Members {
         if (!unknown_) unknown_ = std::string(field.key.substr(0, 100));
         continue;
       }
-      if (present_ & (1u << i)) fail(where() + ": duplicate key \"" + std::string(field.key) + "\"");
+      if (present_ & (1u << i))
+        fail(where() + ": duplicate key \"" + std::string(field.key) + "\"");
       present_ |= 1u << i;
       values_[i] = field.value;
     }
@@ -232,11 +234,11 @@ void check_resource_paths(const std::vector<ResourceEntry>& resources) {
 }
 
 ResourceEntry resource_from_json(const element& v, uint32_t position, int format_version) {
-  const Members o(v,
-                  {"chunk_count", "chunk_size", "compression", "compression_level", "encryption",
-                   "id", "index_sha256", "path", "sha256", "size", "stored_size", "type",
-                   "executable"},
-                  "resources", position);
+  const Members o(
+      v,
+      {"chunk_count", "chunk_size", "compression", "compression_level", "encryption", "id",
+       "index_sha256", "path", "sha256", "size", "stored_size", "type", "executable"},
+      "resources", position);
   o.reject_unknown();
   if (o.has("executable")) {
     if (format_version < 2) fail(o.where() + ": unknown key \"executable\"");
@@ -293,19 +295,21 @@ ResourceEntry resource_from_json(const element& v, uint32_t position, int format
 std::vector<ResourceEntry> resources_from_json(const simdjson::dom::array& list,
                                                int format_version) {
   constexpr size_t kPerThread = 2048;
+  // Memory grows with the items that pass their checks, not with the count a list declares:
+  // a list of a million empty objects fails at its first item having allocated for none.
   std::vector<element> items;
-  items.reserve(list.size());
   for (const element item : list) items.push_back(item);
-  std::vector<ResourceEntry> out(items.size());
   const size_t cores = std::max(1u, std::thread::hardware_concurrency());
   const size_t parts = std::clamp<size_t>(items.size() / kPerThread, 1, std::min<size_t>(cores, 4));
   std::vector<std::exception_ptr> errors(parts);
+  std::vector<std::vector<ResourceEntry>> checked(parts);
   const auto check = [&](size_t part) {
     const size_t begin = items.size() * part / parts;
     const size_t end = items.size() * (part + 1) / parts;
     try {
       for (size_t i = begin; i < end; ++i) {
-        out[i] = resource_from_json(items[i], static_cast<uint32_t>(i), format_version);
+        checked[part].push_back(
+            resource_from_json(items[i], static_cast<uint32_t>(i), format_version));
       }
     } catch (...) {
       errors[part] = std::current_exception();
@@ -323,6 +327,13 @@ std::vector<ResourceEntry> resources_from_json(const simdjson::dom::array& list,
   for (std::thread& t : threads) t.join();
   for (const std::exception_ptr& error : errors) {
     if (error) std::rethrow_exception(error);
+  }
+  if (parts == 1) return std::move(checked[0]);
+  std::vector<ResourceEntry> out;
+  out.reserve(items.size());  // every item passed
+  for (auto& part : checked) {
+    std::move(part.begin(), part.end(), std::back_inserter(out));
+    std::vector<ResourceEntry>().swap(part);
   }
   return out;
 }
@@ -350,8 +361,7 @@ Dependency dependency_from_json(const element& v, size_t position) {
 }
 
 LineageRecord lineage_from_json(const element& v, size_t position) {
-  const Members o(v, {"relation", "parent", "description", "provenance"},
-                  "lineage", position);
+  const Members o(v, {"relation", "parent", "description", "provenance"}, "lineage", position);
   o.reject_unknown();
   LineageRecord l;
   l.relation = o.string("relation", 64);
@@ -405,11 +415,11 @@ KeySlot key_slot_from_json(const element& v, size_t position) {
 }
 
 Manifest manifest_from_json(const element& root) {
-  const Members o(root,
-                  {"format", "format_version", "package_id", "name", "version", "description",
-                   "author", "license", "created", "metadata", "resources", "dependencies",
-                   "lineage", "encryption"},
-                  "manifest");
+  const Members o(
+      root,
+      {"format", "format_version", "package_id", "name", "version", "description", "author",
+       "license", "created", "metadata", "resources", "dependencies", "lineage", "encryption"},
+      "manifest");
   if (o.string("format", 64) != "torshpkg") fail("\"format\" is not \"torshpkg\"");
   Manifest m;
   m.format_version = static_cast<int>(o.u64("format_version", 1'000'000));
@@ -592,7 +602,8 @@ Manifest manifest_from_text(std::string_view json, bool padded = false) {
   element root;
   const simdjson::error_code error = parser.parse(json.data(), json.size(), !padded).get(root);
   if (error == simdjson::UTF8_ERROR) fail("not UTF-8");
-  if (error != simdjson::SUCCESS) fail(std::string("not valid JSON: ") + simdjson::error_message(error));
+  if (error != simdjson::SUCCESS)
+    fail(std::string("not valid JSON: ") + simdjson::error_message(error));
   return manifest_from_json(root);
 }
 

@@ -1,4 +1,5 @@
 """Shared helpers for the integration tests: run the real torshpkg binary and real peers."""
+import json
 import os
 import random
 import shutil
@@ -24,6 +25,17 @@ def run(*args, check=True, input_bytes=None, timeout=600):
 
 def tpk(*args, **kw):
     return run(TORSHPKG, *args, **kw)
+
+
+def max_rss_kib(*args):
+    """Runs a command; returns (exit status, stderr text, the largest resident size of it and its
+    children in KiB), measured in a fresh interpreter so that nothing else is counted."""
+    probe = ("import resource,subprocess,sys,json; p=subprocess.run(sys.argv[1:], capture_output=True);"
+             "print(json.dumps([p.returncode, p.stderr.decode(errors='replace'), "
+             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    out = subprocess.run(["/usr/bin/python3", "-c", probe, *map(str, args)], capture_output=True,
+                         timeout=600, check=True)
+    return tuple(json.loads(out.stdout))
 
 
 def read_bytes(path):

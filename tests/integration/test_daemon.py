@@ -14,7 +14,7 @@ import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import (TORSHPKG, TempDirTest, bdi_read_ahead_kb, bind_journal_socket,  # noqa: E402
-                     drop_cached, on_tmpfs, read_bytes, received_journal_entries, resident_bytes,
+                     drop_cached, max_rss_kib, on_tmpfs, read_bytes, received_journal_entries, resident_bytes,
                      run, tpk, with_journal_socket)
 import test_registry  # noqa: E402
 
@@ -723,18 +723,6 @@ class StallingServer:
         for c in self.held:
             c.close()
         self.sock.close()
-
-
-def max_rss_kib(*args):
-    """Runs a command; returns (CompletedProcess, the largest resident size of it and its
-    children in KiB), measured in a fresh interpreter so nothing else is counted."""
-    probe = ("import resource,subprocess,sys,json; p=subprocess.run(sys.argv[1:], capture_output=True);"
-             "print(json.dumps([p.returncode, p.stderr.decode(), "
-             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
-    out = subprocess.run(["/usr/bin/python3", "-c", probe, *map(str, args)], capture_output=True,
-                         timeout=300, check=True)
-    rc, err, rss = json.loads(out.stdout)
-    return rc, err, rss
 
 
 def vm_hwm_kib(pid):

@@ -1,6 +1,7 @@
 """Hostile packages through the real CLI: each fails with a one-line error and exit 3 (or a
 clean exit with correct bytes when a flip hits a field that no reader uses), never a crash or
 hang, and never wrong bytes."""
+import json
 import os
 import random
 import struct
@@ -9,7 +10,8 @@ import unittest
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import TempDirTest, read_bytes, random_bytes, run, text_bytes, tpk  # noqa: E402
+from helpers import (TORSHPKG, TempDirTest, max_rss_kib, read_bytes, random_bytes, run,  # noqa: E402
+                     text_bytes, tpk)
 
 
 class Hostile(TempDirTest):
@@ -225,6 +227,19 @@ class Hostile(TempDirTest):
                 edited = self.edit_manifest(edit)
                 err = self.expect_integrity_failure(edited, ["ls"])
                 self.assertIn("manifest.json", err)
+
+    def test_a_rejected_manifest_costs_little_memory(self):
+        # A 4 MB manifest declaring a million (empty) resources is refused at its first one,
+        # having allocated for none of the rest.
+        def edit(data):
+            manifest = json.loads(data)
+            manifest["resources"] = [{}] * 1_000_000
+            return json.dumps(manifest).encode()
+        pkg = self.edit_manifest(edit)
+        rc, err, rss = max_rss_kib(TORSHPKG, "ls", pkg)
+        self.assertEqual(rc, 3, err)
+        self.assertIn("resources[0]", err)
+        self.assertLess(rss, 96 * 1024)
 
     def test_manifest_edit_that_parses_is_caught_by_digests(self):
         # Claim a different size: the ZIP entry and the index disagree with the manifest.
