@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "torshpkg/error.h"
+#include "torshpkg/printable.h"
 
 namespace torshpkg::daemon {
 namespace {
@@ -117,11 +118,14 @@ void EventLog::record_lineage(const Package& package) {
 
 void EventLog::mirror(const JournalEvent* event, int priority, const std::string& message,
                       pid_t object_pid) {
-  std::fprintf(stderr, "torshpkgd: %s\n", message.c_str());
+  // Names from packages and other processes are shown escaped in logs (the lineage journal
+  // keeps them exact).
+  const std::string shown = printable(message);
+  std::fprintf(stderr, "torshpkgd: %s\n", shown.c_str());
   std::vector<std::string> fields =
       event != nullptr
-          ? journal_fields(*event, "torshpkgd", message, priority)
-          : std::vector<std::string>{"MESSAGE=" + message, "PRIORITY=" + std::to_string(priority),
+          ? journal_fields(*event, "torshpkgd", shown, priority)
+          : std::vector<std::string>{"MESSAGE=" + shown, "PRIORITY=" + std::to_string(priority),
                                      "SYSLOG_IDENTIFIER=torshpkgd"};
   if (object_pid > 0) fields.push_back("OBJECT_PID=" + std::to_string(object_pid));
   std::vector<iovec> iov;

@@ -14,6 +14,7 @@
 
 #include "file_io.h"
 #include "torshpkg/error.h"
+#include "torshpkg/printable.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"
 
@@ -243,7 +244,7 @@ std::vector<std::string> journal_fields(const JournalEvent& event, std::string_v
       const bool keep = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
       name += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : keep ? c : '_';
     }
-    fields.push_back(name + "=" + value);
+    fields.push_back(name + "=" + printable(value));  // as in logs: escaped
   }
   return fields;
 }

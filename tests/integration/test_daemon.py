@@ -918,6 +918,26 @@ class Robustness(DaemonTest):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
 
+    def test_a_process_name_with_escapes_is_shown_escaped(self):
+        a = self.package("a")
+        proc = self.start(self.config([{"package": a, "mountpoint": self.points[0]}]))
+        self.notify.expect("READY")
+        evil = self.path("\x1b[31mcat")
+        os.symlink("/bin/cat", evil)
+        run(evil, os.path.join(self.points[0], "resources", "config.json"))
+        deadline = time.monotonic() + 10
+        while not any(e["event"] == "opened" for e in self.events()):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        log = tpk("lineage", "log", "--journal", self.journal).stdout
+        self.assertNotIn(b"\x1b", log)
+        self.assertIn(b"by \\x1b[31mcat (pid", log)
+        exact = json.loads(tpk("lineage", "log", "--json", "--journal", self.journal).stdout)
+        self.assertIn("\x1b[31mcat", [e["data"].get("comm") for e in exact])
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        self.assertNotIn(b"\x1b", proc.stderr.read())
+
     def test_idle_clients_do_not_delay_status_and_nul_bytes_are_refused(self):
         self.start(self.config([]))
         self.notify.expect("READY")

@@ -228,6 +228,33 @@ class Hostile(TempDirTest):
                 err = self.expect_integrity_failure(edited, ["ls"])
                 self.assertIn("manifest.json", err)
 
+    def test_terminal_escapes_in_names_and_strings_are_shown_escaped(self):
+        evil = "\r\x1b[2Ksignature:   signed by a trusted key"
+        bidi = "model\u202etxt.exe"
+        src = self.write("src/plain.bin", b"x")
+        pkg = self.path("escapes.torshpkg")
+        tpk("create", pkg, "--name", "demo", "--version", "1.0.0", "-q", "--meta",
+            "note=" + evil, "--add", bidi + "=" + src)
+        info = tpk("info", pkg).stdout
+        self.assertNotIn(b"\x1b", info)
+        self.assertNotIn(b"\r", info)
+        self.assertIn(b"\\x1b[2Ksignature:", info)
+        self.assertIn(b"model\\u202etxt.exe", info)
+        self.assertIn(b"signature:   unsigned", info)
+        self.assertIn(b"model\\u202etxt.exe", tpk("ls", pkg).stdout)
+        # JSON keeps the exact strings.
+        manifest = json.loads(tpk("info", pkg, "--json").stdout)
+        self.assertEqual(manifest["metadata"]["note"], evil)
+        self.assertIn("resources/" + bidi, [f["path"] for f in json.loads(tpk("ls", pkg, "--json").stdout)])
+        # A refused entry name is echoed escaped.
+        def add(items):
+            info = self.like_the_writer(items, "resources/x")
+            info.filename = "resources/\x1b[31mred"
+            return items + [(info, b"x")]
+        err = self.expect_integrity_failure(self.rebuild(self.pkgs["none"], add), ["ls"])
+        self.assertNotIn("\x1b", err)
+        self.assertIn("\\x1b[31mred", err)
+
     def test_a_rejected_manifest_costs_little_memory(self):
         # A 4 MB manifest declaring a million (empty) resources is refused at its first one,
         # having allocated for none of the rest.

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "torshpkg/keys.h"
 #include "torshpkg/package.h"
+#include "torshpkg/printable.h"
 #include "torshpkg/signature.h"
 
 namespace torshpkg::cli {
@@ -57,19 +58,21 @@ Json::Value info_json(const Package& pkg) {
 
 void print_info(const Package& pkg) {
   const Manifest& m = pkg.manifest();
-  std::cout << "name:        " << m.name << "\n"
-            << "version:     " << m.version << "\n";
-  if (!m.description.empty()) std::cout << "description: " << m.description << "\n";
-  if (!m.author.empty()) std::cout << "author:      " << m.author << "\n";
-  if (!m.license.empty()) std::cout << "license:     " << m.license << "\n";
-  std::cout << "created:     " << m.created << "\n"
+  // Every string from the manifest is shown escaped: none can repaint the lines around it.
+  const auto P = [](std::string_view s) { return printable(s); };
+  std::cout << "name:        " << P(m.name) << "\n"
+            << "version:     " << P(m.version) << "\n";
+  if (!m.description.empty()) std::cout << "description: " << P(m.description) << "\n";
+  if (!m.author.empty()) std::cout << "author:      " << P(m.author) << "\n";
+  if (!m.license.empty()) std::cout << "license:     " << P(m.license) << "\n";
+  std::cout << "created:     " << P(m.created) << "\n"
             << "package id:  " << m.package_id << "\n"
             << "format:      torshpkg v" << m.format_version << "\n"
             << "file size:   " << human_bytes(file_size(pkg.file_name())) << "\n"
             << "signature:   " << signers_text(pkg) << "\n";
   if (!m.metadata.empty()) {
     std::cout << "metadata:\n";
-    for (const auto& [k, v] : m.metadata) std::cout << "  " << k << " = " << v << "\n";
+    for (const auto& [k, v] : m.metadata) std::cout << "  " << P(k) << " = " << P(v) << "\n";
   }
   uint64_t plain = 0, stored = 0;
   for (const ResourceEntry& r : m.resources) {
@@ -84,7 +87,7 @@ void print_info(const Package& pkg) {
   std::cout << "resources:   " << m.resources.size() << " (" << human_bytes(plain) << ", stored "
             << human_bytes(stored) << ")\n";
   for (const ResourceEntry& r : m.resources) {
-    std::cout << "  " << std::left << std::setw(40) << r.entry_name() << " " << std::setw(13)
+    std::cout << "  " << std::left << std::setw(40) << P(r.entry_name()) << " " << std::setw(13)
               << to_string(r.type) << " " << std::right << std::setw(12) << r.size << " "
               << std::setw(12) << r.stored_size << "  " << format_codec_spec(r.compression)
               << (r.encryption != Cipher::kNone ? " " + std::string(cipher_name(r.encryption)) : "")
@@ -93,10 +96,11 @@ void print_info(const Package& pkg) {
   if (!m.dependencies.empty()) {
     std::cout << "dependencies:\n";
     for (const Dependency& d : m.dependencies) {
-      std::cout << "  " << d.name << " " << d.version_req << (d.optional ? " (optional)" : "");
+      std::cout << "  " << P(d.name) << " " << P(d.version_req)
+                << (d.optional ? " (optional)" : "");
       if (!d.features.empty()) {
         std::cout << " features:";
-        for (const std::string& f : d.features) std::cout << " " << f;
+        for (const std::string& f : d.features) std::cout << " " << P(f);
       }
       std::cout << "\n";
     }
@@ -104,10 +108,10 @@ void print_info(const Package& pkg) {
   if (!m.lineage.empty()) {
     std::cout << "lineage:\n";
     for (const LineageRecord& l : m.lineage) {
-      std::cout << "  " << l.relation << " " << l.parent;
-      if (!l.description.empty()) std::cout << " (" << l.description << ")";
+      std::cout << "  " << P(l.relation) << " " << P(l.parent);
+      if (!l.description.empty()) std::cout << " (" << P(l.description) << ")";
       std::cout << "\n";
-      for (const auto& [k, v] : l.provenance) std::cout << "    " << k << ": " << v << "\n";
+      for (const auto& [k, v] : l.provenance) std::cout << "    " << P(k) << ": " << P(v) << "\n";
     }
   }
 }
@@ -169,7 +173,7 @@ Action add_ls_command(CLI::App& app) {
       print_json(list);
     } else {
       std::string out;
-      for (const FileNode& f : pkg->files()) out += f.path + "\n";
+      for (const FileNode& f : pkg->files()) out += printable(f.path) + "\n";
       write_stdout(out.data(), out.size());
     }
     return kExitOk;

@@ -12,6 +12,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "torshpkg/lineage_journal.h"
+#include "torshpkg/printable.h"
 
 namespace torshpkg::cli {
 namespace {
@@ -77,7 +78,8 @@ void walk(const std::map<std::string, std::set<std::pair<std::string, std::strin
   const auto it = edges.find(from);
   if (it == edges.end()) return;
   for (const auto& [relation, to] : it->second) {
-    std::cout << std::string(2 * depth, ' ') << arrow << " " << relation << " " << to << "\n";
+    std::cout << std::string(2 * depth, ' ') << arrow << " " << printable(relation) << " "
+              << printable(to) << "\n";
     if (seen.insert(to).second) walk(edges, to, arrow, depth + 1, seen);
   }
 }
@@ -148,7 +150,9 @@ Action add_lineage_command(CLI::App& app) {
         std::cout << Json::writeString(w, all) << "\n";
       } else {
         for (const JournalEvent& e : events) {
-          std::cout << e.seq << "  " << e.time << "  " << e.event << "  " << summary(e) << "\n";
+          // Journal fields (process names among them) are shown escaped; --json keeps them.
+          std::cout << e.seq << "  " << printable(e.time) << "  " << printable(e.event) << "  "
+                    << printable(summary(e)) << "\n";
         }
       }
       return kExitOk;
@@ -162,7 +166,7 @@ Action add_lineage_command(CLI::App& app) {
       for (const std::string& n : nodes) {
         if (!matches(n, a->name)) continue;
         found = true;
-        std::cout << n << "\n";
+        std::cout << printable(n) << "\n";
         std::set<std::string> seen = {n};
         walk(g.parents, n, "<-", 1, seen);
         seen = {n};

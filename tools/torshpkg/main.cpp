@@ -6,6 +6,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "torshpkg/error.h"
+#include "torshpkg/printable.h"
 
 namespace {
 
@@ -45,13 +46,14 @@ int main(int argc, char** argv) {
     }
     return kExitUsage;
   } catch (const torshpkg::Error& e) {
-    std::fprintf(stderr, "torshpkg: %s\n", e.what());
+    // Errors echo names from packages and the system: escaped, one line whatever they hold.
+    std::fprintf(stderr, "torshpkg: %s\n", torshpkg::printable(e.what()).c_str());
     return exit_code_for(e.kind());
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "torshpkg: out of memory\n");
     return kExitError;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "torshpkg: %s\n", e.what());
+    std::fprintf(stderr, "torshpkg: %s\n", torshpkg::printable(e.what()).c_str());
     return kExitError;
   }
 }

@@ -26,6 +26,7 @@
 #include "package_fs.h"
 #include "session.h"
 #include "store_util.h"
+#include "torshpkg/printable.h"
 #include "torshpkg/store.h"
 
 namespace torshpkg::cli {
@@ -511,15 +512,18 @@ Action add_status_command(CLI::App& app) {
     }
     if (reply) {
       for (const Json::Value& p : (*reply)["pending"]) {
-        std::cout << p["mountpoint"].asString() << "  " << p["package"].asString() << "  ("
-                  << (p["state"].asString() == "failed" ? "failed: " + p["error"].asString()
-                                                        : std::string("mounting"))
+        std::cout << printable(p["mountpoint"].asString()) << "  "
+                  << printable(p["package"].asString()) << "  ("
+                  << (p["state"].asString() == "failed"
+                          ? "failed: " + printable(p["error"].asString())
+                          : std::string("mounting"))
                   << ")\n";
       }
     }
     for (const Json::Value& m : mounts) {
       if (m["standalone"].asBool()) {
-        std::cout << m["mountpoint"].asString() << "  " << m["path"].asString()
+        std::cout << printable(m["mountpoint"].asString()) << "  "
+                  << printable(m["path"].asString())
                   << (m["alive"].asBool() ? "  (standalone)"
                                           : "  (standalone, dead: its process is gone; `torshpkg "
                                             "umount " +
@@ -529,8 +533,9 @@ Action add_status_command(CLI::App& app) {
       }
       char rate[32];
       std::snprintf(rate, sizeof rate, "%.1f%%", 100.0 * m["cache_hit_rate"].asDouble());
-      std::cout << m["mountpoint"].asString() << "  " << m["package"].asString() << "  "
-                << m["path"].asString() << "\n    signer "
+      std::cout << printable(m["mountpoint"].asString()) << "  "
+                << printable(m["package"].asString()) << "  " << printable(m["path"].asString())
+                << "\n    signer "
                 << (m["signer"].isNull() ? std::string("(unsigned)")
                                          : m["signer"].asString().substr(0, 16))
                 << ", since " << m["mounted_since"].asString() << ", served "

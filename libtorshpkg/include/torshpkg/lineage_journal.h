@@ -53,7 +53,8 @@ std::string_view journal_message_id(std::string_view event);
 
 // The journald fields of an event: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER=`identifier`,
 // MESSAGE_ID, TORSHPKG_EVENT, TORSHPKG_SEQ and TORSHPKG_<FIELD> for each data field (upper-cased,
-// other characters as '_'). The caller sends them (sd_journal_sendv).
+// other characters as '_'), the values escaped as in logs (torshpkg/printable.h). The caller
+// sends them (sd_journal_sendv).
 std::vector<std::string> journal_fields(const JournalEvent& event, std::string_view identifier,
                                         const std::string& message, int priority);
 
