@@ -50,8 +50,25 @@ class Machine {
     return {reinterpret_cast<const char*>(p), static_cast<size_t>(n)};
   }
 
+  [[noreturn]] void over(const std::string& limit) const {
+    throw unsupported(name_, "pickle: more than " + limit + " (the converter's limit) at byte " +
+                                 std::to_string(op_at_));
+  }
+  // Counts memory the values hold against the budget.
+  void charge(uint64_t bytes) {
+    used_ += bytes;
+    if (used_ > limits_.max_bytes) {
+      const uint64_t b = limits_.max_bytes;
+      over((b % (1 << 20) == 0 ? std::to_string(b >> 20) + " MiB" : std::to_string(b) + " bytes") +
+           " of values");
+    }
+  }
+
   PickleRef make(Kind kind) {
-    if (values_list_.size() >= limits_.max_values) fail("too many values");
+    if (values_list_.size() >= limits_.max_values) {
+      over(std::to_string(limits_.max_values) + " values");
+    }
+    charge(sizeof(PickleValue) + 32);  // the value, its allocation and its list slot
     values_list_.push_back(std::make_unique<PickleValue>());
     PickleRef v = values_list_.back().get();
     v->kind = kind;
@@ -64,12 +81,15 @@ class Machine {
   }
   PickleRef make_text(Kind kind, std::string text) {
     auto v = make(kind);
+    charge(text.size());
     v->text = std::move(text);
     return v;
   }
 
   void push(PickleRef v) {
-    if (stack_.size() + marks_.size() >= limits_.max_stack) fail("stack too deep");
+    if (stack_.size() + marks_.size() >= limits_.max_stack) {
+      over(std::to_string(limits_.max_stack) + " stack entries");
+    }
     stack_.push_back(std::move(v));
   }
   PickleRef pop() {
@@ -84,7 +104,9 @@ class Machine {
   }
   size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
   void mark() {
-    if (stack_.size() + marks_.size() >= limits_.max_stack) fail("stack too deep");
+    if (stack_.size() + marks_.size() >= limits_.max_stack) {
+      over(std::to_string(limits_.max_stack) + " stack entries");
+    }
     marks_.push_back(stack_.size());
   }
   // Pops everything above the last mark, and the mark.
@@ -100,7 +122,11 @@ class Machine {
 
   void memo_put(uint64_t key) {
     if (stack_.size() <= floor()) fail("memoize with an empty stack");
-    if (memo_.size() >= limits_.max_memo && !memo_.contains(key)) fail("memo too large");
+    if (!memo_.contains(key)) {
+      if (memo_.size() >= limits_.max_memo)
+        over(std::to_string(limits_.max_memo) + " memo entries");
+      charge(64);  // a hash map node
+    }
     memo_[key] = stack_.back();
   }
   void memo_get(uint64_t key) {
@@ -110,12 +136,14 @@ class Machine {
   }
 
   PickleRef tuple_of(std::vector<PickleRef> items) {
+    charge(items.size() * sizeof(PickleRef));
     auto t = make(Kind::kTuple);
     t->items = std::move(items);
     return t;
   }
   PickleRef global(std::string module, std::string name) {
     auto g = make(Kind::kGlobal);
+    charge(module.size() + name.size());
     g->module = std::move(module);
     g->text = std::move(name);
     return g;
@@ -130,6 +158,7 @@ class Machine {
   void set_items(const PickleRef& target, std::vector<PickleRef> kv) {
     if (kv.size() % 2 != 0) fail("odd number of items for SETITEMS");
     if (target->kind != Kind::kDict && target->kind != Kind::kObject) fail("SETITEM on a non-dict");
+    charge(kv.size() / 2 * sizeof(std::pair<PickleRef, PickleRef>) * 2);  // with vector growth
     for (size_t i = 0; i < kv.size(); i += 2) target->entries.emplace_back(kv[i], kv[i + 1]);
   }
   void append(const PickleRef& target, std::vector<PickleRef> items) {
@@ -137,6 +166,7 @@ class Machine {
         target->kind != Kind::kSet) {
       fail("APPEND to a non-list");
     }
+    charge(items.size() * sizeof(PickleRef) * 2);  // with vector growth
     for (auto& v : items) target->items.push_back(std::move(v));
   }
 
@@ -146,6 +176,7 @@ class Machine {
   std::span<const uint8_t> in_;
   std::string name_;
   PickleLimits limits_;
+  uint64_t used_ = 0;
   size_t at_ = 0;
   size_t op_at_ = 0;
   std::vector<std::unique_ptr<PickleValue>> values_list_;

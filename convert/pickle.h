@@ -5,8 +5,9 @@
 // which later BUILD, SETITEM(S) and APPEND(S) fill in. What the result means is up to the caller
 // (see torch_pickle.h).
 //
-// Malformed input (an unknown or truncated opcode, a stack underflow, a missing memo entry,
-// values past the limits) throws Error(kCorrupt) naming the pickle. Opcodes that need the
+// Malformed input (an unknown or truncated opcode, a stack underflow, a missing memo entry)
+// throws Error(kCorrupt) naming the pickle; one past a limit (PickleLimits) Error(kUnsupported)
+// naming the limit. Opcodes that need the
 // interpreter's registry or out-of-band buffers (EXT1/2/4, NEXT_BUFFER, READONLY_BUFFER) throw
 // Error(kUnsupported).
 #pragma once
@@ -64,10 +65,14 @@ struct PickleValue {
   }
 };
 
+// What one pickle may make the reader hold, whatever its size: reaching a limit throws
+// Error(kUnsupported) naming it. A value costs about 200 bytes, so a few kilobytes of deflated
+// pickle could otherwise ask for gigabytes.
 struct PickleLimits {
-  size_t max_values = 50'000'000;  // values created, in all
-  size_t max_stack = 1'000'000;    // stack depth plus marks
-  size_t max_memo = 10'000'000;
+  size_t max_values = 5'000'000;  // values created, in all
+  size_t max_stack = 1'000'000;   // stack depth plus marks
+  size_t max_memo = 1'000'000;
+  uint64_t max_bytes = 256ull << 20;  // the memory values, their text and their items take
 };
 
 // The values of one pickle; `root` is what it describes.

@@ -210,13 +210,61 @@ void SourceZip::read(const SourceZipEntry& e, uint64_t offset, std::span<uint8_t
   if (produced < want_end) throw corrupt(name(), "member " + e.name + " inflates short");
 }
 
+void SourceZip::inflate_into(const SourceZipEntry& e, std::vector<uint8_t>& out) const {
+  if (e.method != 8) {
+    throw unsupported(name(), "member " + e.name + " uses ZIP method " + std::to_string(e.method) +
+                                  " (only stored and deflated are read)");
+  }
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) throw corrupt(name(), "zlib init failed");
+  struct Guard {
+    z_stream* z;
+    ~Guard() { inflateEnd(z); }
+  } guard{&z};
+  constexpr size_t kIn = 1 << 20;
+  std::vector<uint8_t> in(kIn);
+  uint64_t read_in = 0;
+  size_t produced = 0;
+  for (;;) {
+    if (z.avail_in == 0) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kIn, e.compressed_size - read_in));
+      source_->read_at(e.data_offset + read_in, std::span(in.data(), n));
+      read_in += n;
+      z.next_in = in.data();
+      z.avail_in = static_cast<uInt>(n);
+    }
+    // Room for up to 1 MiB more, never past the declared size (one byte more to see an
+    // overrun).
+    const size_t room = static_cast<size_t>(std::min<uint64_t>(1 << 20, e.size + 1 - produced));
+    out.resize(produced + room);
+    z.next_out = out.data() + produced;
+    z.avail_out = static_cast<uInt>(room);
+    const int rc = ::inflate(&z, Z_NO_FLUSH);
+    produced += room - z.avail_out;
+    if (produced > e.size) throw corrupt(name(), "member " + e.name + " inflates past its size");
+    if (rc == Z_STREAM_END) break;
+    if (rc != Z_OK && rc != Z_BUF_ERROR) throw corrupt(name(), "bad deflate data in " + e.name);
+    if (z.avail_in == 0 && read_in == e.compressed_size && z.avail_out != 0) break;
+  }
+  out.resize(produced);
+  if (produced < e.size) throw corrupt(name(), "member " + e.name + " inflates short");
+}
+
 std::vector<uint8_t> SourceZip::read_all(const SourceZipEntry& e, uint64_t max_bytes) const {
   if (e.size > max_bytes) {
     throw invalid_argument(name() + ": member " + e.name + " is " + std::to_string(e.size) +
                            " bytes, over the limit of " + std::to_string(max_bytes));
   }
-  std::vector<uint8_t> out(static_cast<size_t>(e.size));
-  read(e, 0, out, max_bytes);
+  // The declared size is what the member says, not what it holds: memory grows with the bytes
+  // that really inflate (a few hundred bytes of deflate cannot make gigabytes), and a member
+  // that inflates short fails before it could ask for more.
+  std::vector<uint8_t> out;
+  if (e.method == 0) {
+    out.resize(static_cast<size_t>(e.size));  // stored: its bytes are in the file
+    read(e, 0, out, max_bytes);
+  } else {
+    inflate_into(e, out);
+  }
   uLong crc = crc32(0, nullptr, 0);
   for (size_t at = 0; at < out.size();) {
     const size_t n = std::min<size_t>(out.size() - at, 1u << 30);

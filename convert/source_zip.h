@@ -54,6 +54,9 @@ class SourceZip {
   static constexpr uint64_t kMaxInflate = 16ull << 30;
 
  private:
+  // Inflates a deflated member into `out`, growing it with the bytes that really come.
+  void inflate_into(const SourceZipEntry& entry, std::vector<uint8_t>& out) const;
+
   std::shared_ptr<const ByteSource> source_;
   std::vector<SourceZipEntry> entries_;
 };

@@ -39,6 +39,7 @@ const Known kKnown[] = {
 };
 
 constexpr size_t kMaxDepth = 2000;
+constexpr size_t kMaxPath = 4096;
 constexpr size_t kMaxRank = 64;
 // Shared values are walked once per path to them (tied weights get both names); a hostile
 // pickle could nest sharing so the paths multiply.
@@ -62,7 +63,13 @@ class Walker {
  private:
   [[noreturn]] void fail(const std::string& why) const { throw corrupt(file_, "pickle: " + why); }
 
-  static std::string join(const std::string& path, const std::string& part) {
+  // Tensor names are paths of keys; a memoized long key nested deep would make them grow
+  // quadratically, so a path is limited (safetensors names are short in practice).
+  std::string join(const std::string& path, const std::string& part) const {
+    if (path.size() + part.size() + 1 > kMaxPath) {
+      throw unsupported(file_, "pickle: a tensor name longer than the limit of " +
+                                   std::to_string(kMaxPath) + " bytes");
+    }
     return path.empty() ? part : path + "." + part;
   }
 

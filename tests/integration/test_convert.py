@@ -12,7 +12,7 @@ import unittest
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import TempDirTest, read_bytes, tpk  # noqa: E402
+from helpers import TORSHPKG, TempDirTest, max_rss_kib, read_bytes, tpk  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "convert")
 with open(os.path.join(FIXTURES, "expected.json")) as f:
@@ -187,6 +187,16 @@ def pickle_checkpoint(pkl, storages=None):
     return buf.getvalue()
 
 
+def pickle_checkpoint_deflated(pkl):
+    """pickle_checkpoint, its data.pkl deflated (how torch never writes it, but a ZIP may)."""
+    import io
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pkl, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+        z.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
 def rebuild_tensor(storage_type, key, numel, offset, size, stride):
     """Protocol-2 pickle opcodes for torch._utils._rebuild_tensor_v2 over a storage."""
     def tup(items):
@@ -254,6 +264,48 @@ class HostilePickles(TempDirTest):
                 self.assert_one_line_error(proc, 3)
                 self.assertFalse(os.path.exists(self.path("out.torshpkg")))
         self.assertTrue(good)
+
+    def test_tiny_inputs_cannot_exhaust_memory(self):
+        """Bombs under 1 MB: each is refused (exit 1 for a limit, 3 for a lie) with the process
+        staying small, measured by its peak resident size."""
+        import io
+        import zlib
+        cases = {}
+        # 1. A data.pkl that declares 4,000,000,000 bytes: the declared size is never allocated.
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("archive/data.pkl", b"\x80\x02N.")
+            z.writestr("archive/version", "3\n")
+        data = bytearray(buf.getvalue())
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+            info = z.getinfo("archive/data.pkl")
+        at = data.index(b"PK\x01\x02")
+        while True:  # the central record of data.pkl
+            name_len = struct.unpack("<H", data[at + 28:at + 30])[0]
+            if data[at + 46:at + 46 + name_len] == b"archive/data.pkl":
+                break
+            at = data.index(b"PK\x01\x02", at + 4)
+        struct.pack_into("<I", data, at + 24, 4_000_000_000)
+        struct.pack_into("<I", data, info.header_offset + 22, 4_000_000_000)
+        cases["declared 4 GB"] = (bytes(data), (1, 3), b"data.pkl")
+        # 2. Twenty million values that deflate to a few kilobytes.
+        many = b"\x80\x02]" + (b"(" + b"N" * 100_000 + b"e") * 200 + b"."
+        cases["20 million values"] = (pickle_checkpoint_deflated(many), (1,), b"limit")
+        # 3. Nested dicts keyed by one memoized 200 KiB string: tensor paths would grow
+        # quadratically.
+        key = b"X" + struct.pack("<I", 200_000) + b"k" * 200_000 + b"q\x00"
+        nested = b"\x80\x02}" + key + b"}" + b"h\x00}" * 1998 + b"h\x00N" + b"s" * 2000 + b"."
+        cases["nested memoized keys"] = (pickle_checkpoint_deflated(nested), (1,), b"limit")
+        for why, (blob, codes, says) in cases.items():
+            with self.subTest(why=why):
+                self.assertLess(len(blob), 1 << 20)
+                src = self.write("bomb.pt", blob)
+                rc, err, rss = max_rss_kib(TORSHPKG, "convert", src, "-o", self.path("out.torshpkg"),
+                                           "-q", "--force")
+                self.assertIn(rc, codes, err)
+                self.assertIn(says.decode(), err)
+                self.assertLess(rss, 300 * 1024, why)
+                self.assertFalse(os.path.exists(self.path("out.torshpkg")))
 
     def test_unknown_storage_and_formats_are_unsupported(self):
         pkl = b"\x80\x02}(X\x01\x00\x00\x00w" + rebuild_tensor(b"QInt8Storage", "0", 6, 0, [6], [1]) + b"u."

@@ -86,14 +86,27 @@ TEST(Pickle, MalformedInputIsCorruptAndRegistryOpcodesUnsupported) {
   }
   EXPECT_EQ(kind_of_parse("\x80\x02\x82\x01."), ErrorKind::kUnsupported);
   EXPECT_EQ(kind_of_parse("\x80\x05\x97."), ErrorKind::kUnsupported);
+  // Past a limit is not damage: unsupported (exit 1), with the limit named.
+  const auto limit_of = [](const std::string& bytes, const PickleLimits& limits) {
+    try {
+      read_pickle(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), "t.pkl",
+                  limits);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kUnsupported) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
   PickleLimits tight;
   tight.max_values = 10;
   const std::string many = "\x80\x02" + std::string(20, 'N');
-  EXPECT_EQ(testing::kind_of([&] {
-              read_pickle(std::span(reinterpret_cast<const uint8_t*>(many.data()), many.size()),
-                          "t.pkl", tight);
-            }),
-            ErrorKind::kCorrupt);
+  EXPECT_NE(limit_of(many, tight).find("more than 10 values"), std::string::npos);
+  PickleLimits small;
+  small.max_bytes = 64 << 10;  // 64 KiB: a 100 KiB string is over it
+  const std::string big =
+      "\x80\x02X" + std::string("\xa0\x86\x01\x00", 4) + std::string(100'000, 'a') + ".";
+  EXPECT_NE(limit_of(big, small).find("more than 65536 bytes of values"), std::string::npos);
+  EXPECT_EQ(limit_of(big, PickleLimits{}), "accepted");
 }
 
 TEST(StridedView, GathersTransposedOffsetAndBroadcastViews) {
