@@ -191,8 +191,26 @@ static LineageRecord converted_from(const std::string& source, const Plan& plan,
 }
 
 ConvertResult convert_to_package(const std::string& source, const std::string& out, Manifest header,
-                                 const WriteOptions& options) {
+                                 const WriteOptions& options, bool keep_unsafe_pickles) {
   const Plan plan = plan_conversion(source);
+  if (!plan.unsafe_callables.empty()) {
+    std::string list;
+    for (const std::string& c : plan.unsafe_callables) list += (list.empty() ? "" : "\n") + c;
+    if (!keep_unsafe_pickles) {
+      std::string shown;
+      for (size_t i = 0; i < plan.unsafe_callables.size() && i < 5; ++i) {
+        shown += (i ? ", " : "") + plan.unsafe_callables[i];
+      }
+      if (plan.unsafe_callables.size() > 5) {
+        shown += " and " + std::to_string(plan.unsafe_callables.size() - 5) + " more";
+      }
+      throw unsupported(source, "its pickles reference callables that torch.load would run (" +
+                                    shown +
+                                    "); give --keep-unsafe-pickles to keep them, listed in "
+                                    "the package's metadata");
+    }
+    header.metadata["torshpkg.unsafe_pickle_callables"] = list;
+  }
   // Counting reads the headers of kept safetensors files: once.
   const size_t tensors = tensor_count(plan);
   header.lineage.push_back(converted_from(source, plan, tensors));

@@ -29,8 +29,13 @@ struct ConvertResult {
 // ConvertedFrom lineage record is added with the source's name, size and SHA-256 (a folder's
 // digest is that of its "sha256  path" listing, sorted), the converter's version and the source
 // kind. `out` is replaced only on success.
+//
+// A source whose kept pickles reference callables beyond rebuilding tensors (a whole
+// nn.Module, torch.package code, os.system) is refused with Error(kUnsupported) listing them,
+// unless `keep_unsafe_pickles`; then the list goes into the package's metadata as
+// "torshpkg.unsafe_pickle_callables" (one per line), where info and the mount show it.
 ConvertResult convert_to_package(const std::string& source, const std::string& out, Manifest header,
-                                 const WriteOptions& options);
+                                 const WriteOptions& options, bool keep_unsafe_pickles = false);
 
 // A tensor's identity for comparisons.
 struct TensorDigest {

@@ -56,6 +56,9 @@ struct Plan {
   SourceKind kind = SourceKind::kTorchCheckpoint;
   std::vector<WeightsFile> weights;
   std::vector<KeptFile> kept;
+  // Callables a kept pickle references beyond rebuilding tensors ("member: module.name",
+  // sorted): what torch.load would import and call. See kSafePickleGlobals.
+  std::vector<std::string> unsafe_callables;
 };
 
 // Total tensors of a plan.

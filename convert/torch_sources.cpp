@@ -1,6 +1,7 @@
 #include "torch_sources.h"
 
 #include <map>
+#include <set>
 
 #include "torch_pickle.h"
 #include "torshpkg/error.h"
@@ -51,13 +52,44 @@ KeptFile keep(const std::shared_ptr<const SourceZip>& zip, const SourceZipEntry&
   return k;
 }
 
-// The tensors of one pickle, their bytes read from the storages `storage_member` names.
+// What a pickle of tensors may reference and still be data: the globals torch.load with
+// weights_only=True accepts for state dicts (tensor and parameter rebuilding, storage types,
+// OrderedDict, sets, dtypes, devices and sizes). Anything else is code the next torch.load of
+// a kept pickle imports and calls.
+bool is_safe_global(std::string_view module, std::string_view name) {
+  if (module == "torch._utils") {
+    return name == "_rebuild_tensor_v2" || name == "_rebuild_tensor_v3" ||
+           name == "_rebuild_parameter" || name == "_rebuild_parameter_with_state";
+  }
+  if (module == "torch") {
+    return name.ends_with("Storage") || name == "Size" || name == "device" || name == "float32" ||
+           name == "float16" || name == "bfloat16" || name == "float64" || name == "int64" ||
+           name == "int32" || name == "int16" || name == "int8" || name == "uint8" ||
+           name == "bool" || name == "complex64" || name == "complex128";
+  }
+  if (module == "collections") return name == "OrderedDict";
+  if (module == "builtins" || module == "__builtin__") return name == "set" || name == "frozenset";
+  if (module == "torch.serialization") return name == "_get_layout";
+  if (module == "_codecs") return name == "encode";
+  return false;
+}
+
+// The tensors of one pickle, their bytes read from the storages `storage_member` names; the
+// callables it references beyond those go to `unsafe`.
 std::vector<PlannedTensor> plan_tensors(
     const std::shared_ptr<const SourceZip>& zip, const SourceZipEntry& pickle_entry,
-    const std::function<std::string(const std::string& key)>& storage_member) {
+    const std::function<std::string(const std::string& key)>& storage_member,
+    std::vector<std::string>& unsafe) {
   const std::vector<uint8_t> bytes = zip->read_all(pickle_entry, kMaxPickle);
   const std::string where = zip->name() + ":" + pickle_entry.name;
   const Pickle pickle = read_pickle(bytes, where);
+  std::set<std::string> found;
+  for (const auto& v : pickle.values) {
+    if (v->kind == PickleValue::Kind::kGlobal && !is_safe_global(v->module, v->text)) {
+      found.insert(pickle_entry.name + ": " + v->module + "." + v->text);
+    }
+  }
+  unsafe.insert(unsafe.end(), found.begin(), found.end());
   std::vector<PlannedTensor> out;
   for (TorchTensorRef& t : find_torch_tensors(pickle.root, where)) {
     const std::string member = storage_member(t.storage_key);
@@ -116,8 +148,9 @@ Plan plan_torch_checkpoint(std::shared_ptr<const SourceZip> zip) {
   WeightsFile w;
   w.path = "model.safetensors";
   w.metadata = {{"format", "pt"}};
-  w.tensors = plan_tensors(zip, *zip->find(top + "data.pkl"),
-                           [&](const std::string& key) { return top + "data/" + key; });
+  w.tensors = plan_tensors(
+      zip, *zip->find(top + "data.pkl"),
+      [&](const std::string& key) { return top + "data/" + key; }, plan.unsafe_callables);
   plan.weights.push_back(std::move(w));
   for (const SourceZipEntry& e : zip->entries()) {
     if (e.directory() || e.name.starts_with(top + "data/")) continue;
@@ -143,7 +176,8 @@ Plan plan_torch_package(std::shared_ptr<const SourceZip> zip) {
     if (!storage) plan.kept.push_back(keep(zip, e, "torch_package/" + inner));
     if (!e.name.ends_with(".pkl")) continue;
     std::vector<PlannedTensor> tensors = plan_tensors(
-        zip, e, [&](const std::string& key) { return storage_prefix + key + ".storage"; });
+        zip, e, [&](const std::string& key) { return storage_prefix + key + ".storage"; },
+        plan.unsafe_callables);
     if (tensors.empty()) continue;
     WeightsFile w;
     w.path = inner.substr(0, inner.size() - 4) + ".safetensors";

@@ -40,8 +40,8 @@ class Convert(TempDirTest):
     def manifest(self, pkg):
         return json.loads(tpk("info", pkg, "--json").stdout)
 
-    def check_fixture(self, fixture):
-        pkg = self.convert(fixture)
+    def check_fixture(self, fixture, *extra):
+        pkg = self.convert(fixture, *extra)
         found, dest = self.tensors_of(pkg)
         self.assertEqual(found, EXPECTED[fixture], fixture)
         info = self.manifest(pkg)
@@ -69,10 +69,23 @@ class Convert(TempDirTest):
                                  z.read(name), name)
 
     def test_pickled_whole_module_gets_state_dict_names(self):
-        self.check_fixture("module.pt")
+        # A whole nn.Module: its pickle names the module classes torch.load would import.
+        refused = tpk("convert", os.path.join(FIXTURES, "module.pt"), "-o", self.path("m.torshpkg"),
+                      "-q", check=False)
+        self.assert_one_line_error(refused, 1)
+        self.assertIn(b"torch.nn.modules.linear.Linear", refused.stderr)
+        self.assertIn(b"--keep-unsafe-pickles", refused.stderr)
+        self.assertFalse(os.path.exists(self.path("m.torshpkg")))
+        pkg, _ = self.check_fixture("module.pt", "--keep-unsafe-pickles")
+        listed = self.manifest(pkg)["metadata"]["torshpkg.unsafe_pickle_callables"].split("\n")
+        self.assertIn("module/data.pkl: torch.nn.modules.linear.Linear", listed)
+        self.assertFalse(any("_rebuild_tensor" in c or "Storage" in c for c in listed), listed)
+        self.assertIn(b"torshpkg.unsafe_pickle_callables", tpk("info", pkg).stdout)
 
     def test_torch_package_tensors_and_every_other_member_kept(self):
-        pkg, dest = self.check_fixture("tiny.torchpkg")
+        pkg, dest = self.check_fixture("tiny.torchpkg", "--keep-unsafe-pickles")
+        listed = self.manifest(pkg)["metadata"]["torshpkg.unsafe_pickle_callables"]
+        self.assertIn("tiny_model.Tiny", listed)
         with zipfile.ZipFile(os.path.join(FIXTURES, "tiny.torchpkg")) as z:
             kept = 0
             for name in z.namelist():
@@ -161,7 +174,7 @@ class Convert(TempDirTest):
         self.assertEqual(tpk("diff", a, a).returncode, 0)
 
     def test_walkthrough_convert_mount_load(self):
-        pkg = self.convert("tiny.torchpkg")
+        pkg = self.convert("tiny.torchpkg", "--keep-unsafe-pickles")
         mnt = self.path("mnt")
         os.makedirs(mnt)
         tpk("mount", pkg, mnt, "--allow-unsigned", "--standalone")
@@ -224,7 +237,17 @@ class HostilePickles(TempDirTest):
                 struct.pack("<I", len("touch " + marker)) + ("touch " + marker).encode() +
                 b"tRu.")
         proc = self.convert_bytes(pickle_checkpoint(evil))
+        # Kept under resources/source/, the next torch.load would run it: refused, named.
+        self.assert_one_line_error(proc, 1)
+        self.assertIn(b"archive/data.pkl: os.system", proc.stderr)
+        self.assertFalse(os.path.exists(self.path("out.torshpkg")))
+        src = self.write("x.pt", pickle_checkpoint(evil))
+        proc = tpk("convert", src, "-o", self.path("out.torshpkg"), "-q", "--force",
+                   "--keep-unsafe-pickles", check=False)
         self.assertEqual(proc.returncode, 0, proc.stderr)  # an opaque value, no tensors
+        info = json.loads(tpk("info", self.path("out.torshpkg"), "--json").stdout)
+        self.assertEqual(info["metadata"]["torshpkg.unsafe_pickle_callables"],
+                         "archive/data.pkl: os.system")
         self.assertFalse(os.path.exists(marker))
 
     def test_hand_built_tensor_pickle_converts(self):

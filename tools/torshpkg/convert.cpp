@@ -48,6 +48,7 @@ struct ConvertArgs {
   std::string journal;
   bool force = false;
   bool quiet = false;
+  bool keep_unsafe_pickles = false;
 };
 
 int run_convert(const ConvertArgs& a) {
@@ -64,7 +65,8 @@ int run_convert(const ConvertArgs& a) {
   options.cancel = &g_cancelled;
   ProgressBar bar("convert", !a.quiet);
   options.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
-  const convert::ConvertResult r = convert::convert_to_package(a.source, a.out, header, options);
+  const convert::ConvertResult r =
+      convert::convert_to_package(a.source, a.out, header, options, a.keep_unsafe_pickles);
   bar.finish();
   record_lineage_event(a.journal, "created", a.out,
                        {{"converted_from", absolute_path(a.source)},
@@ -188,6 +190,10 @@ Action add_convert_command(CLI::App& app) {
   sub->add_option("--journal", a->journal, "Lineage journal to record the conversion in");
   sub->add_flag("-f,--force", a->force, "Replace the output if it exists");
   sub->add_flag("-q,--quiet", a->quiet, "No progress bar or summary");
+  sub->add_flag("--keep-unsafe-pickles", a->keep_unsafe_pickles,
+                "Convert a source whose pickles reference code (a whole nn.Module, "
+                "torch.package classes): they are kept, and the callables listed in the "
+                "package's metadata (torshpkg.unsafe_pickle_callables)");
   return [a] { return run_convert(*a); };
 }
 
