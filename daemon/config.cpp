@@ -126,7 +126,7 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       check.only_keys(m, where,
                       {"package", "mountpoint", "password_file", "key_file", "allow_unsigned",
                        "with_deps", "buffered_reads", "cache_size", "kernel_readahead_kb", "owner",
-                       "group", "mode", "nonempty", "require_key"});
+                       "group", "mode", "nonempty", "require_key", "allow_downgrade"});
       MountEntry e;
       const std::string given = m["package"].isString() ? m["package"].asString() : "";
       if (given.starts_with("oci://") || given.starts_with("https://") ||
@@ -170,6 +170,7 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       e.allow_unsigned = check.flag(m, "allow_unsigned", where);
       e.with_deps = check.flag(m, "with_deps", where);
       e.nonempty = check.flag(m, "nonempty", where);
+      e.allow_downgrade = check.flag(m, "allow_downgrade", where);
       e.require_key = check.text(m, "require_key", where);
       e.access.owner = check.text(m, "owner", where);
       e.access.group = check.text(m, "group", where);

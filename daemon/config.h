@@ -22,6 +22,9 @@ struct MountEntry {
   std::string password_file;  // empty: none
   std::string key_file;       // empty: none
   bool allow_unsigned = false;
+  // For a remote source: accept it giving an older version, or another package, than it gave
+  // before (otherwise a rollback or substitution is refused).
+  bool allow_downgrade = false;
   std::string require_key;  // only a signature by this trusted key counts; empty: any
   // Who may read it: owner (default root), group, mode (default 0400 for an encrypted package,
   // 0444 otherwise), as `torshpkg mount --owner --group --mode`.

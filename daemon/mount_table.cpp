@@ -115,6 +115,12 @@ Located locate(const MountEntry& entry, const MountContext& context) {
   InstallPolicy policy;
   policy.trusted_keys_dir = context.trusted_keys_dir;
   policy.allow_unsigned = entry.allow_unsigned;
+  {
+    // The source must not roll back to an older version or switch packages behind the mount.
+    const Manifest pulled = Package::open(staging)->manifest();
+    store.check_and_record_source(entry.package, pulled.name, pulled.version,
+                                  entry.allow_downgrade);
+  }
   located.path = store.take(staging, policy).package.path;
   return located;
 }

@@ -13,6 +13,7 @@
 #include "http.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
+#include "torshpkg/semver.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"
 
@@ -571,6 +572,30 @@ PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
   result.name = m.json["annotations"]["dev.torshpkg.name"].asString();
   result.version = m.json["annotations"]["dev.torshpkg.version"].asString();
   download_blob(*rep_, ref, blob, out_path);
+  // The bytes match the registry's manifest; the package must also be what the reference and
+  // the manifest's annotations promise, or a registry or mirror could serve any package a
+  // trusted key ever signed (an older version, another name) for this tag.
+  try {
+    const auto package = Package::open(out_path);
+    const Manifest& pm = package->manifest();
+    const std::string served = pm.name + "@" + pm.version;
+    if (result.name.empty() || result.version.empty()) {
+      throw corrupt(ref.to_string(),
+                    "the artifact's manifest lacks the dev.torshpkg.name and "
+                    "dev.torshpkg.version annotations that say what it holds");
+    }
+    if (pm.name != result.name || pm.version != result.version) {
+      throw corrupt(ref.to_string(), "served " + served + " where its annotations promise " +
+                                         result.name + "@" + result.version);
+    }
+    if (ref.digest.empty() && Version::parse(ref.tag) && ref.tag != pm.version) {
+      throw corrupt(ref.to_string(),
+                    "served " + served + " for the tag " + ref.tag + " (a version tag)");
+    }
+  } catch (...) {
+    ::unlink(out_path.c_str());
+    throw;
+  }
   return result;
 }
 

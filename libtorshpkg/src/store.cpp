@@ -9,12 +9,14 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "file_io.h"
 #include "torshpkg/error.h"
 #include "torshpkg/keys.h"
 #include "torshpkg/package.h"
+#include "torshpkg/semver.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/signature.h"
 
@@ -73,6 +75,42 @@ bool is_hex_digest(const std::string& s) {
 }
 
 }  // namespace
+
+void Store::check_and_record_source(const std::string& source, const std::string& name,
+                                    const std::string& version, bool allow_downgrade) const {
+  make_dir(root_);
+  make_dir(root_ + "/sources");
+  const std::string path = root_ + "/sources/" + to_hex(sha256(std::string_view(source)));
+  const FileLock lock(path + ".lock", LOCK_EX);
+  std::string before_name, before_version;
+  {
+    std::ifstream in(path);
+    std::string recorded_source;
+    std::getline(in, recorded_source);
+    std::getline(in, before_name);
+    std::getline(in, before_version);
+    if (recorded_source != source) before_name.clear();
+  }
+  if (!before_name.empty() && !allow_downgrade) {
+    if (before_name != name) {
+      throw corrupt(source, "gave " + name + "@" + version + " where it gave the package " +
+                                before_name +
+                                " before (a substitution?); give --allow-downgrade "
+                                "(allow_downgrade) to accept it");
+    }
+    const auto now = Version::parse(version);
+    const auto then = Version::parse(before_version);
+    if (now && then && *now < *then) {
+      throw corrupt(source, "gave " + name + "@" + version + ", older than the " + before_version +
+                                " it gave before (a rollback?); give "
+                                "--allow-downgrade (allow_downgrade) to accept it");
+    }
+  }
+  const std::string text = source + "\n" + name + "\n" + version + "\n";
+  AtomicFile out(path);
+  write_all(out.fd(), std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), path);
+  out.commit();
+}
 
 Store::Store(std::string root) : root_(std::move(root)) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();

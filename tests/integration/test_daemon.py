@@ -117,6 +117,10 @@ class DaemonTest(TempDirTest):
         with open(self.journal) as f:
             return [json.loads(line) for line in f]
 
+    def status(self, timeout=10):
+        out = tpk("status", "--json", "--socket", self.path("torshpkgd.sock"), timeout=timeout)
+        return json.loads(out.stdout)
+
     def in_namespace(self, commands):
         """Runs shell commands in a private mount namespace whose /usr/sbin holds only the built
         mount.torshpkg (mount(8) finds helpers in /sbin, which is /usr/sbin on Debian)."""
@@ -230,6 +234,39 @@ class Daemon(DaemonTest):
             self.assertEqual(mounted_events[0]["source"], "oci://" + ref)
             self.assertEqual(mounted_events[0]["source_digest"],
                              "sha256:" + hashlib.sha256(read_bytes(pkg)).hexdigest())
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+        finally:
+            registry.stop()
+
+    @unittest.skipUnless(test_registry.REGISTRY, "docker-registry is not installed")
+    def test_a_remote_mount_that_rolls_back_is_refused(self):
+        registry = test_registry.Registry(self.path("registry"))
+        try:
+            ref = registry.ref("models/remote:latest")
+            tpk("push", self.package("remote"), ref, "-q")  # remote@1.0.0
+            older = self.path("older.torshpkg")
+            tpk("create", older, "--name", "remote", "--version", "0.9.0", "-q", "--add-dir",
+                "=" + self.path("model"), "--sign-key", self.path("k.key"))
+            entry = {"package": "oci://" + ref, "mountpoint": self.points[0]}
+            cfg = self.config([entry], store=self.path("store"))
+            proc = self.start(cfg)
+            fields, state = self.notify.expect("READY")
+            self.assertTrue(state[self.points[0]])
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+            tpk("push", older, ref, "-q")  # the tag now points back at 0.9.0
+            proc = self.start(cfg)
+            fields, state = self.notify.expect("READY")
+            self.assertFalse(state[self.points[0]])
+            [failed] = self.status()["pending"]
+            self.assertIn("older than the 1.0.0", failed["error"])
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+            entry["allow_downgrade"] = True
+            proc = self.start(self.config([entry], store=self.path("store")))
+            fields, state = self.notify.expect("READY")
+            self.assertTrue(state[self.points[0]])
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 0)
         finally:
@@ -735,10 +772,6 @@ def vm_hwm_kib(pid):
 
 class Robustness(DaemonTest):
     """The daemon answers and pings through slow and hostile work, and refuses honestly."""
-
-    def status(self, timeout=10):
-        out = tpk("status", "--json", "--socket", self.path("torshpkgd.sock"), timeout=timeout)
-        return json.loads(out.stdout)
 
     def test_a_stalled_registry_delays_only_its_own_mount_and_the_pings_go_on(self):
         a, b = self.package("a"), self.package("b")

@@ -199,6 +199,56 @@ class Registries(TempDirTest):
         finally:
             mirror.stop()
 
+    def version(self, version, name="m"):
+        pkg = self.path(f"{name}-{version}.torshpkg")
+        tpk("create", pkg, "--name", name, "--version", version, "-q", "--compress", "none",
+            "--add", "w.bin=" + self.path("w.bin"), "--sign-key", self.path("k.key"), "--force")
+        return pkg
+
+    def test_a_mirror_serving_another_version_for_a_tag_is_skipped(self):
+        mirror = Registry(self.path("mirror"))
+        try:
+            tpk("push", self.pkg, self.registry.ref("models/m:1.2.0"), "-q")
+            # The mirror's 1.2.0 tag holds an older package a trusted key signed.
+            tpk("push", self.version("1.1.0"), mirror.ref("models/m:1.2.0"), "-q")
+            proc = tpk("pull", self.registry.ref("models/m:1.2.0"), "-o", self.path("a.torshpkg"),
+                       "--mirror", f"localhost:{mirror.port}")
+            self.assertEqual(read_bytes(self.path("a.torshpkg")), read_bytes(self.pkg))
+            self.assertIn(f"warning: localhost:{mirror.port}".encode(), proc.stderr)
+            self.assertIn(b"served m@1.1.0 for the tag 1.2.0", proc.stderr)
+            # Alone, the mirror is refused as for wrong bytes.
+            proc = tpk("pull", mirror.ref("models/m:1.2.0"), "-o", self.path("b.torshpkg"),
+                       check=False)
+            self.assert_one_line_error(proc, 3)
+            self.assertFalse(os.path.exists(self.path("b.torshpkg")))
+        finally:
+            mirror.stop()
+
+    def test_a_tag_that_rolls_back_or_changes_package_is_refused_by_the_store(self):
+        store = self.path("store")
+        latest = self.registry.ref("models/m:latest")
+
+        def install(*extra):
+            return tpk("pull", latest, "--install", "--store", store, "--trusted-keys",
+                       self.path("trusted"), *extra, check=False)
+        tpk("push", self.pkg, latest, "-q")  # m@1.2.0
+        self.assertEqual(install().returncode, 0)
+        tpk("push", self.version("1.1.0"), latest, "-q")
+        proc = install()
+        self.assert_one_line_error(proc, 3)
+        self.assertIn(b"older than the 1.2.0", proc.stderr)
+        self.assertIn(b"--allow-downgrade", proc.stderr)
+        listed = json.loads(tpk("list", "--store", store, "--json").stdout)["packages"]
+        self.assertEqual([p["version"] for p in listed], ["1.2.0"])  # nothing installed
+        tpk("push", self.version("9.0.0", name="other"), latest, "-q")
+        proc = install()
+        self.assert_one_line_error(proc, 3)
+        self.assertIn(b"where it gave the package m before", proc.stderr)
+        tpk("push", self.version("1.1.0"), latest, "-q")
+        self.assertEqual(install("--allow-downgrade").returncode, 0)  # told to
+        tpk("push", self.version("1.3.0"), latest, "-q")
+        self.assertEqual(install().returncode, 0)  # forward again
+
 
 @unittest.skipUnless(REGISTRY and HTPASSWD, "docker-registry and htpasswd (apache2-utils) needed")
 class Authenticated(TempDirTest):

@@ -60,6 +60,7 @@ Action add_pull_command(CLI::App& app) {
     std::string ref;
     std::string out;
     bool install = false;
+    bool allow_downgrade = false;
     std::string store = Store::default_root();
     std::string trusted_keys = "/etc/torshpkg/trusted-keys";
     bool allow_unsigned = false;
@@ -89,6 +90,9 @@ Action add_pull_command(CLI::App& app) {
   sub->add_option("--store", a->store, "Store folder for --install");
   sub->add_option("--trusted-keys", a->trusted_keys, "Folder of trusted .pub keys for --install");
   sub->add_flag("--allow-unsigned", a->allow_unsigned, "--install without a trusted signature");
+  sub->add_flag("--allow-downgrade", a->allow_downgrade,
+                "--install even when REF gave this store a later version or another package "
+                "before");
   sub->add_flag("--insecure", a->insecure, "Plain HTTP to a registry that is not on loopback");
   sub->add_option("--docker-config", a->docker_config, "Credentials file");
   sub->add_flag("-f,--force", a->force, "Replace the output file if it exists");
@@ -149,6 +153,13 @@ Action add_pull_command(CLI::App& app) {
       InstallPolicy policy;
       policy.trusted_keys_dir = a->trusted_keys;
       policy.allow_unsigned = a->allow_unsigned;
+      // Before installing: this reference must not go back to an older version or another
+      // package than it gave this store before.
+      {
+        const Manifest pulled = Package::open(staging)->manifest();
+        Store(a->store).check_and_record_source(a->ref, pulled.name, pulled.version,
+                                                a->allow_downgrade);
+      }
       const InstallResult in = Store(a->store).take(staging, policy);
       if (!a->quiet) {
         std::cout << "pulled " << source << " (" << r.blob_digest << ") and "

@@ -74,14 +74,20 @@ class Store {
   // The highest version of `name` that `req` matches.
   std::optional<StoredPackage> resolve(const std::string& name, const VersionReq& req) const;
 
+  // Freshness of remote sources: `source` (a registry reference or URL, as given) is about to
+  // give name@version. Refuses with Error(kCorrupt) when it gave a later version, or another
+  // package, before (a rollback or a substitution by a registry or mirror), unless
+  // `allow_downgrade`; otherwise records it (sources/ in the store). Call before installing.
+  void check_and_record_source(const std::string& source, const std::string& name,
+                               const std::string& version, bool allow_downgrade) const;
+
   // Removes a reference (the blob stays until gc). Throws Error(kNotFound).
   void remove(const std::string& name, const std::string& version) const;
   // Removes blobs no reference names and temporary files no install holds.
   GcResult gc() const;
 
  private:
-  InstallResult install_file(const std::string& path, const InstallPolicy& policy,
-                             bool take) const;
+  InstallResult install_file(const std::string& path, const InstallPolicy& policy, bool take) const;
 
   std::string root_;
 };
