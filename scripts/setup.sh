@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 BUILD_PACKAGES=(g++ meson ninja-build pkg-config libarchive-dev libarchive-tools libjsoncpp-dev libsimdjson-dev libgnutls28-dev
   libzstd-dev liblzma-dev zlib1g-dev libdeflate-dev libargon2-dev libfuse3-dev fuse3 libcli11-dev libgtest-dev
-  libsystemd-dev libcurl4-gnutls-dev)
+  libsystemd-dev libcurl4-gnutls-dev libunistring-dev)
 TEST_PACKAGES=(p7zip-full 7zip unzip zip python3 zstd xz-utils gzip openssl clang
   libclang-rt-14-dev docker-registry apache2-utils nginx-light)
 

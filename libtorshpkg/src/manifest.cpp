@@ -12,6 +12,7 @@
 #include <system_error>
 #include <thread>
 
+#include "names.h"
 #include "torshpkg/error.h"
 #include "torshpkg/sha256.h"
 #include "zip_archive.h"
@@ -229,6 +230,18 @@ void check_resource_paths(const std::vector<ResourceEntry>& resources) {
     if (path == before) fail("duplicate resource path \"" + std::string(path) + "\"");
     if (path.size() > before.size() && path.starts_with(before) && path[before.size()] == '/') {
       fail("resource path \"" + std::string(path) + "\" lies under another resource");
+    }
+  }
+  // Names one could take for another: not NFC, invisible or direction-changing characters,
+  // and names (or folders) that differ only by case or normalization.
+  NameCollisions names;
+  for (const std::string_view path : sorted) {
+    if (const std::string problem = name_problem(path); !problem.empty()) {
+      fail("resource path \"" + std::string(path) + "\" " + problem);
+    }
+    if (const std::string other = names.add(path); !other.empty()) {
+      fail("resource paths \"" + other + "\" and \"" + std::string(path) +
+           "\" differ only by case or Unicode normalization");
     }
   }
 }

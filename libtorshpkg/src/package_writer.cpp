@@ -15,6 +15,7 @@
 #include "chunk_index.h"
 #include "crypto.h"
 #include "file_io.h"
+#include "names.h"
 #include "thread_pool.h"
 #include "torshpkg/error.h"
 #include "torshpkg/sha256.h"
@@ -253,6 +254,9 @@ void PackageWriter::add_resource(ResourceInput input) {
         "bad resource path \"" + input.path +
         "\" (relative, '/'-separated, no '.', '..', empty parts or backslashes)");
   }
+  if (const std::string problem = name_problem(input.path); !problem.empty()) {
+    throw invalid_argument("resource path \"" + input.path + "\" " + problem);
+  }
   for (const ResourceInput& other : inputs_) {
     if (other.path == input.path)
       throw invalid_argument("resource \"" + input.path + "\" added twice");
@@ -335,6 +339,15 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
           throw invalid_argument("resource \"" + in.path + "\" lies under resource \"" +
                                  in.path.substr(0, s) + "\"");
         }
+      }
+    }
+    // And names that differ only by case or Unicode normalization (docs/FORMAT.md 2.4).
+    NameCollisions names;
+    for (const ResourceInput& in : inputs_) {
+      const std::string other = names.add(in.path);
+      if (!other.empty()) {
+        throw invalid_argument("resource \"" + in.path + "\" differs from \"" + other +
+                               "\" only by case or Unicode normalization");
       }
     }
   }

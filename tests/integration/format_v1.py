@@ -9,6 +9,7 @@ import hashlib
 import json
 import lzma
 import struct
+import unicodedata
 import subprocess
 import zipfile
 import zlib
@@ -68,6 +69,10 @@ def _lzma2_filter(body, header_size):
     return {"id": lzma.FILTER_LZMA2, "dict_size": dict_size}
 
 
+CONFUSING = set("\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                "\u2060\u2066\u2067\u2068\u2069\ufeff")
+
+
 def check_package(path, expected_files=None):
     """Validates a package; returns {tree path: plain bytes}. Raises AssertionError on a problem."""
     with open(path, "rb") as f:
@@ -86,6 +91,17 @@ def check_package(path, expected_files=None):
     assert manifest["format"] == "torshpkg" and manifest["format_version"] in (1, 2)
     package_id = bytes.fromhex(manifest["package_id"])
     assert len(package_id) == 16
+    # Section 2.4: names one could take for another are refused.
+    folded = {}
+    for r in manifest["resources"]:
+        path = r["path"]
+        assert unicodedata.normalize("NFC", path) == path, "not NFC: " + path
+        assert not any(0x80 <= ord(c) <= 0x9f or c in CONFUSING for c in path), path
+        parts = path.split("/")
+        for n in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:n])
+            key = unicodedata.normalize("NFC", prefix.casefold())
+            assert folded.setdefault(key, prefix) == prefix, "case or normalization: " + prefix
     executable = any("executable" in r for r in manifest["resources"])
     assert (manifest["format_version"] == 2) == executable, "version 2 exactly with executables"
     expected_entries = {"manifest.json"}

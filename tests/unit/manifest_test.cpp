@@ -80,8 +80,8 @@ TEST(Manifest, RejectsInvalidJsonAndDuplicateKeys) {
 
 TEST(Manifest, RejectsDuplicateKeysAtEveryLevel) {
   Manifest m = sample();
-  m.key_slots.push_back({"key-file", std::string(32, '1'), 0, 0, 0, std::string(24, '2'),
-                         std::string(96, '3')});
+  m.key_slots.push_back(
+      {"key-file", std::string(32, '1'), 0, 0, 0, std::string(24, '2'), std::string(96, '3')});
   m.resources[0].encryption = Cipher::kAes256Gcm;
   m.resources[0].sha256.clear();
   const std::string json = serialize_manifest(m);
@@ -108,8 +108,7 @@ TEST(Manifest, RejectsWhatStrictJsonForbids) {
   expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 05000"), "leading zero");
   expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 5e3"), "exponent");
   expect_corrupt(replace(json, "\"size\" : 5000", "\"size\" : 18446744073709551616"), "> 2^64");
-  expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"\\ud800\""),
-                 "lone surrogate");
+  expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"\\ud800\""), "lone surrogate");
   expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"\t\""), "raw control");
   expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"a\\u0000b\""), "NUL");
   expect_corrupt(replace(json, "\"author\" : \"\"", "\"author\" : \"\xc3\""), "bad UTF-8");
@@ -149,10 +148,9 @@ TEST(Manifest, BoundsTheKeyDerivationWorkOfAllPasswordSlots) {
   Manifest m = sample();
   m.resources[0].encryption = Cipher::kAes256Gcm;
   m.resources[0].sha256.clear();
-  const KeySlot costly{"password",          std::string(32, '1'),
-                       Argon2Params::kMaxTimeCost, Argon2Params::kMaxMemoryKib,
-                       1,                   std::string(24, '2'),
-                       std::string(96, '3')};
+  const KeySlot costly{
+      "password", std::string(32, '1'), Argon2Params::kMaxTimeCost, Argon2Params::kMaxMemoryKib,
+      1,          std::string(24, '2'), std::string(96, '3')};
   m.key_slots = {costly};  // one slot of the largest cost is allowed
   ASSERT_NO_THROW(parse_manifest(serialize_manifest(m), "p.torshpkg"));
   m.key_slots.assign(16, costly);  // sixteen of them would cost sixteen times as much
@@ -162,6 +160,34 @@ TEST(Manifest, BoundsTheKeyDerivationWorkOfAllPasswordSlots) {
   cheap.memory_kib = 64 * 1024;
   m.key_slots.assign(16, cheap);
   EXPECT_NO_THROW(parse_manifest(serialize_manifest(m), "p.torshpkg"));
+}
+
+TEST(Manifest, RefusesNamesOneCouldTakeForAnother) {
+  const auto with_paths = [](const std::vector<std::string>& paths) {
+    Manifest m = sample();
+    const ResourceEntry r = m.resources[0];
+    m.resources.clear();
+    for (const std::string& p : paths) {
+      ResourceEntry e = r;
+      e.id = static_cast<uint32_t>(m.resources.size());
+      e.path = p;
+      m.resources.push_back(e);
+    }
+    return serialize_manifest(m);
+  };
+  ASSERT_NO_THROW(parse_manifest(with_paths({"caf\xc3\xa9.txt", "Model.bin", "model2.bin"}), "p"));
+  expect_corrupt(with_paths({"cafe\xcc\x81.txt"}), "not NFC", "NFC");
+  expect_corrupt(with_paths({"config.json\xe2\x80\x8b"}), "zero-width space", "U+200B");
+  expect_corrupt(with_paths({"model\xe2\x80\xae"
+                             "txt.exe"}),
+                 "right-to-left override", "U+202E");
+  expect_corrupt(with_paths({"a\xc2\x85"}), "C1 control", "U+0085");
+  expect_corrupt(with_paths({"Model.bin", "model.bin"}), "case", "only by case");
+  expect_corrupt(with_paths({"Weights/a.bin", "weights/b.bin"}), "folder case", "only by case");
+  expect_corrupt(with_paths({"STRASSE.txt",
+                             "stra\xc3\x9f"
+                             "e.txt"}),
+                 "full case folding", "only by case");
 }
 
 TEST(Manifest, NewerFormatVersionsAreUnsupported) {
