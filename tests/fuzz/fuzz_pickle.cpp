@@ -9,10 +9,9 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    torshpkg::convert::PickleLimits limits;
-    limits.max_values = 200'000;
-    limits.max_stack = 100'000;
-    limits.max_memo = 100'000;
+    // The converter's own limits: its memory budget keeps any input under libFuzzer's
+    // -malloc_limit_mb.
+    const torshpkg::convert::PickleLimits limits;
     const auto pickle = torshpkg::convert::read_pickle(std::span(data, size), "fuzz", limits);
     const auto tensors = torshpkg::convert::find_torch_tensors(pickle.root, "fuzz");
     for (const auto& t : tensors) {
