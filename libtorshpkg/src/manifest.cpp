@@ -234,15 +234,14 @@ void check_resource_paths(const std::vector<ResourceEntry>& resources) {
   }
   // Names one could take for another: not NFC, invisible or direction-changing characters,
   // and names (or folders) that differ only by case or normalization.
-  NameCollisions names;
   for (const std::string_view path : sorted) {
     if (const std::string problem = name_problem(path); !problem.empty()) {
       fail("resource path \"" + std::string(path) + "\" " + problem);
     }
-    if (const std::string other = names.add(path); !other.empty()) {
-      fail("resource paths \"" + other + "\" and \"" + std::string(path) +
-           "\" differ only by case or Unicode normalization");
-    }
+  }
+  if (const auto pair = find_case_collision(sorted)) {
+    fail("resource paths \"" + pair->first + "\" and \"" + pair->second +
+         "\" differ only by case or Unicode normalization");
   }
 }
 

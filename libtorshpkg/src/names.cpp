@@ -3,6 +3,7 @@
 #include <unicase.h>
 #include <uninorm.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -76,17 +77,49 @@ std::string name_problem(std::string_view path) {
   return "";
 }
 
-std::string NameCollisions::add(std::string_view path) {
-  // Every folder the path lies in, then the path itself.
-  for (size_t slash = path.find('/');; slash = path.find('/', slash + 1)) {
-    const std::string_view part = path.substr(0, slash);
-    std::string key = folded(part);
-    if (key.empty()) key = std::string(part);  // folding failed: compare as given
-    const auto [it, inserted] = seen_.emplace(std::move(key), std::string(part));
-    if (!inserted && it->second != part) return it->second;
-    if (slash == std::string_view::npos) break;
+std::optional<std::pair<std::string, std::string>> find_case_collision(
+    const std::vector<std::string_view>& paths) {
+  const bool may_fold = std::any_of(paths.begin(), paths.end(), [](std::string_view p) {
+    return std::any_of(p.begin(), p.end(), [](char c) {
+      return (c >= 'A' && c <= 'Z') || static_cast<unsigned char>(c) >= 0x80;
+    });
+  });
+  if (!may_fold) return std::nullopt;
+  // Every path and every folder, once each, by its folded form; equal neighbours after sorting
+  // that differ as given are a collision.
+  std::vector<std::string_view> names;
+  names.reserve(paths.size() * 2);
+  std::vector<std::string_view> sorted = paths;
+  std::sort(sorted.begin(), sorted.end());
+  std::string_view previous;
+  for (const std::string_view path : sorted) {
+    for (size_t slash = path.find('/'); slash != std::string_view::npos;
+         slash = path.find('/', slash + 1)) {
+      const std::string_view folder = path.substr(0, slash);
+      // A folder shared with the path before is listed already.
+      if (previous.size() > slash && previous.substr(0, slash) == folder &&
+          previous[slash] == '/') {
+        continue;
+      }
+      names.push_back(folder);
+    }
+    names.push_back(path);
+    previous = path;
   }
-  return "";
+  std::vector<std::pair<std::string, std::string_view>> keyed;
+  keyed.reserve(names.size());
+  for (const std::string_view n : names) {
+    std::string key = folded(n);
+    if (key.empty()) key = std::string(n);  // folding failed: compare as given
+    keyed.emplace_back(std::move(key), n);
+  }
+  std::sort(keyed.begin(), keyed.end());
+  for (size_t i = 1; i < keyed.size(); ++i) {
+    if (keyed[i].first == keyed[i - 1].first && keyed[i].second != keyed[i - 1].second) {
+      return std::pair(std::string(keyed[i - 1].second), std::string(keyed[i].second));
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace torshpkg

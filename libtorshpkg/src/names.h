@@ -2,9 +2,11 @@
 // direction-changing characters, and no two that differ only by case or normalization.
 #pragma once
 
-#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace torshpkg {
 
@@ -14,15 +16,12 @@ namespace torshpkg {
 // U+200F, U+202A-U+202E, U+2066-U+2069).
 std::string name_problem(std::string_view path);
 
-// Paths whose files or folders differ only by case or normalization ("Model.bin" and
-// "model.bin", "A/x" and "a/y"): add() returns the earlier path a new one collides with, or
-// empty. Comparison is by full Unicode case folding, so it holds on any file system.
-class NameCollisions {
- public:
-  std::string add(std::string_view path);
-
- private:
-  std::map<std::string, std::string> seen_;  // folded path or folder -> as first given
-};
+// Two of `paths` (or two folders they lie in) that differ only by case or normalization
+// ("Model.bin" and "model.bin", "A/x" and "a/y"), by full Unicode case folding so that it holds
+// on any file system; nullopt when there are none. Exact duplicates are not reported (the
+// callers refuse those themselves). Costs nothing much when no path has an upper-case or
+// non-ASCII character (then no two can fold together).
+std::optional<std::pair<std::string, std::string>> find_case_collision(
+    const std::vector<std::string_view>& paths);
 
 }  // namespace torshpkg

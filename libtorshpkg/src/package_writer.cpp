@@ -342,13 +342,11 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
       }
     }
     // And names that differ only by case or Unicode normalization (docs/FORMAT.md 2.4).
-    NameCollisions names;
-    for (const ResourceInput& in : inputs_) {
-      const std::string other = names.add(in.path);
-      if (!other.empty()) {
-        throw invalid_argument("resource \"" + in.path + "\" differs from \"" + other +
-                               "\" only by case or Unicode normalization");
-      }
+    std::vector<std::string_view> all;
+    for (const ResourceInput& in : inputs_) all.push_back(in.path);
+    if (const auto pair = find_case_collision(all)) {
+      throw invalid_argument("resource \"" + pair->second + "\" differs from \"" + pair->first +
+                             "\" only by case or Unicode normalization");
     }
   }
   uint8_t package_id[16];
