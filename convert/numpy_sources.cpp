@@ -281,10 +281,19 @@ Plan plan_npz(std::shared_ptr<const SourceZip> zip) {
     const std::string what = zip->name() + ":" + e.name;
     const NpyHeader h = read_npy_header(
         [&](uint64_t offset, std::span<uint8_t> out) { zip->read(e, offset, out); }, e.size, what);
-    const auto open = [zip, e]() -> RangeReader {
+    const bool in_order = !h.fortran_order;
+    const auto open = [zip, e, in_order]() -> RangeReader {
       if (e.method == 0) {
         return [zip, e](uint64_t offset, std::span<uint8_t> out) { zip->read(e, offset, out); };
       }
+      if (in_order) {
+        // Read front to back as it is written out: inflated a window at a time, so memory
+        // stays bounded whatever the member inflates to.
+        auto stream = std::make_shared<SourceZip::Stream>(*zip, e);
+        return
+            [zip, stream](uint64_t offset, std::span<uint8_t> out) { stream->read(offset, out); };
+      }
+      // A Fortran-order array is gathered out of order: inflated whole, once.
       auto bytes = std::make_shared<std::vector<uint8_t>>(zip->read_all(e));
       return [bytes](uint64_t offset, std::span<uint8_t> out) {
         std::copy_n(bytes->begin() + static_cast<ptrdiff_t>(offset), out.size(), out.begin());

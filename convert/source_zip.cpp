@@ -250,6 +250,81 @@ void SourceZip::inflate_into(const SourceZipEntry& e, std::vector<uint8_t>& out)
   if (produced < e.size) throw corrupt(name(), "member " + e.name + " inflates short");
 }
 
+struct SourceZip::Stream::State {
+  z_stream z{};
+  bool initialised = false;
+  std::vector<uint8_t> in = std::vector<uint8_t>(1 << 20);
+  uint64_t read_in = 0;
+  uLong crc = crc32(0, nullptr, 0);  // of the plain bytes so far: checked at the end
+  ~State() {
+    if (initialised) inflateEnd(&z);
+  }
+};
+
+SourceZip::Stream::Stream(const SourceZip& zip, const SourceZipEntry& entry)
+    : zip_(zip), entry_(entry) {
+  if (entry_.method != 8) {
+    throw unsupported(zip_.name(), "member " + entry_.name + " is not deflated");
+  }
+  restart();
+}
+
+SourceZip::Stream::~Stream() = default;
+
+void SourceZip::Stream::restart() {
+  state_ = std::make_unique<State>();
+  if (inflateInit2(&state_->z, -MAX_WBITS) != Z_OK) throw corrupt(zip_.name(), "zlib init failed");
+  state_->initialised = true;
+  position_ = 0;
+}
+
+void SourceZip::Stream::inflate_to(uint8_t* out, size_t n) {
+  z_stream& z = state_->z;
+  while (n > 0) {
+    if (z.avail_in == 0) {
+      const size_t take = static_cast<size_t>(
+          std::min<uint64_t>(state_->in.size(), entry_.compressed_size - state_->read_in));
+      if (take == 0) throw corrupt(zip_.name(), "member " + entry_.name + " inflates short");
+      zip_.source_->read_at(entry_.data_offset + state_->read_in,
+                            std::span(state_->in.data(), take));
+      state_->read_in += take;
+      z.next_in = state_->in.data();
+      z.avail_in = static_cast<uInt>(take);
+    }
+    const size_t room = std::min<size_t>(n, 1u << 30);
+    z.next_out = out;
+    z.avail_out = static_cast<uInt>(room);
+    const int rc = ::inflate(&z, Z_NO_FLUSH);
+    const size_t made = room - z.avail_out;
+    state_->crc = crc32(state_->crc, out, static_cast<uInt>(made));
+    out += made;
+    n -= made;
+    position_ += made;
+    if (position_ == entry_.size && static_cast<uint32_t>(state_->crc) != entry_.crc32) {
+      throw corrupt(zip_.name(), "CRC mismatch in " + entry_.name);
+    }
+    if (rc == Z_STREAM_END && n > 0) {
+      throw corrupt(zip_.name(), "member " + entry_.name + " inflates short");
+    }
+    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+      throw corrupt(zip_.name(), "bad deflate data in " + entry_.name);
+    }
+  }
+}
+
+void SourceZip::Stream::read(uint64_t offset, std::span<uint8_t> out) {
+  if (offset > entry_.size || out.size() > entry_.size - offset) {
+    throw corrupt(zip_.name(), "read past the end of member " + entry_.name);
+  }
+  if (offset < position_) restart();
+  std::vector<uint8_t> skip;
+  while (position_ < offset) {
+    skip.resize(static_cast<size_t>(std::min<uint64_t>(1 << 20, offset - position_)));
+    inflate_to(skip.data(), skip.size());
+  }
+  inflate_to(out.data(), out.size());
+}
+
 std::vector<uint8_t> SourceZip::read_all(const SourceZipEntry& e, uint64_t max_bytes) const {
   if (e.size > max_bytes) {
     throw invalid_argument(name() + ": member " + e.name + " is " + std::to_string(e.size) +

@@ -53,6 +53,28 @@ class SourceZip {
 
   static constexpr uint64_t kMaxInflate = 16ull << 30;
 
+  // A deflated member read front to back in bounded memory: each read continues the inflate
+  // where the last one stopped (a read before that point starts over from the member's start).
+  // Not thread-safe; the SourceZip must outlive it.
+  class Stream {
+   public:
+    Stream(const SourceZip& zip, const SourceZipEntry& entry);
+    ~Stream();
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    // Bytes [offset, offset + out.size()); throws Error(kCorrupt) past the end or for bad data.
+    void read(uint64_t offset, std::span<uint8_t> out);
+
+   private:
+    void restart();
+    void inflate_to(uint8_t* out, size_t n);
+    const SourceZip& zip_;
+    SourceZipEntry entry_;
+    struct State;
+    std::unique_ptr<State> state_;
+    uint64_t position_ = 0;  // plain bytes produced so far
+  };
+
  private:
   // Inflates a deflated member into `out`, growing it with the bytes that really come.
   void inflate_into(const SourceZipEntry& entry, std::vector<uint8_t>& out) const;

@@ -1,6 +1,7 @@
 #include "torch_sources.h"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "torch_pickle.h"
@@ -115,14 +116,26 @@ std::vector<PlannedTensor> plan_tensors(
     p.spec.shape = t.shape;
     if (t.dtype.split_complex) p.spec.shape.push_back(2);
     const SourceZipEntry entry = *storage;
-    p.produce = [zip, entry, view, what](const ByteSink& sink) {
+    // A view read front to back (row-major strides) streams a deflated storage a window at a
+    // time; any other order needs it inflated whole (torch itself stores storages, so this is
+    // rare).
+    bool in_order = true;
+    for (size_t i = view.shape.size(), step = 1; i-- > 0;) {
+      if (view.shape[i] != 1 && view.stride[i] != step) in_order = false;
+      step *= view.shape[i];
+    }
+    p.produce = [zip, entry, view, what, in_order](const ByteSink& sink) {
       std::vector<uint8_t> whole;
-      if (entry.method != 0) whole = zip->read_all(entry);
+      std::optional<SourceZip::Stream> stream;
+      if (entry.method != 0 && in_order) stream.emplace(*zip, entry);
+      if (entry.method != 0 && !in_order) whole = zip->read_all(entry);
       stream_view(
           view,
           [&](uint64_t offset, std::span<uint8_t> out) {
             if (entry.method == 0) {
               zip->read(entry, offset, out);
+            } else if (stream) {
+              stream->read(offset, out);
             } else {
               std::copy_n(whole.begin() + static_cast<ptrdiff_t>(offset), out.size(), out.begin());
             }
