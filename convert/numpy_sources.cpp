@@ -293,11 +293,10 @@ Plan plan_npz(std::shared_ptr<const SourceZip> zip) {
         return
             [zip, stream](uint64_t offset, std::span<uint8_t> out) { stream->read(offset, out); };
       }
-      // A Fortran-order array is gathered out of order: inflated whole, once.
-      auto bytes = std::make_shared<std::vector<uint8_t>>(zip->read_all(e));
-      return [bytes](uint64_t offset, std::span<uint8_t> out) {
-        std::copy_n(bytes->begin() + static_cast<ptrdiff_t>(offset), out.size(), out.begin());
-      };
+      // A Fortran-order array is gathered out of order: inflated once into a temporary file,
+      // not into memory.
+      auto spilled = std::make_shared<SourceZip::Spilled>(*zip, e);
+      return [spilled](uint64_t offset, std::span<uint8_t> out) { spilled->read(offset, out); };
     };
     w.tensors.push_back(planned_array(h, e.name.substr(0, e.name.size() - 4), open, what));
   }

@@ -1,8 +1,12 @@
 #include "source_zip.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <filesystem>
 #include <set>
 
 #include "torshpkg/error.h"
@@ -281,16 +285,18 @@ void SourceZip::Stream::restart() {
 void SourceZip::Stream::inflate_to(uint8_t* out, size_t n) {
   z_stream& z = state_->z;
   while (n > 0) {
-    if (z.avail_in == 0) {
-      const size_t take = static_cast<size_t>(
-          std::min<uint64_t>(state_->in.size(), entry_.compressed_size - state_->read_in));
-      if (take == 0) throw corrupt(zip_.name(), "member " + entry_.name + " inflates short");
+    const size_t take = z.avail_in != 0
+                            ? 0
+                            : static_cast<size_t>(std::min<uint64_t>(
+                                  state_->in.size(), entry_.compressed_size - state_->read_in));
+    if (take > 0) {
       zip_.source_->read_at(entry_.data_offset + state_->read_in,
                             std::span(state_->in.data(), take));
       state_->read_in += take;
       z.next_in = state_->in.data();
       z.avail_in = static_cast<uInt>(take);
     }
+    // With the input used up, zlib may still hold output: inflate again before giving up.
     const size_t room = std::min<size_t>(n, 1u << 30);
     z.next_out = out;
     z.avail_out = static_cast<uInt>(room);
@@ -303,7 +309,9 @@ void SourceZip::Stream::inflate_to(uint8_t* out, size_t n) {
     if (position_ == entry_.size && static_cast<uint32_t>(state_->crc) != entry_.crc32) {
       throw corrupt(zip_.name(), "CRC mismatch in " + entry_.name);
     }
-    if (rc == Z_STREAM_END && n > 0) {
+    if ((rc == Z_STREAM_END ||
+         (made == 0 && z.avail_in == 0 && state_->read_in == entry_.compressed_size)) &&
+        n > 0) {
       throw corrupt(zip_.name(), "member " + entry_.name + " inflates short");
     }
     if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
@@ -323,6 +331,48 @@ void SourceZip::Stream::read(uint64_t offset, std::span<uint8_t> out) {
     inflate_to(skip.data(), skip.size());
   }
   inflate_to(out.data(), out.size());
+}
+
+SourceZip::Spilled::Spilled(const SourceZip& zip, const SourceZipEntry& entry)
+    : name_(zip.name() + ":" + entry.name), size_(entry.size) {
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd_ < 0) throw io_error(dir, "cannot create a temporary file", errno);
+  try {
+    Stream stream(zip, entry);
+    std::vector<uint8_t> buf(1 << 20);
+    for (uint64_t at = 0; at < size_;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size_ - at));
+      stream.read(at, std::span(buf.data(), n));
+      for (size_t done = 0; done < n;) {
+        const ssize_t w = ::pwrite(fd_, buf.data() + done, n - done, static_cast<off_t>(at + done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) throw io_error(dir, "cannot write a temporary file", w < 0 ? errno : EIO);
+        done += static_cast<size_t>(w);
+      }
+      at += n;
+    }
+  } catch (...) {
+    ::close(fd_);
+    throw;
+  }
+}
+
+SourceZip::Spilled::~Spilled() {
+  ::close(fd_);
+}
+
+void SourceZip::Spilled::read(uint64_t offset, std::span<uint8_t> out) const {
+  if (offset > size_ || out.size() > size_ - offset) {
+    throw corrupt(name_, "read past the end of the member");
+  }
+  for (size_t done = 0; done < out.size();) {
+    const ssize_t n =
+        ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw io_error(name_, "cannot read the inflated member back", n < 0 ? errno : EIO);
+    done += static_cast<size_t>(n);
+  }
 }
 
 std::vector<uint8_t> SourceZip::read_all(const SourceZipEntry& e, uint64_t max_bytes) const {

@@ -53,6 +53,23 @@ class SourceZip {
 
   static constexpr uint64_t kMaxInflate = 16ull << 30;
 
+  // A deflated member inflated into an unnamed temporary file (in the system's temporary
+  // folder, gone when the last reader lets go), its CRC-32 checked: for readers that gather its
+  // bytes out of order without holding them all in memory. Reads are pread()s.
+  class Spilled {
+   public:
+    Spilled(const SourceZip& zip, const SourceZipEntry& entry);
+    ~Spilled();
+    Spilled(const Spilled&) = delete;
+    Spilled& operator=(const Spilled&) = delete;
+    void read(uint64_t offset, std::span<uint8_t> out) const;
+
+   private:
+    std::string name_;
+    uint64_t size_ = 0;
+    int fd_ = -1;
+  };
+
   // A deflated member read front to back in bounded memory: each read continues the inflate
   // where the last one stopped (a read before that point starts over from the member's start).
   // Not thread-safe; the SourceZip must outlive it.

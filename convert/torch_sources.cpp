@@ -117,18 +117,18 @@ std::vector<PlannedTensor> plan_tensors(
     if (t.dtype.split_complex) p.spec.shape.push_back(2);
     const SourceZipEntry entry = *storage;
     // A view read front to back (row-major strides) streams a deflated storage a window at a
-    // time; any other order needs it inflated whole (torch itself stores storages, so this is
-    // rare).
+    // time; any other order gathers from it inflated into a temporary file (torch itself stores
+    // storages, so this is rare).
     bool in_order = true;
     for (size_t i = view.shape.size(), step = 1; i-- > 0;) {
       if (view.shape[i] != 1 && view.stride[i] != step) in_order = false;
       step *= view.shape[i];
     }
     p.produce = [zip, entry, view, what, in_order](const ByteSink& sink) {
-      std::vector<uint8_t> whole;
       std::optional<SourceZip::Stream> stream;
+      std::optional<SourceZip::Spilled> spilled;  // gathered out of order: from a temp file
       if (entry.method != 0 && in_order) stream.emplace(*zip, entry);
-      if (entry.method != 0 && !in_order) whole = zip->read_all(entry);
+      if (entry.method != 0 && !in_order) spilled.emplace(*zip, entry);
       stream_view(
           view,
           [&](uint64_t offset, std::span<uint8_t> out) {
@@ -137,7 +137,7 @@ std::vector<PlannedTensor> plan_tensors(
             } else if (stream) {
               stream->read(offset, out);
             } else {
-              std::copy_n(whole.begin() + static_cast<ptrdiff_t>(offset), out.size(), out.begin());
+              spilled->read(offset, out);
             }
           },
           sink, what);
