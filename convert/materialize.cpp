@@ -17,15 +17,6 @@ bool add(uint64_t a, uint64_t b, uint64_t& out) {
   return !__builtin_add_overflow(a, b, &out);
 }
 
-bool is_row_major(const StridedView& v) {
-  uint64_t expected = 1;
-  for (size_t i = v.shape.size(); i-- > 0;) {
-    if (v.shape[i] != 1 && v.stride[i] != expected) return false;
-    expected *= v.shape[i];
-  }
-  return true;
-}
-
 void swap_elements(std::span<uint8_t> bytes, unsigned unit) {
   for (size_t at = 0; at + unit <= bytes.size(); at += unit) {
     std::reverse(bytes.begin() + static_cast<ptrdiff_t>(at),
@@ -41,6 +32,15 @@ std::optional<uint64_t> element_count(std::span<const uint64_t> shape) {
     if (!mul(n, d, n)) return std::nullopt;
   }
   return n;
+}
+
+bool is_row_major(const StridedView& v) {
+  uint64_t expected = 1;
+  for (size_t i = v.shape.size(); i-- > 0;) {
+    if (v.shape[i] != 1 && v.stride[i] != expected) return false;
+    expected *= v.shape[i];
+  }
+  return true;
 }
 
 void check_view(const StridedView& v, const std::string& what) {

@@ -33,6 +33,10 @@ std::optional<uint64_t> element_count(std::span<const uint64_t> shape);
 // naming `what` otherwise.
 void check_view(const StridedView& view, const std::string& what);
 
+// Whether the view's elements lie in row-major order: stream_view then reads its storage front to
+// back, in pieces.
+bool is_row_major(const StridedView& view);
+
 // Streams the view's elements in row-major order to `sink`, in pieces of at most a few MiB.
 // A row-major contiguous view is read piece by piece; any other view reads the storage span it
 // covers once (its size is bounded by the storage) and gathers from it.

@@ -130,10 +130,11 @@ constexpr NpyType kTypes[] = {
     {'c', 8, Dtype::kC64, false},  {'c', 16, Dtype::kF64, true},
 };
 
-// `open` gives the reader of the data when the tensor is written (so a deflated member is
-// inflated then, once, and let go after).
+// `open` gives the reader of the data when the tensor is written, told whether the view reads
+// it front to back (see member_reader).
 PlannedTensor planned_array(const NpyHeader& h, const std::string& name,
-                            std::function<RangeReader()> open, const std::string& what) {
+                            std::function<RangeReader(bool in_order)> open,
+                            const std::string& what) {
   StridedView view;
   view.element_size = h.item_size;
   view.shape = h.shape;
@@ -161,7 +162,7 @@ PlannedTensor planned_array(const NpyHeader& h, const std::string& name,
   if (h.split_complex) p.spec.shape.push_back(2);
   const uint64_t data_offset = h.data_offset;
   p.produce = [view, open, data_offset, what](const ByteSink& sink) {
-    const RangeReader read = open();
+    const RangeReader read = open(is_row_major(view));
     stream_view(
         view, [&](uint64_t offset, std::span<uint8_t> out) { read(data_offset + offset, out); },
         sink, what);
@@ -255,7 +256,7 @@ Plan plan_npy(std::shared_ptr<const ByteSource> source, const std::string& stem)
   w.path = "model.safetensors";
   w.metadata = {{"format", "np"}};
   w.tensors.push_back(planned_array(
-      h, stem, [read] { return RangeReader(read); }, what));
+      h, stem, [read](bool) { return RangeReader(read); }, what));
   plan.weights.push_back(std::move(w));
   return plan;
 }
@@ -281,23 +282,9 @@ Plan plan_npz(std::shared_ptr<const SourceZip> zip) {
     const std::string what = zip->name() + ":" + e.name;
     const NpyHeader h = read_npy_header(
         [&](uint64_t offset, std::span<uint8_t> out) { zip->read(e, offset, out); }, e.size, what);
-    const bool in_order = !h.fortran_order;
-    const auto open = [zip, e, in_order]() -> RangeReader {
-      if (e.method == 0) {
-        return [zip, e](uint64_t offset, std::span<uint8_t> out) { zip->read(e, offset, out); };
-      }
-      if (in_order) {
-        // Read front to back as it is written out: inflated a window at a time, so memory
-        // stays bounded whatever the member inflates to.
-        auto stream = std::make_shared<SourceZip::Stream>(*zip, e);
-        return
-            [zip, stream](uint64_t offset, std::span<uint8_t> out) { stream->read(offset, out); };
-      }
-      // A Fortran-order array is gathered out of order: inflated once into a temporary file,
-      // not into memory.
-      auto spilled = std::make_shared<SourceZip::Spilled>(*zip, e);
-      return [spilled](uint64_t offset, std::span<uint8_t> out) { spilled->read(offset, out); };
-    };
+    // Opened when the tensor is written, as the view reads it (a deflated member inflated a
+    // window at a time, or spilled to a temporary file for a Fortran-order gather).
+    const auto open = [zip, e](bool in_order) { return member_reader(zip, e, in_order); };
     w.tensors.push_back(planned_array(h, e.name.substr(0, e.name.size() - 4), open, what));
   }
   plan.weights.push_back(std::move(w));

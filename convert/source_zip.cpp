@@ -168,90 +168,40 @@ void SourceZip::read(const SourceZipEntry& e, uint64_t offset, std::span<uint8_t
     source_->read_at(e.data_offset + offset, out);
     return;
   }
-  if (e.method != 8) {
-    throw unsupported(name(), "member " + e.name + " uses ZIP method " + std::to_string(e.method) +
-                                  " (only stored and deflated are read)");
-  }
   if (offset + out.size() > max_inflate) {
     throw invalid_argument(name() + ": member " + e.name + " is too large to inflate");
   }
-  z_stream z{};
-  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) throw corrupt(name(), "zlib init failed");
-  struct Guard {
-    z_stream* z;
-    ~Guard() { inflateEnd(z); }
-  } guard{&z};
-  constexpr size_t kIn = 1 << 20;
-  std::vector<uint8_t> in(kIn), skip(offset > 0 ? kIn : 0);
-  uint64_t read_in = 0, produced = 0;
-  const uint64_t want_end = offset + out.size();
-  while (produced < want_end) {
-    if (z.avail_in == 0) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(kIn, e.compressed_size - read_in));
-      if (n == 0) break;
-      source_->read_at(e.data_offset + read_in, std::span(in.data(), n));
-      read_in += n;
-      z.next_in = in.data();
-      z.avail_in = static_cast<uInt>(n);
-    }
-    uint8_t* dest;
-    size_t room;
-    if (produced < offset) {
-      dest = skip.data();
-      room = static_cast<size_t>(std::min<uint64_t>(skip.size(), offset - produced));
-    } else {
-      dest = out.data() + (produced - offset);
-      room = static_cast<size_t>(want_end - produced);
-    }
-    z.next_out = dest;
-    z.avail_out = static_cast<uInt>(std::min<size_t>(room, 1u << 30));
-    const int rc = ::inflate(&z, Z_NO_FLUSH);
-    produced += static_cast<uInt>(std::min<size_t>(room, 1u << 30)) - z.avail_out;
-    if (rc == Z_STREAM_END) break;
-    if (rc != Z_OK && rc != Z_BUF_ERROR) throw corrupt(name(), "bad deflate data in " + e.name);
-    if (rc == Z_BUF_ERROR && z.avail_in == 0 && read_in == e.compressed_size) break;
-  }
-  if (produced < want_end) throw corrupt(name(), "member " + e.name + " inflates short");
+  Stream(*this, e).read(offset, out);  // from the member's start
 }
 
-void SourceZip::inflate_into(const SourceZipEntry& e, std::vector<uint8_t>& out) const {
-  if (e.method != 8) {
-    throw unsupported(name(), "member " + e.name + " uses ZIP method " + std::to_string(e.method) +
-                                  " (only stored and deflated are read)");
+std::vector<uint8_t> SourceZip::read_all(const SourceZipEntry& e, uint64_t max_bytes) const {
+  if (e.size > max_bytes) {
+    throw invalid_argument(name() + ": member " + e.name + " is " + std::to_string(e.size) +
+                           " bytes, over the limit of " + std::to_string(max_bytes));
   }
-  z_stream z{};
-  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) throw corrupt(name(), "zlib init failed");
-  struct Guard {
-    z_stream* z;
-    ~Guard() { inflateEnd(z); }
-  } guard{&z};
-  constexpr size_t kIn = 1 << 20;
-  std::vector<uint8_t> in(kIn);
-  uint64_t read_in = 0;
-  size_t produced = 0;
-  for (;;) {
-    if (z.avail_in == 0) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(kIn, e.compressed_size - read_in));
-      source_->read_at(e.data_offset + read_in, std::span(in.data(), n));
-      read_in += n;
-      z.next_in = in.data();
-      z.avail_in = static_cast<uInt>(n);
+  std::vector<uint8_t> out;
+  if (e.method != 0) {
+    // The declared size is what the member says, not what it holds: memory grows with the bytes
+    // that really inflate (a few hundred bytes of deflate cannot make gigabytes), and a member
+    // that inflates short fails before it could ask for more. The stream checks the CRC-32.
+    Stream stream(*this, e);
+    while (out.size() < e.size) {
+      const size_t at = out.size();
+      out.resize(at + static_cast<size_t>(std::min<uint64_t>(1 << 20, e.size - at)));
+      stream.read(at, std::span(out).subspan(at));
     }
-    // Room for up to 1 MiB more, never past the declared size (one byte more to see an
-    // overrun).
-    const size_t room = static_cast<size_t>(std::min<uint64_t>(1 << 20, e.size + 1 - produced));
-    out.resize(produced + room);
-    z.next_out = out.data() + produced;
-    z.avail_out = static_cast<uInt>(room);
-    const int rc = ::inflate(&z, Z_NO_FLUSH);
-    produced += room - z.avail_out;
-    if (produced > e.size) throw corrupt(name(), "member " + e.name + " inflates past its size");
-    if (rc == Z_STREAM_END) break;
-    if (rc != Z_OK && rc != Z_BUF_ERROR) throw corrupt(name(), "bad deflate data in " + e.name);
-    if (z.avail_in == 0 && read_in == e.compressed_size && z.avail_out != 0) break;
+    return out;
   }
-  out.resize(produced);
-  if (produced < e.size) throw corrupt(name(), "member " + e.name + " inflates short");
+  out.resize(static_cast<size_t>(e.size));  // stored: its bytes are in the file
+  read(e, 0, out, max_bytes);
+  uLong crc = crc32(0, nullptr, 0);
+  for (size_t at = 0; at < out.size();) {
+    const size_t n = std::min<size_t>(out.size() - at, 1u << 30);
+    crc = crc32(crc, out.data() + at, static_cast<uInt>(n));
+    at += n;
+  }
+  if (static_cast<uint32_t>(crc) != e.crc32) throw corrupt(name(), "CRC mismatch in " + e.name);
+  return out;
 }
 
 struct SourceZip::Stream::State {
@@ -268,7 +218,9 @@ struct SourceZip::Stream::State {
 SourceZip::Stream::Stream(const SourceZip& zip, const SourceZipEntry& entry)
     : zip_(zip), entry_(entry) {
   if (entry_.method != 8) {
-    throw unsupported(zip_.name(), "member " + entry_.name + " is not deflated");
+    throw unsupported(zip_.name(), "member " + entry_.name + " uses ZIP method " +
+                                       std::to_string(entry_.method) +
+                                       " (only stored and deflated are read)");
   }
   restart();
 }
@@ -375,29 +327,17 @@ void SourceZip::Spilled::read(uint64_t offset, std::span<uint8_t> out) const {
   }
 }
 
-std::vector<uint8_t> SourceZip::read_all(const SourceZipEntry& e, uint64_t max_bytes) const {
-  if (e.size > max_bytes) {
-    throw invalid_argument(name() + ": member " + e.name + " is " + std::to_string(e.size) +
-                           " bytes, over the limit of " + std::to_string(max_bytes));
+std::function<void(uint64_t, std::span<uint8_t>)> member_reader(
+    std::shared_ptr<const SourceZip> zip, const SourceZipEntry& entry, bool in_order) {
+  if (entry.method == 0) {
+    return [zip, entry](uint64_t offset, std::span<uint8_t> out) { zip->read(entry, offset, out); };
   }
-  // The declared size is what the member says, not what it holds: memory grows with the bytes
-  // that really inflate (a few hundred bytes of deflate cannot make gigabytes), and a member
-  // that inflates short fails before it could ask for more.
-  std::vector<uint8_t> out;
-  if (e.method == 0) {
-    out.resize(static_cast<size_t>(e.size));  // stored: its bytes are in the file
-    read(e, 0, out, max_bytes);
-  } else {
-    inflate_into(e, out);
+  if (in_order) {
+    auto stream = std::make_shared<SourceZip::Stream>(*zip, entry);
+    return [zip, stream](uint64_t offset, std::span<uint8_t> out) { stream->read(offset, out); };
   }
-  uLong crc = crc32(0, nullptr, 0);
-  for (size_t at = 0; at < out.size();) {
-    const size_t n = std::min<size_t>(out.size() - at, 1u << 30);
-    crc = crc32(crc, out.data() + at, static_cast<uInt>(n));
-    at += n;
-  }
-  if (static_cast<uint32_t>(crc) != e.crc32) throw corrupt(name(), "CRC mismatch in " + e.name);
-  return out;
+  auto spilled = std::make_shared<SourceZip::Spilled>(*zip, entry);
+  return [spilled](uint64_t offset, std::span<uint8_t> out) { spilled->read(offset, out); };
 }
 
 }  // namespace torshpkg::convert

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -42,8 +43,8 @@ class SourceZip {
   const SourceZipEntry* find(std::string_view member) const;
 
   // Bytes [offset, offset + out.size()) of a member's plain data: read in place for a stored
-  // member; a deflated one is inflated from its start (bounded by `max_inflate`). Throws
-  // Error(kCorrupt) past the member's end.
+  // member; a deflated one is inflated from its start (bounded by `max_inflate`; a Stream reads
+  // front to back without starting over). Throws Error(kCorrupt) past the member's end.
   void read(const SourceZipEntry& entry, uint64_t offset, std::span<uint8_t> out,
             uint64_t max_inflate = kMaxInflate) const;
   // The whole member, its CRC-32 checked. Throws Error(kInvalidArgument) when it is larger than
@@ -93,11 +94,15 @@ class SourceZip {
   };
 
  private:
-  // Inflates a deflated member into `out`, growing it with the bytes that really come.
-  void inflate_into(const SourceZipEntry& entry, std::vector<uint8_t>& out) const;
-
   std::shared_ptr<const ByteSource> source_;
   std::vector<SourceZipEntry> entries_;
 };
+
+// A reader of a member's bytes for one consumer: a stored member read in place; a deflated one
+// through a Stream when the consumer reads front to back (`in_order`), else spilled once into a
+// temporary file. Either way memory stays bounded whatever the member inflates to. Keeps `zip`
+// alive.
+std::function<void(uint64_t offset, std::span<uint8_t> out)> member_reader(
+    std::shared_ptr<const SourceZip> zip, const SourceZipEntry& entry, bool in_order);
 
 }  // namespace torshpkg::convert

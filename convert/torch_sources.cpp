@@ -1,7 +1,6 @@
 #include "torch_sources.h"
 
 #include <map>
-#include <optional>
 #include <set>
 
 #include "torch_pickle.h"
@@ -116,31 +115,8 @@ std::vector<PlannedTensor> plan_tensors(
     p.spec.shape = t.shape;
     if (t.dtype.split_complex) p.spec.shape.push_back(2);
     const SourceZipEntry entry = *storage;
-    // A view read front to back (row-major strides) streams a deflated storage a window at a
-    // time; any other order gathers from it inflated into a temporary file (torch itself stores
-    // storages, so this is rare).
-    bool in_order = true;
-    for (size_t i = view.shape.size(), step = 1; i-- > 0;) {
-      if (view.shape[i] != 1 && view.stride[i] != step) in_order = false;
-      step *= view.shape[i];
-    }
-    p.produce = [zip, entry, view, what, in_order](const ByteSink& sink) {
-      std::optional<SourceZip::Stream> stream;
-      std::optional<SourceZip::Spilled> spilled;  // gathered out of order: from a temp file
-      if (entry.method != 0 && in_order) stream.emplace(*zip, entry);
-      if (entry.method != 0 && !in_order) spilled.emplace(*zip, entry);
-      stream_view(
-          view,
-          [&](uint64_t offset, std::span<uint8_t> out) {
-            if (entry.method == 0) {
-              zip->read(entry, offset, out);
-            } else if (stream) {
-              stream->read(offset, out);
-            } else {
-              spilled->read(offset, out);
-            }
-          },
-          sink, what);
+    p.produce = [zip, entry, view, what](const ByteSink& sink) {
+      stream_view(view, member_reader(zip, entry, is_row_major(view)), sink, what);
     };
     out.push_back(std::move(p));
   }

@@ -59,7 +59,6 @@ class ControlServer {
   void accept_clients();
   // Stops accepting and waits for the connections being served. Idempotent.
   void stop();
-  size_t active_clients() const { return active_; }
 
  private:
   struct Client {

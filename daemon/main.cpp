@@ -229,9 +229,8 @@ Json::Value handle(const Json::Value& request, const Requester& who, const std::
       if (!who.privileged && e.nonempty) {
         throw Error(ErrorKind::kInvalidArgument, "nonempty: members mount onto empty folders only");
       }
-      if (!who.privileged && e.kernel_read_ahead_kb != fs::kDefaultKernelReadAheadKb) {
-        e.kernel_read_ahead_kb = fs::kDefaultKernelReadAheadKb;
-      }
+      // The kernel's readahead is the host's to tune: a member's mount gets the default.
+      if (!who.privileged) e.kernel_read_ahead_kb = fs::kDefaultKernelReadAheadKb;
       files.package = passed_fd(request, "package_fd", fds);
       files.mountpoint = passed_fd(request, "mountpoint_fd", fds);
       files.secret = passed_fd(request, "secret_fd", fds);
@@ -285,7 +284,6 @@ class Worker {
  public:
   explicit Worker(int wake_fd) : wake_fd_(wake_fd) {}
   ~Worker() { wait(); }
-  bool busy() const { return thread_.joinable() && !done_; }
   bool running() const { return thread_.joinable(); }
   void start(std::function<void()> job) {
     wait();
@@ -355,15 +353,12 @@ int run(const std::string& config_path) {
         if (reload) {
           DaemonConfig next = load_config(config_path);
           o = table.apply(next);
-          // Sockets, the control group and the journal stay until a restart.
-          DaemonConfig kept = *shared.get();
-          kept.mounts = next.mounts;
-          kept.trusted_keys_dir = next.trusted_keys_dir;
-          kept.mountpoint_root = next.mountpoint_root;
-          kept.registry_credentials = next.registry_credentials;
-          kept.pull_timeout_s = next.pull_timeout_s;
-          kept.store = next.store;
-          shared.set(std::move(kept));
+          // The socket, its control group and the journal stay until a restart.
+          const std::shared_ptr<const DaemonConfig> running = shared.get();
+          next.control_socket = running->control_socket;
+          next.control_group = running->control_group;
+          next.lineage_journal = running->lineage_journal;
+          shared.set(std::move(next));
           log.note(LOG_INFO, "reloaded: " + std::to_string(o.mounted) + " mounted, " +
                                  std::to_string(o.unmounted) + " unmounted, " +
                                  std::to_string(o.failures.size()) + " failed");

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <syslog.h>
 
 #include <atomic>
@@ -40,9 +39,7 @@ std::string now_utc() {
 }  // namespace
 
 bool clear_stale_mountpoint(const std::string& mountpoint) {
-  // statfs always reaches the server (a stat may be answered from the kernel's attribute cache).
-  struct statfs st {};
-  if (::statfs(mountpoint.c_str(), &st) == 0 || errno != ENOTCONN) return false;
+  if (!fs::is_dead_mount(mountpoint)) return false;
   return ::umount2(mountpoint.c_str(), MNT_DETACH) == 0;
 }
 

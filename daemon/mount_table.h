@@ -50,7 +50,6 @@ struct MountContext {
   uint32_t pull_timeout_s = 30;
 
   static MountContext of(const DaemonConfig& config);
-  bool operator==(const MountContext&) const = default;
 };
 
 class MountTable {

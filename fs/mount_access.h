@@ -23,7 +23,6 @@ struct AccessRequest {
   std::string mode;   // octal: 0440 (x bits are ignored: they follow the read bits)
   std::string umask;  // octal: 0077 takes those bits from 0444 (the mount helper's way)
 
-  bool empty() const { return owner.empty() && group.empty() && mode.empty() && umask.empty(); }
   bool operator==(const AccessRequest&) const = default;
 };
 

@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <linux/stat.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -120,28 +122,58 @@ std::string MountPoint::target() const {
   return "/proc/self/fd/" + std::to_string(fd_);
 }
 
-MountPoint MountPoint::open(const std::string& given, const MountPointRules& rules) {
-  if (given.empty()) throw invalid_argument("mount point: empty path");
+namespace {
+
+// Absolute, with "." and ".." worked out and no trailing slash; nothing resolved.
+std::string lexical_path(const std::string& given) {
   std::string path = std::filesystem::absolute(given).lexically_normal().string();
   while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return path;
+}
+
+// `path` (lexical) with its parent resolved; nullopt when the parent does not resolve.
+std::optional<std::string> with_resolved_parent(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string parent = slash == 0 ? "/" : path.substr(0, slash);
+  char resolved[PATH_MAX];
+  if (::realpath(parent.c_str(), resolved) == nullptr) return std::nullopt;
+  const std::string base = resolved;
+  return (base == "/" ? "" : base) + "/" + path.substr(slash + 1);
+}
+
+}  // namespace
+
+bool is_dead_mount(const std::string& path) {
+  struct statfs st {};
+  return ::statfs(path.c_str(), &st) != 0 && errno == ENOTCONN;
+}
+
+std::string canonical_mount_path(const std::string& dir) {
+  const std::string path = lexical_path(dir);
+  if (path == "/") return path;
+  return with_resolved_parent(path).value_or(path);
+}
+
+MountPoint MountPoint::open(const std::string& given, const MountPointRules& rules) {
+  if (given.empty()) throw invalid_argument("mount point: empty path");
+  const std::string path = lexical_path(given);
   if (path == "/") throw invalid_argument("/: cannot mount on the root folder");
   const size_t slash = path.rfind('/');
-  std::string parent = slash == 0 ? "/" : path.substr(0, slash);
   const std::string name = path.substr(slash + 1);
-  char resolved[PATH_MAX];
-  if (::realpath(parent.c_str(), resolved) == nullptr) {
-    if (errno == ENOENT && create_under(path, rules.create_under) &&
-        ::realpath(parent.c_str(), resolved) != nullptr) {
-      // made it
-    } else if (rules.create_under.empty()) {
-      throw not_found(parent, "no such folder (create the mount point first)");
-    } else {
-      throw not_found(parent, "no such folder, and the mount point is not under " +
-                                  rules.create_under + " where mount points are made");
-    }
+  std::optional<std::string> found = with_resolved_parent(path);
+  if (!found && errno == ENOENT && create_under(path, rules.create_under)) {
+    found = with_resolved_parent(path);
   }
-  parent = resolved;
-  const std::string canonical = (parent == "/" ? "" : parent) + "/" + name;
+  if (!found) {
+    const std::string parent = slash == 0 ? "/" : path.substr(0, slash);
+    if (rules.create_under.empty()) {
+      throw not_found(parent, "no such folder (create the mount point first)");
+    }
+    throw not_found(parent, "no such folder, and the mount point is not under " +
+                                rules.create_under + " where mount points are made");
+  }
+  const std::string canonical = *found;
+  const std::string parent = canonical.substr(0, std::max<size_t>(canonical.rfind('/'), 1));
   Fd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (parent_fd.fd < 0) throw io_error(parent, "cannot open", errno);
   Fd fd(::openat(parent_fd.fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

@@ -54,6 +54,14 @@ class MountPoint {
   dev_t device_ = 0;
 };
 
+// The path mount tables show for the folder `dir` names: absolute, its parent resolved, the last
+// component kept (as MountPoint::open computes it, without checking anything).
+std::string canonical_mount_path(const std::string& dir);
+
+// Whether `path` is a FUSE mount whose server is gone ("Transport endpoint is not connected":
+// statfs always reaches the server, where a stat may be answered from the kernel's cache).
+bool is_dead_mount(const std::string& path);
+
 // Whether the folder open as `fd` is the root of a mount.
 bool is_mount_root(int fd);
 

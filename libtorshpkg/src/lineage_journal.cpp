@@ -273,10 +273,6 @@ std::string event_line(std::string_view event, const std::map<std::string, std::
 JournalEvent LineageJournal::append(std::string_view event,
                                     const std::map<std::string, std::string>& data) {
   if (event.empty()) throw invalid_argument("a journal event needs a name");
-  {
-    const std::string line = event_line(event, data, UINT64_MAX, kZeroHash);
-    if (line.size() > kMaxLine) throw invalid_argument("journal event too large");
-  }
   return *write(event, data);
 }
 
@@ -323,6 +319,7 @@ std::optional<JournalEvent> LineageJournal::write(std::string_view event,
   uint64_t at = complete;
   for (const auto& [name, fields] : lines) {
     const std::string line = event_line(name, fields, last.seq + 1, last.hash);
+    if (line.size() > kMaxLine) throw invalid_argument("journal event too large");
     written = parse_line(line, last.seq + 1, path_);
     try {
       write_all(fd.get(), line + "\n", path_);

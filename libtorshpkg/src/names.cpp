@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "utf8.h"
+
 namespace torshpkg {
 namespace {
 
@@ -49,24 +51,15 @@ std::string folded(std::string_view s) {
   return take(out, n);
 }
 
-bool invisible_or_bidi(uint32_t cp) {
-  return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || (cp >= 0x200b && cp <= 0x200f) ||
-         (cp >= 0x202a && cp <= 0x202e) || cp == 0x2060 || (cp >= 0x2066 && cp <= 0x2069) ||
-         cp == 0xfeff;
-}
-
 }  // namespace
 
 std::string name_problem(std::string_view path) {
   if (is_ascii(path)) return "";  // ASCII is NFC, and holds none of the characters below
   for (size_t i = 0; i < path.size();) {
-    const auto c = static_cast<uint8_t>(path[i]);
-    const size_t len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-    uint32_t cp = len == 1 ? c : c & (0xff >> (len + 1));
-    for (size_t k = 1; k < len && i + k < path.size(); ++k) {
-      cp = (cp << 6) | (static_cast<uint8_t>(path[i + k]) & 0x3f);
-    }
-    if (invisible_or_bidi(cp)) {
+    uint32_t cp = 0;
+    const size_t len = decode_utf8(path, i, cp);
+    if (len == 0) return "is not UTF-8";  // normalized paths are: a caller's mistake
+    if (is_c1_control(cp) || is_zero_width(cp) || is_bidi_control(cp)) {
       char buf[16];
       std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(cp));
       return std::string("holds ") + buf + " (an invisible or direction-changing character)";

@@ -210,6 +210,22 @@ def pickle_checkpoint_deflated(pkl):
     return buf.getvalue()
 
 
+def deflated_zeros_npz(layout):
+    """An .npz holding one deflated float32 array of 512 MiB of zeros with the given
+    'fortran_order' and 'shape' header items: under a megabyte that inflates to half a GiB."""
+    import io
+    header = b"{'descr': '<f4', " + layout + b", }"
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    npz = io.BytesIO()
+    with zipfile.ZipFile(npz, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with z.open("zeros.npy", "w") as member:
+            member.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header)
+            chunk = bytes(16 << 20)
+            for _ in range(32):
+                member.write(chunk)
+    return npz.getvalue()
+
+
 def rebuild_tensor(storage_type, key, numel, offset, size, stride):
     """Protocol-2 pickle opcodes for torch._utils._rebuild_tensor_v2 over a storage."""
     def tup(items):
@@ -321,28 +337,12 @@ class HostilePickles(TempDirTest):
         cases["nested memoized keys"] = (pickle_checkpoint_deflated(nested), (1,), b"limit")
         # 4. An .npz whose deflated member inflates to 512 MiB of zeros (valid data, so it
         # converts), read a window at a time rather than inflated whole.
-        header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (134217728,), }"
-        header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
-        npz = io.BytesIO()
-        with zipfile.ZipFile(npz, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-            with z.open("zeros.npy", "w") as member:
-                member.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header)
-                chunk = bytes(16 << 20)
-                for _ in range(32):
-                    member.write(chunk)
-        cases["512 MiB of deflated zeros"] = (npz.getvalue(), (0,), b"")
-        header = b"{'descr': '<f4', 'fortran_order': True, 'shape': (8192, 16384), }"
-        header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
-        npz = io.BytesIO()
-        with zipfile.ZipFile(npz, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-            with z.open("zeros.npy", "w") as member:
-                member.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header)
-                chunk = bytes(16 << 20)
-                for _ in range(32):
-                    member.write(chunk)
+        cases["512 MiB of deflated zeros"] = (
+            deflated_zeros_npz(b"'fortran_order': False, 'shape': (134217728,)"), (0,), b"")
         # Gathered out of order from one copy of the span it covers (inflated to a temporary
         # file, not into memory as well): 512 MiB in memory, not 1 GiB. Not yet bounded.
-        cases["512 MiB of deflated zeros in Fortran order"] = (npz.getvalue(), (0,), b"")
+        cases["512 MiB of deflated zeros in Fortran order"] = (
+            deflated_zeros_npz(b"'fortran_order': True, 'shape': (8192, 16384)"), (0,), b"")
         limit = {"512 MiB of deflated zeros in Fortran order": 700 * 1024}
         # 5. The same in a checkpoint whose tensor storage is deflated.
         n = 134217728

@@ -27,9 +27,6 @@ TEST(Printable, EscapesControlsBidiAndBadBytesAndKeepsTheRest) {
   EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a surrogate
   EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");           // overlong
   EXPECT_EQ(printable("back\\slash"), "back\\\\slash");     // escapes read back unambiguously
-  EXPECT_FALSE(has_unprintable("back\\slash and ü"));
-  EXPECT_TRUE(has_unprintable("x\xe2\x80\xae"));
-  EXPECT_TRUE(has_unprintable("\xff"));
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,17 +87,6 @@ void take_own_options(MountArgs& a) {
   a.fuse_options = rest;
 }
 
-// The mount point as mount tables show it: its parent resolved, the last component kept.
-std::string canonical_mountpoint(const std::string& dir) {
-  std::string path = std::filesystem::absolute(dir).lexically_normal().string();
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const std::filesystem::path p(path);
-  std::error_code ec;
-  const auto parent = std::filesystem::canonical(p.parent_path(), ec);
-  if (ec) return path;
-  return (parent / p.filename()).string();
-}
-
 // Asks a running torshpkgd to mount; false when none runs or it does not serve this user (the
 // caller mounts alone). The daemon applies its own trust policy; a request may only narrow it.
 bool mount_through_daemon(const MountArgs& a, uint64_t cache_bytes) {
@@ -106,7 +94,7 @@ bool mount_through_daemon(const MountArgs& a, uint64_t cache_bytes) {
   request["op"] = "mount";
   request["package"] = absolute_path(a.pkg);
   // Its parent resolved, not the folder itself: torshpkgd refuses a symlink as a mount point.
-  request["mountpoint"] = canonical_mountpoint(a.dir);
+  request["mountpoint"] = fs::canonical_mount_path(a.dir);
   request["allow_unsigned"] = a.allow_unsigned;
   request["buffered_reads"] = a.buffered_reads;
   request["cache_bytes"] = Json::UInt64(cache_bytes);
@@ -248,12 +236,9 @@ int run_mount(MountArgs a) {
   const bool secret = !a.secrets.password_file.empty() || !a.secrets.key_file.empty();
   // Checked here so that a bad value fails before anything is opened; resolved again once the
   // package says whether it is encrypted.
-  fs::resolve_access(a.access, ::getuid(), ::getgid(), secret);
-  if (::getuid() != 0 && (!a.access.owner.empty() || !a.access.group.empty())) {
-    const fs::MountAccess wanted = fs::resolve_access(a.access, ::getuid(), ::getgid(), secret);
-    if (wanted.uid != ::getuid()) {
-      throw invalid_argument("--owner: only root can mount for another user");
-    }
+  if (fs::resolve_access(a.access, ::getuid(), ::getgid(), secret).uid != ::getuid() &&
+      ::getuid() != 0) {
+    throw invalid_argument("--owner: only root can mount for another user");
   }
   fs::MountPointRules rules;
   rules.allow_nonempty = a.nonempty;
@@ -407,7 +392,7 @@ Action add_umount_command(CLI::App& app) {
     // A mount the daemon holds is unmounted by the daemon, so it records it and lets go.
     Json::Value request(Json::objectValue);
     request["op"] = "umount";
-    request["mountpoint"] = canonical_mountpoint(a->dir);
+    request["mountpoint"] = fs::canonical_mount_path(a->dir);
     request["lazy"] = a->lazy;
     try {
       if (daemon_request(daemon_socket(a->socket), request)) return kExitOk;
@@ -416,7 +401,7 @@ Action add_umount_command(CLI::App& app) {
     }
     // Only a torshpkg mount, and only when it is the one on top: a plain umount of the path
     // would take whatever was mounted over it.
-    const std::string point = canonical_mountpoint(a->dir);
+    const std::string point = fs::canonical_mount_path(a->dir);
     const auto top = fs::top_mount_at(point);
     if (!top) throw not_found(a->dir, "not a mount point (nothing is mounted there)");
     if (top->fstype != "fuse.torshpkg") {
@@ -426,20 +411,38 @@ Action add_umount_command(CLI::App& app) {
     if (::umount2(point.c_str(), a->lazy ? MNT_DETACH : 0) == 0) return kExitOk;
     int err = errno;
     if (err == EPERM) {
-      // Not root: the setuid helper unmounts what this user mounted.
+      // Not root: the setuid helper unmounts what this user mounted; what it says decides the
+      // message (busy, or not this user's mount).
+      int pipe_fds[2];
+      if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw io_error("pipe", "cannot create", errno);
       const pid_t pid = ::fork();
       if (pid == 0) {
-        const int null = ::open("/dev/null", O_WRONLY);
-        if (null >= 0) ::dup2(null, STDERR_FILENO);
-        ::execlp("fusermount3", "fusermount3", "-u", a->lazy ? "-z" : "-u", point.c_str(), nullptr);
+        ::dup2(pipe_fds[1], STDERR_FILENO);
+        if (a->lazy) {
+          ::execlp("fusermount3", "fusermount3", "-u", "-z", point.c_str(), nullptr);
+        } else {
+          ::execlp("fusermount3", "fusermount3", "-u", point.c_str(), nullptr);
+        }
         ::_exit(127);
       }
+      ::close(pipe_fds[1]);
+      std::string said;
+      char buf[512];
+      for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        said.append(buf, static_cast<size_t>(n));
+      }
+      ::close(pipe_fds[0]);
       int status = 0;
       ::waitpid(pid, &status, 0);
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return kExitOk;
-      // fusermount3 says busy for open files too
-      struct statfs probe {};
-      if (::statfs(point.c_str(), &probe) == 0) err = EBUSY;
+      if (said.find("busy") != std::string::npos) {
+        err = EBUSY;
+      } else if (const size_t colon = said.find(": "); colon != std::string::npos) {
+        while (!said.empty() && said.back() == '\n') said.pop_back();
+        throw Error(ErrorKind::kIo, a->dir + ": cannot unmount: " + said.substr(colon + 2));
+      }
     }
     if (err == EBUSY) {
       throw Error(ErrorKind::kIo, a->dir +
@@ -484,9 +487,7 @@ Action add_status_command(CLI::App& app) {
       m["path"] = source;
       m["mountpoint"] = point;
       m["standalone"] = true;
-      // statfs always reaches the serving process; ENOTCONN: it is gone.
-      struct statfs probe {};
-      m["alive"] = !(::statfs(point.c_str(), &probe) != 0 && errno == ENOTCONN);
+      m["alive"] = !fs::is_dead_mount(point);
       mounts.append(m);
     }
     if (a->json) {

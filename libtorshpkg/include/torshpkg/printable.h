@@ -14,7 +14,4 @@ namespace torshpkg {
 // JSON output keeps the exact strings (its encoder escapes what JSON needs); this is for text.
 std::string printable(std::string_view text);
 
-// Whether `text` has a character printable() would escape (other than a backslash).
-bool has_unprintable(std::string_view text);
-
 }  // namespace torshpkg
