@@ -37,10 +37,19 @@ void check_view(const StridedView& view, const std::string& what);
 // back, in pieces.
 bool is_row_major(const StridedView& view);
 
+// How much memory a gather may hold; the defaults are what conversions use, tests shrink them.
+struct GatherBudget {
+  uint64_t span_bytes = 64u << 20;  // a view covering at most this much storage reads it at once
+  size_t chunk_bytes = 32u << 20;   // otherwise: output produced this much at a time
+  size_t read_bytes = 1u << 20;     // from reads of at most this much (or one element)
+};
+
 // Streams the view's elements in row-major order to `sink`, in pieces of at most a few MiB.
-// A row-major contiguous view is read piece by piece; any other view reads the storage span it
-// covers once (its size is bounded by the storage) and gathers from it.
+// A row-major contiguous view is read piece by piece. Any other view whose storage span fits
+// budget.span_bytes reads that span once and gathers from it; a larger one is produced a chunk
+// of output at a time, each chunk a box of the index space read along its dimension of smallest
+// stride, so memory stays within chunk_bytes + read_bytes whatever the view's size.
 void stream_view(const StridedView& view, const RangeReader& read, const ByteSink& sink,
-                 const std::string& what);
+                 const std::string& what, const GatherBudget& budget = {});
 
 }  // namespace torshpkg::convert

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <numeric>
+#include <random>
 
 #include "materialize.h"
 #include "numpy_sources.h"
@@ -136,6 +137,103 @@ TEST(StridedView, GathersTransposedOffsetAndBroadcastViews) {
               gather(0, {UINT64_MAX, 2}, {UINT64_MAX, 1});
             }),
             ErrorKind::kCorrupt);
+}
+
+// Views over spans larger than the budget are gathered a chunk at a time; the result must be the
+// same bytes as an element-by-element walk, from reads and pieces within the budget.
+TEST(StridedView, ChunkedGatherMatchesAnElementWalkWithinItsBudget) {
+  constexpr uint64_t kStorage = 5000;
+  std::vector<uint8_t> storage(kStorage * 2);
+  for (uint64_t i = 0; i < storage.size(); ++i) storage[i] = static_cast<uint8_t>(i * 7 + i / 251);
+  size_t largest_read = 0, largest_piece = 0;
+  uint64_t bytes_read = 0;
+  const RangeReader read = [&](uint64_t offset, std::span<uint8_t> out) {
+    ASSERT_LE(offset + out.size(), storage.size());
+    std::memcpy(out.data(), storage.data() + offset, out.size());
+    largest_read = std::max(largest_read, out.size());
+    bytes_read += out.size();
+  };
+  GatherBudget tiny;
+  tiny.span_bytes = 64;
+  tiny.chunk_bytes = 96;
+  tiny.read_bytes = 40;
+  const auto walk = [&](const StridedView& v) {
+    std::vector<uint8_t> out;
+    const uint64_t n = *element_count(v.shape);
+    std::vector<uint64_t> index(v.shape.size(), 0);
+    for (uint64_t e = 0; e < n; ++e) {
+      uint64_t at = v.offset;
+      for (size_t i = 0; i < index.size(); ++i) at += index[i] * v.stride[i];
+      for (unsigned b = 0; b < v.element_size; ++b) {
+        out.push_back(storage[at * v.element_size +
+                              (v.byte_swap ? v.element_size - 1 - b : b)]);
+      }
+      for (size_t i = index.size(); i-- > 0;) {
+        if (++index[i] < v.shape[i]) break;
+        index[i] = 0;
+      }
+    }
+    return out;
+  };
+  std::mt19937 rng(19);
+  int chunked = 0;
+  for (int round = 0; round < 400; ++round) {
+    StridedView v;
+    v.element_size = rng() % 2 ? 2 : 1;
+    v.storage_elements = kStorage * 2 / v.element_size;
+    const size_t rank = 1 + rng() % 4;
+    for (size_t i = 0; i < rank; ++i) {
+      v.shape.push_back(1 + rng() % 9);
+      const uint64_t pick = rng() % 6;
+      v.stride.push_back(pick == 0 ? 0 : pick == 1 ? 1 : rng() % 60);
+    }
+    if (round % 5 == 0) {  // Fortran order
+      uint64_t step = 1;
+      for (size_t i = 0; i < rank; ++i) v.stride[i] = step, step *= v.shape[i];
+    }
+    v.byte_swap = v.element_size == 2 && rng() % 2;
+    uint64_t last = 0;
+    for (size_t i = 0; i < rank; ++i) last += (v.shape[i] - 1) * v.stride[i];
+    if (last >= v.storage_elements) continue;
+    v.offset = rng() % (v.storage_elements - last);
+    if (is_row_major(v)) continue;
+    const bool large = (last + 1) * v.element_size > tiny.span_bytes;
+    chunked += large;
+    largest_read = largest_piece = 0;
+    bytes_read = 0;
+    std::vector<uint8_t> got;
+    stream_view(
+        v, read,
+        [&](std::span<const uint8_t> b) {
+          largest_piece = std::max(largest_piece, b.size());
+          got.insert(got.end(), b.begin(), b.end());
+        },
+        "t", tiny);
+    ASSERT_EQ(got, walk(v)) << "round " << round;
+    if (large) {
+      EXPECT_LE(largest_read, std::max<size_t>(tiny.read_bytes, v.element_size)) << round;
+      EXPECT_LE(largest_piece, tiny.chunk_bytes) << round;
+    }
+  }
+  EXPECT_GT(chunked, 100);
+  // A Fortran-ordered array is read once, in runs down its columns: chunks of 10 rows, so a
+  // read of 10 elements per column per chunk.
+  StridedView f{2, 4000, 0, {40, 100}, {1, 40}};
+  GatherBudget rows = tiny;
+  rows.chunk_bytes = 2000;
+  bytes_read = 0;
+  size_t reads = 0;
+  std::vector<uint8_t> got;
+  stream_view(
+      f,
+      [&](uint64_t offset, std::span<uint8_t> out) {
+        ++reads;
+        read(offset, out);
+      },
+      [&](std::span<const uint8_t> b) { got.insert(got.end(), b.begin(), b.end()); }, "t", rows);
+  EXPECT_EQ(got, walk(f));
+  EXPECT_EQ(bytes_read, 8000u);
+  EXPECT_EQ(reads, 400u);
 }
 
 TEST(StridedView, SwapsBigEndianElements) {
