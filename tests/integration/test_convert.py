@@ -226,6 +226,24 @@ def deflated_zeros_npz(layout):
     return npz.getvalue()
 
 
+def onnx_model(tensor):
+    """A hand-encoded ONNX ModelProto: ir_version 7 and a graph holding one initializer, the
+    TensorProto fields given as (number, value) with bytes for length-delimited ones."""
+    def varint(n):
+        out = b""
+        while n >= 0x80:
+            out += bytes([n & 0x7F | 0x80])
+            n >>= 7
+        return out + bytes([n])
+
+    def field(number, value):
+        if isinstance(value, int):
+            return varint(number << 3) + varint(value)
+        return varint(number << 3 | 2) + varint(len(value)) + value
+    init = b"".join(field(n, v) for n, v in tensor)
+    return field(1, 7) + field(7, field(5, init))
+
+
 def rebuild_tensor(storage_type, key, numel, offset, size, stride):
     """Protocol-2 pickle opcodes for torch._utils._rebuild_tensor_v2 over a storage."""
     def tup(items):
@@ -356,10 +374,22 @@ class HostilePickles(TempDirTest):
                 for _ in range(32):
                     member.write(chunk)
         cases["a checkpoint with a deflated 512 MiB storage"] = (pt.getvalue(), (0,), b"")
+        # 6. ONNX initializers that declare a terabyte: a megabyte of packed one-byte varints
+        # (8 MB once decoded, checked against the shape after), and external data that the
+        # file beside the model does not hold.
+        cases["ONNX typed data short of its shape"] = (
+            onnx_model([(1, 1 << 40), (2, 7), (8, b"w"), (7, b"\x01" * 1_000_000)]), (3,),
+            b"typed data holds 8000000 bytes")
+        self.write("w.bin", bytes(16))
+        cases["ONNX external data short of its shape"] = (
+            onnx_model([(1, 1 << 30), (2, 1), (8, b"w"), (13, b"\x0a\x08location\x12\x05w.bin"),
+                        (14, 1)]), (3,), b"external data runs past the end")
         for why, (blob, codes, says) in cases.items():
             with self.subTest(why=why):
                 self.assertLess(len(blob), 1 << 20)
-                src = self.write("bomb.npz" if "npz" in why or "zeros" in why else "bomb.pt", blob)
+                name = ("bomb.onnx" if "ONNX" in why else
+                        "bomb.npz" if "npz" in why or "zeros" in why else "bomb.pt")
+                src = self.write(name, blob)
                 rc, err, rss = max_rss_kib(TORSHPKG, "convert", src, "-o", self.path("out.torshpkg"),
                                            "-q", "--force")
                 self.assertIn(rc, codes, err)
