@@ -104,6 +104,22 @@ Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
   }
 }
 
+Chunk PackageFs::decoded(const ResourceEntry& r, uint64_t index) {
+  if (Chunk hit = cache_.get(r.id, index)) return hit;
+  std::shared_future<Chunk> pending;
+  {
+    std::lock_guard lock(in_flight_mutex_);
+    const auto it = in_flight_.find({r.id, index});
+    if (it == in_flight_.end()) return nullptr;
+    pending = it->second;
+  }
+  try {
+    return pending.get();
+  } catch (const Error&) {
+    return nullptr;  // read the blocks: they fail alone, or the caller gets good bytes
+  }
+}
+
 size_t PackageFs::read(const Node& node, uint64_t offset, std::span<uint8_t> out) {
   thread_local ReadSlices slices;
   read_slices(node, offset, out.size(), slices);
@@ -137,20 +153,32 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
   // the decoding overlap.
   const uint64_t first = offset / r.chunk_size;
   const uint64_t last = (offset + len - 1) / r.chunk_size;
-  if (prefetcher_ && last > first && !announced) {
+  if (prefetcher_ && last > first && !announced && r.block_size == 0) {
     announce(r, first, last - first + 1);
     for (uint64_t c = first + 1; c <= last; ++c) {
       if (!cache_.contains(r.id, c)) prefetcher(r).request(r.id, c, true);
     }
   }
+  // Bytes read block by block land in `own`, sized once so the parts pointing into it stay put.
+  size_t own_used = 0;
+  if (r.block_size != 0) out.own.resize(len);
   while (out.size < len) {
     const uint64_t at = offset + out.size;
     const uint64_t index = at / r.chunk_size;
-    Chunk c = chunk(r, index);
     const uint64_t within = at - index * r.chunk_size;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - out.size, c->size() - within));
-    out.parts.emplace_back(c->data() + within, n);
-    out.chunks.push_back(std::move(c));
+    const uint64_t plain_len = std::min<uint64_t>(r.chunk_size, r.size - index * r.chunk_size);
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - out.size, plain_len - within));
+    Chunk c = r.block_size != 0 && n < plain_len ? decoded(r, index) : chunk(r, index);
+    if (c) {
+      out.parts.emplace_back(c->data() + within, n);
+      out.chunks.push_back(std::move(c));
+    } else {
+      // Part of a chunk nobody has decoded: only the blocks it touches are read and checked.
+      const auto dest = std::span(out.own).subspan(own_used, n);
+      package_->read(*node.file, at, dest);
+      out.parts.emplace_back(dest.data(), n);
+      own_used += n;
+    }
     out.size += n;
   }
 }

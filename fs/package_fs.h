@@ -122,6 +122,8 @@ class PackageFs {
 
  private:
   Chunk chunk(const ResourceEntry& resource, uint64_t index);
+  // The chunk when it is cached or being decoded (then waits for it); nullptr otherwise.
+  Chunk decoded(const ResourceEntry& resource, uint64_t index);
   // Tracks the reader's run and keeps the readahead window ahead of a sequential one. True when
   // an earlier request of the run already announced and queued this request's chunks.
   bool read_ahead(const ResourceEntry& resource, uint64_t offset, uint64_t end);

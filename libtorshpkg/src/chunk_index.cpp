@@ -11,6 +11,8 @@ namespace torshpkg {
 
 namespace {
 constexpr std::string_view kLeafTag{"torshpkg-leaf-v1\0", 17};
+constexpr std::string_view kBlockLeafTag{"torshpkg-leaf-v2\0", 17};
+constexpr std::string_view kBlockTag{"torshpkg-block-v1\0", 18};
 }
 
 uint64_t index_bytes(uint64_t chunk_count) {
@@ -78,21 +80,44 @@ ChunkIndex parse_chunk_index(std::span<const uint8_t> bytes, const ResourceEntry
   return index;
 }
 
-Digest leaf_hash(std::span<const uint8_t, 16> package_id, uint32_t resource_id, uint64_t chunk,
-                 uint32_t plain_len, std::span<const uint8_t> stored) {
-  // Domain tag, package id, resource id, chunk number, plain length: a fixed 49-byte prefix,
-  // built on the stack since this runs for every chunk read.
+namespace {
+// Domain tag, package id, resource id, chunk number, plain length: a fixed 49-byte prefix,
+// built on the stack since this runs for every chunk read.
+Digest tagged_leaf(std::string_view tag, std::span<const uint8_t, 16> package_id,
+                   uint32_t resource_id, uint64_t chunk, uint32_t plain_len,
+                   std::span<const uint8_t> body) {
   std::array<uint8_t, 17 + 16 + 4 + 8 + 4> prefix;
   uint8_t* p = prefix.data();
-  std::memcpy(p, kLeafTag.data(), kLeafTag.size());
+  std::memcpy(p, tag.data(), tag.size());
   std::memcpy(p + 17, package_id.data(), 16);
   for (int i = 0; i < 4; ++i) p[33 + i] = static_cast<uint8_t>(resource_id >> (8 * i));
   for (int i = 0; i < 8; ++i) p[37 + i] = static_cast<uint8_t>(chunk >> (8 * i));
   for (int i = 0; i < 4; ++i) p[45 + i] = static_cast<uint8_t>(plain_len >> (8 * i));
-  Sha256 h;
+  thread_local Sha256 h;
   h.update(prefix);
-  h.update(stored);
+  h.update(body);
   return h.finish();
+}
+}  // namespace
+
+Digest leaf_hash(std::span<const uint8_t, 16> package_id, uint32_t resource_id, uint64_t chunk,
+                 uint32_t plain_len, std::span<const uint8_t> stored) {
+  return tagged_leaf(kLeafTag, package_id, resource_id, chunk, plain_len, stored);
+}
+
+Digest block_leaf_hash(std::span<const uint8_t, 16> package_id, uint32_t resource_id,
+                       uint64_t chunk, uint32_t plain_len, std::span<const uint8_t> hashes) {
+  return tagged_leaf(kBlockLeafTag, package_id, resource_id, chunk, plain_len, hashes);
+}
+
+void hash_blocks(std::span<const uint8_t> plain, uint32_t block_size, std::span<uint8_t> out) {
+  thread_local Sha256 h;
+  for (size_t at = 0, k = 0; at < plain.size(); at += block_size, ++k) {
+    h.update(kBlockTag);
+    h.update(plain.subspan(at, std::min<size_t>(block_size, plain.size() - at)));
+    const Digest d = h.finish();
+    std::memcpy(out.data() + 32 * k, d.data(), 32);
+  }
 }
 
 }  // namespace torshpkg

@@ -47,4 +47,12 @@ ChunkIndex parse_chunk_index(std::span<const uint8_t> bytes, const ResourceEntry
 Digest leaf_hash(std::span<const uint8_t, 16> package_id, uint32_t resource_id, uint64_t chunk,
                  uint32_t plain_len, std::span<const uint8_t> stored);
 
+// Resources with blocks (format version 3, docs/FORMAT.md "Blocks"): the hash of each block of
+// `plain` (the last may be short) into `out`, 32 bytes per block; and a chunk's leaf hash, over
+// the hashes of its blocks.
+inline constexpr size_t kBlockHashSize = 32;
+void hash_blocks(std::span<const uint8_t> plain, uint32_t block_size, std::span<uint8_t> out);
+Digest block_leaf_hash(std::span<const uint8_t, 16> package_id, uint32_t resource_id,
+                       uint64_t chunk, uint32_t plain_len, std::span<const uint8_t> hashes);
+
 }  // namespace torshpkg

@@ -249,11 +249,15 @@ ResourceEntry resource_from_json(const element& v, uint32_t position, int format
   const Members o(
       v,
       {"chunk_count", "chunk_size", "compression", "compression_level", "encryption", "id",
-       "index_sha256", "path", "sha256", "size", "stored_size", "type", "executable"},
+       "index_sha256", "path", "sha256", "size", "stored_size", "type", "executable",
+       "block_size"},
       "resources", position);
   o.reject_unknown();
   if (o.has("executable")) {
     if (format_version < 2) fail(o.where() + ": unknown key \"executable\"");
+  }
+  if (o.has("block_size")) {
+    if (format_version < 3) fail(o.where() + ": unknown key \"block_size\"");
   }
   ResourceEntry r;
   r.id = static_cast<uint32_t>(o.u64("id", UINT32_MAX));
@@ -298,6 +302,16 @@ ResourceEntry resource_from_json(const element& v, uint32_t position, int format
   }
   r.index_sha256 = o.hex_digest("index_sha256");
   r.executable = o.has("executable") && o.boolean("executable");
+  if (o.has("block_size")) {
+    r.block_size = static_cast<uint32_t>(o.u64("block_size", ManifestLimits::kMaxChunkSize));
+    if (r.block_size < ManifestLimits::kMinBlockSize || (r.block_size & (r.block_size - 1)) != 0 ||
+        r.block_size > r.chunk_size) {
+      fail(o.where() + ": block_size must be a power of two from 4096 to chunk_size");
+    }
+    if (r.compression.codec != Codec::kNone || r.encryption != Cipher::kNone || r.size == 0) {
+      fail(o.where() + ": only a non-empty resource stored plain has blocks");
+    }
+  }
   return r;
 }
 
@@ -437,7 +451,7 @@ Manifest manifest_from_json(const element& root) {
   m.format_version = static_cast<int>(o.u64("format_version", 1'000'000));
   if (m.format_version < kFormatVersion || m.format_version > kNewestFormatVersion) {
     throw Error(ErrorKind::kUnsupported, "format version " + std::to_string(m.format_version) +
-                                             " (this reader knows 1 and 2)");
+                                             " (this reader knows 1 to 3)");
   }
   o.reject_unknown();
   m.package_id = o.string("package_id", 32);
@@ -516,7 +530,11 @@ Json::Value manifest_to_json(const Manifest& m) {
   root["format"] = "torshpkg";
   const bool any_executable = std::any_of(m.resources.begin(), m.resources.end(),
                                           [](const ResourceEntry& r) { return r.executable; });
-  root["format_version"] = any_executable ? std::max(m.format_version, 2) : m.format_version;
+  const bool any_blocks = std::any_of(m.resources.begin(), m.resources.end(),
+                                      [](const ResourceEntry& r) { return r.block_size != 0; });
+  root["format_version"] = any_blocks       ? std::max(m.format_version, 3)
+                           : any_executable ? std::max(m.format_version, 2)
+                                            : m.format_version;
   root["package_id"] = m.package_id;
   root["name"] = m.name;
   root["version"] = m.version;
@@ -541,6 +559,7 @@ Json::Value manifest_to_json(const Manifest& m) {
     v["sha256"] = r.sha256;
     v["index_sha256"] = r.index_sha256;
     if (r.executable) v["executable"] = true;
+    if (r.block_size != 0) v["block_size"] = r.block_size;
     resources.append(v);
   }
   root["resources"] = resources;
@@ -623,6 +642,10 @@ Manifest manifest_from_text(std::string_view json, bool padded = false) {
 
 std::string ResourceEntry::index_entry_name() const {
   return ".torshpkg/index/" + std::to_string(id);
+}
+
+std::string ResourceEntry::blocks_entry_name() const {
+  return ".torshpkg/blocks/" + std::to_string(id);
 }
 
 std::string_view to_string(ResourceType type) {

@@ -52,6 +52,7 @@ struct Package::Rep {
   // Per resource: its data entry and index entry, and the index loaded on first use.
   std::vector<ZipEntry> data_entries;
   std::vector<ZipEntry> index_entries;
+  std::vector<ZipEntry> blocks_entries;  // for resources with blocks; empty entries otherwise
   std::unique_ptr<std::once_flag[]> index_once;
   mutable std::vector<std::unique_ptr<ChunkIndex>> indexes;
 
@@ -65,6 +66,17 @@ struct Package::Rep {
   void read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                        std::span<uint8_t> plain, std::vector<uint8_t>& scratch,
                        bool uncached = false) const;
+  // A resource with blocks: reads plain bytes [from, from + out.size()) of a chunk, reading and
+  // checking only the chunk's block hashes (against its leaf) and the blocks the range touches.
+  void read_blocks(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk, uint64_t from,
+                   std::span<uint8_t> out) const;
+  // Reads the block hashes of a chunk and checks them against its leaf hash.
+  void read_block_hashes(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
+                         std::vector<uint8_t>& hashes) const;
+  [[noreturn]] void chunk_fault(const ResourceEntry& r, uint64_t chunk,
+                                const std::string& what) const {
+    throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " " + what);
+  }
 };
 
 const ChunkIndex& Package::Rep::index(uint32_t id) const {
@@ -90,11 +102,60 @@ void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, ui
   const bool aligned = at % kUncachedAlignment == 0 &&
                        reinterpret_cast<uintptr_t>(stored.data()) % kUncachedAlignment == 0;
   if (!uncached || !aligned || !source->read_uncached(at, stored)) source->read_at(at, stored);
-  if (leaf_hash(package_id, r.id, chunk, idx.plain_len(chunk), stored) != idx.leaf[chunk]) {
+  const uint32_t plain_len = idx.plain_len(chunk);
+  Digest leaf;
+  if (r.block_size != 0) {
+    // The leaf covers the hashes of the chunk's blocks: computed here from its bytes, they need
+    // not be read.
+    thread_local std::vector<uint8_t> hashes;
+    hashes.resize((plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
+    hash_blocks(stored, r.block_size, hashes);
+    leaf = block_leaf_hash(package_id, r.id, chunk, plain_len, hashes);
+  } else {
+    leaf = leaf_hash(package_id, r.id, chunk, plain_len, stored);
+  }
+  if (leaf != idx.leaf[chunk]) {
     // Nothing of a failed chunk may reach the caller, also when it was read in place.
     std::memset(stored.data(), 0, stored.size());
-    throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " hash mismatch");
+    chunk_fault(r, chunk, "hash mismatch");
   }
+}
+
+void Package::Rep::read_block_hashes(const ResourceEntry& r, const ChunkIndex& idx,
+                                     uint64_t chunk, std::vector<uint8_t>& hashes) const {
+  const uint32_t plain_len = idx.plain_len(chunk);
+  const uint64_t first = chunk * (r.chunk_size / r.block_size);
+  hashes.resize((plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
+  source->read_at(blocks_entries[r.id].data_offset + first * kBlockHashSize, hashes);
+  if (block_leaf_hash(package_id, r.id, chunk, plain_len, hashes) != idx.leaf[chunk]) {
+    chunk_fault(r, chunk, "block hashes do not match its leaf hash");
+  }
+}
+
+void Package::Rep::read_blocks(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
+                               uint64_t from, std::span<uint8_t> out) const {
+  const uint32_t bs = r.block_size;
+  const uint32_t plain_len = idx.plain_len(chunk);
+  const uint64_t first = from / bs;
+  const uint64_t end = std::min<uint64_t>((from + out.size() + bs - 1) / bs * bs, plain_len);
+  const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
+  // Both reads are small and random: the disk gets the blocks' request while the hashes come.
+  source->will_need(at + first * bs, end - first * bs);
+  thread_local std::vector<uint8_t> hashes, bytes;
+  read_block_hashes(r, idx, chunk, hashes);
+  bytes.resize(end - first * bs);
+  source->read_at(at + first * bs, bytes);
+  thread_local std::vector<uint8_t> got;
+  got.resize(kBlockHashSize);
+  for (uint64_t b = first; b * bs < end; ++b) {
+    const auto block = std::span(bytes).subspan((b - first) * bs, std::min<uint64_t>(bs, end - b * bs));
+    hash_blocks(block, bs, got);
+    if (std::memcmp(got.data(), hashes.data() + b * kBlockHashSize, kBlockHashSize) != 0) {
+      std::memset(bytes.data(), 0, bytes.size());
+      chunk_fault(r, chunk, "block " + std::to_string(b) + " hash mismatch");
+    }
+  }
+  std::memcpy(out.data(), bytes.data() + (from - first * bs), out.size());
 }
 
 void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
@@ -122,8 +183,7 @@ void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx
     if (!aead_decrypt(r.encryption, resource_keys[r.id], chunk_nonce(chunk, last),
                       chunk_aad(package_id, r.id, chunk, idx.chunk_count(), idx.plain_len(chunk)),
                       stored, opened)) {
-      throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) +
-                                " does not decrypt (wrong key or forged chunk)");
+      chunk_fault(r, chunk, "does not decrypt (wrong key or forged chunk)");
     }
     encoded = opened;
   }
@@ -250,6 +310,8 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   // once every lookup (which compares their names) is done.
   std::vector<uint32_t> data_at(n);
   std::vector<uint32_t> index_at(n);
+  std::vector<int64_t> blocks_at(n, -1);
+  size_t next_blocks = 0;
   rep->files.reserve(1 + m.dependencies.size() + n);
   rep->files.push_back(
       {std::string(kManifestEntry), FileNode::Kind::kManifest, rep->manifest_bytes.size(), 0});
@@ -264,6 +326,13 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
       throw corrupt(file, data.name + ": ZIP entry disagrees with the manifest");
     }
     data_at[r.id] = static_cast<uint32_t>(&data - entries.data());
+    if (r.block_size != 0) {
+      const ZipEntry& blocks = need(r.blocks_entry_name(), next_blocks);
+      if (blocks.method != 0 || blocks.uncompressed_size != r.block_count() * kBlockHashSize) {
+        throw corrupt(file, blocks.name + ": ZIP entry disagrees with the manifest");
+      }
+      blocks_at[r.id] = &blocks - entries.data();
+    }
     index_at[r.id] =
         static_cast<uint32_t>(&need(r.index_entry_name(), next_index) - entries.data());
     rep->files.push_back({std::move(name), FileNode::Kind::kResource, r.size, r.id});
@@ -296,9 +365,11 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   }
   rep->data_entries.reserve(n);
   rep->index_entries.reserve(n);
+  rep->blocks_entries.resize(n);
   for (size_t i = 0; i < n; ++i) {
     rep->data_entries.push_back(std::move(entries[data_at[i]]));
     rep->index_entries.push_back(std::move(entries[index_at[i]]));
+    if (blocks_at[i] >= 0) rep->blocks_entries[i] = std::move(entries[blocks_at[i]]);
   }
   // dependencies/ < manifest.json < resources/: with the dependencies moved to the front, the
   // list is sorted already when the manifest lists resources in path order (as writers do).
@@ -422,6 +493,8 @@ size_t Package::read(const FileNode& f, uint64_t offset, std::span<uint8_t> out)
     thread_local std::vector<uint8_t> scratch;
     if (from == chunk_start && to - from == plain_len) {
       rep_->read_chunk_into(r, idx, chunk, dest, scratch);
+    } else if (r.block_size != 0) {
+      rep_->read_blocks(r, idx, chunk, from - chunk_start, dest);
     } else {
       thread_local std::vector<uint8_t> whole;
       whole.resize(plain_len);
@@ -482,6 +555,18 @@ void Package::verify(bool full, const ProgressFn& progress) const {
     }
     if (crc != rep_->data_entries[r.id].crc32) {
       throw corrupt(rep_->name(), r.entry_name() + ": ZIP CRC-32 does not match the content");
+    }
+    if (r.block_size != 0) {
+      // Every chunk's block hashes against its leaf, and the blocks entry's CRC-32.
+      std::vector<uint8_t> hashes;
+      uint32_t blocks_crc = 0;
+      for (uint64_t c = 0; c < idx.chunk_count(); ++c) {
+        rep_->read_block_hashes(r, idx, c, hashes);
+        blocks_crc = crc32_of(hashes, blocks_crc);
+      }
+      if (blocks_crc != rep_->blocks_entries[r.id].crc32) {
+        throw corrupt(rep_->name(), r.blocks_entry_name() + ": ZIP CRC-32 does not match");
+      }
     }
   }
 }

@@ -112,6 +112,9 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   const Key256 key = encrypted ? resource_key(*ctx.data_key, ctx.package_id, id, r.path) : Key256{};
   // Encrypted resources are stored (method 0): other tools extract their ciphertext.
   const bool raw_plain = codec == Codec::kNone && !encrypted;
+  if (raw_plain && size > 0) r.block_size = ctx.options.block_size;
+  const uint64_t blocks_per_chunk = r.block_size == 0 ? 0 : cs / r.block_size;
+  std::vector<uint8_t> block_hashes(static_cast<size_t>(r.block_count() * kBlockHashSize));
 
   ctx.zip.begin_entry(r.entry_name(), encrypted ? 0 : zip_method(codec), size >= kZip64Threshold,
                       raw_plain ? kStoredAlignment : 1);
@@ -165,6 +168,14 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
     const auto plain_len = static_cast<uint32_t>(piece.size());
     if (!encrypted) b.crcs[k] = crc32_of(piece);  // encrypted: over the sealed bytes, later
     const ChunkPlace place{chunk == 0, chunk + 1 == r.chunk_count};
+    if (raw_plain && r.block_size != 0) {
+      const auto hashes = std::span(block_hashes)
+                              .subspan(chunk * blocks_per_chunk * kBlockHashSize,
+                                       (plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
+      hash_blocks(piece, r.block_size, hashes);
+      index.leaf[chunk] = block_leaf_hash(ctx.package_id, id, chunk, plain_len, hashes);
+      return;
+    }
     if (raw_plain) {
       index.leaf[chunk] = leaf_hash(ctx.package_id, id, chunk, plain_len, piece);
       return;
@@ -222,6 +233,10 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
   }
   write(previous);
   ctx.zip.end_entry(crc, encrypted ? stored_total : size);
+  if (r.block_size != 0) {
+    ctx.zip.add_entry(r.blocks_entry_name(), 0, block_hashes, crc32_of(block_hashes),
+                      block_hashes.size());
+  }
   r.stored_size = stored_total;
   index.stored_size = stored_total;
   const Digest content_hash = plain_hash.finish();
@@ -319,6 +334,10 @@ Manifest PackageWriter::write(const std::string& out_path, const WriteOptions& o
   const uint32_t cs = chunk_size_for(options.chunk_size, Codec::kNone);
   if (cs < ManifestLimits::kMinChunkSize || cs > ManifestLimits::kMaxChunkSize || (cs & (cs - 1))) {
     throw invalid_argument("chunk size must be a power of two from 4096 to 67108864");
+  }
+  const uint32_t bs = options.block_size;
+  if (bs != 0 && (bs < ManifestLimits::kMinBlockSize || (bs & (bs - 1)) || bs > cs)) {
+    throw invalid_argument("block size must be 0 or a power of two from 4096 to the chunk size");
   }
   if (!valid_level(options.compression.codec, options.compression.level)) {
     throw invalid_argument("bad compression level");

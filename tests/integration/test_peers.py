@@ -7,7 +7,7 @@ import unittest
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-import format_v1  # noqa: E402
+import format_reader  # noqa: E402
 from helpers import CODECS, TempDirTest, run, tpk  # noqa: E402
 
 # Which peers extract which codecs (unzip and zipfile know neither zstd nor xz).
@@ -86,7 +86,7 @@ class Peers(TempDirTest):
     def test_independent_reader_accepts_every_codec(self):
         for codec in CODECS:
             with self.subTest(codec=codec):
-                tree = format_v1.check_package(self.packages[codec], self.files)
+                tree = format_reader.check_package(self.packages[codec], self.files)
                 listed = tpk("ls", self.packages[codec]).stdout.decode().splitlines()
                 self.assertEqual(sorted(tree), listed)
 
@@ -96,13 +96,13 @@ class Peers(TempDirTest):
         pkg = self.path("exec.torshpkg")
         tpk("create", pkg, "--name", "demo", "--version", "1.0.0", "-q", "--add-dir",
             "=" + self.path("model"))
-        tree = format_v1.check_package(pkg, {**self.files, "bin/run.sh": b"#!/bin/sh\necho ok\n"})
+        tree = format_reader.check_package(pkg, {**self.files, "bin/run.sh": b"#!/bin/sh\necho ok\n"})
         manifest = json.loads(tree["manifest.json"])
         self.assertEqual(manifest["format_version"], 2)
         self.assertEqual([r["path"] for r in manifest["resources"] if r.get("executable")],
                          ["bin/run.sh"])
         # Without an executable file the package stays version 1.
-        self.assertEqual(json.loads(format_v1.check_package(self.packages["zstd"])["manifest.json"])
+        self.assertEqual(json.loads(format_reader.check_package(self.packages["zstd"])["manifest.json"])
                          ["format_version"], 1)
 
     def test_xz_entry_is_one_stream_that_xz_itself_verifies(self):

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <tuple>
 
@@ -564,11 +565,15 @@ TEST(PackageFs, RandomReadsDoNotReadAhead) {
 }
 
 // A package of one stored resource, resources/w.bin, in 4 KiB chunks, opened as a file.
-std::shared_ptr<ByteSource> stored_package(const TempDir& dir, const std::vector<uint8_t>& data) {
+// A package of one resource stored plain in 4 KiB chunks; with `block_size` 0, its chunks are
+// hashed whole (as compressed ones are, and every chunk of format versions 1 and 2).
+std::shared_ptr<ByteSource> stored_package(const TempDir& dir, const std::vector<uint8_t>& data,
+                                           uint32_t block_size = kDefaultBlockSize) {
   PackageWriter w(torshpkg::testing::header());
   w.add_bytes("w.bin", data);
   WriteOptions o;
   o.chunk_size = 4096;
+  o.block_size = block_size;
   o.compression = {Codec::kNone, 0};
   w.write(dir / "p.torshpkg", o);
   return open_file_source(dir / "p.torshpkg");
@@ -645,7 +650,7 @@ class OverlapSource final : public torshpkg::testing::ForwardingSource {
 TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
   TempDir dir;
   const auto data = text_bytes(100'000, 4);
-  const auto source = std::make_shared<OverlapSource>(stored_package(dir, data));
+  const auto source = std::make_shared<OverlapSource>(stored_package(dir, data, 0));
   FsOptions o = options(8 * 4096);
   o.direct_reads = false;  // buffered, as compressed chunks are always read
   PackageFs fs(Package::open(source), o);
@@ -658,6 +663,55 @@ TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
   // Both chunks' stored bytes were asked of the disk in one go.
   EXPECT_EQ(source->announced, std::vector<uint64_t>{2 * 4096});
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + 5 * 4096 + 100));
+}
+
+// Counts the bytes read from the package file.
+class CountingSource final : public torshpkg::testing::ForwardingSource {
+ public:
+  using ForwardingSource::ForwardingSource;
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    bytes += out.size();
+    ForwardingSource::read_at(offset, out);
+  }
+  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
+    const bool done = ForwardingSource::read_uncached(offset, out);
+    if (done) bytes += out.size();
+    return done;
+  }
+  mutable std::atomic<uint64_t> bytes{0};
+};
+
+TEST(PackageFs, ARandomPageOfAStoredResourceReadsItsBlockNotItsChunk) {
+  TempDir dir;
+  const auto data = torshpkg::testing::random_bytes(8 << 20, 9);
+  PackageWriter w(torshpkg::testing::header());
+  w.add_bytes("w.bin", data, std::nullopt, CodecSpec{Codec::kNone, 0});
+  w.write(dir / "p.torshpkg");  // 1 MiB chunks of 4 KiB blocks
+  const auto source = std::make_shared<CountingSource>(open_file_source(dir / "p.torshpkg"));
+  FsOptions o = options(0);  // random reads close together would otherwise count as a run
+  o.cache_bytes = 8 << 20;
+  PackageFs fs(Package::open(source), o);
+  const Node* node = fs.tree().find("resources/w.bin");
+  std::vector<uint8_t> page(4096);
+  fs.read(*node, 0, page);  // loads the chunk index
+  std::mt19937 rng(3);
+  for (int i = 0; i < 20; ++i) {
+    const uint64_t at = (rng() % 2048) * 4096;
+    source->bytes = 0;
+    ASSERT_EQ(fs.read(*node, at, page), page.size());
+    EXPECT_TRUE(std::equal(page.begin(), page.end(), data.begin() + at));
+    // The page and the 256 block hashes of its chunk; no other byte of the chunk.
+    EXPECT_EQ(source->bytes.load(), 4096u + 256 * 32) << at;
+  }
+  // A whole chunk is read whole (and cached): later pages of it read nothing.
+  std::vector<uint8_t> chunk(1 << 20);
+  source->bytes = 0;
+  ASSERT_EQ(fs.read(*node, 3 << 20, chunk), chunk.size());
+  EXPECT_EQ(source->bytes.load(), 1u << 20);
+  source->bytes = 0;
+  ASSERT_EQ(fs.read(*node, (3 << 20) + 8192, page), page.size());
+  EXPECT_EQ(source->bytes.load(), 0u);
+  EXPECT_TRUE(std::equal(page.begin(), page.end(), data.begin() + (3 << 20) + 8192));
 }
 
 // A package file whose direct reads at `hold_from` or later wait until released (or 10 s),

@@ -192,7 +192,7 @@ TEST(Manifest, RefusesNamesOneCouldTakeForAnother) {
 
 TEST(Manifest, NewerFormatVersionsAreUnsupported) {
   const std::string json =
-      replace(serialize_manifest(sample()), "\"format_version\" : 1", "\"format_version\" : 3");
+      replace(serialize_manifest(sample()), "\"format_version\" : 1", "\"format_version\" : 4");
   try {
     parse_manifest(json, "p");
     FAIL();
@@ -214,6 +214,33 @@ TEST(Manifest, ExecutableResourcesNeedFormatVersion2) {
   // A version-1 manifest has no such key: readers of version 1 would not know it.
   expect_corrupt(replace(json, "\"format_version\" : 2", "\"format_version\" : 1"),
                  "executable in version 1", "unknown key \"executable\"");
+}
+
+TEST(Manifest, BlocksNeedFormatVersion3AndAResourceStoredPlain) {
+  Manifest m = sample();
+  m.resources[0].compression = {Codec::kNone, 0};
+  m.resources[0].stored_size = m.resources[0].size;
+  m.resources[0].block_size = 4096;
+  const std::string json = serialize_manifest(m);
+  EXPECT_NE(json.find("\"format_version\" : 3"), std::string::npos);
+  EXPECT_NE(json.find("\"block_size\" : 4096"), std::string::npos);
+  const Manifest parsed = parse_manifest(json, "p.torshpkg");
+  EXPECT_EQ(parsed.resources[0].block_size, 4096u);
+  EXPECT_EQ(parsed.resources[0].block_count(), 2u);
+  EXPECT_EQ(serialize_manifest(parsed), json);
+  expect_corrupt(replace(json, "\"format_version\" : 3", "\"format_version\" : 2"),
+                 "blocks in version 2", "unknown key \"block_size\"");
+  expect_corrupt(replace(json, "\"block_size\" : 4096", "\"block_size\" : 8192"),
+                 "blocks over the chunk size", "block_size must be a power of two");
+  expect_corrupt(replace(json, "\"block_size\" : 4096", "\"block_size\" : 2048"),
+                 "blocks under 4096", "block_size must be a power of two");
+  Manifest zstd = m;
+  zstd.resources[0].compression = {Codec::kZstd, 3};
+  zstd.resources[0].stored_size = 4000;
+  EXPECT_THROW(validate_manifest(zstd), Error);
+  Manifest sealed = m;
+  sealed.resources[0].encryption = Cipher::kAes256Gcm;
+  EXPECT_THROW(validate_manifest(sealed), Error);
 }
 
 TEST(Manifest, RejectsFileAndFolderAtTheSamePath) {

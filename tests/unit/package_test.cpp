@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -322,6 +323,146 @@ TEST(Package, UncachedChunkReadsGiveTheVerifiedBytesAndRefuseDamage) {
   AlignedBuffer good(s2.chunk_size);
   pkg->read_chunk(s2, 0, good.bytes, true);
   EXPECT_TRUE(std::equal(good.bytes.begin(), good.bytes.end(), stored.begin()));
+}
+
+// Records the bytes read from the package file.
+class ReadCountingSource final : public testing::ForwardingSource {
+ public:
+  using ForwardingSource::ForwardingSource;
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    bytes += out.size();
+    reads.emplace_back(offset, out.size());
+    ForwardingSource::read_at(offset, out);
+  }
+  bool read_uncached(uint64_t, std::span<uint8_t>) const override { return false; }
+  mutable std::atomic<uint64_t> bytes{0};
+  mutable std::vector<std::pair<uint64_t, uint64_t>> reads;  // one reader thread in these tests
+};
+
+uint64_t entry_offset(const ByteSource& src, const std::string& name) {
+  for (const ZipEntry& e : read_zip_directory(src)) {
+    if (e.name == name) return e.data_offset;
+  }
+  ADD_FAILURE() << "no entry " << name;
+  return 0;
+}
+
+constexpr CodecSpec kStored{Codec::kNone, 0};
+
+TEST(Blocks, StoredResourcesGetBlocksAndAVersion3Manifest) {
+  TempDir dir;
+  const auto data = random_bytes(3'000'000);
+  PackageWriter w(header());
+  w.add_bytes("w.bin", data, std::nullopt, kStored);
+  w.add_bytes("t.txt", text_bytes(100'000), std::nullopt, CodecSpec{Codec::kZstd, 3});
+  w.write(dir / "p.torshpkg");
+  const auto pkg = Package::open(dir / "p.torshpkg");
+  EXPECT_EQ(pkg->manifest().format_version, 3);
+  const ResourceEntry& r = pkg->manifest().resources[0];
+  EXPECT_EQ(r.block_size, 4096u);
+  EXPECT_EQ(r.chunk_size, 1u << 20);
+  EXPECT_EQ(pkg->manifest().resources[1].block_size, 0u);  // compressed: chunks hashed whole
+  EXPECT_EQ(testing::read_all(*pkg, "resources/w.bin"), data);
+  pkg->verify(true);
+  // Without blocks, the package is what readers of versions 1 and 2 read.
+  PackageWriter old(header());
+  old.add_bytes("w.bin", data, std::nullopt, kStored);
+  WriteOptions o;
+  o.block_size = 0;
+  old.write(dir / "v1.torshpkg", o);
+  const auto v1 = Package::open(dir / "v1.torshpkg");
+  EXPECT_EQ(v1->manifest().format_version, 1);
+  EXPECT_EQ(v1->manifest().resources[0].block_size, 0u);
+  EXPECT_EQ(testing::read_all(*v1, "resources/w.bin"), data);
+  for (const uint32_t bad : {2048u, 6000u, 2u << 20}) {
+    o.block_size = bad;
+    EXPECT_EQ(testing::kind_of([&] { old.write(dir / "bad.torshpkg", o); }),
+              ErrorKind::kInvalidArgument)
+        << bad;
+  }
+}
+
+TEST(Blocks, A4KiBReadTouchesOnlyItsBlockAndTheChunksBlockHashes) {
+  TempDir dir;
+  const auto data = random_bytes(5'000'000);
+  PackageWriter w(header());
+  w.add_bytes("w.bin", data, std::nullopt, kStored);
+  w.write(dir / "p.torshpkg");
+  auto counter = std::make_shared<ReadCountingSource>(open_file_source(dir / "p.torshpkg"));
+  const auto pkg = Package::open(counter);
+  const FileNode& f = *pkg->find("resources/w.bin");
+  const uint64_t data_at = entry_offset(*counter, "resources/w.bin");
+  const uint64_t blocks_at = entry_offset(*counter, ".torshpkg/blocks/0");
+  std::vector<uint8_t> page(4096);
+  pkg->read(f, 0, page);  // loads the chunk index
+  std::mt19937 rng(7);
+  for (int i = 0; i < 50; ++i) {
+    const uint64_t block = rng() % (data.size() / 4096);
+    counter->bytes = 0;
+    counter->reads.clear();
+    ASSERT_EQ(pkg->read(f, block * 4096, page), 4096u);
+    EXPECT_TRUE(std::equal(page.begin(), page.end(), data.begin() + block * 4096));
+    // The hashes of its 1 MiB chunk's blocks (256 of them, 8 KiB; the short last chunk has
+    // fewer), then the block itself.
+    const uint64_t chunk = block / 256;
+    const uint64_t hashes = 32 * std::min<uint64_t>(256, (data.size() - chunk * (1 << 20) + 4095) / 4096);
+    ASSERT_EQ(counter->reads.size(), 2u);
+    EXPECT_EQ(counter->reads[0], std::make_pair(blocks_at + chunk * 256 * 32, hashes));
+    EXPECT_EQ(counter->reads[1], std::make_pair(data_at + block * 4096, uint64_t{4096}));
+    EXPECT_EQ(counter->bytes, 4096u + hashes);
+  }
+  // A read across a block boundary reads the two blocks; one at an odd offset and length too.
+  counter->bytes = 0;
+  std::vector<uint8_t> odd(5000);
+  ASSERT_EQ(pkg->read(f, 3 * 4096 + 100, odd), odd.size());
+  EXPECT_TRUE(std::equal(odd.begin(), odd.end(), data.begin() + 3 * 4096 + 100));
+  EXPECT_EQ(counter->bytes, 2u * 4096 + 8192);
+  // The short last chunk and its short last block.
+  std::vector<uint8_t> tail(100);
+  ASSERT_EQ(pkg->read(f, data.size() - 100, tail), 100u);
+  EXPECT_TRUE(std::equal(tail.begin(), tail.end(), data.end() - 100));
+}
+
+TEST(Blocks, DamageToABlockOrItsHashesIsRefused) {
+  TempDir dir;
+  const auto data = random_bytes(3'000'000);
+  PackageWriter w(header());
+  w.add_bytes("w.bin", data, std::nullopt, kStored);
+  w.write(dir / "p.torshpkg");
+  const auto bytes = testing::read_file(dir / "p.torshpkg");
+  const auto src = memory_source(bytes, "p");
+  const uint64_t data_at = entry_offset(*src, "resources/w.bin");
+  const uint64_t blocks_at = entry_offset(*src, ".torshpkg/blocks/0");
+  std::vector<uint8_t> page(4096);
+  const auto damaged = [&](uint64_t at) {
+    auto copy = bytes;
+    copy[at] ^= 1;
+    return Package::open(memory_source(std::move(copy), "p"));
+  };
+  {
+    // A flipped bit in block 300 (chunk 1): that block's reads fail, its neighbours' do not,
+    // and whole-chunk reads and verify fail.
+    const auto pkg = damaged(data_at + 300 * 4096 + 17);
+    const FileNode& f = *pkg->find("resources/w.bin");
+    EXPECT_EQ(testing::kind_of([&] { pkg->read(f, 300 * 4096, page); }), ErrorKind::kCorrupt);
+    EXPECT_EQ(pkg->read(f, 301 * 4096, page), 4096u);
+    EXPECT_TRUE(std::equal(page.begin(), page.end(), data.begin() + 301 * 4096));
+    std::vector<uint8_t> chunk(1 << 20);
+    EXPECT_EQ(testing::kind_of([&] { pkg->read(f, 1 << 20, chunk); }), ErrorKind::kCorrupt);
+    EXPECT_EQ(testing::kind_of([&] { pkg->verify(true); }), ErrorKind::kCorrupt);
+  }
+  {
+    // A flipped bit in the hash of block 5: every partial read of chunk 0 fails (its hashes
+    // no longer match its leaf), whole-chunk reads do not need them, verify --full reads them.
+    const auto pkg = damaged(blocks_at + 5 * 32 + 3);
+    const FileNode& f = *pkg->find("resources/w.bin");
+    EXPECT_EQ(testing::kind_of([&] { pkg->read(f, 9 * 4096, page); }), ErrorKind::kCorrupt);
+    EXPECT_EQ(pkg->read(f, 400 * 4096, page), 4096u);  // chunk 1
+    std::vector<uint8_t> chunk(1 << 20);
+    EXPECT_EQ(pkg->read(f, 0, chunk), chunk.size());
+    EXPECT_TRUE(std::equal(chunk.begin(), chunk.end(), data.begin()));
+    EXPECT_EQ(testing::kind_of([&] { pkg->verify(true); }), ErrorKind::kCorrupt);
+  }
 }
 
 TEST(Package, ManyThreadsReadConcurrently) {

@@ -135,13 +135,19 @@ std::optional<Secret> SecretOptions::load() const {
   return std::nullopt;
 }
 
-WriteOptions write_options(const std::string& compress, const std::string& chunk_size) {
+WriteOptions write_options(const std::string& compress, const std::string& chunk_size,
+                           const std::string& block_size) {
   WriteOptions options;
   if (!compress.empty()) options.compression = parse_codec_spec(compress);
   if (!chunk_size.empty()) {
     const uint64_t cs = parse_byte_size(chunk_size, "--chunk-size");
     if (cs > UINT32_MAX) throw invalid_argument("--chunk-size: at most 64M");
     options.chunk_size = static_cast<uint32_t>(cs);
+  }
+  if (!block_size.empty()) {
+    const uint64_t bs = parse_byte_size(block_size, "--block-size");
+    if (bs > UINT32_MAX) throw invalid_argument("--block-size: at most the chunk size");
+    options.block_size = static_cast<uint32_t>(bs);
   }
   return options;
 }

@@ -76,9 +76,14 @@ struct SecretOptions {
   std::optional<Secret> load() const;
 };
 
-// WriteOptions from --compress ALG[:LEVEL] and --chunk-size BYTES (either may be empty: the
-// defaults). Throws Error(kInvalidArgument).
-WriteOptions write_options(const std::string& compress, const std::string& chunk_size);
+// WriteOptions from --compress ALG[:LEVEL], --chunk-size BYTES and --block-size BYTES (any may
+// be empty: the defaults). Throws Error(kInvalidArgument).
+WriteOptions write_options(const std::string& compress, const std::string& chunk_size,
+                           const std::string& block_size = "");
+// The help of --block-size, shared by the commands that write packages.
+inline constexpr const char* kBlockSizeHelp =
+    "Bytes per verified block of stored resources, a power of two from 4K to the chunk size, "
+    "or 0 to hash chunks whole as readers of format versions 1 and 2 need (default 4K)";
 // Loads --sign-key into `key` (when given) and points options.sign_key at it.
 void apply_sign_key(const std::string& path, std::optional<PrivateKey>& key, WriteOptions& options);
 // Throws Error(kInvalidArgument) when `out` exists and `force` is not set.

@@ -44,6 +44,7 @@ struct ConvertArgs {
   std::string license;
   std::string compress;
   std::string chunk_size;
+  std::string block_size;
   std::string sign_key;
   std::string journal;
   bool force = false;
@@ -57,7 +58,7 @@ int run_convert(const ConvertArgs& a) {
   header.version = a.version;
   header.description = a.description;
   header.license = a.license;
-  WriteOptions options = write_options(a.compress, a.chunk_size);
+  WriteOptions options = write_options(a.compress, a.chunk_size, a.block_size);
   refuse_existing(a.out, a.force);
   std::optional<PrivateKey> key;
   apply_sign_key(a.sign_key, key, options);
@@ -186,6 +187,7 @@ Action add_convert_command(CLI::App& app) {
   sub->add_option("--compress", a->compress, "none, gzip[:1-9], zstd[:1-22], xz[:0-9]");
   sub->add_option("--chunk-size", a->chunk_size,
                   "Plain bytes per chunk (default: 256K compressed, 1M stored)");
+  sub->add_option("--block-size", a->block_size, kBlockSizeHelp);
   sub->add_option("--sign-key", a->sign_key, "Sign the package with this Ed25519 private key");
   sub->add_option("--journal", a->journal, "Lineage journal to record the conversion in");
   sub->add_flag("-f,--force", a->force, "Replace the output if it exists");

@@ -27,6 +27,7 @@ struct CreateArgs {
   std::string compress;
   std::vector<std::string> compress_for;
   std::string chunk_size;
+  std::string block_size;
   std::vector<std::string> add;
   std::vector<std::string> add_dir;
   std::vector<std::string> from_archive;
@@ -161,7 +162,7 @@ int run_create(const CreateArgs& a) {
     for (LineageRecord& l : header.lineage) l.provenance[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
 
-  WriteOptions options = write_options(a.compress, a.chunk_size);
+  WriteOptions options = write_options(a.compress, a.chunk_size, a.block_size);
   refuse_existing(a.out, a.force);
 
   PackageWriter writer(header);
@@ -277,6 +278,7 @@ Action add_create_command(CLI::App& app) {
   sub->add_option("--chunk-size", args->chunk_size,
                   "Plain bytes per chunk, a power of two from 4K to 64M (default: 256K for "
                   "compressed resources, 1M for stored ones)");
+  sub->add_option("--block-size", args->block_size, kBlockSizeHelp);
   sub->add_option("--add", args->add, "Add a file: [TYPE:]PATH=FILE (repeatable)");
   sub->add_option("--add-dir", args->add_dir,
                   "Add a folder's files under PREFIX: [TYPE:]PREFIX=DIR (repeatable)");

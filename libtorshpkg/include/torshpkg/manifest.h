@@ -16,10 +16,10 @@
 
 namespace torshpkg {
 
-// Writers write version 1 unless a package needs what version 2 added (resources marked
-// executable); readers read both.
+// Writers write the oldest version that holds what a package needs: 1, 2 for resources marked
+// executable, 3 for resources verified in blocks (block_size); readers read all three.
 inline constexpr int kFormatVersion = 1;
-inline constexpr int kNewestFormatVersion = 2;
+inline constexpr int kNewestFormatVersion = 3;
 
 enum class ResourceType {
   kModelWeights,
@@ -52,9 +52,18 @@ struct ResourceEntry {
   std::string sha256;        // hex SHA-256 of the plain bytes; empty when encrypted
   std::string index_sha256;  // hex SHA-256 of the chunk index entry
   bool executable = false;   // shown with x bits in mounts (format version 2)
+  // Format version 3, stored unencrypted resources only: each chunk's leaf hash covers the
+  // SHA-256 of every block of this many bytes, kept in blocks_entry_name(), so a read checks
+  // only the blocks it touches. 0: the chunk is hashed whole (docs/FORMAT.md, "Blocks").
+  uint32_t block_size = 0;
 
   std::string entry_name() const { return "resources/" + path; }
   std::string index_entry_name() const;
+  std::string blocks_entry_name() const;
+  // Blocks of the resource, and bytes of its blocks entry (32 per block); 0 without blocks.
+  uint64_t block_count() const {
+    return block_size == 0 ? 0 : (size + block_size - 1) / block_size;
+  }
 };
 
 struct Dependency {
@@ -121,6 +130,7 @@ struct ManifestLimits {
   static constexpr uint32_t kMaxChunkSize = 64u << 20;
   static constexpr uint64_t kMaxResourceSize = 1ull << 56;
   static constexpr size_t kMaxKeySlots = 16;
+  static constexpr uint32_t kMinBlockSize = 4096;
 };
 
 // Strictly parses and validates manifest bytes. `file` names the package in errors. Throws

@@ -35,9 +35,16 @@ inline uint32_t chunk_size_for(uint32_t chosen, Codec codec) {
   return codec == Codec::kNone ? kDefaultChunkSize : kDefaultCompressedChunkSize;
 }
 
+// Stored resources are verified in blocks of this size by default: a read of a page hashes that
+// page, not its whole chunk (docs/FORMAT.md, "Blocks").
+inline constexpr uint32_t kDefaultBlockSize = 4096;
+
 struct WriteOptions {
   CodecSpec compression = kDefaultCodec;  // for resources that name none
   uint32_t chunk_size = 0;                // for every resource; 0: by codec (chunk_size_for)
+  // Block size of resources stored plain (a power of two from 4096 to the chunk size); 0 hashes
+  // their chunks whole, which readers of format versions 1 and 2 need.
+  uint32_t block_size = kDefaultBlockSize;
   // When set and it becomes true, write() stops at the next chunk batch, removes the temporary
   // file and throws Error(kInterrupted).
   const std::atomic<bool>* cancel = nullptr;

@@ -1,5 +1,5 @@
-"""An independent reader of torshpkg format v1 (and v2, which adds only executable resources),
-written from docs/FORMAT.md alone.
+"""An independent reader of torshpkg formats 1 to 3 (2 adds executable resources, 3 resources
+verified in blocks), written from docs/FORMAT.md alone.
 
 It checks a package the way a second implementation would: the ZIP structure through Python's
 zipfile, the manifest, every chunk index, every leaf hash, and every chunk decoded on its own
@@ -15,6 +15,8 @@ import zipfile
 import zlib
 
 LEAF_TAG = b"torshpkg-leaf-v1\x00"
+BLOCK_LEAF_TAG = b"torshpkg-leaf-v2\x00"
+BLOCK_TAG = b"torshpkg-block-v1\x00"
 INDEX_MAGIC = b"TPKGIDX1"
 METHODS = {"none": 0, "deflate": 8, "zstd": 93, "xz": 95}
 
@@ -88,7 +90,7 @@ def check_package(path, expected_files=None):
     manifest_bytes = zf.read("manifest.json")
     assert infos["manifest.json"].compress_type == 0
     manifest = json.loads(manifest_bytes)
-    assert manifest["format"] == "torshpkg" and manifest["format_version"] in (1, 2)
+    assert manifest["format"] == "torshpkg" and manifest["format_version"] in (1, 2, 3)
     package_id = bytes.fromhex(manifest["package_id"])
     assert len(package_id) == 16
     # Section 2.4: names one could take for another are refused.
@@ -103,13 +105,15 @@ def check_package(path, expected_files=None):
             key = unicodedata.normalize("NFC", prefix.casefold())
             assert folded.setdefault(key, prefix) == prefix, "case or normalization: " + prefix
     executable = any("executable" in r for r in manifest["resources"])
-    assert (manifest["format_version"] == 2) == executable, "version 2 exactly with executables"
+    blocks = any("block_size" in r for r in manifest["resources"])
+    version = 3 if blocks else 2 if executable else 1
+    assert manifest["format_version"] == version, "the oldest version that holds the package"
     expected_entries = {"manifest.json"}
     tree = {"manifest.json": manifest_bytes}
     for position, r in enumerate(manifest["resources"]):
         assert r["id"] == position
         # Version 2 adds only "executable", and is written only when some resource has it.
-        assert ("executable" in r) <= (manifest["format_version"] == 2), "executable in version 1"
+        assert ("executable" in r) <= (manifest["format_version"] >= 2), "executable in version 1"
         assert r.get("executable", True) is True, "executable is written only as true"
         name = "resources/" + r["path"]
         index_name = f".torshpkg/index/{r['id']}"
@@ -131,6 +135,18 @@ def check_package(path, expected_files=None):
         assert plain_size == r["size"] and stored_size == r["stored_size"] and count == r["chunk_count"]
         assert count == -(-plain_size // chunk_size)
         assert len(index) == 40 + 36 * count
+        block_size = r.get("block_size", 0)
+        hashes = b""
+        if block_size:
+            # Version 3, section 7.1: the hashes of every block, in their own stored entry.
+            assert r["compression"] == "none" and r["encryption"] == "none" and r["size"] > 0
+            assert block_size >= 4096 and block_size & (block_size - 1) == 0
+            assert block_size <= chunk_size
+            blocks_name = f".torshpkg/blocks/{r['id']}"
+            expected_entries.add(blocks_name)
+            assert infos[blocks_name].compress_type == 0
+            hashes = zf.read(blocks_name)
+            assert len(hashes) == 32 * -(-plain_size // block_size), "blocks entry size"
         plain = bytearray()
         offset = data_offset
         for c in range(count):
@@ -138,7 +154,16 @@ def check_package(path, expected_files=None):
             leaf = index[44 + 36 * c:76 + 36 * c]
             plain_len = min(chunk_size, plain_size - c * chunk_size)
             stored = raw[offset:offset + stored_len]
-            h = hashlib.sha256(LEAF_TAG + package_id + struct.pack("<IQI", r["id"], c, plain_len) + stored)
+            prefix = package_id + struct.pack("<IQI", r["id"], c, plain_len)
+            if block_size:
+                first = c * (chunk_size // block_size)
+                listed = hashes[32 * first:32 * (first + -(-plain_len // block_size))]
+                computed = b"".join(hashlib.sha256(BLOCK_TAG + stored[b:b + block_size]).digest()
+                                    for b in range(0, plain_len, block_size))
+                assert computed == listed, f"{name} chunk {c} block hashes"
+                h = hashlib.sha256(BLOCK_LEAF_TAG + prefix + listed)
+            else:
+                h = hashlib.sha256(LEAF_TAG + prefix + stored)
             assert h.digest() == leaf, f"{name} chunk {c} leaf hash"
             chunk = _decode_chunk(r["compression"], stored, c == 0, c == count - 1, plain_len)
             assert len(chunk) == plain_len, f"{name} chunk {c} decodes to {len(chunk)} bytes"
