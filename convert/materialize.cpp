@@ -92,8 +92,8 @@ void stream_rows(const StridedView& v, uint64_t n, const RangeReader& read, cons
 }
 
 // A view over a small span: read the span once, gather element runs in row-major order.
-void gather_span(const StridedView& v, uint64_t n, uint64_t lo, uint64_t hi, const RangeReader& read,
-                 const ByteSink& sink) {
+void gather_span(const StridedView& v, uint64_t n, uint64_t lo, uint64_t hi,
+                 const RangeReader& read, const ByteSink& sink) {
   const unsigned es = v.element_size;
   std::vector<uint8_t> span(static_cast<size_t>((hi - lo + 1) * es));
   read(lo * es, span);
@@ -139,7 +139,11 @@ bool advance(std::span<const size_t> dims, std::vector<uint64_t>& index,
 class ChunkedGather {
  public:
   ChunkedGather(const StridedView& v, const RangeReader& read, const GatherBudget& budget)
-      : v_(v), read_(read), budget_(budget), es_(v.element_size), rank_(v.shape.size()),
+      : v_(v),
+        read_(read),
+        budget_(budget),
+        es_(v.element_size),
+        rank_(v.shape.size()),
         out_step_(rank_, 1) {
     for (size_t i = rank_; i-- > 1;) out_step_[i - 1] = out_step_[i] * v.shape[i];
   }
@@ -217,7 +221,8 @@ class ChunkedGather {
       scratch_.resize(cover);
       read_(first * es_, scratch_);
       for (uint64_t k = k0; k < k1; ++k) {
-        std::memcpy(out + (dst + k * out_step) * es_, scratch_.data() + (k - k0) * stride * es_, es_);
+        std::memcpy(out + (dst + k * out_step) * es_, scratch_.data() + (k - k0) * stride * es_,
+                    es_);
       }
     }
   }

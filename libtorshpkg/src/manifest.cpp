@@ -249,8 +249,7 @@ ResourceEntry resource_from_json(const element& v, uint32_t position, int format
   const Members o(
       v,
       {"chunk_count", "chunk_size", "compression", "compression_level", "encryption", "id",
-       "index_sha256", "path", "sha256", "size", "stored_size", "type", "executable",
-       "block_size"},
+       "index_sha256", "path", "sha256", "size", "stored_size", "type", "executable", "block_size"},
       "resources", position);
   o.reject_unknown();
   if (o.has("executable")) {

@@ -121,8 +121,8 @@ void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, ui
   }
 }
 
-void Package::Rep::read_block_hashes(const ResourceEntry& r, const ChunkIndex& idx,
-                                     uint64_t chunk, std::vector<uint8_t>& hashes) const {
+void Package::Rep::read_block_hashes(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
+                                     std::vector<uint8_t>& hashes) const {
   const uint32_t plain_len = idx.plain_len(chunk);
   const uint64_t first = chunk * (r.chunk_size / r.block_size);
   hashes.resize((plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
@@ -148,7 +148,8 @@ void Package::Rep::read_blocks(const ResourceEntry& r, const ChunkIndex& idx, ui
   thread_local std::vector<uint8_t> got;
   got.resize(kBlockHashSize);
   for (uint64_t b = first; b * bs < end; ++b) {
-    const auto block = std::span(bytes).subspan((b - first) * bs, std::min<uint64_t>(bs, end - b * bs));
+    const auto block =
+        std::span(bytes).subspan((b - first) * bs, std::min<uint64_t>(bs, end - b * bs));
     hash_blocks(block, bs, got);
     if (std::memcmp(got.data(), hashes.data() + b * kBlockHashSize, kBlockHashSize) != 0) {
       std::memset(bytes.data(), 0, bytes.size());

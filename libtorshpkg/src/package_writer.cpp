@@ -169,9 +169,10 @@ ResourceEntry write_resource(EncodeContext& ctx, const ResourceInput& in, uint32
     if (!encrypted) b.crcs[k] = crc32_of(piece);  // encrypted: over the sealed bytes, later
     const ChunkPlace place{chunk == 0, chunk + 1 == r.chunk_count};
     if (raw_plain && r.block_size != 0) {
-      const auto hashes = std::span(block_hashes)
-                              .subspan(chunk * blocks_per_chunk * kBlockHashSize,
-                                       (plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
+      const auto hashes =
+          std::span(block_hashes)
+              .subspan(chunk * blocks_per_chunk * kBlockHashSize,
+                       (plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
       hash_blocks(piece, r.block_size, hashes);
       index.leaf[chunk] = block_leaf_hash(ctx.package_id, id, chunk, plain_len, hashes);
       return;

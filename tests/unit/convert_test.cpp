@@ -165,8 +165,7 @@ TEST(StridedView, ChunkedGatherMatchesAnElementWalkWithinItsBudget) {
       uint64_t at = v.offset;
       for (size_t i = 0; i < index.size(); ++i) at += index[i] * v.stride[i];
       for (unsigned b = 0; b < v.element_size; ++b) {
-        out.push_back(storage[at * v.element_size +
-                              (v.byte_swap ? v.element_size - 1 - b : b)]);
+        out.push_back(storage[at * v.element_size + (v.byte_swap ? v.element_size - 1 - b : b)]);
       }
       for (size_t i = index.size(); i-- > 0;) {
         if (++index[i] < v.shape[i]) break;

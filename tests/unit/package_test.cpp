@@ -405,7 +405,8 @@ TEST(Blocks, A4KiBReadTouchesOnlyItsBlockAndTheChunksBlockHashes) {
     // The hashes of its 1 MiB chunk's blocks (256 of them, 8 KiB; the short last chunk has
     // fewer), then the block itself.
     const uint64_t chunk = block / 256;
-    const uint64_t hashes = 32 * std::min<uint64_t>(256, (data.size() - chunk * (1 << 20) + 4095) / 4096);
+    const uint64_t hashes =
+        32 * std::min<uint64_t>(256, (data.size() - chunk * (1 << 20) + 4095) / 4096);
     ASSERT_EQ(counter->reads.size(), 2u);
     EXPECT_EQ(counter->reads[0], std::make_pair(blocks_at + chunk * 256 * 32, hashes));
     EXPECT_EQ(counter->reads[1], std::make_pair(data_at + block * 4096, uint64_t{4096}));
