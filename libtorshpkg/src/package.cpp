@@ -145,8 +145,7 @@ void Package::Rep::read_blocks(const ResourceEntry& r, const ChunkIndex& idx, ui
   read_block_hashes(r, idx, chunk, hashes);
   bytes.resize(end - first * bs);
   source->read_at(at + first * bs, bytes);
-  thread_local std::vector<uint8_t> got;
-  got.resize(kBlockHashSize);
+  std::array<uint8_t, kBlockHashSize> got;
   for (uint64_t b = first; b * bs < end; ++b) {
     const auto block =
         std::span(bytes).subspan((b - first) * bs, std::min<uint64_t>(bs, end - b * bs));

@@ -665,29 +665,13 @@ TEST(PackageFs, AReadSpanningTwoChunksReadsThemAtOnce) {
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), data.begin() + 5 * 4096 + 100));
 }
 
-// Counts the bytes read from the package file.
-class CountingSource final : public torshpkg::testing::ForwardingSource {
- public:
-  using ForwardingSource::ForwardingSource;
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
-    bytes += out.size();
-    ForwardingSource::read_at(offset, out);
-  }
-  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
-    const bool done = ForwardingSource::read_uncached(offset, out);
-    if (done) bytes += out.size();
-    return done;
-  }
-  mutable std::atomic<uint64_t> bytes{0};
-};
-
 TEST(PackageFs, ARandomPageOfAStoredResourceReadsItsBlockNotItsChunk) {
   TempDir dir;
   const auto data = torshpkg::testing::random_bytes(8 << 20, 9);
   PackageWriter w(torshpkg::testing::header());
   w.add_bytes("w.bin", data, std::nullopt, CodecSpec{Codec::kNone, 0});
   w.write(dir / "p.torshpkg");  // 1 MiB chunks of 4 KiB blocks
-  const auto source = std::make_shared<CountingSource>(open_file_source(dir / "p.torshpkg"));
+  const auto source = std::make_shared<torshpkg::testing::ReadCountingSource>(open_file_source(dir / "p.torshpkg"));
   FsOptions o = options(0);  // random reads close together would otherwise count as a run
   o.cache_bytes = 8 << 20;
   PackageFs fs(Package::open(source), o);

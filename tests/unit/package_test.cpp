@@ -325,19 +325,15 @@ TEST(Package, UncachedChunkReadsGiveTheVerifiedBytesAndRefuseDamage) {
   EXPECT_TRUE(std::equal(good.bytes.begin(), good.bytes.end(), stored.begin()));
 }
 
-// Records the bytes read from the package file.
-class ReadCountingSource final : public testing::ForwardingSource {
- public:
-  using ForwardingSource::ForwardingSource;
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
-    bytes += out.size();
-    reads.emplace_back(offset, out.size());
-    ForwardingSource::read_at(offset, out);
-  }
-  bool read_uncached(uint64_t, std::span<uint8_t>) const override { return false; }
-  mutable std::atomic<uint64_t> bytes{0};
-  mutable std::vector<std::pair<uint64_t, uint64_t>> reads;  // one reader thread in these tests
-};
+using testing::ReadCountingSource;
+
+// A package of one resource "w.bin" stored plain (1 MiB chunks of 4 KiB blocks).
+std::string stored_package(const TempDir& dir, const std::vector<uint8_t>& data) {
+  PackageWriter w(header());
+  w.add_bytes("w.bin", data, std::nullopt, CodecSpec{Codec::kNone, 0});
+  w.write(dir / "p.torshpkg");
+  return dir / "p.torshpkg";
+}
 
 uint64_t entry_offset(const ByteSource& src, const std::string& name) {
   for (const ZipEntry& e : read_zip_directory(src)) {
@@ -385,10 +381,7 @@ TEST(Blocks, StoredResourcesGetBlocksAndAVersion3Manifest) {
 TEST(Blocks, A4KiBReadTouchesOnlyItsBlockAndTheChunksBlockHashes) {
   TempDir dir;
   const auto data = random_bytes(5'000'000);
-  PackageWriter w(header());
-  w.add_bytes("w.bin", data, std::nullopt, kStored);
-  w.write(dir / "p.torshpkg");
-  auto counter = std::make_shared<ReadCountingSource>(open_file_source(dir / "p.torshpkg"));
+  auto counter = std::make_shared<ReadCountingSource>(open_file_source(stored_package(dir, data)));
   const auto pkg = Package::open(counter);
   const FileNode& f = *pkg->find("resources/w.bin");
   const uint64_t data_at = entry_offset(*counter, "resources/w.bin");
@@ -427,10 +420,7 @@ TEST(Blocks, A4KiBReadTouchesOnlyItsBlockAndTheChunksBlockHashes) {
 TEST(Blocks, DamageToABlockOrItsHashesIsRefused) {
   TempDir dir;
   const auto data = random_bytes(3'000'000);
-  PackageWriter w(header());
-  w.add_bytes("w.bin", data, std::nullopt, kStored);
-  w.write(dir / "p.torshpkg");
-  const auto bytes = testing::read_file(dir / "p.torshpkg");
+  const auto bytes = testing::read_file(stored_package(dir, data));
   const auto src = memory_source(bytes, "p");
   const uint64_t data_at = entry_offset(*src, "resources/w.bin");
   const uint64_t blocks_at = entry_offset(*src, ".torshpkg/blocks/0");

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -116,6 +117,31 @@ class ForwardingSource : public ByteSource {
 
  private:
   std::shared_ptr<ByteSource> inner_;
+};
+
+// Forwards to another source and counts the bytes read from it (buffered or past the page
+// cache), and records each buffered read.
+class ReadCountingSource final : public ForwardingSource {
+ public:
+  using ForwardingSource::ForwardingSource;
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    bytes += out.size();
+    {
+      std::lock_guard lock(mutex_);
+      reads.emplace_back(offset, out.size());
+    }
+    ForwardingSource::read_at(offset, out);
+  }
+  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
+    const bool done = ForwardingSource::read_uncached(offset, out);
+    if (done) bytes += out.size();
+    return done;
+  }
+  mutable std::atomic<uint64_t> bytes{0};
+  mutable std::vector<std::pair<uint64_t, uint64_t>> reads;
+
+ private:
+  mutable std::mutex mutex_;
 };
 
 // Forwards to another source and records what is announced to it with will_need, in order
