@@ -17,7 +17,7 @@ Every figure is the median of --runs runs, each with a fresh mount and a cold pa
 
 Peers, on the same data: squashfuse and squashfuse_ll (mksquashfs images, 128 KiB blocks, same
 codec and level where squashfs has it; stored = -noD) and fuse-zip (Info-ZIP archives; stored
-and deflate only). Needs root, /dev/fuse and: squashfuse fuse-zip squashfs-tools zip zstd xz-utils
+and deflate only). Needs root, /dev/fuse and (scripts/setup.sh --with-bench): squashfuse fuse-zip squashfs-tools zip zstd xz-utils
 gzip. Usage:
 
   bench/mount_bench.py [--torshpkg build/tools/torshpkg] [--torshpkgd build/daemon/torshpkgd]
@@ -27,6 +27,7 @@ gzip. Usage:
                        [--chunk-size 1M]  (default: torshpkg's, by codec)
 """
 import argparse
+import math
 import os
 import random
 import shutil
@@ -87,11 +88,23 @@ class Mounter:
         return time.perf_counter() - start
 
     def unmount(self, mnt):
+        """Unmounts, then waits for the server to exit, so that the next mount on the same folder
+        is the only process serving it."""
+        try:
+            pid = server_pid(mnt)
+        except RuntimeError:
+            pid = None
         for _ in range(50):
             if subprocess.run(self.unmount_cmd(mnt), stderr=subprocess.DEVNULL).returncode == 0:
-                return
+                break
             time.sleep(0.1)
-        raise RuntimeError(f"cannot unmount {mnt}")
+        else:
+            raise RuntimeError(f"cannot unmount {mnt}")
+        for _ in range(200):
+            if pid is None or math.isnan(peak_rss_mib(pid)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the server of {mnt} (pid {pid}) did not exit")
 
 
 def server_pid(mnt):
@@ -104,16 +117,21 @@ def server_pid(mnt):
                 args = f.read().split(b"\0")
         except OSError:
             continue
-        if mnt.encode() in args and int(entry) != os.getpid():
-            return int(entry)
+        # A process that is exiting has no memory left, so no VmHWM.
+        pid = int(entry)
+        if mnt.encode() in args and pid != os.getpid() and not math.isnan(peak_rss_mib(pid)):
+            return pid
     raise RuntimeError(f"no server process for {mnt}")
 
 
 def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return float("nan")
 
 
@@ -194,8 +212,7 @@ def main():
         sys.exit("mount_bench.py: needs root (mounts, drop_caches)")
     for tool in ("squashfuse", "squashfuse_ll", "fuse-zip", "mksquashfs", "zip", "zstd", "xz"):
         if shutil.which(tool) is None:
-            sys.exit(f"mount_bench.py: {tool} is missing (apt-get install squashfuse fuse-zip "
-                     "squashfs-tools zip zstd xz-utils)")
+            sys.exit(f"mount_bench.py: {tool} is missing (scripts/setup.sh --with-bench)")
     tpk = os.path.abspath(args.torshpkg)
     mounters = {
         "torshpkg": Mounter("torshpkg", lambda i, m: [tpk, "mount", i, m, "--allow-unsigned"],

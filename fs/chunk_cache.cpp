@@ -40,35 +40,192 @@ void ChunkBuffer::resize(size_t size) {
   capacity_ = room;
 }
 
-Chunk ChunkCache::get(uint32_t resource, uint64_t chunk) {
-  std::lock_guard lock(mutex_);
-  const auto it = index_.find({resource, chunk});
-  if (it == index_.end()) {
-    ++misses_;
+ChunkCache::~ChunkCache() = default;
+
+Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (const auto it = entries_.find(key); it != entries_.end()) {
+      const EntryPtr e = it->second;
+      switch (e->state) {
+        case State::kReady:
+          ++hits_;
+          lru_.splice(lru_.begin(), lru_, e->place);
+          return e->buffer;
+        case State::kFilling:
+          ++hits_;
+          return wait_for(lock, e);
+        case State::kClaimed:  // queued readahead: this reader fills it now
+          ++misses_;
+          claims_.erase(e->place);
+          e->state = State::kFilling;
+          return run_fill(lock, key, e, size, fill);
+        case State::kFailed:
+          break;  // never in the map
+      }
+    }
+    std::shared_ptr<ChunkBuffer> recycled;
+    std::vector<std::shared_ptr<ChunkBuffer>> dropped;
+    // A chunk larger than the whole budget is decoded without evicting anything (nor kept).
+    if (size > capacity_ || make_room(size, true, recycled, dropped) || filling_ == 0) {
+      ++misses_;
+      const EntryPtr e = add_entry(key, State::kFilling, size, std::move(recycled));
+      lock.unlock();
+      dropped.clear();
+      lock.lock();
+      return run_fill(lock, key, e, size, fill);
+    }
+    // Every byte of the budget is being filled: wait for a fill to end, then look again.
+    lock.unlock();
+    dropped.clear();
+    recycled.reset();
+    lock.lock();
+    const uint64_t ended = fills_ended_;
+    fill_ended_.wait(lock, [&] { return fills_ended_ != ended; });
+  }
+}
+
+Chunk ChunkCache::find(ChunkKey key) {
+  std::unique_lock lock(mutex_);
+  const auto it = entries_.find(key);
+  if (it == entries_.end()) return nullptr;
+  const EntryPtr e = it->second;
+  if (e->state == State::kReady) {
+    lru_.splice(lru_.begin(), lru_, e->place);
+    return e->buffer;
+  }
+  if (e->state != State::kFilling) return nullptr;
+  try {
+    return wait_for(lock, e);
+  } catch (...) {
     return nullptr;
   }
-  ++hits_;
-  lru_.splice(lru_.begin(), lru_, it->second);
-  return it->second->second;
 }
 
-bool ChunkCache::contains(uint32_t resource, uint64_t chunk) const {
+bool ChunkCache::claim(ChunkKey key, size_t size) {
+  std::shared_ptr<ChunkBuffer> recycled;
+  std::vector<std::shared_ptr<ChunkBuffer>> dropped;
   std::lock_guard lock(mutex_);
-  return index_.count({resource, chunk}) > 0;
+  if (entries_.count(key) != 0 || !make_room(size, false, recycled, dropped)) return false;
+  add_entry(key, State::kClaimed, size, std::move(recycled));
+  return true;
 }
 
-void ChunkCache::put(uint32_t resource, uint64_t chunk, Chunk data) {
-  std::lock_guard lock(mutex_);
-  const Key key{resource, chunk};
-  if (index_.count(key) || data->size() > capacity_) return;
-  bytes_ += data->size();
-  lru_.emplace_front(key, std::move(data));
-  index_.emplace(key, lru_.begin());
-  while (bytes_ > capacity_ && !lru_.empty()) {
-    bytes_ -= lru_.back().second->size();
-    index_.erase(lru_.back().first);
-    lru_.pop_back();
+void ChunkCache::fill_claimed(ChunkKey key, const Fill& fill) {
+  std::unique_lock lock(mutex_);
+  const auto it = entries_.find(key);
+  if (it == entries_.end() || it->second->state != State::kClaimed) return;
+  const EntryPtr e = it->second;
+  claims_.erase(e->place);
+  e->state = State::kFilling;
+  try {
+    run_fill(lock, key, e, static_cast<size_t>(e->bytes), fill);
+  } catch (...) {
   }
+}
+
+uint64_t ChunkCache::trim() {
+  std::vector<std::shared_ptr<ChunkBuffer>> dropped;
+  std::lock_guard lock(mutex_);
+  uint64_t freed = 0;
+  for (const ChunkKey& key : lru_) {
+    const auto it = entries_.find(key);
+    freed += it->second->bytes;
+    dropped.push_back(std::move(it->second->buffer));
+    entries_.erase(it);
+  }
+  lru_.clear();
+  bytes_ -= freed;
+  return freed;
+}
+
+bool ChunkCache::make_room(uint64_t size, bool take_claims,
+                           std::shared_ptr<ChunkBuffer>& recycled,
+                           std::vector<std::shared_ptr<ChunkBuffer>>& dropped) {
+  while (bytes_ + size > capacity_) {
+    std::list<ChunkKey>* from = !lru_.empty()                     ? &lru_
+                                : take_claims && !claims_.empty() ? &claims_
+                                                                  : nullptr;
+    if (from == nullptr) return false;
+    const auto it = entries_.find(from->back());
+    from->pop_back();
+    const EntryPtr e = it->second;
+    entries_.erase(it);
+    bytes_ -= e->bytes;
+    if (e->state == State::kClaimed) in_flight_ -= e->bytes;
+    // Only this entry holds the buffer (nobody can take a new hold without the lock): reuse it.
+    if (!recycled && e->buffer && e->buffer.use_count() == 1) {
+      recycled = std::move(e->buffer);
+    } else if (e->buffer) {
+      dropped.push_back(std::move(e->buffer));
+    }
+  }
+  return true;
+}
+
+ChunkCache::EntryPtr ChunkCache::add_entry(ChunkKey key, State state, uint64_t size,
+                                           std::shared_ptr<ChunkBuffer> recycled) {
+  auto e = std::make_shared<Entry>();
+  e->state = state;
+  e->bytes = size;
+  e->buffer = std::move(recycled);
+  bytes_ += size;
+  in_flight_ += size;
+  if (state == State::kClaimed) {
+    claims_.push_front(key);
+    e->place = claims_.begin();
+  }
+  entries_.emplace(key, e);
+  return e;
+}
+
+Chunk ChunkCache::run_fill(std::unique_lock<std::mutex>& lock, ChunkKey key, const EntryPtr& e,
+                           size_t size, const Fill& fill) {
+  ++filling_;
+  std::shared_ptr<ChunkBuffer> buffer = std::move(e->buffer);
+  lock.unlock();
+  std::exception_ptr error;
+  try {
+    if (!buffer) buffer = std::make_shared<ChunkBuffer>();
+    buffer->resize(size);
+    fill(*buffer);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  lock.lock();
+  --filling_;
+  ++fills_ended_;
+  in_flight_ -= e->bytes;
+  const bool keep = !error && e->bytes <= capacity_;
+  if (keep) {
+    lru_.push_front(key);
+    e->place = lru_.begin();
+  } else {
+    entries_.erase(key);  // a failed chunk, or one larger than the whole budget
+    bytes_ -= e->bytes;
+  }
+  e->state = error ? State::kFailed : State::kReady;
+  e->error = error;
+  if (!error) e->buffer = buffer;
+  fill_ended_.notify_all();
+  if (error) {
+    lock.unlock();
+    buffer.reset();
+    std::rethrow_exception(error);
+  }
+  return buffer;
+}
+
+Chunk ChunkCache::wait_for(std::unique_lock<std::mutex>& lock, const EntryPtr& e) {
+  fill_ended_.wait(lock, [&] { return e->state == State::kReady || e->state == State::kFailed; });
+  if (e->state == State::kFailed) std::rethrow_exception(e->error);
+  return e->buffer;
+}
+
+bool ChunkCache::contains(ChunkKey key) const {
+  std::lock_guard lock(mutex_);
+  const auto it = entries_.find(key);
+  return it != entries_.end() && it->second->state == State::kReady;
 }
 
 uint64_t ChunkCache::hits() const {
@@ -86,37 +243,9 @@ uint64_t ChunkCache::bytes() const {
   return bytes_;
 }
 
-std::shared_ptr<BufferPool> BufferPool::create(uint64_t max_free_bytes) {
-  return std::shared_ptr<BufferPool>(new BufferPool(max_free_bytes));
-}
-
-std::unique_ptr<ChunkBuffer> BufferPool::take() {
+uint64_t ChunkCache::in_flight_bytes() const {
   std::lock_guard lock(mutex_);
-  if (free_.empty()) return std::make_unique<ChunkBuffer>();
-  auto buffer = std::move(free_.back());
-  free_.pop_back();
-  free_bytes_ -= buffer->capacity();
-  return buffer;
-}
-
-Chunk BufferPool::adopt(std::unique_ptr<ChunkBuffer> buffer) {
-  std::weak_ptr<BufferPool> pool = weak_from_this();
-  return Chunk(buffer.release(), [pool](const ChunkBuffer* p) {
-    std::unique_ptr<ChunkBuffer> owned(const_cast<ChunkBuffer*>(p));
-    if (const auto live = pool.lock()) live->give_back(std::move(owned));
-  });
-}
-
-void BufferPool::give_back(std::unique_ptr<ChunkBuffer> buffer) {
-  std::lock_guard lock(mutex_);
-  if (free_bytes_ + buffer->capacity() > max_free_bytes_) return;  // freed on return
-  free_bytes_ += buffer->capacity();
-  free_.push_back(std::move(buffer));
-}
-
-uint64_t BufferPool::free_bytes() const {
-  std::lock_guard lock(mutex_);
-  return free_bytes_;
+  return in_flight_;
 }
 
 }  // namespace torshpkg::fs

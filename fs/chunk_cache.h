@@ -1,9 +1,21 @@
-// A bounded LRU cache of verified, decoded chunks, shared by all readers of a mount.
-// Thread-safe: one mutex guards the map and the recency list; chunks are immutable and handed
-// out as shared pointers, so an evicted chunk stays valid for whoever still holds it.
+// The chunk cache of a mount: verified, decoded chunks and the chunks being decoded, within one
+// byte budget, shared by all readers of the mount.
+//
+// An entry is the in-flight marker as well (as squashfuse's cache_mt does it): a chunk is
+// claimed (its bytes counted from then on), filled by one thread, then ready. Whoever asks for
+// a chunk being filled waits for that fill instead of decoding it again; a failed fill fails
+// every waiter and leaves no entry, so a later read tries again. A claim nobody has started
+// (readahead still queued) is taken over by the first reader that needs the chunk.
+//
+// Thread-safe: one mutex guards the entries and the recency lists; chunks are
+// immutable and handed out as shared pointers, so an evicted chunk stays valid for whoever still
+// holds it.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -38,65 +50,97 @@ class ChunkBuffer {
 
 using Chunk = std::shared_ptr<const ChunkBuffer>;
 
-// Recycles the buffers of chunks nobody holds any more (evicted and not being replied from), so
-// that decoding a chunk fills memory that is already mapped instead of mapping and zeroing
-// fresh pages for every chunk. Keeps at most `max_free_bytes` of idle buffers. Thread-safe;
-// chunks may outlive the pool (their buffers are then freed).
-class BufferPool : public std::enable_shared_from_this<BufferPool> {
- public:
-  static std::shared_ptr<BufferPool> create(uint64_t max_free_bytes);
-
-  // A buffer to fill: recycled (old contents, any size) or new and empty.
-  std::unique_ptr<ChunkBuffer> take();
-  // Turns a filled buffer into a chunk whose buffer comes back here when its last holder lets go.
-  Chunk adopt(std::unique_ptr<ChunkBuffer> buffer);
-
-  uint64_t free_bytes() const;
-
- private:
-  explicit BufferPool(uint64_t max_free_bytes) : max_free_bytes_(max_free_bytes) {}
-  void give_back(std::unique_ptr<ChunkBuffer> buffer);
-
-  mutable std::mutex mutex_;
-  uint64_t max_free_bytes_;
-  uint64_t free_bytes_ = 0;
-  std::vector<std::unique_ptr<ChunkBuffer>> free_;
+struct ChunkKey {
+  uint32_t resource = 0;
+  uint64_t chunk = 0;
+  bool operator==(const ChunkKey&) const = default;
 };
 
 class ChunkCache {
  public:
-  explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+  // Decodes a chunk into a buffer resized to the chunk's plain size (its old contents, if any,
+  // are to be overwritten). Throws to fail the fill.
+  using Fill = std::function<void(ChunkBuffer&)>;
 
-  Chunk get(uint32_t resource, uint64_t chunk);
-  // Like get, without counting a hit or miss or changing recency.
-  bool contains(uint32_t resource, uint64_t chunk) const;
-  void put(uint32_t resource, uint64_t chunk, Chunk data);
+  explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+  ~ChunkCache();
+  ChunkCache(const ChunkCache&) = delete;
+  ChunkCache& operator=(const ChunkCache&) = delete;
+
+  // The chunk of `size` bytes at `key`: cached (a hit), being filled (waits for it: a hit too),
+  // or filled here by `fill` (a miss). The fill's error is thrown here and to every waiter.
+  // When the budget is taken by other fills, waits for one of them to end before starting.
+  Chunk get_or_fill(ChunkKey key, size_t size, const Fill& fill);
+  // The chunk when it is cached or being filled (then waits for it); nullptr when it is neither,
+  // or its fill fails. Counts no hit or miss.
+  Chunk find(ChunkKey key);
+  // Claims `key` for a later fill_claimed (readahead), counting `size` bytes; false when the
+  // chunk is cached, claimed or being filled already, or when the budget has no room left
+  // without dropping what is being filled or queued.
+  bool claim(ChunkKey key, size_t size);
+  // Fills a claimed chunk, unless a reader took the claim over or it was dropped (then does
+  // nothing). Errors are dropped: whoever reads the chunk meets them again.
+  void fill_claimed(ChunkKey key, const Fill& fill);
+  // Drops every ready chunk (an idle mount gives its memory back; readers still holding one
+  // keep it until they let go). Returns the bytes dropped.
+  uint64_t trim();
+
+  // Whether the chunk is cached (ready). Counts no hit or miss and changes no recency.
+  bool contains(ChunkKey key) const;
 
   uint64_t hits() const;
   uint64_t misses() const;
+  // Bytes counted against the budget: chunks ready, claimed and being filled.
   uint64_t bytes() const;
+  uint64_t in_flight_bytes() const;  // of those: claimed and being filled
   uint64_t capacity() const { return capacity_; }
 
  private:
-  struct Key {
-    uint32_t resource;
-    uint64_t chunk;
-    bool operator==(const Key&) const = default;
-  };
   struct KeyHash {
-    size_t operator()(const Key& k) const {
+    size_t operator()(const ChunkKey& k) const {
       return std::hash<uint64_t>()(k.chunk * 1000003u ^ k.resource);
     }
   };
-  using Lru = std::list<std::pair<Key, Chunk>>;
+  enum class State { kClaimed, kFilling, kReady, kFailed };
+  struct Entry {
+    State state = State::kClaimed;
+    uint64_t bytes = 0;  // counted against the budget
+    std::shared_ptr<ChunkBuffer> buffer;
+    std::exception_ptr error;  // kFailed
+    std::list<ChunkKey>::iterator place;  // in lru_ (ready) or claims_ (claimed)
+  };
+  using EntryPtr = std::shared_ptr<Entry>;
+
+  // Makes room for `size` more bytes by dropping the least recently used ready chunks, then
+  // (when `take_claims`) the oldest queued claims. The first dropped buffer nobody else holds
+  // goes to `recycled` for the new entry; the others to `dropped`, to be freed once unlocked.
+  // False when there is still no room (the rest is being filled).
+  bool make_room(uint64_t size, bool take_claims, std::shared_ptr<ChunkBuffer>& recycled,
+                 std::vector<std::shared_ptr<ChunkBuffer>>& dropped);
+  EntryPtr add_entry(ChunkKey key, State state, uint64_t size,
+                     std::shared_ptr<ChunkBuffer> recycled);
+  // Runs `fill` for an entry this thread has just set to kFilling and publishes the result;
+  // unlocks while filling. Rethrows the fill's error.
+  Chunk run_fill(std::unique_lock<std::mutex>& lock, ChunkKey key, const EntryPtr& e, size_t size,
+                 const Fill& fill);
+  // Waits until an entry's fill ends; its chunk, or its error rethrown.
+  Chunk wait_for(std::unique_lock<std::mutex>& lock, const EntryPtr& e);
 
   mutable std::mutex mutex_;
+  std::condition_variable fill_ended_;
   const uint64_t capacity_;
-  uint64_t bytes_ = 0;
+  uint64_t bytes_ = 0;      // entries of every state
+  uint64_t in_flight_ = 0;  // of those: claimed and being filled
+  uint64_t filling_ = 0;    // fills running
+  uint64_t fills_ended_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
-  Lru lru_;  // front: most recent
-  std::unordered_map<Key, Lru::iterator, KeyHash> index_;
+  std::unordered_map<ChunkKey, EntryPtr, KeyHash> entries_;
+  // Ready entries (front: most recent) and claims nobody fills yet (front: newest). Evicting a
+  // ready chunk hands its buffer to the fill that needed the room, so that decoding writes memory
+  // that is already mapped instead of mapping and zeroing fresh pages.
+  std::list<ChunkKey> lru_;
+  std::list<ChunkKey> claims_;
 };
 
 }  // namespace torshpkg::fs

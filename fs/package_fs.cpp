@@ -10,10 +10,10 @@
 namespace torshpkg::fs {
 
 namespace {
-// Threads that read stored chunks with direct I/O: the depth of the disk queue that the page
-// cache's readahead provides otherwise. Twice the 16 chunks of a readahead window, since each
-// thread then hashes its chunk (on 2 cores most of them wait for a core, not the disk): cold
-// 512 MiB reads measured a median of 866 MB/s with 32 against about 690 with 16.
+// Threads of the pool when some resource is read with direct I/O: the depth of the disk queue
+// that the page cache's readahead provides otherwise. Twice the 16 chunks of a readahead window,
+// since each thread then hashes its chunk (on 2 cores most of them wait for a core, not the
+// disk): cold 512 MiB reads measured a median of 866 MB/s with 32 against about 690 with 16.
 constexpr size_t kDirectReaders = 32;
 }  // namespace
 
@@ -23,22 +23,24 @@ PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
       tree_(*package_),
       cache_(options_.cache_bytes) {
   for (const FileNode& f : package_->files()) total_bytes_ += f.size;
-  const size_t resources = package_->manifest().resources.size();
-  reads_ = std::make_unique<ReadState[]>(resources);
-  if (options_.readahead_bytes > 0 && resources > 0) {
+  const auto& all = package_->manifest().resources;
+  reads_ = std::make_unique<ReadState[]>(all.size());
+  if (options_.readahead_bytes > 0 && !all.empty()) {
     // Chunks are read whole and sequential runs announced (read_ahead): the kernel's own
     // readahead in the package file would only add reads nobody asked for (a disk's 8 MiB
     // window made each random 1 MiB chunk read fetch 2 MiB).
     package_->reads_are_planned();
-    const auto decode = [this](uint32_t id, uint64_t index) {
-      chunk(package_->manifest().resources[id], index);
-    };
-    const size_t threads = std::max(1u, std::thread::hardware_concurrency());
-    prefetcher_ = std::make_unique<Prefetcher>(threads, decode, options_.idle_thread_exit);
-    const auto& all = package_->manifest().resources;
-    if (std::any_of(all.begin(), all.end(), [&](const auto& r) { return reads_direct(r); })) {
-      readers_ = std::make_unique<Prefetcher>(kDirectReaders, decode, options_.idle_thread_exit);
-    }
+    const bool direct =
+        std::any_of(all.begin(), all.end(), [&](const auto& r) { return reads_direct(r); });
+    const size_t threads =
+        direct ? kDirectReaders : std::max(1u, std::thread::hardware_concurrency());
+    pool_ = std::make_unique<Prefetcher>(
+        threads,
+        [this](uint32_t id, uint64_t index) {
+          const ResourceEntry& r = package_->manifest().resources[id];
+          cache_.fill_claimed({id, index}, fill(r, index));
+        },
+        options_.idle_thread_exit);
   }
   std::tm tm{};
   if (::strptime(package_->manifest().created.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
@@ -69,54 +71,29 @@ struct stat PackageFs::attributes(const Node& node) const {
   return st;
 }
 
-Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
-  if (Chunk hit = cache_.get(r.id, index)) return hit;
-  const std::pair<uint32_t, uint64_t> key{r.id, index};
-  std::promise<Chunk> promise;
-  std::shared_future<Chunk> pending;
-  {
-    std::lock_guard lock(in_flight_mutex_);
-    const auto it = in_flight_.find(key);
-    if (it != in_flight_.end()) {
-      pending = it->second;
-    } else {
-      in_flight_.emplace(key, promise.get_future().share());
-    }
-  }
-  if (pending.valid()) return pending.get();  // rethrows the decoder's error
-  try {
-    auto data = buffers_->take();
-    data->resize(
-        static_cast<size_t>(std::min<uint64_t>(r.chunk_size, r.size - index * r.chunk_size)));
-    package_->read_chunk(r, index, std::span<uint8_t>(data->data(), data->size()),
-                         options_.direct_reads);
-    Chunk chunk = buffers_->adopt(std::move(data));
-    cache_.put(r.id, index, chunk);
-    promise.set_value(chunk);
-    std::lock_guard lock(in_flight_mutex_);
-    in_flight_.erase(key);
-    return chunk;
-  } catch (...) {
-    promise.set_exception(std::current_exception());
-    std::lock_guard lock(in_flight_mutex_);
-    in_flight_.erase(key);
-    throw;
-  }
+size_t PackageFs::plain_len(const ResourceEntry& r, uint64_t index) {
+  return static_cast<size_t>(std::min<uint64_t>(r.chunk_size, r.size - index * r.chunk_size));
 }
 
-Chunk PackageFs::decoded(const ResourceEntry& r, uint64_t index) {
-  if (Chunk hit = cache_.get(r.id, index)) return hit;
-  std::shared_future<Chunk> pending;
-  {
-    std::lock_guard lock(in_flight_mutex_);
-    const auto it = in_flight_.find({r.id, index});
-    if (it == in_flight_.end()) return nullptr;
-    pending = it->second;
-  }
-  try {
-    return pending.get();
-  } catch (const Error&) {
-    return nullptr;  // read the blocks: they fail alone, or the caller gets good bytes
+ChunkCache::Fill PackageFs::fill(const ResourceEntry& r, uint64_t index) const {
+  return [this, &r, index](ChunkBuffer& out) {
+    package_->read_chunk(r, index, std::span<uint8_t>(out.data(), out.size()),
+                         options_.direct_reads);
+  };
+}
+
+Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
+  return cache_.get_or_fill({r.id, index}, plain_len(r, index), fill(r, index));
+}
+
+void PackageFs::prefetch(const ResourceEntry& r, uint64_t first, uint64_t count, bool urgent) {
+  // Claimed chunks only (those cached, claimed or being decoded are skipped), queued as runs.
+  uint64_t run = first;
+  const uint64_t end = first + count;
+  for (uint64_t c = first; c <= end; ++c) {
+    if (c < end && cache_.claim({r.id, c}, plain_len(r, c))) continue;
+    if (c > run) pool_->request(r.id, run, c - run, urgent);
+    run = c + 1;
   }
 }
 
@@ -153,11 +130,9 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
   // the decoding overlap.
   const uint64_t first = offset / r.chunk_size;
   const uint64_t last = (offset + len - 1) / r.chunk_size;
-  if (prefetcher_ && last > first && !announced && r.block_size == 0) {
+  if (pool_ && last > first && !announced && r.block_size == 0) {
     announce(r, first, last - first + 1);
-    for (uint64_t c = first + 1; c <= last; ++c) {
-      if (!cache_.contains(r.id, c)) prefetcher(r).request(r.id, c, true);
-    }
+    prefetch(r, first + 1, last - first, true);
   }
   // Bytes read block by block land in `own`, sized once so the parts pointing into it stay put.
   size_t own_used = 0;
@@ -166,9 +141,9 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
     const uint64_t at = offset + out.size;
     const uint64_t index = at / r.chunk_size;
     const uint64_t within = at - index * r.chunk_size;
-    const uint64_t plain_len = std::min<uint64_t>(r.chunk_size, r.size - index * r.chunk_size);
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - out.size, plain_len - within));
-    Chunk c = r.block_size != 0 && n < plain_len ? decoded(r, index) : chunk(r, index);
+    const size_t whole = plain_len(r, index);
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - out.size, whole - within));
+    Chunk c = r.block_size != 0 && n < whole ? cache_.find({r.id, index}) : chunk(r, index);
     if (c) {
       out.parts.emplace_back(c->data() + within, n);
       out.chunks.push_back(std::move(c));
@@ -201,8 +176,8 @@ bool PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
   }
   const bool sequential = continues && end - run_start >= options_.sequential_after_bytes;
   // The previous request was sequential too: its window, from where it ended, holds this one.
-  const bool announced = state.sequential.exchange(sequential) && continues && prefetcher_;
-  if (!prefetcher_ || !sequential || end >= r.size) return announced;
+  const bool announced = state.sequential.exchange(sequential) && continues && pool_;
+  if (!pool_ || !sequential || end >= r.size) return announced;
   const uint64_t first = (end + r.chunk_size - 1) / r.chunk_size;
   const uint64_t count = std::max<uint64_t>(1, options_.readahead_bytes / r.chunk_size);
   const uint64_t last = std::min(first + count, r.chunk_count);
@@ -215,9 +190,7 @@ bool PackageFs::read_ahead(const ResourceEntry& r, uint64_t offset, uint64_t end
     return announced;
   }
   announce(r, from, last - from);
-  for (uint64_t c = from; c < last; ++c) {
-    if (!cache_.contains(r.id, c)) prefetcher(r).request(r.id, c);
-  }
+  prefetch(r, from, last - from, false);
   return announced;
 }
 
@@ -256,11 +229,16 @@ FsStats PackageFs::stats() const {
                  .cache_hits = cache_.hits(),
                  .cache_misses = cache_.misses(),
                  .cache_bytes = cache_.bytes(),
+                 .cache_in_flight_bytes = cache_.in_flight_bytes(),
                  .cache_capacity = cache_.capacity()};
 }
 
 size_t PackageFs::prefetch_threads() const {
-  return (prefetcher_ ? prefetcher_->threads() : 0) + (readers_ ? readers_->threads() : 0);
+  return pool_ ? pool_->threads() : 0;
+}
+
+uint64_t PackageFs::release_memory() {
+  return cache_.trim();
 }
 
 std::optional<std::string> PackageFs::xattr(const Node& node, std::string_view name) const {

@@ -9,8 +9,6 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <future>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -33,8 +31,9 @@ namespace torshpkg::fs {
 // random 1 MiB pread arrives as three 1 MiB requests (four chunks decoded instead of two).
 inline constexpr uint32_t kDefaultKernelReadAheadKb = 2048;
 inline constexpr uint32_t kMaxKernelReadAheadKb = 65536;  // what a mount accepts
-// Bytes of verified, decoded chunks a mount keeps (FsOptions::cache_bytes): sized for a small
-// host; sequential readahead decodes up to 16 MiB of it ahead of a reader.
+// Bytes of verified, decoded chunks a mount keeps, counting those being decoded
+// (FsOptions::cache_bytes): sized for a small host; sequential readahead decodes up to 16 MiB of
+// it ahead of a reader.
 inline constexpr uint64_t kDefaultCacheBytes = 64ull << 20;
 
 struct FsOptions {
@@ -59,7 +58,7 @@ struct FsOptions {
   // cache took 40% of a stored read's CPU time. Many reads are kept in flight instead of the
   // kernel's readahead. Where the file system refuses direct I/O, reads are buffered.
   bool direct_reads = true;
-  // Readahead and direct-read threads start when there is work and end after this long without
+  // The decoding pool's threads start when there is work and end after this long without
   // any, so a mount nobody reads holds none of them.
   std::chrono::milliseconds idle_thread_exit = Prefetcher::kDefaultIdleExit;
   // Called before the open is answered, on the first open of any file by each process; and when
@@ -74,7 +73,8 @@ struct FsStats {
   uint64_t read_failures = 0;
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;
-  uint64_t cache_bytes = 0;     // decoded chunks held now
+  uint64_t cache_bytes = 0;     // decoded chunks held now, and those being decoded
+  uint64_t cache_in_flight_bytes = 0;  // of those: being decoded or queued for it
   uint64_t cache_capacity = 0;  // FsOptions::cache_bytes
 };
 
@@ -117,13 +117,18 @@ class PackageFs {
   void served(size_t bytes) { bytes_served_ += bytes; }
   void read_failed(const std::string& path, const std::string& error);
   FsStats stats() const;
-  // Readahead and direct-read threads running now (they end when idle).
+  // Threads of the decoding pool running now (they end when idle).
   size_t prefetch_threads() const;
+  // Gives back the memory of the cached chunks (an idle mount); returns the bytes dropped.
+  uint64_t release_memory();
 
  private:
+  static size_t plain_len(const ResourceEntry& resource, uint64_t index);
+  // Decodes a chunk of a resource into a cache buffer.
+  ChunkCache::Fill fill(const ResourceEntry& resource, uint64_t index) const;
   Chunk chunk(const ResourceEntry& resource, uint64_t index);
-  // The chunk when it is cached or being decoded (then waits for it); nullptr otherwise.
-  Chunk decoded(const ResourceEntry& resource, uint64_t index);
+  // Claims chunks [first, first + count) in the cache and queues those claimed for the pool.
+  void prefetch(const ResourceEntry& resource, uint64_t first, uint64_t count, bool urgent);
   // Tracks the reader's run and keeps the readahead window ahead of a sequential one. True when
   // an earlier request of the run already announced and queued this request's chunks.
   bool read_ahead(const ResourceEntry& resource, uint64_t offset, uint64_t end);
@@ -132,23 +137,15 @@ class PackageFs {
   // ignored here: reading those chunks reports it.
   void announce(const ResourceEntry& resource, uint64_t first, uint64_t count);
   // Whether a resource's chunks are read with direct I/O, which the disk is then not asked
-  // for ahead of time (will_need would fill the page cache), and the queue that fetches them.
+  // for ahead of time (will_need would fill the page cache).
   bool reads_direct(const ResourceEntry& resource) const;
-  Prefetcher& prefetcher(const ResourceEntry& resource) {
-    return reads_direct(resource) ? *readers_ : *prefetcher_;
-  }
 
   std::unique_ptr<Package> package_;
   FsOptions options_;
   Tree tree_;
   ChunkCache cache_;
-  std::shared_ptr<BufferPool> buffers_ = BufferPool::create(32ull << 20);
   uint64_t total_bytes_ = 0;
   time_t created_ = 0;  // the manifest's creation time: every node's mtime and ctime
-  // Chunks being decoded, so that a reader and the prefetcher never decode the same chunk twice:
-  // whoever comes second waits for the first.
-  std::mutex in_flight_mutex_;
-  std::map<std::pair<uint32_t, uint64_t>, std::shared_future<Chunk>> in_flight_;
   // Per resource: where the last read ended and where its run began, to recognise sequential
   // reading, and up to which chunk readahead has been requested.
   struct ReadState {
@@ -162,10 +159,9 @@ class PackageFs {
   std::atomic<uint64_t> read_failures_{0};
   std::mutex openers_mutex_;
   std::set<pid_t> openers_;  // processes that opened a file; cleared when it grows large
-  // Last: their threads use the members above. prefetcher_ decodes on every core; readers_
-  // (only with direct reads and a resource stored plain) keeps many direct reads in flight.
-  std::unique_ptr<Prefetcher> prefetcher_;
-  std::unique_ptr<Prefetcher> readers_;
+  // Last: its threads use the members above. It decodes on every core, or keeps many direct
+  // reads in flight when some resource is read with direct I/O.
+  std::unique_ptr<Prefetcher> pool_;
 };
 
 }  // namespace torshpkg::fs

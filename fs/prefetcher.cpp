@@ -5,11 +5,6 @@
 
 namespace torshpkg::fs {
 
-namespace {
-// At most this many chunks wait in the queue; readahead beyond it is pointless.
-constexpr size_t kMaxQueued = 64;
-}  // namespace
-
 Prefetcher::Prefetcher(size_t max_threads, std::function<void(uint32_t, uint64_t)> decode,
                        std::chrono::milliseconds idle_exit)
     : max_threads_(std::max<size_t>(max_threads, 1)),
@@ -22,6 +17,7 @@ Prefetcher::~Prefetcher() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
     queue_.clear();
+    queued_ = 0;
     threads.splice(threads.end(), running_);
     threads.splice(threads.end(), ended_);
   }
@@ -29,32 +25,37 @@ Prefetcher::~Prefetcher() {
   for (std::thread& t : threads) t.join();
 }
 
-void Prefetcher::request(uint32_t resource, uint64_t chunk, bool urgent) {
+void Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool urgent) {
+  if (count == 0) return;
   std::list<std::thread> ended;
   {
     std::lock_guard lock(mutex_);
     ended.swap(ended_);  // threads that ended since the last request: joined below, unlocked
-    const bool queued =
-        (queue_.size() < kMaxQueued || urgent) && pending_.insert({resource, chunk}).second;
-    if (queued) {
-      if (urgent) {
-        queue_.emplace_front(resource, chunk);
-      } else {
-        queue_.emplace_back(resource, chunk);
-      }
-      if (queue_.size() > idle_ && running_.size() < max_threads_) {
-        // More work than idle threads to take it: one more thread.
-        running_.emplace_back();
-        const auto self = std::prev(running_.end());
-        try {
-          *self = std::thread([this, self] { run(self); });
-        } catch (const std::system_error&) {
-          running_.erase(self);  // none to be had: the threads there are take the work
-        }
+    const Range range{resource, first, first + count};
+    if (urgent) {
+      queue_.push_front(range);
+    } else {
+      queue_.push_back(range);
+    }
+    queued_ += count;
+    while (queued_ > idle_ && running_.size() < max_threads_) {
+      // More work than idle threads to take it: one more thread.
+      running_.emplace_back();
+      const auto self = std::prev(running_.end());
+      try {
+        *self = std::thread([this, self] { run(self); });
+        ++idle_;  // idle until it takes work, so the loop starts no more than needed
+      } catch (const std::system_error&) {
+        running_.erase(self);  // none to be had: the threads there are take the work
+        break;
       }
     }
   }
-  wake_.notify_one();
+  if (count == 1) {
+    wake_.notify_one();
+  } else {
+    wake_.notify_all();
+  }
   for (std::thread& t : ended) t.join();
 }
 
@@ -65,8 +66,8 @@ size_t Prefetcher::threads() const {
 
 void Prefetcher::run(std::list<std::thread>::iterator self) {
   std::unique_lock lock(mutex_);
-  for (;;) {
-    ++idle_;
+  for (;;) {  // counted in idle_ here
+
     const bool woken =
         wake_.wait_for(lock, idle_exit_, [this] { return stopping_ || !queue_.empty(); });
     --idle_;
@@ -76,15 +77,18 @@ void Prefetcher::run(std::list<std::thread>::iterator self) {
       ended_.splice(ended_.end(), running_, self);
       return;
     }
-    const std::pair<uint32_t, uint64_t> item = queue_.front();
-    queue_.pop_front();
+    Range& front = queue_.front();
+    const uint32_t resource = front.resource;
+    const uint64_t chunk = front.next++;
+    if (front.next == front.end) queue_.pop_front();
+    --queued_;
     lock.unlock();
     try {
-      decode_(item.first, item.second);
+      decode_(resource, chunk);
     } catch (...) {
     }
     lock.lock();
-    pending_.erase(item);
+    ++idle_;
   }
 }
 

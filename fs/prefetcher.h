@@ -1,6 +1,8 @@
-// Sequential readahead: when a file is read front to back, the chunks ahead of the reader are
-// decoded in parallel on background threads and put in the chunk cache, so the next reads find
-// them ready. Thread-safe; requests for chunks already cached or in flight are dropped.
+// The mount's one queue of chunks to decode ahead of its readers, and the one pool of threads
+// that decodes them: readahead windows of sequential readers, and the later chunks of a read
+// that spans several (decoded beside the reader, which takes the first). Each request is a range
+// of chunks of one resource, already claimed in the chunk cache (ChunkCache::claim), so nothing
+// is queued twice; a reader that needs a queued chunk takes its claim over.
 //
 // Threads are started when there is work and no idle thread to take it, up to `max_threads`,
 // and end after `idle_exit` without work: a mount nobody reads holds none (torshpkgd may hold
@@ -14,7 +16,6 @@
 #include <functional>
 #include <list>
 #include <mutex>
-#include <set>
 #include <thread>
 #include <utility>
 
@@ -25,15 +26,16 @@ class Prefetcher {
   static constexpr std::chrono::milliseconds kDefaultIdleExit{10'000};
 
   // `decode(resource, chunk)` decodes one chunk into the cache; its errors are swallowed (the
-  // reader will meet them, and report them, when it reads that chunk itself).
+  // reader meets them, and reports them, when it reads that chunk itself).
   Prefetcher(size_t max_threads, std::function<void(uint32_t, uint64_t)> decode,
              std::chrono::milliseconds idle_exit = kDefaultIdleExit);
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
 
-  // Queues a chunk; an urgent one (a reader is about to need it) goes before the readahead.
-  void request(uint32_t resource, uint64_t chunk, bool urgent = false);
+  // Queues chunks [first, first + count) of a resource; an urgent range (a reader is about to
+  // need it) goes before the readahead.
+  void request(uint32_t resource, uint64_t first, uint64_t count, bool urgent);
 
   // Threads running now (busy or idle), for tests and status.
   size_t threads() const;
@@ -46,8 +48,13 @@ class Prefetcher {
   std::function<void(uint32_t, uint64_t)> decode_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::pair<uint32_t, uint64_t>> queue_;
-  std::set<std::pair<uint32_t, uint64_t>> pending_;  // queued or being decoded
+  struct Range {
+    uint32_t resource;
+    uint64_t next;  // the next chunk to hand out
+    uint64_t end;
+  };
+  std::deque<Range> queue_;
+  uint64_t queued_ = 0;  // chunks in queue_
   bool stopping_ = false;
   size_t idle_ = 0;                 // threads waiting for work
   std::list<std::thread> running_;  // threads in run()

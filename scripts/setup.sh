@@ -9,6 +9,8 @@ BUILD_PACKAGES=(g++ meson ninja-build pkg-config libarchive-dev libarchive-tools
   libsystemd-dev libcurl4-gnutls-dev libunistring-dev)
 TEST_PACKAGES=(p7zip-full 7zip unzip zip python3 zstd xz-utils gzip openssl clang
   libclang-rt-14-dev docker-registry apache2-utils nginx-light)
+# The peers and codec CLIs the benchmarks in bench/ compare against.
+BENCH_PACKAGES=(squashfuse squashfs-tools fuse-zip zip zstd xz-utils gzip)
 
 missing_packages() {
   local p
@@ -29,13 +31,15 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
 }
 
-want_tests=0
-[ "${1:-}" = "--with-tests" ] && want_tests=1
-if [ "$want_tests" = 1 ]; then
-  install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
-else
-  install_packages "${BUILD_PACKAGES[@]}"
-fi
+wanted=("${BUILD_PACKAGES[@]}")
+for arg in "$@"; do
+  case "$arg" in
+    --with-tests) wanted+=("${TEST_PACKAGES[@]}") ;;
+    --with-bench) wanted+=("${BENCH_PACKAGES[@]}") ;;
+    *) echo "usage: scripts/setup.sh [--with-tests] [--with-bench]" >&2; exit 2 ;;
+  esac
+done
+install_packages "${wanted[@]}"
 
 werror=false
 [ "${CI:-}" = "true" ] && werror=true

@@ -107,11 +107,12 @@ TEST(Tree, FoldersFromPathsAndStableInodes) {
   EXPECT_EQ(tree.find("resources/a/b/c.bin/x"), nullptr);
 }
 
-Chunk filled_chunk(size_t n, uint8_t value) {
-  auto buffer = std::make_shared<ChunkBuffer>();
-  buffer->resize(n);
-  std::memset(buffer->data(), value, n);
-  return buffer;
+// A fill that sets every byte to `value` and counts its calls.
+ChunkCache::Fill filling(uint8_t value, std::atomic<int>* calls = nullptr) {
+  return [value, calls](ChunkBuffer& b) {
+    if (calls != nullptr) ++*calls;
+    std::memset(b.data(), value, b.size());
+  };
 }
 
 TEST(ChunkBuffer, GrowsWithoutZeroingAndKeepsItsMemoryWhenShrunk) {
@@ -141,54 +142,6 @@ TEST(ChunkBuffer, GrowsWithoutZeroingAndKeepsItsMemoryWhenShrunk) {
   EXPECT_EQ(small.capacity(), kUncachedAlignment);
 }
 
-TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
-  ChunkCache cache(3000);
-  const auto chunk = [](size_t n) { return filled_chunk(n, 1); };
-  cache.put(0, 0, chunk(1000));
-  cache.put(0, 1, chunk(1000));
-  cache.put(0, 2, chunk(1000));
-  EXPECT_NE(cache.get(0, 0), nullptr);  // 0 is now the most recent
-  cache.put(0, 3, chunk(1000));         // evicts 1
-  EXPECT_EQ(cache.get(0, 1), nullptr);
-  EXPECT_NE(cache.get(0, 0), nullptr);
-  EXPECT_LE(cache.bytes(), 3000u);
-  cache.put(1, 0, chunk(5000));  // larger than the budget: not kept
-  EXPECT_EQ(cache.get(1, 0), nullptr);
-  EXPECT_GT(cache.hits(), 0u);
-  EXPECT_GT(cache.misses(), 0u);
-}
-
-TEST(BufferPool, RecyclesBuffersOnceTheLastHolderLetsGoWithinItsBudget) {
-  auto pool = BufferPool::create(3 * 4096);
-  auto buffer = pool->take();
-  buffer->resize(4096);
-  std::memset(buffer->data(), 7, 4096);
-  const uint8_t* memory = buffer->data();
-  Chunk chunk = pool->adopt(std::move(buffer));
-  Chunk holder = chunk;
-  chunk.reset();
-  EXPECT_EQ(pool->free_bytes(), 0u);  // still held
-  holder.reset();
-  EXPECT_EQ(pool->free_bytes(), 4096u);
-  auto again = pool->take();
-  EXPECT_EQ(again->data(), memory);  // the same memory, contents kept (no zeroing)
-  EXPECT_EQ(again->size(), 4096u);
-  EXPECT_EQ(pool->free_bytes(), 0u);
-
-  std::vector<Chunk> many;
-  for (int i = 0; i < 4; ++i) {
-    auto b = pool->take();
-    b->resize(4096);
-    many.push_back(pool->adopt(std::move(b)));
-  }
-  many.clear();
-  EXPECT_EQ(pool->free_bytes(), 3u * 4096);  // the fourth buffer was freed, not kept
-
-  Chunk orphan = pool->adopt(std::move(again));
-  pool.reset();
-  orphan.reset();  // outlives its pool: freed, no crash
-}
-
 // Waits (10 s at most) until `done` holds, checking every millisecond.
 bool eventually(const std::function<bool()>& done) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -197,6 +150,194 @@ bool eventually(const std::function<bool()>& done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
+  ChunkCache cache(3000);
+  cache.get_or_fill({0, 0}, 1000, filling(1));
+  cache.get_or_fill({0, 1}, 1000, filling(1));
+  cache.get_or_fill({0, 2}, 1000, filling(1));
+  // A hit, not filled again: 0 is now the most recent.
+  EXPECT_EQ(cache.get_or_fill({0, 0}, 1000, filling(9))->data()[0], 1);
+  cache.get_or_fill({0, 3}, 1000, filling(1));  // evicts 1
+  EXPECT_FALSE(cache.contains({0, 1}));
+  EXPECT_TRUE(cache.contains({0, 0}));
+  EXPECT_LE(cache.bytes(), 3000u);
+  const Chunk big = cache.get_or_fill({1, 0}, 5000, filling(2));  // larger than the budget:
+  EXPECT_EQ(big->size(), 5000u);                                  // decoded, not kept,
+  EXPECT_FALSE(cache.contains({1, 0}));
+  EXPECT_TRUE(cache.contains({0, 0}));  // and nothing evicted for it
+  EXPECT_EQ(cache.bytes(), 3000u);
+  EXPECT_GT(cache.hits(), 0u);
+  EXPECT_GT(cache.misses(), 0u);
+  EXPECT_EQ(cache.trim(), 3000u);  // an idle mount gives it all back
+  EXPECT_EQ(cache.bytes(), 0u);
+  EXPECT_FALSE(cache.contains({0, 0}));
+}
+
+TEST(ChunkCache, AnEvictedBufferNobodyHoldsIsReusedByTheNextFill) {
+  ChunkCache cache(2 * 4096);
+  const uint8_t* first = cache.get_or_fill({0, 0}, 4096, filling(1))->data();
+  Chunk held = cache.get_or_fill({0, 1}, 4096, filling(2));
+  // Chunk 0 is evicted for chunk 2, and nobody holds it: chunk 2 is decoded into its memory.
+  Chunk third = cache.get_or_fill({0, 2}, 4096, filling(3));
+  EXPECT_EQ(third->data(), first);
+  EXPECT_EQ(third->data()[0], 3);
+  // Chunk 1 is evicted for chunk 3, but a reader still holds it: its bytes stay as they are.
+  third.reset();
+  Chunk fourth = cache.get_or_fill({0, 3}, 4096, filling(4));
+  EXPECT_NE(fourth->data(), held->data());
+  EXPECT_EQ(held->data()[4095], 2);
+  EXPECT_FALSE(cache.contains({0, 1}));
+  EXPECT_LE(cache.bytes(), 2u * 4096);
+}
+
+// Fills that wait until released (or 10 s), counting calls and how many wait at once.
+struct HeldFills {
+  std::mutex mutex;
+  std::condition_variable changed;
+  int waiting = 0;
+  int calls = 0;
+  bool released = false;
+  bool fail = false;
+
+  ChunkCache::Fill fn(uint8_t value) {
+    return [this, value](ChunkBuffer& b) {
+      std::unique_lock lock(mutex);
+      ++calls;
+      ++waiting;
+      changed.notify_all();
+      changed.wait_for(lock, std::chrono::seconds(10), [&] { return released; });
+      --waiting;
+      if (fail) throw Error(ErrorKind::kCorrupt, "chunk 7 hash mismatch");
+      std::memset(b.data(), value, b.size());
+    };
+  }
+  bool wait_until_waiting(int n) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, std::chrono::seconds(10), [&] { return waiting >= n; });
+  }
+  void release() {
+    std::lock_guard lock(mutex);
+    released = true;
+    changed.notify_all();
+  }
+  int count_calls() {
+    std::lock_guard lock(mutex);
+    return calls;
+  }
+};
+
+TEST(ChunkCache, ConcurrentReadersOfOneChunkShareOneFill) {
+  ChunkCache cache(1 << 20);
+  HeldFills held;
+  std::vector<Chunk> got(8);
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 8; ++t) {
+    readers.emplace_back([&, t] { got[t] = cache.get_or_fill({0, 7}, 4096, held.fn(9)); });
+  }
+  ASSERT_TRUE(held.wait_until_waiting(1));
+  EXPECT_EQ(cache.in_flight_bytes(), 4096u);  // counted while it is being filled
+  EXPECT_EQ(cache.bytes(), 4096u);
+  held.release();
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(held.count_calls(), 1);  // decoded once; the others waited for it
+  for (const Chunk& c : got) {
+    ASSERT_EQ(c, got[0]);
+    EXPECT_EQ(c->data()[100], 9);
+  }
+  EXPECT_EQ(cache.in_flight_bytes(), 0u);
+  EXPECT_EQ(cache.hits() + cache.misses(), 8u);
+  EXPECT_EQ(cache.misses(), 1u);
+}
+
+TEST(ChunkCache, AFailedFillFailsEveryWaiterAndALaterReadTriesAgain) {
+  ChunkCache cache(1 << 20);
+  HeldFills held;
+  held.fail = true;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 6; ++t) {
+    readers.emplace_back([&] {
+      try {
+        cache.get_or_fill({0, 7}, 4096, held.fn(9));
+      } catch (const Error& e) {
+        if (std::string(e.what()).find("chunk 7 hash mismatch") != std::string::npos) ++failures;
+      }
+    });
+  }
+  ASSERT_TRUE(held.wait_until_waiting(1));
+  // The other five wait for that fill (each counted a hit first).
+  ASSERT_TRUE(eventually([&] { return cache.hits() == 5; }));
+  // A reader of part of the chunk that finds it being decoded waits too, and gets nothing.
+  std::thread finder([&] { EXPECT_EQ(cache.find({0, 7}), nullptr); });
+  held.release();
+  for (auto& t : readers) t.join();
+  finder.join();
+  EXPECT_EQ(failures.load(), 6);
+  EXPECT_EQ(held.count_calls(), 1);
+  EXPECT_FALSE(cache.contains({0, 7}));  // no entry left behind,
+  EXPECT_EQ(cache.bytes(), 0u);          // nor bytes counted
+  std::atomic<int> calls{0};
+  const Chunk again = cache.get_or_fill({0, 7}, 4096, filling(5, &calls));  // tried again
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(again->data()[0], 5);
+}
+
+TEST(ChunkCache, FillsThatTakeTheWholeBudgetMakeTheNextWait) {
+  ChunkCache cache(3 * 4096);
+  HeldFills held;
+  std::vector<std::thread> readers;
+  for (uint64_t c = 0; c < 3; ++c) {
+    readers.emplace_back([&, c] { cache.get_or_fill({0, c}, 4096, held.fn(1)); });
+  }
+  ASSERT_TRUE(held.wait_until_waiting(3));
+  std::atomic<bool> done{false};
+  std::atomic<int> calls{0};
+  readers.emplace_back([&] {
+    cache.get_or_fill({0, 3}, 4096, filling(2, &calls));
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(done.load());  // no room: it waits instead of decoding past the budget
+  EXPECT_EQ(calls.load(), 0);
+  EXPECT_EQ(cache.bytes(), 3u * 4096);
+  // Readahead is refused rather than waiting.
+  EXPECT_FALSE(cache.claim({0, 9}, 4096));
+  held.release();
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_LE(cache.bytes(), 3u * 4096);
+}
+
+TEST(ChunkCache, AReaderTakesOverAQueuedClaimAndClaimsGiveWayToReaders) {
+  ChunkCache cache(2 * 4096);
+  EXPECT_TRUE(cache.claim({0, 0}, 4096));
+  EXPECT_FALSE(cache.claim({0, 0}, 4096));  // claimed already
+  EXPECT_EQ(cache.in_flight_bytes(), 4096u);
+  EXPECT_FALSE(cache.contains({0, 0}));
+  EXPECT_EQ(cache.find({0, 0}), nullptr);  // nobody fills it yet: a block reader reads itself
+  std::atomic<int> calls{0};
+  // A reader needs it before the pool got to it: the reader fills it, the pool then does nothing.
+  EXPECT_EQ(cache.get_or_fill({0, 0}, 4096, filling(3, &calls))->data()[0], 3);
+  cache.fill_claimed({0, 0}, filling(4, &calls));
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(cache.find({0, 0})->data()[0], 3);
+  // Readahead evicts what was read before (chunk 0), never what is being filled or queued.
+  EXPECT_TRUE(cache.claim({0, 1}, 4096));
+  EXPECT_TRUE(cache.claim({0, 2}, 4096));
+  EXPECT_FALSE(cache.contains({0, 0}));
+  EXPECT_FALSE(cache.claim({0, 3}, 4096));  // only claims left: no room
+  // A reader gets room by dropping the oldest claim, whose later fill does nothing.
+  cache.get_or_fill({0, 4}, 4096, filling(5, &calls));
+  cache.fill_claimed({0, 1}, filling(6, &calls));
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_FALSE(cache.contains({0, 1}));
+  cache.fill_claimed({0, 2}, filling(7, &calls));  // the newer claim is still there
+  EXPECT_EQ(calls.load(), 3);
+  EXPECT_EQ(cache.find({0, 2})->data()[0], 7);
+  EXPECT_EQ(cache.in_flight_bytes(), 0u);
+  EXPECT_EQ(cache.bytes(), 2u * 4096);
 }
 
 // A decode function whose calls wait until released, counting how many wait at once.
@@ -233,7 +374,7 @@ TEST(Prefetcher, StartsThreadsForWorkUpToItsLimitAndEndsThemWhenIdle) {
   HeldDecodes held;
   Prefetcher p(4, held.fn(), std::chrono::milliseconds(20));
   EXPECT_EQ(p.threads(), 0u);  // nothing to do, no threads
-  for (uint64_t c = 0; c < 10; ++c) p.request(0, c, true);
+  for (uint64_t c = 0; c < 10; ++c) p.request(0, c, 1, true);
   ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::waiting) == 4; }));
   EXPECT_EQ(p.threads(), 4u);
   held.release();
@@ -241,7 +382,7 @@ TEST(Prefetcher, StartsThreadsForWorkUpToItsLimitAndEndsThemWhenIdle) {
   EXPECT_EQ(held.count(&HeldDecodes::most), 4);
   // Idle for longer than 20 ms, every thread ends; new work starts one again.
   ASSERT_TRUE(eventually([&] { return p.threads() == 0; }));
-  p.request(0, 10);
+  p.request(0, 10, 1, false);
   ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == 11; }));
   EXPECT_EQ(p.threads(), 1u);
 }
@@ -251,7 +392,7 @@ TEST(Prefetcher, IdleThreadsTakeNewWorkBeforeMoreStart) {
   held.release();
   Prefetcher p(8, held.fn());  // the default idle time: they stay
   for (uint64_t c = 0; c < 3; ++c) {
-    p.request(0, c);
+    p.request(0, c, 1, false);
     ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == int(c) + 1; }));
   }
   // One at a time: the thread that finished the first chunk decoded the others.
@@ -262,7 +403,7 @@ TEST(Prefetcher, EndsWithWorkQueuedAndThreadsBusy) {
   HeldDecodes held;
   {
     Prefetcher p(2, held.fn());
-    for (uint64_t c = 0; c < 6; ++c) p.request(0, c);
+    p.request(0, 0, 6, false);
     ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::waiting) == 2; }));
     std::thread release([&] {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -461,15 +602,15 @@ TEST(PackageFs, SequentialReadsDecodeTheChunksAheadInTheBackground) {
   const uint32_t id = static_cast<uint32_t>(c->file->item);
   std::vector<uint8_t> buf(4096);
   fs.read(*c, 0, buf);
-  EXPECT_FALSE(fs.cache().contains(id, 5));  // one read is not a sequence yet
+  EXPECT_FALSE(fs.cache().contains({id, 5}));  // one read is not a sequence yet
   fs.read(*c, 4096, buf);
   // The prefetcher decodes chunks 2..9; wait for it (bounded), then they are cached.
-  for (int i = 0; i < 1000 && !fs.cache().contains(id, 9); ++i) {
+  for (int i = 0; i < 1000 && !fs.cache().contains({id, 9}); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (uint64_t chunk = 2; chunk < 10; ++chunk)
-    EXPECT_TRUE(fs.cache().contains(id, chunk)) << chunk;
-  EXPECT_FALSE(fs.cache().contains(id, 10));
+    EXPECT_TRUE(fs.cache().contains({id, chunk})) << chunk;
+  EXPECT_FALSE(fs.cache().contains({id, 10}));
   const auto expect = text_bytes(100'000, 1);
   fs.read(*c, 8192, buf);
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expect.begin() + 8192));
@@ -519,6 +660,70 @@ TEST(PackageFs, ConcurrentReadersOfOneChunkAllGetItsBytesOrItsError) {
   EXPECT_EQ(failures.load(), 8);
 }
 
+// A package file whose reads at or past `fail_from` fail while `failing` is set.
+class FailingSource final : public torshpkg::testing::ForwardingSource {
+ public:
+  using ForwardingSource::ForwardingSource;
+  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+    if (failing && offset >= fail_from) throw Error(ErrorKind::kIo, "read error (injected)");
+    ForwardingSource::read_at(offset, out);
+  }
+  uint64_t fail_from = UINT64_MAX;
+  std::atomic<bool> failing{false};
+};
+
+TEST(PackageFs, ConcurrentReadersShareOneDecodeAndAFailedReadIsTriedAgain) {
+  TempDir dir;
+  sample(dir);  // c.bin: zstd, 4 KiB chunks
+  const auto counting = std::make_shared<torshpkg::testing::ReadCountingSource>(
+      open_file_source(dir / "p.torshpkg"));
+  const auto source = std::make_shared<FailingSource>(counting);
+  PackageFs fs(Package::open(source), options(0));
+  const Node* c = fs.tree().find("resources/a/b/c.bin");
+  const auto expect = text_bytes(100'000, 1);
+  std::vector<uint8_t> buf(100);
+  fs.read(*c, 0, buf);  // loads the chunk index
+  const std::string entry = fs.package().manifest().resources[c->file->item].entry_name();
+  for (const ZipEntry& e : read_zip_directory(*open_file_source(dir / "p.torshpkg"))) {
+    if (e.name == entry) source->fail_from = e.data_offset;
+  }
+  source->failing = true;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      std::vector<uint8_t> page(100);
+      try {
+        fs.read(*c, 5 * 4096 + 10, page);
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::kIo) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 8);
+  // The disk recovers: the same read now succeeds, decoding the chunk once for all readers.
+  source->failing = false;
+  counting->bytes = 0;
+  counting->reads.clear();
+  threads.clear();
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      std::vector<uint8_t> page(100);
+      fs.read(*c, 5 * 4096 + 10, page);
+      if (!std::equal(page.begin(), page.end(), expect.begin() + 5 * 4096 + 10)) ++wrong;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  const ResourceEntry& r = fs.package().manifest().resources[c->file->item];
+  ASSERT_NE(r.compression.codec, Codec::kNone);
+  EXPECT_GT(counting->bytes.load(), 0u);
+  EXPECT_LT(counting->bytes.load(), 4096u);  // one compressed 4 KiB chunk, read once
+  EXPECT_EQ(counting->reads.size(), 1u);
+}
+
 TEST(PackageFs, OneRandomReadSplitIntoRequestsDoesNotReadAheadButALongerRunDoes) {
   TempDir dir;
   FsOptions o = options(8 * 4096);
@@ -530,25 +735,25 @@ TEST(PackageFs, OneRandomReadSplitIntoRequestsDoesNotReadAheadButALongerRunDoes)
   fs.read(*c, 50'000, buf);  // one 10,000-byte read the kernel sent as two requests
   fs.read(*c, 55'000, buf);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_FALSE(fs.cache().contains(id, 16));  // nothing beyond chunks 12..14 was decoded
+  EXPECT_FALSE(fs.cache().contains({id, 16}));  // nothing beyond chunks 12..14 was decoded
   fs.read(*c, 60'000, buf);
   fs.read(*c, 65'000, buf);  // the run is now 20,000 bytes: still short of 6 chunks
   fs.read(*c, 70'000, buf);
   fs.read(*c, 75'000, buf);  // 30,000 bytes: sequential
-  for (int i = 0; i < 1000 && !fs.cache().contains(id, 22); ++i) {
+  for (int i = 0; i < 1000 && !fs.cache().contains({id, 22}); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_TRUE(fs.cache().contains(id, 22));
+  EXPECT_TRUE(fs.cache().contains({id, 22}));
   // Reading the file again from the start is a new run, recognised as such.
   fs.read(*c, 0, buf);
   fs.read(*c, 5000, buf);
   fs.read(*c, 10'000, buf);
   fs.read(*c, 15'000, buf);
   fs.read(*c, 20'000, buf);
-  for (int i = 0; i < 1000 && !fs.cache().contains(id, 8); ++i) {
+  for (int i = 0; i < 1000 && !fs.cache().contains({id, 8}); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_TRUE(fs.cache().contains(id, 8));
+  EXPECT_TRUE(fs.cache().contains({id, 8}));
 }
 
 TEST(PackageFs, RandomReadsDoNotReadAhead) {
