@@ -9,7 +9,7 @@ measurement runs in a process of its own, on a fresh mount with a cold page cach
 
   read        the whole file in 1 MiB reads, cold, MB/s
   warm        the same again in a second process, on the same mount (what a restarted server
-              sees), MB/s
+              sees), MB/s, and the CPU time the FUSE server spent meanwhile
   pages       mmap, 1000 seeded random 4 KiB pages touched one byte each, pages/s
   random adv  the same after madvise(MADV_RANDOM), pages/s
   scan        mmap, every page of the file touched in order, MB/s
@@ -23,10 +23,11 @@ Needs root, /dev/fuse, squashfuse and squashfs-tools (scripts/setup.sh --with-be
 
   bench/serving_bench.py [--torshpkg build/tools/torshpkg] [--size-mib 512] [--runs 3]
                          [--dir /var/tmp] [--only read,pages,scan,rss] [--variants a,b,...]
-                         [--extras]
+                         [--extras] [--readahead-sweep 128,512,1024]
 """
 import argparse
 import json
+import math
 import mmap
 import os
 import random
@@ -192,7 +193,7 @@ def build_variants(args, tpk, work, data):
     want = set(args.variants.split(","))
     if "plain" in want:
         out["plain"] = Variant("plain file", data)
-    if "torshpkg-stored" in want or args.extras:
+    if "torshpkg-stored" in want or args.extras or args.readahead_sweep:
         out["torshpkg-stored"] = Variant("torshpkg stored", package("stored", "--compress", "none"),
                                          tpk_mounter([]), inner, CACHE_SIZE)
     if "torshpkg-zstd" in want:
@@ -205,6 +206,11 @@ def build_variants(args, tpk, work, data):
         out["squashfuse_ll-zstd"] = Variant(
             "squashfuse_ll zstd:3", image("zstd", "-comp", "zstd", "-Xcompression-level", "3"),
             squash, name)
+    for kb in filter(None, args.readahead_sweep.split(",")):
+        stored = out["torshpkg-stored"].image
+        out[f"readahead-{kb}"] = Variant(f"torshpkg stored, --kernel-readahead {kb}", stored,
+                                         tpk_mounter(["--kernel-readahead", kb]), inner,
+                                         CACHE_SIZE)
     if args.extras:
         stored = out["torshpkg-stored"].image
         out["v2-blocks-off"] = Variant(
@@ -221,6 +227,15 @@ def build_variants(args, tpk, work, data):
         out["buffered"] = Variant("torshpkg stored, --buffered-reads", stored,
                                   tpk_mounter(["--buffered-reads"]), inner, CACHE_SIZE)
     return out
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of a process so far."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- one run of one variant --------------------------------------------------------------------
@@ -242,9 +257,12 @@ def one_run(variant, mnt, parts):
             variant.mounter.unmount(mnt)
 
     if "read" in parts:
-        def read(path, _pid):
+        def read(path, pid):
             n, cold = measure("read", path)
+            cpu = cpu_seconds(pid)
             n2, warm = measure("read", path)
+            # What the server did for the warm read: nothing when the kernel's cache served it.
+            figures["warm_cpu"] = (cpu_seconds(pid) - cpu) * 1000 if pid else float("nan")
             return n / cold / 1e6, n2 / warm / 1e6
         figures["read"], figures["warm"] = on_mount(read)
     if "pages" in parts:
@@ -264,6 +282,7 @@ def one_run(variant, mnt, parts):
 
 COLUMNS = [("read", "whole file, 1 MiB reads, MB/s", "{:.0f}"),
            ("warm", "again, warm (second process), MB/s", "{:.0f}"),
+           ("warm_cpu", "server CPU during the warm read, ms", "{:.0f}"),
            ("pages", "mmap, 1000 random 4 KiB pages, pages/s", "{:.0f}"),
            ("random", "the same with MADV_RANDOM, pages/s", "{:.0f}"),
            ("scan", "mmap, whole file page by page, MB/s", "{:.0f}"),
@@ -285,6 +304,9 @@ def main():
     ap.add_argument("--extras", action="store_true",
                     help="also the torshpkg variants that show what blocks, chunk size, "
                          "readahead and direct I/O are worth")
+    ap.add_argument("--readahead-sweep", default="",
+                    help="also torshpkg stored mounted with each of these --kernel-readahead "
+                         "values (KiB, comma-separated)")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -311,7 +333,8 @@ def main():
                 results[key].append(one_run(v, mnt, parts))
         medians = {}
         for key, runs in results.items():
-            medians[key] = {c: statistics.median(r[c] for r in runs) for c in runs[0]}
+            medians[key] = {c: statistics.median(r[c] for r in runs) for c in runs[0]
+                            if not any(math.isnan(r[c]) for r in runs)}
         print_table(variants, medians)
     finally:
         subprocess.run(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
@@ -330,7 +353,7 @@ def print_table(variants, medians):
     # The ratios the targets are stated in.
     ratios = [("torshpkg-stored", "plain"), ("torshpkg-stored", "squashfuse_ll-stored"),
               ("torshpkg-zstd", "squashfuse_ll-zstd"), ("torshpkg-zstd", "plain")]
-    ratio_cols = [c for c in cols if c[0] != "rss"]
+    ratio_cols = [c for c in cols if c[0] not in ("rss", "warm_cpu")]
     shown = [(a, b) for a, b in ratios if a in medians and b in medians]
     if shown:
         print("| ratio | " + " | ".join(label for _, label, _ in ratio_cols) + " |")

@@ -103,7 +103,8 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
   if (!root.isObject()) check.fail("(top level)", "must be an object");
   check.only_keys(root, "",
                   {"control_socket", "lineage_journal", "trusted_keys_dir", "store", "mounts",
-                   "control_group", "mountpoint_root", "registry_credentials", "pull_timeout_s"});
+                   "control_group", "mountpoint_root", "registry_credentials", "pull_timeout_s",
+                   "memory_budget", "decode_threads", "idle_release_s"});
   DaemonConfig config;
   config.control_socket = check.path(root, "control_socket", "", config.control_socket);
   config.lineage_journal = check.path(root, "lineage_journal", "", config.lineage_journal);
@@ -113,6 +114,11 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
   config.registry_credentials = check.path(root, "registry_credentials", "", "");
   config.pull_timeout_s = check.whole(root, "pull_timeout_s", "", config.pull_timeout_s, 3600);
   if (config.pull_timeout_s == 0) check.fail("pull_timeout_s", "must be at least 1");
+  config.memory_budget = check.byte_size(root, "memory_budget", "", config.memory_budget);
+  if (config.memory_budget < (1u << 20)) check.fail("memory_budget", "must be at least 1M");
+  config.decode_threads = check.whole(root, "decode_threads", "", config.decode_threads, 4096);
+  if (config.decode_threads == 0) check.fail("decode_threads", "must be at least 1");
+  config.idle_release_s = check.whole(root, "idle_release_s", "", config.idle_release_s, 86400);
   config.control_group = check.text(root, "control_group", "");
   if (root.isMember("mounts") && !root["mounts"].isNull()) {
     const Json::Value& mounts = root["mounts"];

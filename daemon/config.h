@@ -43,6 +43,9 @@ struct MountEntry {
   bool operator==(const MountEntry&) const = default;
 };
 
+inline constexpr uint64_t kDefaultMemoryBudget = 1ull << 30;
+inline constexpr uint32_t kDefaultDecodeThreads = 64;
+
 struct DaemonConfig {
   std::string control_socket = "/run/torshpkg/torshpkgd.sock";
   std::string lineage_journal = "/var/lib/torshpkg/lineage.jsonl";
@@ -57,6 +60,12 @@ struct DaemonConfig {
   std::string registry_credentials;
   // A pull that moves under 1 byte/s for this long is given up (and retried).
   uint32_t pull_timeout_s = 30;
+  // What all mounts share: bytes of decoded chunks (each mount also stays within its own
+  // cache_size; the least recently used mounts give way first), and threads decoding ahead of
+  // readers. A mount nobody has read for idle_release_s gives its chunks back (0: never).
+  uint64_t memory_budget = kDefaultMemoryBudget;
+  uint32_t decode_threads = kDefaultDecodeThreads;
+  uint32_t idle_release_s = 60;
   std::vector<MountEntry> mounts;
 };
 

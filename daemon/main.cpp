@@ -91,6 +91,13 @@ Json::Value status_json(const MountTable& table, const EventLog& log) {
   reply["ok"] = true;
   // Events the lineage journal could not take (a full disk): in journald only.
   reply["journal_lost_events"] = Json::UInt64(log.lost());
+  // What the mounts share: the memory budget and the decoding threads.
+  const SharedUsage usage = table.usage();
+  reply["memory_budget"] = Json::UInt64(usage.memory_budget);
+  reply["memory_used"] = Json::UInt64(usage.memory_used);
+  reply["decode_threads"] = Json::UInt64(usage.decode_threads);
+  reply["decode_threads_running"] = Json::UInt64(usage.decode_threads_running);
+  reply["idle_release_s"] = usage.idle_release_s;
   reply["mounts"] = Json::Value(Json::arrayValue);
   for (const MountStatus& m : table.status()) {
     Json::Value v(Json::objectValue);
@@ -111,6 +118,7 @@ Json::Value status_json(const MountTable& table, const EventLog& log) {
     v["cache_misses"] = Json::UInt64(m.stats.cache_misses);
     v["cache_bytes"] = Json::UInt64(m.stats.cache_bytes);
     v["cache_capacity"] = Json::UInt64(m.stats.cache_capacity);
+    v["cache_in_flight_bytes"] = Json::UInt64(m.stats.cache_in_flight_bytes);
     v["cache_hit_rate"] =
         lookups == 0 ? 0.0 : static_cast<double>(m.stats.cache_hits) / static_cast<double>(lookups);
     v["verification_failures"] = Json::UInt64(m.stats.read_failures);
@@ -432,6 +440,7 @@ int run(const std::string& config_path) {
     }
     if (ready > 0 && (fds[1].revents & POLLIN)) control.accept_clients();
     table.reap();
+    table.release_idle();
     const std::string now = table.summary();
     if (now != status && started) {
       status = now;

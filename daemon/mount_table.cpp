@@ -124,6 +124,12 @@ Located locate(const MountEntry& entry, const MountContext& context) {
 
 }  // namespace
 
+namespace {
+// FUSE workers a mount keeps when idle: with thousands of mounts, libfuse's default of keeping
+// every worker it ever started (up to 16 a mount) held thousands of threads.
+constexpr int kIdleFuseThreads = 1;
+}  // namespace
+
 MountContext MountContext::of(const DaemonConfig& config) {
   MountContext c;
   c.trusted_keys_dir = config.trusted_keys_dir;
@@ -288,6 +294,9 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       options.direct_reads = !entry.buffered_reads;
       options.cache_bytes = entry.cache_bytes;
       options.kernel_read_ahead_kb = entry.kernel_read_ahead_kb;
+      options.shared_budget = memory_;
+      options.thread_limit = threads_;
+      options.fuse_idle_threads = kIdleFuseThreads;
       options.on_first_open = [this, fields](pid_t pid, uid_t uid) {
         auto data = fields;
         data["pid"] = std::to_string(pid);
@@ -399,6 +408,7 @@ std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
 }  // namespace
 
 MountTable::Outcome MountTable::apply(const DaemonConfig& config) {
+  set_limits(config);
   Outcome outcome;
   const MountContext context = MountContext::of(config);
   std::vector<MountEntry> wanted;
@@ -590,6 +600,31 @@ void MountTable::stop_all(std::chrono::milliseconds grace) {
       m->session->abort();
     }
   }
+}
+
+void MountTable::set_limits(const DaemonConfig& config) {
+  memory_->set_capacity(config.memory_budget);
+  threads_->set_limit(config.decode_threads);
+  idle_release_s_ = config.idle_release_s;
+}
+
+void MountTable::release_idle() {
+  const uint32_t after = idle_release_s_.load();
+  if (after == 0) return;
+  std::lock_guard lock(mutex_);
+  for (const auto& [point, m] : mounts_) {
+    if (m->fs->idle_for() >= std::chrono::seconds(after) && m->fs->stats().cache_bytes > 0) {
+      m->fs->release_memory();
+    }
+  }
+}
+
+SharedUsage MountTable::usage() const {
+  return SharedUsage{.memory_budget = memory_->capacity(),
+                     .memory_used = memory_->used(),
+                     .decode_threads = threads_->limit(),
+                     .decode_threads_running = threads_->used(),
+                     .idle_release_s = idle_release_s_.load()};
 }
 
 std::vector<MountStatus> MountTable::status() const {

@@ -4,6 +4,7 @@
 // slow work (pulls, key derivation, mounting): a mount is prepared unlocked and then committed.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -52,6 +53,15 @@ struct MountContext {
   static MountContext of(const DaemonConfig& config);
 };
 
+// What the mounts share, as `torshpkg status` shows it.
+struct SharedUsage {
+  uint64_t memory_budget = 0;
+  uint64_t memory_used = 0;  // decoded chunks of every mount, and those being decoded
+  size_t decode_threads = 0;
+  size_t decode_threads_running = 0;
+  uint32_t idle_release_s = 0;
+};
+
 class MountTable {
  public:
   explicit MountTable(EventLog& log) : log_(log) {}
@@ -93,6 +103,13 @@ class MountTable {
   // Forgets mounts whose session ended: unmounted from outside, or detached and closed.
   void reap();
 
+  // Sets what the mounts share (memory_budget, decode_threads, idle_release_s), for the mounts
+  // there are and those to come; apply() does it first.
+  void set_limits(const DaemonConfig& config);
+  // Mounts nobody has read for idle_release_s give their decoded chunks back.
+  void release_idle();
+  SharedUsage usage() const;
+
   std::vector<MountStatus> status() const;
   std::vector<PendingMount> pending() const;
   size_t size() const;
@@ -116,6 +133,11 @@ class MountTable {
   std::map<std::string, PendingMount> config_pending_;      // by the entry's mount point
   std::vector<std::unique_ptr<Mounted>> draining_;          // detached, readers still open
   bool stopping_ = false;
+  const std::shared_ptr<fs::SharedBudget> memory_ =
+      std::make_shared<fs::SharedBudget>(kDefaultMemoryBudget);
+  const std::shared_ptr<fs::ThreadLimit> threads_ =
+      std::make_shared<fs::ThreadLimit>(kDefaultDecodeThreads);
+  std::atomic<uint32_t> idle_release_s_{60};
 };
 
 // Clears a mount point a crashed server left behind ("Transport endpoint is not connected" on

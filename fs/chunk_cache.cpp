@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <new>
 
@@ -40,10 +42,59 @@ void ChunkBuffer::resize(size_t size) {
   capacity_ = room;
 }
 
-ChunkCache::~ChunkCache() = default;
+void SharedBudget::reclaim(uint64_t more, const ChunkCache* except) {
+  std::lock_guard lock(members_mutex_);
+  const uint64_t used = used_.load();
+  const uint64_t capacity = capacity_.load();
+  if (used + more <= capacity) return;
+  const uint64_t bytes = used + more - capacity;
+  std::vector<ChunkCache*> order;
+  for (ChunkCache* c : members_) {
+    if (c != except) order.push_back(c);
+  }
+  std::sort(order.begin(), order.end(), [](const ChunkCache* a, const ChunkCache* b) {
+    return a->last_use_.load(std::memory_order_relaxed) <
+           b->last_use_.load(std::memory_order_relaxed);
+  });
+  uint64_t freed = 0;
+  for (ChunkCache* c : order) {
+    if (freed >= bytes) break;
+    freed += c->shed(bytes - freed);
+  }
+}
+
+namespace {
+int64_t now_ticks() {
+  return std::chrono::steady_clock::now().time_since_epoch().count();
+}
+}  // namespace
+
+ChunkCache::ChunkCache(uint64_t capacity_bytes, std::shared_ptr<SharedBudget> shared)
+    : capacity_(capacity_bytes), shared_(std::move(shared)) {
+  if (shared_) {
+    std::lock_guard lock(shared_->members_mutex_);
+    shared_->members_.push_back(this);
+  }
+}
+
+ChunkCache::~ChunkCache() {
+  if (shared_) {
+    std::lock_guard lock(shared_->members_mutex_);
+    auto& m = shared_->members_;
+    m.erase(std::remove(m.begin(), m.end(), this), m.end());
+    shared_->used_ -= bytes_;
+  }
+}
+
+void ChunkCache::count(int64_t bytes) {
+  bytes_ += static_cast<uint64_t>(bytes);
+  if (shared_) shared_->used_ += static_cast<uint64_t>(bytes);
+}
 
 Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill) {
+  last_use_.store(now_ticks(), std::memory_order_relaxed);
   std::unique_lock lock(mutex_);
+  bool reclaimed = false;  // asked the other caches of the shared budget for room once
   for (;;) {
     if (const auto it = entries_.find(key); it != entries_.end()) {
       const EntryPtr e = it->second;
@@ -67,7 +118,18 @@ Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill) {
     std::shared_ptr<ChunkBuffer> recycled;
     std::vector<std::shared_ptr<ChunkBuffer>> dropped;
     // A chunk larger than the whole budget is decoded without evicting anything (nor kept).
-    if (size > capacity_ || make_room(size, true, recycled, dropped) || filling_ == 0) {
+    const bool room = size > capacity_ || make_room(size, true, reclaimed, recycled, dropped);
+    if (!room && !reclaimed && only_shared_lacks(size)) {
+      lock.unlock();
+      dropped.clear();
+      shared_->reclaim(size, this);
+      lock.lock();
+      reclaimed = true;
+      continue;
+    }
+    // With no room, a reader still decodes when nothing here is being filled, or when only the
+    // other caches' fills hold the shared budget: it never waits for what may not end soon.
+    if (room || filling_ == 0 || only_shared_lacks(size)) {
       ++misses_;
       const EntryPtr e = add_entry(key, State::kFilling, size, std::move(recycled));
       lock.unlock();
@@ -86,6 +148,7 @@ Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill) {
 }
 
 Chunk ChunkCache::find(ChunkKey key) {
+  last_use_.store(now_ticks(), std::memory_order_relaxed);
   std::unique_lock lock(mutex_);
   const auto it = entries_.find(key);
   if (it == entries_.end()) return nullptr;
@@ -105,8 +168,15 @@ Chunk ChunkCache::find(ChunkKey key) {
 bool ChunkCache::claim(ChunkKey key, size_t size) {
   std::shared_ptr<ChunkBuffer> recycled;
   std::vector<std::shared_ptr<ChunkBuffer>> dropped;
-  std::lock_guard lock(mutex_);
-  if (entries_.count(key) != 0 || !make_room(size, false, recycled, dropped)) return false;
+  std::unique_lock lock(mutex_);
+  if (entries_.count(key) != 0) return false;
+  if (!make_room(size, false, false, recycled, dropped)) {
+    if (!only_shared_lacks(size)) return false;
+    lock.unlock();
+    shared_->reclaim(size, this);
+    lock.lock();
+    if (entries_.count(key) != 0 || !make_room(size, false, true, recycled, dropped)) return false;
+  }
   add_entry(key, State::kClaimed, size, std::move(recycled));
   return true;
 }
@@ -125,39 +195,45 @@ void ChunkCache::fill_claimed(ChunkKey key, const Fill& fill) {
 }
 
 uint64_t ChunkCache::trim() {
-  std::vector<std::shared_ptr<ChunkBuffer>> dropped;
-  std::lock_guard lock(mutex_);
-  uint64_t freed = 0;
-  for (const ChunkKey& key : lru_) {
-    const auto it = entries_.find(key);
-    freed += it->second->bytes;
-    dropped.push_back(std::move(it->second->buffer));
-    entries_.erase(it);
-  }
-  lru_.clear();
-  bytes_ -= freed;
-  return freed;
+  return shed(UINT64_MAX);
 }
 
-bool ChunkCache::make_room(uint64_t size, bool take_claims,
+uint64_t ChunkCache::shed(uint64_t bytes) {
+  std::shared_ptr<ChunkBuffer> recycled;
+  std::vector<std::shared_ptr<ChunkBuffer>> dropped;
+  std::lock_guard lock(mutex_);
+  const uint64_t before = bytes_;
+  while (before - bytes_ < bytes && drop_last(lru_, recycled, dropped)) {
+  }
+  return before - bytes_;
+}
+
+bool ChunkCache::drop_last(std::list<ChunkKey>& from, std::shared_ptr<ChunkBuffer>& recycled,
+                           std::vector<std::shared_ptr<ChunkBuffer>>& dropped) {
+  if (from.empty()) return false;
+  const auto it = entries_.find(from.back());
+  from.pop_back();
+  const EntryPtr e = it->second;
+  entries_.erase(it);
+  count(-static_cast<int64_t>(e->bytes));
+  if (e->state == State::kClaimed) in_flight_ -= e->bytes;
+  // Only this entry holds the buffer (nobody can take a new hold without the lock): reuse it.
+  if (!recycled && e->buffer && e->buffer.use_count() == 1) {
+    recycled = std::move(e->buffer);
+  } else if (e->buffer) {
+    dropped.push_back(std::move(e->buffer));
+  }
+  return true;
+}
+
+bool ChunkCache::make_room(uint64_t size, bool take_claims, bool own_for_shared,
                            std::shared_ptr<ChunkBuffer>& recycled,
                            std::vector<std::shared_ptr<ChunkBuffer>>& dropped) {
-  while (bytes_ + size > capacity_) {
-    std::list<ChunkKey>* from = !lru_.empty()                     ? &lru_
-                                : take_claims && !claims_.empty() ? &claims_
-                                                                  : nullptr;
-    if (from == nullptr) return false;
-    const auto it = entries_.find(from->back());
-    from->pop_back();
-    const EntryPtr e = it->second;
-    entries_.erase(it);
-    bytes_ -= e->bytes;
-    if (e->state == State::kClaimed) in_flight_ -= e->bytes;
-    // Only this entry holds the buffer (nobody can take a new hold without the lock): reuse it.
-    if (!recycled && e->buffer && e->buffer.use_count() == 1) {
-      recycled = std::move(e->buffer);
-    } else if (e->buffer) {
-      dropped.push_back(std::move(e->buffer));
+  while (!fits(size)) {
+    if (!own_for_shared && only_shared_lacks(size)) return false;
+    if (!drop_last(lru_, recycled, dropped) &&
+        !(take_claims && drop_last(claims_, recycled, dropped))) {
+      return false;
     }
   }
   return true;
@@ -169,7 +245,7 @@ ChunkCache::EntryPtr ChunkCache::add_entry(ChunkKey key, State state, uint64_t s
   e->state = state;
   e->bytes = size;
   e->buffer = std::move(recycled);
-  bytes_ += size;
+  count(static_cast<int64_t>(size));
   in_flight_ += size;
   if (state == State::kClaimed) {
     claims_.push_front(key);
@@ -202,7 +278,7 @@ Chunk ChunkCache::run_fill(std::unique_lock<std::mutex>& lock, ChunkKey key, con
     e->place = lru_.begin();
   } else {
     entries_.erase(key);  // a failed chunk, or one larger than the whole budget
-    bytes_ -= e->bytes;
+    count(-static_cast<int64_t>(e->bytes));
   }
   e->state = error ? State::kFailed : State::kReady;
   e->error = error;

@@ -12,6 +12,7 @@
 // holds it.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -50,6 +51,31 @@ class ChunkBuffer {
 
 using Chunk = std::shared_ptr<const ChunkBuffer>;
 
+class ChunkCache;
+
+// Bytes of chunks that the caches of many mounts share (torshpkgd's memory_budget), besides each
+// cache's own capacity. When it is taken, a cache that needs room drops its own least recently
+// used chunks first, then those of the caches used least recently. Thread-safe.
+class SharedBudget {
+ public:
+  explicit SharedBudget(uint64_t capacity) : capacity_(capacity) {}
+  uint64_t capacity() const { return capacity_.load(); }
+  void set_capacity(uint64_t capacity) { capacity_.store(capacity); }
+  uint64_t used() const { return used_.load(); }
+
+ private:
+  friend class ChunkCache;
+  bool over(uint64_t more) const { return used_.load() + more > capacity_.load(); }
+  // Drops ready chunks of the member caches other than `except`, least recently used cache
+  // first, until `more` bytes fit or there is nothing left to drop.
+  void reclaim(uint64_t more, const ChunkCache* except);
+
+  std::atomic<uint64_t> capacity_;
+  std::atomic<uint64_t> used_{0};
+  std::mutex members_mutex_;  // taken before any member's own lock, never after
+  std::vector<ChunkCache*> members_;
+};
+
 struct ChunkKey {
   uint32_t resource = 0;
   uint64_t chunk = 0;
@@ -62,7 +88,8 @@ class ChunkCache {
   // are to be overwritten). Throws to fail the fill.
   using Fill = std::function<void(ChunkBuffer&)>;
 
-  explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+  // A cache of `capacity_bytes`, drawing on `shared` too when given.
+  explicit ChunkCache(uint64_t capacity_bytes, std::shared_ptr<SharedBudget> shared = nullptr);
   ~ChunkCache();
   ChunkCache(const ChunkCache&) = delete;
   ChunkCache& operator=(const ChunkCache&) = delete;
@@ -85,6 +112,10 @@ class ChunkCache {
   // keep it until they let go). Returns the bytes dropped.
   uint64_t trim();
 
+  // Drops least recently used ready chunks until `bytes` are dropped or none is left (another
+  // cache of the same shared budget needs the room). Returns the bytes dropped.
+  uint64_t shed(uint64_t bytes);
+
   // Whether the chunk is cached (ready). Counts no hit or miss and changes no recency.
   bool contains(ChunkKey key) const;
 
@@ -96,6 +127,7 @@ class ChunkCache {
   uint64_t capacity() const { return capacity_; }
 
  private:
+  friend class SharedBudget;  // reclaim() orders caches by last_use_
   struct KeyHash {
     size_t operator()(const ChunkKey& k) const {
       return std::hash<uint64_t>()(k.chunk * 1000003u ^ k.resource);
@@ -111,11 +143,26 @@ class ChunkCache {
   };
   using EntryPtr = std::shared_ptr<Entry>;
 
+  // Whether `size` more bytes fit this cache and its shared budget.
+  bool fits(uint64_t size) const {
+    return bytes_ + size <= capacity_ && (!shared_ || !shared_->over(size));
+  }
+  // Whether only the shared budget lacks the room (the other caches may give it).
+  bool only_shared_lacks(uint64_t size) const {
+    return bytes_ + size <= capacity_ && shared_ && shared_->over(size);
+  }
+  void count(int64_t bytes);  // bytes_ and the shared budget's use
+  // Removes the entry at the back of `from` (lru_ or claims_); false when it is empty. Its
+  // buffer goes to `recycled` when that is empty and nobody else holds it, else to `dropped`.
+  bool drop_last(std::list<ChunkKey>& from, std::shared_ptr<ChunkBuffer>& recycled,
+                 std::vector<std::shared_ptr<ChunkBuffer>>& dropped);
   // Makes room for `size` more bytes by dropping the least recently used ready chunks, then
   // (when `take_claims`) the oldest queued claims. The first dropped buffer nobody else holds
   // goes to `recycled` for the new entry; the others to `dropped`, to be freed once unlocked.
-  // False when there is still no room (the rest is being filled).
-  bool make_room(uint64_t size, bool take_claims, std::shared_ptr<ChunkBuffer>& recycled,
+  // When only the shared budget lacks room, drops nothing unless `own_for_shared` (the other
+  // caches are asked first). False when there is still no room.
+  bool make_room(uint64_t size, bool take_claims, bool own_for_shared,
+                 std::shared_ptr<ChunkBuffer>& recycled,
                  std::vector<std::shared_ptr<ChunkBuffer>>& dropped);
   EntryPtr add_entry(ChunkKey key, State state, uint64_t size,
                      std::shared_ptr<ChunkBuffer> recycled);
@@ -129,6 +176,8 @@ class ChunkCache {
   mutable std::mutex mutex_;
   std::condition_variable fill_ended_;
   const uint64_t capacity_;
+  const std::shared_ptr<SharedBudget> shared_;
+  std::atomic<int64_t> last_use_{0};  // steady clock ticks of the last lookup
   uint64_t bytes_ = 0;      // entries of every state
   uint64_t in_flight_ = 0;  // of those: claimed and being filled
   uint64_t filling_ = 0;    // fills running

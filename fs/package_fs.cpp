@@ -21,7 +21,8 @@ PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
     : package_(std::move(package)),
       options_(std::move(options)),
       tree_(*package_),
-      cache_(options_.cache_bytes) {
+      cache_(options_.cache_bytes, options_.shared_budget),
+      last_read_(std::chrono::steady_clock::now().time_since_epoch().count()) {
   for (const FileNode& f : package_->files()) total_bytes_ += f.size;
   const auto& all = package_->manifest().resources;
   reads_ = std::make_unique<ReadState[]>(all.size());
@@ -40,7 +41,7 @@ PackageFs::PackageFs(std::unique_ptr<Package> package, FsOptions options)
           const ResourceEntry& r = package_->manifest().resources[id];
           cache_.fill_claimed({id, index}, fill(r, index));
         },
-        options_.idle_thread_exit);
+        options_.idle_thread_exit, options_.thread_limit);
   }
   std::tm tm{};
   if (::strptime(package_->manifest().created.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
@@ -113,6 +114,8 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
   out.chunks.clear();
   out.parts.clear();
   out.size = 0;
+  last_read_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                   std::memory_order_relaxed);
   const FileNode& f = *node.file;
   if (offset >= f.size || length == 0) return;
   const size_t len = static_cast<size_t>(std::min<uint64_t>(length, f.size - offset));
@@ -239,6 +242,11 @@ size_t PackageFs::prefetch_threads() const {
 
 uint64_t PackageFs::release_memory() {
   return cache_.trim();
+}
+
+std::chrono::steady_clock::duration PackageFs::idle_for() const {
+  const auto last = std::chrono::steady_clock::duration(last_read_.load(std::memory_order_relaxed));
+  return std::chrono::steady_clock::now().time_since_epoch() - last;
 }
 
 std::optional<std::string> PackageFs::xattr(const Node& node, std::string_view name) const {

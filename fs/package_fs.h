@@ -61,6 +61,13 @@ struct FsOptions {
   // The decoding pool's threads start when there is work and end after this long without
   // any, so a mount nobody reads holds none of them.
   std::chrono::milliseconds idle_thread_exit = Prefetcher::kDefaultIdleExit;
+  // Shared with other mounts (torshpkgd): a byte budget their caches draw on as well as their
+  // own cache_bytes, and a limit on their decoding threads. None by default.
+  std::shared_ptr<SharedBudget> shared_budget;
+  std::shared_ptr<ThreadLimit> thread_limit;
+  // FUSE worker threads kept idle (libfuse's max_idle_threads): more end once their request is
+  // answered. -1 keeps them all (up to the session's 16).
+  int fuse_idle_threads = -1;
   // Called before the open is answered, on the first open of any file by each process; and when
   // a read fails (the reader gets EIO or EACCES). Either may run on many threads at once.
   std::function<void(pid_t pid, uid_t uid)> on_first_open;
@@ -121,6 +128,8 @@ class PackageFs {
   size_t prefetch_threads() const;
   // Gives back the memory of the cached chunks (an idle mount); returns the bytes dropped.
   uint64_t release_memory();
+  // How long since the last read (or since the mount was made).
+  std::chrono::steady_clock::duration idle_for() const;
 
  private:
   static size_t plain_len(const ResourceEntry& resource, uint64_t index);
@@ -156,6 +165,7 @@ class PackageFs {
   };
   std::unique_ptr<ReadState[]> reads_;
   std::atomic<uint64_t> bytes_served_{0};
+  std::atomic<int64_t> last_read_;  // steady clock ticks
   std::atomic<uint64_t> read_failures_{0};
   std::mutex openers_mutex_;
   std::set<pid_t> openers_;  // processes that opened a file; cleared when it grows large

@@ -6,8 +6,9 @@
 namespace torshpkg::fs {
 
 Prefetcher::Prefetcher(size_t max_threads, std::function<void(uint32_t, uint64_t)> decode,
-                       std::chrono::milliseconds idle_exit)
+                       std::chrono::milliseconds idle_exit, std::shared_ptr<ThreadLimit> shared)
     : max_threads_(std::max<size_t>(max_threads, 1)),
+      shared_(std::move(shared)),
       idle_exit_(idle_exit),
       decode_(std::move(decode)) {}
 
@@ -40,13 +41,18 @@ void Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool
     queued_ += count;
     while (queued_ > idle_ && running_.size() < max_threads_) {
       // More work than idle threads to take it: one more thread.
+      if (shared_ && !shared_->try_take()) break;
       running_.emplace_back();
       const auto self = std::prev(running_.end());
       try {
-        *self = std::thread([this, self] { run(self); });
+        *self = std::thread([this, self] {
+          run(self);
+          if (shared_) shared_->give_back();
+        });
         ++idle_;  // idle until it takes work, so the loop starts no more than needed
       } catch (const std::system_error&) {
         running_.erase(self);  // none to be had: the threads there are take the work
+        if (shared_) shared_->give_back();
         break;
       }
     }

@@ -9,26 +9,53 @@
 // thousands of mounts).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
 
 namespace torshpkg::fs {
 
+// Threads that the pools of many mounts share (torshpkgd's decode_threads). Thread-safe.
+class ThreadLimit {
+ public:
+  explicit ThreadLimit(size_t limit) : limit_(limit) {}
+  // Takes one thread of the limit; false when all are taken.
+  bool try_take() {
+    size_t used = used_.load();
+    while (used < limit_.load()) {
+      if (used_.compare_exchange_weak(used, used + 1)) return true;
+    }
+    return false;
+  }
+  void give_back() { --used_; }
+  size_t used() const { return used_.load(); }
+  size_t limit() const { return limit_.load(); }
+  void set_limit(size_t limit) { limit_.store(limit); }
+
+ private:
+  std::atomic<size_t> limit_;
+  std::atomic<size_t> used_{0};
+};
+
 class Prefetcher {
  public:
   static constexpr std::chrono::milliseconds kDefaultIdleExit{10'000};
 
   // `decode(resource, chunk)` decodes one chunk into the cache; its errors are swallowed (the
-  // reader meets them, and reports them, when it reads that chunk itself).
+  // reader meets them, and reports them, when it reads that chunk itself). With `shared`, each
+  // thread also takes one of that limit's, and none starts while they are all taken (queued
+  // chunks then wait for a thread, or for a reader that needs them and decodes them itself).
   Prefetcher(size_t max_threads, std::function<void(uint32_t, uint64_t)> decode,
-             std::chrono::milliseconds idle_exit = kDefaultIdleExit);
+             std::chrono::milliseconds idle_exit = kDefaultIdleExit,
+             std::shared_ptr<ThreadLimit> shared = nullptr);
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -44,6 +71,7 @@ class Prefetcher {
   void run(std::list<std::thread>::iterator self);
 
   const size_t max_threads_;
+  const std::shared_ptr<ThreadLimit> shared_;
   const std::chrono::milliseconds idle_exit_;
   std::function<void(uint32_t, uint64_t)> decode_;
   mutable std::mutex mutex_;

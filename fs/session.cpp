@@ -103,6 +103,9 @@ std::unique_ptr<Session> Session::start(PackageFs& fs, const MountPoint& point,
 void Session::run() {
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(config, kMaxThreads);
+  if (fs_.options().fuse_idle_threads >= 0) {
+    fuse_loop_cfg_set_idle_threads(config, static_cast<unsigned>(fs_.options().fuse_idle_threads));
+  }
   fuse_session_loop_mt(session_, config);
   fuse_loop_cfg_destroy(config);
   std::lock_guard lock(mutex_);

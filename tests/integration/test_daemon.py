@@ -401,6 +401,11 @@ class Daemon(DaemonTest):
             '{"mounts": [{"package": "oci://h:1/r:t", "mountpoint": "/y", "with_deps": true}]}':
                 "mounts[0].with_deps: needs a path or NAME@REQ package",
             '{"lineage_journal": 3}': "lineage_journal: must be a string",
+            '{"memory_budget": "64K"}': "memory_budget: must be at least 1M",
+            '{"memory_budget": "lots"}': "memory_budget:",
+            '{"decode_threads": 0}': "decode_threads: must be at least 1",
+            '{"decode_threads": 5000}': "decode_threads: must be a whole number from 0 to 4096",
+            '{"idle_release_s": -1}': "idle_release_s: must be a whole number",
             '{"extra": true}': "extra: unknown key",
             '{"mounts": [}': "not valid JSON",
             '[]': "must be an object",
@@ -581,6 +586,50 @@ class Daemon(DaemonTest):
         self.assertFalse(mounted(self.points[3]))
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
+
+    def test_many_mounts_share_one_memory_budget_and_give_it_back_when_idle(self):
+        pkg = self.package("a")
+        points = [self.path("many", f"m{i:02d}") for i in range(40)]
+        for p in points:
+            os.makedirs(p)
+        self.points += points  # unmounted by tearDown if the test fails
+        budget = 8 << 20
+        # Each mount's own cache (64 MiB by default) would hold all of its 3 MiB of weights.
+        proc = self.start(self.config([{"package": pkg, "mountpoint": p} for p in points],
+                                      memory_budget="8M", decode_threads=6, idle_release_s=2))
+        self.notify.expect("READY", timeout=120)
+
+        def proc_status():
+            with open(f"/proc/{proc.pid}/status") as f:
+                return {k: (v.split() or [""])[0] for k, v in (line.split(":", 1) for line in f)}
+        before = int(proc_status()["VmRSS"]) * 1024
+        weights = self.files["model.safetensors"]
+        for p in points:
+            self.assertEqual(read_bytes(os.path.join(p, "resources", "model.safetensors")),
+                             weights)
+        status = self.status()
+        self.assertEqual(status["memory_budget"], budget)
+        self.assertLessEqual(status["memory_used"], budget)
+        self.assertGreater(status["memory_used"], budget // 2)
+        self.assertEqual(sum(m["cache_bytes"] for m in status["mounts"]), status["memory_used"])
+        self.assertEqual(status["decode_threads"], 6)
+        self.assertLessEqual(status["decode_threads_running"], 6)
+        # The server's memory grew by the budget, not by 40 mounts' 3 MiB each (120 MiB).
+        grown = int(proc_status()["VmRSS"]) * 1024 - before
+        self.assertLess(grown, budget + (32 << 20), grown)
+        text = tpk("status", "--socket", self.path("torshpkgd.sock")).stdout.decode()
+        self.assertIn("of 8.0 MiB for all mounts, decode threads", text)
+        # Idle FUSE workers end: each mount keeps its loop and one worker, besides the
+        # decoding threads (which end after 10 s idle) and the daemon's own.
+        time.sleep(0.5)
+        self.assertLessEqual(int(proc_status()["Threads"]), 3 * len(points) + 6 + 16)
+        # Nobody reads for idle_release_s: every mount gives its chunks back.
+        deadline = time.monotonic() + 20
+        while self.status()["memory_used"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(self.status()["memory_used"], 0)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=60), 0)
 
     def test_cli_goes_through_the_daemon_and_falls_back_without_it(self):
         a = self.package("a")

@@ -370,6 +370,40 @@ struct HeldDecodes {
   }
 };
 
+TEST(ChunkCache, CachesOfOneSharedBudgetGiveWayLeastRecentlyUsedFirst) {
+  const auto shared = std::make_shared<SharedBudget>(4 * 4096);
+  ChunkCache a(4 * 4096, shared), b(4 * 4096, shared), c(4 * 4096, shared);
+  for (uint64_t i = 0; i < 2; ++i) a.get_or_fill({0, i}, 4096, filling(1));
+  for (uint64_t i = 0; i < 2; ++i) b.get_or_fill({0, i}, 4096, filling(2));
+  EXPECT_EQ(shared->used(), 4u * 4096);
+  // c needs room: a, used least recently, gives it; then b.
+  c.get_or_fill({0, 0}, 4096, filling(3));
+  EXPECT_EQ(a.bytes(), 4096u);
+  c.get_or_fill({0, 1}, 4096, filling(3));
+  EXPECT_EQ(a.bytes(), 0u);
+  EXPECT_EQ(b.bytes(), 2u * 4096);
+  c.get_or_fill({0, 2}, 4096, filling(3));
+  c.get_or_fill({0, 3}, 4096, filling(3));
+  EXPECT_EQ(b.bytes(), 0u);
+  EXPECT_EQ(c.bytes(), 4u * 4096);
+  // Nobody else has anything to give: c evicts its own.
+  c.get_or_fill({0, 4}, 4096, filling(3));
+  EXPECT_FALSE(c.contains({0, 0}));
+  EXPECT_EQ(shared->used(), 4u * 4096);
+  // Readahead makes room the same way.
+  EXPECT_TRUE(a.claim({0, 9}, 4096));
+  EXPECT_EQ(c.bytes(), 3u * 4096);
+  EXPECT_LE(shared->used(), 4u * 4096);
+  // What a cache drops or holds when it goes is given back.
+  EXPECT_EQ(c.trim(), 3u * 4096);
+  {
+    ChunkCache d(4 * 4096, shared);
+    d.get_or_fill({0, 0}, 4096, filling(4));
+    EXPECT_EQ(shared->used(), 2u * 4096);
+  }
+  EXPECT_EQ(shared->used(), 4096u);  // a's claim
+}
+
 TEST(Prefetcher, StartsThreadsForWorkUpToItsLimitAndEndsThemWhenIdle) {
   HeldDecodes held;
   Prefetcher p(4, held.fn(), std::chrono::milliseconds(20));
@@ -412,6 +446,26 @@ TEST(Prefetcher, EndsWithWorkQueuedAndThreadsBusy) {
     release.detach();
   }  // the destructor drops the queued chunks and joins the two busy threads
   EXPECT_EQ(held.count(&HeldDecodes::done), 2);
+}
+
+TEST(Prefetcher, PoolsOfOneThreadLimitShareIt) {
+  HeldDecodes held;
+  const auto limit = std::make_shared<ThreadLimit>(3);
+  Prefetcher p1(4, held.fn(), std::chrono::milliseconds(20), limit);
+  Prefetcher p2(4, held.fn(), std::chrono::milliseconds(20), limit);
+  p1.request(0, 0, 10, false);
+  ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::waiting) == 3; }));
+  p2.request(0, 0, 5, false);
+  EXPECT_EQ(p1.threads(), 3u);
+  EXPECT_EQ(p2.threads(), 0u);  // all three are taken
+  EXPECT_EQ(limit->used(), 3u);
+  held.release();
+  ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == 10; }));
+  // p1's threads end when idle and give the limit back; p2's next request gets threads.
+  ASSERT_TRUE(eventually([&] { return limit->used() == 0; }));
+  p2.request(0, 5, 1, false);
+  ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == 16; }));
+  EXPECT_LE(held.count(&HeldDecodes::most), 3);
 }
 
 TEST(PackageFs, ReadsThroughTheCacheAndReportsAttributes) {

@@ -494,7 +494,12 @@ Action add_status_command(CLI::App& app) {
       Json::Value out(Json::objectValue);
       out["daemon"] = reply.has_value();
       if (not_served) out["daemon_not_serving_you"] = true;
-      if (reply) out["journal_lost_events"] = (*reply)["journal_lost_events"];
+      if (reply) {
+        for (const char* key : {"journal_lost_events", "memory_budget", "memory_used",
+                                "decode_threads", "decode_threads_running", "idle_release_s"}) {
+          out[key] = (*reply)[key];
+        }
+      }
       out["mounts"] = mounts;
       // The daemon's config entries not mounted: being mounted, or failed and why.
       out["pending"] = reply ? (*reply)["pending"] : Json::Value(Json::arrayValue);
@@ -507,6 +512,13 @@ Action add_status_command(CLI::App& app) {
                   : not_served ? "torshpkgd: running, but its socket is not open to this user"
                                : "torshpkgd: not running")
               << "\n";
+    if (reply) {
+      const Json::Value& r = *reply;
+      std::cout << "memory: " << human_bytes(r["memory_used"].asUInt64()) << " of "
+                << human_bytes(r["memory_budget"].asUInt64()) << " for all mounts, decode threads "
+                << r["decode_threads_running"].asUInt64() << " of "
+                << r["decode_threads"].asUInt64() << "\n";
+    }
     if (reply && (*reply)["journal_lost_events"].asUInt64() > 0) {
       std::cout << "lineage journal: " << (*reply)["journal_lost_events"].asUInt64()
                 << " events could not be written (in journald only)\n";
