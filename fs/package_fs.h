@@ -146,7 +146,7 @@ class PackageFs {
   // ignored here: reading those chunks reports it.
   void announce(const ResourceEntry& resource, uint64_t first, uint64_t count);
   // Whether a resource's chunks are read with direct I/O, which the disk is then not asked
-  // for ahead of time (will_need would fill the page cache).
+  // for ahead of time (Advice::kWillNeed would fill the page cache).
   bool reads_direct(const ResourceEntry& resource) const;
 
   std::unique_ptr<Package> package_;

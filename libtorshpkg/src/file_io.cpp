@@ -115,21 +115,24 @@ class FileSource final : public ByteSource {
   FileSource& operator=(const FileSource&) = delete;
   uint64_t size() const override { return size_; }
   const std::string& name() const override { return name_; }
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options) const override {
     if (offset > size_ || out.size() > size_ - offset) {
       throw corrupt(name_, "read past end of file");
     }
-    pread_exact(fd_.get(), out, offset, name_);
+    if (!options.uncached || !read_direct(offset, out)) pread_exact(fd_.get(), out, offset, name_);
   }
-  void will_need(uint64_t offset, uint64_t length) const override {
-    ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(length),
-                    POSIX_FADV_WILLNEED);
-  }
-  void reads_are_planned() const override { ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_RANDOM); }
-  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
-    if (offset > size_ || out.size() > size_ - offset) {
-      throw corrupt(name_, "read past end of file");
+  void advise(uint64_t offset, uint64_t length, Advice advice) const override {
+    if (advice == Advice::kPlanned) {
+      ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_RANDOM);
+    } else {
+      ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(length),
+                      POSIX_FADV_WILLNEED);
     }
+  }
+
+ private:
+  // Reads with direct I/O; false when the file cannot be (nothing was read).
+  bool read_direct(uint64_t offset, std::span<uint8_t> out) const {
     std::call_once(direct_once_, [this] {
       // The same file opened again, for direct I/O (not every file system allows it), and
       // mapped, never touched, so that mincore tells which of its pages the page cache holds.
@@ -165,7 +168,6 @@ class FileSource final : public ByteSource {
     return true;
   }
 
- private:
   // Whether the page cache holds every page of [offset, offset + length).
   bool cached(uint64_t offset, size_t length) const {
     if (map_ == nullptr) return false;
@@ -196,7 +198,7 @@ class MemorySource final : public ByteSource {
       : bytes_(std::move(bytes)), name_(std::move(name)) {}
   uint64_t size() const override { return bytes_.size(); }
   const std::string& name() const override { return name_; }
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions) const override {
     if (offset > bytes_.size() || out.size() > bytes_.size() - offset) {
       throw corrupt(name_, "read past end of file");
     }

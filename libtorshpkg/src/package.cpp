@@ -61,8 +61,12 @@ struct Package::Rep {
   // Reads a chunk's stored bytes into `stored` (sized to them) and checks its leaf hash.
   void read_stored(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                    std::span<uint8_t> stored, bool uncached = false) const;
-  // Reads, verifies, decrypts and decodes a chunk into `plain`; `scratch` ends up holding the
-  // stored bytes unless the chunk is stored plain (then they are read into `plain` directly).
+  // How each resource's chunks become plain bytes, decided when the package is opened: read in
+  // place (stored, not encrypted), or read into scratch memory, then decrypted and/or decoded.
+  enum class ChunkPath : uint8_t { kPlain, kDecoded };
+  std::vector<ChunkPath> paths;
+  // Reads, verifies, decrypts and decodes a chunk into `plain` along its resource's path;
+  // `scratch` ends up holding the stored bytes of a decoded chunk.
   void read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                        std::span<uint8_t> plain, std::vector<uint8_t>& scratch,
                        bool uncached = false) const;
@@ -101,7 +105,7 @@ void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, ui
   const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
   const bool aligned = at % kUncachedAlignment == 0 &&
                        reinterpret_cast<uintptr_t>(stored.data()) % kUncachedAlignment == 0;
-  if (!uncached || !aligned || !source->read_uncached(at, stored)) source->read_at(at, stored);
+  source->read_at(at, stored, {.uncached = uncached && aligned});
   const uint32_t plain_len = idx.plain_len(chunk);
   Digest leaf;
   if (r.block_size != 0) {
@@ -140,7 +144,7 @@ void Package::Rep::read_blocks(const ResourceEntry& r, const ChunkIndex& idx, ui
   const uint64_t end = std::min<uint64_t>((from + out.size() + bs - 1) / bs * bs, plain_len);
   const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
   // Both reads are small and random: the disk gets the blocks' request while the hashes come.
-  source->will_need(at + first * bs, end - first * bs);
+  source->advise(at + first * bs, end - first * bs, Advice::kWillNeed);
   thread_local std::vector<uint8_t> hashes, bytes;
   read_block_hashes(r, idx, chunk, hashes);
   bytes.resize(end - first * bs);
@@ -161,28 +165,24 @@ void Package::Rep::read_blocks(const ResourceEntry& r, const ChunkIndex& idx, ui
 void Package::Rep::read_chunk_into(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                                    std::span<uint8_t> plain, std::vector<uint8_t>& scratch,
                                    bool uncached) const {
+  if (paths[r.id] == ChunkPath::kPlain) {
+    read_stored(r, idx, chunk, plain, uncached);  // read and hashed in place
+    return;
+  }
   const bool encrypted = r.encryption != Cipher::kNone;
   if (encrypted && !unlocked) {
     throw Error(ErrorKind::kWrongKey, name() + ": " + r.entry_name() +
                                           " is encrypted: give the password file or key file");
   }
-  // Unencrypted stored chunks are read straight into the destination and hashed there.
-  std::span<uint8_t> stored;
-  if (r.compression.codec == Codec::kNone && !encrypted) {
-    stored = plain;
-  } else {
-    scratch.resize(idx.stored_len[chunk]);
-    stored = scratch;
-  }
-  read_stored(r, idx, chunk, stored, uncached && stored.data() == plain.data());
-  if (stored.data() == plain.data()) return;
-  std::span<const uint8_t> encoded = stored;
+  scratch.resize(idx.stored_len[chunk]);
+  read_stored(r, idx, chunk, scratch);
+  std::span<const uint8_t> encoded = scratch;
   thread_local std::vector<uint8_t> opened;
   if (encrypted) {
     const bool last = chunk + 1 == idx.chunk_count();
     if (!aead_decrypt(r.encryption, resource_keys[r.id], chunk_nonce(chunk, last),
                       chunk_aad(package_id, r.id, chunk, idx.chunk_count(), idx.plain_len(chunk)),
-                      stored, opened)) {
+                      scratch, opened)) {
       chunk_fault(r, chunk, "does not decrypt (wrong key or forged chunk)");
     }
     encoded = opened;
@@ -216,9 +216,9 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   std::optional<ZipEntry> manifest_zip = find_central_record(cd, kManifestEntry, file);
   if (manifest_zip && manifest_zip->local_header_offset < cd.offset) {
     const uint64_t at = manifest_zip->local_header_offset;
-    src.will_need(
-        at, std::min(cd.offset - at, kZipLocalHeaderMax + std::min(manifest_zip->compressed_size,
-                                                                   ManifestLimits::kMaxBytes)));
+    const uint64_t most =
+        kZipLocalHeaderMax + std::min(manifest_zip->compressed_size, ManifestLimits::kMaxBytes);
+    src.advise(at, std::min(cd.offset - at, most), Advice::kWillNeed);
   }
   // Entries, and their positions sorted by name for lookups in O(log n) whatever the names are.
   ZipDirectory dir;
@@ -339,6 +339,11 @@ std::unique_ptr<Package> Package::open(std::shared_ptr<const ByteSource> source,
   }
   rep->index_once.reset(new std::once_flag[n]);
   rep->indexes.resize(n);
+  rep->paths.reserve(n);
+  for (const ResourceEntry& r : m.resources) {
+    const bool plain = r.compression.codec == Codec::kNone && r.encryption == Cipher::kNone;
+    rep->paths.push_back(plain ? Rep::ChunkPath::kPlain : Rep::ChunkPath::kDecoded);
+  }
   for (size_t i = 0; i < m.dependencies.size(); ++i) {
     const Dependency& d = m.dependencies[i];
     const ZipEntry& e = need(d.entry_name(), next_other);
@@ -462,11 +467,11 @@ void Package::will_need(const ResourceEntry& r, uint64_t first, uint64_t count) 
   if (first >= end) return;
   const uint64_t from = idx.stored_offset[first];
   const uint64_t to = idx.stored_offset[end - 1] + idx.stored_len[end - 1];
-  rep_->source->will_need(rep_->data_entries[r.id].data_offset + from, to - from);
+  rep_->source->advise(rep_->data_entries[r.id].data_offset + from, to - from, Advice::kWillNeed);
 }
 
 void Package::reads_are_planned() const {
-  rep_->source->reads_are_planned();
+  rep_->source->advise(0, 0, Advice::kPlanned);
 }
 
 size_t Package::read(const FileNode& f, uint64_t offset, std::span<uint8_t> out) const {

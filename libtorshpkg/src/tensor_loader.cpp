@@ -43,9 +43,9 @@ std::vector<Piece> plan_pieces(uint64_t data_start, uint64_t data_size, uint64_t
   return pieces;
 }
 
-// The piece size: the option rounded up to a multiple of the source's preferred read size.
+// The piece size: the option rounded up to a multiple of the source's read unit.
 size_t effective_piece_bytes(const ByteSource& source, size_t requested) {
-  const uint64_t unit = source.preferred_read_size();
+  const uint64_t unit = source.read_unit();
   if (unit == 0 || unit > (uint64_t{1} << 30)) return requested;
   return static_cast<size_t>((requested + unit - 1) / unit * unit);
 }

@@ -275,7 +275,7 @@ class LocalHeaderReader {
   void announce() const {
     for (size_t i = 0; i < sorted_.size();) {
       const Window w = window(i, kLocalSize);
-      if (w.end > w.begin) src_.will_need(w.begin, w.end - w.begin);
+      if (w.end > w.begin) src_.advise(w.begin, w.end - w.begin, Advice::kWillNeed);
       i = w.last + 1;
     }
   }

@@ -718,9 +718,9 @@ TEST(PackageFs, ConcurrentReadersOfOneChunkAllGetItsBytesOrItsError) {
 class FailingSource final : public torshpkg::testing::ForwardingSource {
  public:
   using ForwardingSource::ForwardingSource;
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options) const override {
     if (failing && offset >= fail_from) throw Error(ErrorKind::kIo, "read error (injected)");
-    ForwardingSource::read_at(offset, out);
+    ForwardingSource::read_at(offset, out, options);
   }
   uint64_t fail_from = UINT64_MAX;
   std::atomic<bool> failing{false};
@@ -868,11 +868,11 @@ TEST(PackageFs, ASequentialReaderHasEachChunkAnnouncedOnce) {
 }
 
 // A package file whose reads, once armed, wait (up to 10 s) for a second read to be in flight,
-// and record how many ever were at once, and the lengths announced with will_need.
+// and record how many ever were at once, and the lengths announced with kWillNeed.
 class OverlapSource final : public torshpkg::testing::ForwardingSource {
  public:
   using ForwardingSource::ForwardingSource;
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options) const override {
     if (armed) {
       std::unique_lock lock(mutex_);
       ++active_;
@@ -881,19 +881,19 @@ class OverlapSource final : public torshpkg::testing::ForwardingSource {
       changed_.notify_all();
       changed_.wait_for(lock, std::chrono::seconds(10), [&] { return overlapped_; });
       lock.unlock();
-      ForwardingSource::read_at(offset, out);
+      ForwardingSource::read_at(offset, out, options);
       lock.lock();
       --active_;
       return;
     }
-    ForwardingSource::read_at(offset, out);
+    ForwardingSource::read_at(offset, out, options);
   }
-  void will_need(uint64_t offset, uint64_t length) const override {
-    if (armed) {
+  void advise(uint64_t offset, uint64_t length, Advice advice) const override {
+    if (armed && advice == Advice::kWillNeed) {
       std::lock_guard lock(mutex_);
       announced.push_back(length);
     }
-    ForwardingSource::will_need(offset, length);
+    ForwardingSource::advise(offset, length, advice);
   }
   std::atomic<bool> armed{false};
   mutable std::atomic<int> most{0};
@@ -958,13 +958,13 @@ TEST(PackageFs, ARandomPageOfAStoredResourceReadsItsBlockNotItsChunk) {
 }
 
 // A package file whose direct reads at `hold_from` or later wait until released (or 10 s),
-// counting how many wait at once; will_need is counted too.
+// counting how many wait at once; kWillNeed announcements are counted too.
 class HeldDirectReads final : public torshpkg::testing::ForwardingSource {
  public:
   using ForwardingSource::ForwardingSource;
-  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options) const override {
     std::unique_lock lock(mutex_);
-    if (offset >= hold_from) {
+    if (options.uncached && offset >= hold_from) {
       ++waiting_;
       most = std::max(most, waiting_);
       changed_.notify_all();
@@ -972,11 +972,11 @@ class HeldDirectReads final : public torshpkg::testing::ForwardingSource {
       --waiting_;
     }
     lock.unlock();
-    return ForwardingSource::read_uncached(offset, out);
+    ForwardingSource::read_at(offset, out, options);
   }
-  void will_need(uint64_t offset, uint64_t length) const override {
-    ++announced;
-    ForwardingSource::will_need(offset, length);
+  void advise(uint64_t offset, uint64_t length, Advice advice) const override {
+    if (advice == Advice::kWillNeed) ++announced;
+    ForwardingSource::advise(offset, length, advice);
   }
   // Waits until `n` reads wait at once (or 10 s), then lets every read through.
   void release_when_waiting(int n) {

@@ -242,10 +242,12 @@ TEST(FileSource, UncachedReadsComeFromTheDiskAndLeaveThePageCacheAlone) {
   const auto src = open_file_source(dir / "f");
   // Aligned reads in the middle and up to the end of the file (which ends before the room).
   AlignedBuffer middle(1u << 20), tail(data.size() - (2u << 20));
-  if (!src->read_uncached(1u << 20, middle.bytes)) {
-    GTEST_SKIP() << "this file system does not allow direct I/O";
-  }
-  ASSERT_TRUE(src->read_uncached(2u << 20, tail.bytes));
+  const int probe = ::open((dir / "f").c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (probe < 0) GTEST_SKIP() << "this file system does not allow direct I/O";
+  ::close(probe);
+  const ReadOptions uncached{.uncached = true};
+  src->read_at(1u << 20, middle.bytes, uncached);
+  src->read_at(2u << 20, tail.bytes, uncached);
   EXPECT_TRUE(std::equal(middle.bytes.begin(), middle.bytes.end(), data.begin() + (1 << 20)));
   EXPECT_TRUE(std::equal(tail.bytes.begin(), tail.bytes.end(), data.begin() + (2 << 20)));
   EXPECT_EQ(resident_pages(dir / "f"), 0u);
@@ -253,11 +255,11 @@ TEST(FileSource, UncachedReadsComeFromTheDiskAndLeaveThePageCacheAlone) {
   std::vector<uint8_t> all(data.size());
   src->read_at(0, all);
   AlignedBuffer again(1u << 20);
-  ASSERT_TRUE(src->read_uncached(1u << 20, again.bytes));
+  src->read_at(1u << 20, again.bytes, uncached);
   EXPECT_TRUE(std::equal(again.bytes.begin(), again.bytes.end(), data.begin() + (1 << 20)));
   // Past the end is refused like read_at.
   AlignedBuffer past(8192);
-  EXPECT_THROW(src->read_uncached(3u << 20, past.bytes), Error);
+  EXPECT_THROW(src->read_at(3u << 20, past.bytes, uncached), Error);
 }
 
 TEST(Package, UncachedChunkReadsGiveTheVerifiedBytesAndRefuseDamage) {

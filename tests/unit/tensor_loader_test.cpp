@@ -85,20 +85,19 @@ TEST(TensorLoader, HostLoadIsExactForEveryThreadAndPieceCount) {
   }
 }
 
-// Records every read; its preferred read size is `unit`.
+// Records every read; its read unit is `unit`.
 class RecordingSource final : public ByteSource {
  public:
   RecordingSource(std::vector<uint8_t> bytes, uint64_t unit, uint64_t fail_at = UINT64_MAX)
-      : bytes_(std::move(bytes)), unit_(unit), fail_at_(fail_at) {}
+      : ByteSource(unit), bytes_(std::move(bytes)), fail_at_(fail_at) {}
   uint64_t size() const override { return bytes_.size(); }
   const std::string& name() const override { return name_; }
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions) const override {
     if (offset <= fail_at_ && fail_at_ < offset + out.size()) throw corrupt(name_, "bad chunk");
     std::copy_n(bytes_.begin() + static_cast<ptrdiff_t>(offset), out.size(), out.begin());
     const std::lock_guard lock(mutex_);
     reads_.insert({offset, out.size()});
   }
-  uint64_t preferred_read_size() const override { return unit_; }
   std::set<std::pair<uint64_t, size_t>> reads() const {
     const std::lock_guard lock(mutex_);
     return reads_;
@@ -106,7 +105,6 @@ class RecordingSource final : public ByteSource {
 
  private:
   std::vector<uint8_t> bytes_;
-  uint64_t unit_;
   uint64_t fail_at_;
   std::string name_ = "recorded.safetensors";
   mutable std::mutex mutex_;
@@ -217,7 +215,7 @@ TEST(TensorLoader, LoadsStraightFromAPackageResourceInWholeChunks) {
   for (const CodecSpec codec : {CodecSpec{Codec::kNone, 0}, CodecSpec{Codec::kZstd, 3}}) {
     const auto pkg = package_of(dir, dir / "m.safetensors", codec);
     const auto source = package_file_source(pkg, *pkg->find("resources/model.safetensors"));
-    EXPECT_EQ(source->preferred_read_size(), 65536u);
+    EXPECT_EQ(source->read_unit(), 65536u);
     EXPECT_EQ(source->name(), (dir / "m.torshpkg") + ":resources/model.safetensors");
     LoadOptions o;
     o.threads = 3;

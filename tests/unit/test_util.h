@@ -105,14 +105,11 @@ class ForwardingSource : public ByteSource {
   explicit ForwardingSource(std::shared_ptr<ByteSource> inner) : inner_(std::move(inner)) {}
   uint64_t size() const override { return inner_->size(); }
   const std::string& name() const override { return inner_->name(); }
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
-    inner_->read_at(offset, out);
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options) const override {
+    inner_->read_at(offset, out, options);
   }
-  void will_need(uint64_t offset, uint64_t length) const override {
-    inner_->will_need(offset, length);
-  }
-  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
-    return inner_->read_uncached(offset, out);
+  void advise(uint64_t offset, uint64_t length, Advice advice) const override {
+    inner_->advise(offset, length, advice);
   }
 
  private:
@@ -124,18 +121,13 @@ class ForwardingSource : public ByteSource {
 class ReadCountingSource final : public ForwardingSource {
  public:
   using ForwardingSource::ForwardingSource;
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options) const override {
     bytes += out.size();
-    {
+    if (!options.uncached) {
       std::lock_guard lock(mutex_);
       reads.emplace_back(offset, out.size());
     }
-    ForwardingSource::read_at(offset, out);
-  }
-  bool read_uncached(uint64_t offset, std::span<uint8_t> out) const override {
-    const bool done = ForwardingSource::read_uncached(offset, out);
-    if (done) bytes += out.size();
-    return done;
+    ForwardingSource::read_at(offset, out, options);
   }
   mutable std::atomic<uint64_t> bytes{0};
   mutable std::vector<std::pair<uint64_t, uint64_t>> reads;
@@ -144,17 +136,17 @@ class ReadCountingSource final : public ForwardingSource {
   mutable std::mutex mutex_;
 };
 
-// Forwards to another source and records what is announced to it with will_need, in order
+// Forwards to another source and records what is announced to it with kWillNeed, in order
 // (announcements may come from several threads: opening a package, readahead).
 class HintRecordingSource final : public ForwardingSource {
  public:
   using ForwardingSource::ForwardingSource;
-  void will_need(uint64_t offset, uint64_t length) const override {
-    {
+  void advise(uint64_t offset, uint64_t length, Advice advice) const override {
+    if (advice == Advice::kWillNeed) {
       std::lock_guard lock(mutex_);
       hints.emplace_back(offset, length);
     }
-    ForwardingSource::will_need(offset, length);
+    ForwardingSource::advise(offset, length, advice);
   }
   mutable std::vector<std::pair<uint64_t, uint64_t>> hints;
 

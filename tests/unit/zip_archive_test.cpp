@@ -131,19 +131,6 @@ TEST(ZipArchive, ARecordFoundByScanningIsTheDirectorysEntry) {
   }
 }
 
-// Counts the reads a source serves and the bytes they cover.
-class CountingSource final : public testing::ForwardingSource {
- public:
-  using ForwardingSource::ForwardingSource;
-  void read_at(uint64_t offset, std::span<uint8_t> out) const override {
-    ++reads;
-    bytes += out.size();
-    ForwardingSource::read_at(offset, out);
-  }
-  mutable uint64_t reads = 0;
-  mutable uint64_t bytes = 0;
-};
-
 TEST(ZipArchive, LocalHeadersOfSmallNeighboursComeInFewReads) {
   // Small entries, large ones (gaps past any read window) and aligned ones (a large extra field),
   // mixed: every data offset must be right, and the small entries' headers must be batched.
@@ -155,7 +142,8 @@ TEST(ZipArchive, LocalHeadersOfSmallNeighboursComeInFewReads) {
     items.push_back(std::move(it));
   }
   const auto bytes = build_zip(items);
-  const auto counting = std::make_shared<CountingSource>(memory_source(bytes, "t.zip"));
+  const auto counting =
+      std::make_shared<testing::ReadCountingSource>(memory_source(bytes, "t.zip"));
   const auto entries = read_zip_directory(*counting);
   ASSERT_EQ(entries.size(), items.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -169,8 +157,8 @@ TEST(ZipArchive, LocalHeadersOfSmallNeighboursComeInFewReads) {
     }
   }
   // Two reads per entry before batching; the large entries' data is never read.
-  EXPECT_LT(counting->reads, 100u);
-  EXPECT_LT(counting->bytes, 8u << 20);
+  EXPECT_LT(counting->reads.size(), 100u);
+  EXPECT_LT(counting->bytes.load(), 8u << 20);
 }
 
 TEST(ZipArchive, DamageInABatchedHeaderIsFound) {

@@ -18,33 +18,46 @@ inline constexpr size_t uncached_room(size_t size) {
   return (size + kUncachedAlignment - 1) / kUncachedAlignment * kUncachedAlignment;
 }
 
-// Implementations are safe to call from many threads at once.
+// How a read is meant. Sources that cannot honour an intent read as usual.
+struct ReadOptions {
+  // Past the page cache where the source can (a file opened for direct I/O): `offset` and
+  // `out.data()` must then be multiples of kUncachedAlignment and the memory must have room for
+  // out.size() rounded up to it (those bytes beyond out.size() may be overwritten).
+  bool uncached = false;
+};
+
+// What a reader tells a source about the reads to come.
+enum class Advice {
+  // [offset, offset + length) will be read soon: a file starts reading it from disk.
+  kWillNeed,
+  // Reads will be exactly what is needed, and runs announced with kWillNeed: a file stops
+  // reading ahead on its own (which for a random read fetches megabytes nobody asked for).
+  // Offset and length are ignored.
+  kPlanned,
+};
+
+// Random-access bytes. Implementations are safe to call from many threads at once.
 class ByteSource {
  public:
   virtual ~ByteSource() = default;
   virtual uint64_t size() const = 0;
-  // Fills `out` with the bytes at [offset, offset + out.size()). Throws Error(kCorrupt) when the
-  // range passes the end and Error(kIo) when the read fails.
-  virtual void read_at(uint64_t offset, std::span<uint8_t> out) const = 0;
   // The name used in error messages (the file's path).
   virtual const std::string& name() const = 0;
-  // A hint that [offset, offset + length) will be read soon (a file starts reading it from
-  // disk in the background). Never fails; does nothing by default.
-  virtual void will_need(uint64_t /*offset*/, uint64_t /*length*/) const {}
-  // A hint that reads will be exactly what is needed, and runs announced with will_need: a file
-  // stops reading ahead on its own (which for a random read fetches megabytes nobody asked
-  // for). Never fails; does nothing by default.
-  virtual void reads_are_planned() const {}
+  // Fills `out` with the bytes at [offset, offset + out.size()). Throws Error(kCorrupt) when the
+  // range passes the end and Error(kIo) when the read fails.
+  virtual void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options = {}) const = 0;
+  // A hint; never fails; does nothing by default.
+  virtual void advise(uint64_t /*offset*/, uint64_t /*length*/, Advice /*advice*/) const {}
+
   // Reads that start and end on multiples of this many bytes are the cheapest (a package
   // resource's chunk size); 0 when any size will do.
-  virtual uint64_t preferred_read_size() const { return 0; }
-  // Reads [offset, offset + out.size()) like read_at, but past the page cache where the source
-  // can (a file opened for direct I/O). `offset` and `out.data()` must be multiples of
-  // kUncachedAlignment and the memory must have room for out.size() rounded up to it (those
-  // bytes beyond out.size() are overwritten). False when the source cannot: nothing was read.
-  virtual bool read_uncached(uint64_t /*offset*/, std::span<uint8_t> /*out*/) const {
-    return false;
-  }
+  uint64_t read_unit() const { return read_unit_; }
+
+ protected:
+  explicit ByteSource(uint64_t read_unit = 0) : read_unit_(read_unit) {}
+
+ private:
+  uint64_t read_unit_;
 };
 
 // Opens `path` read-only. Throws Error(kNotFound / kIo), Error(kInvalidArgument) for anything but

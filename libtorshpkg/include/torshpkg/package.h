@@ -75,7 +75,7 @@ class Package {
   // Decodes one verified chunk of a resource into `out`, which must be exactly the chunk's plain
   // length, min(chunk_size, size - chunk * chunk_size); throws invalid_argument otherwise.
   // With `uncached`, a chunk that is stored plain is read past the page cache when the source
-  // allows it (ByteSource::read_uncached): `out` must then start at a multiple of
+  // allows it (ReadOptions::uncached): `out` must then start at a multiple of
   // kUncachedAlignment with room for its size rounded up to one.
   void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::span<uint8_t> out,
                   bool uncached = false) const;
@@ -85,7 +85,7 @@ class Package {
   // does not wait for the disk. Loads the resource's chunk index; never reads chunk data.
   void will_need(const ResourceEntry& resource, uint64_t first, uint64_t count) const;
   // Tells the package file that this reader plans its reads (chunk by chunk, runs announced
-  // with will_need): the kernel stops reading ahead in it on its own.
+  // with will_need): the kernel stops reading ahead in it on its own (Advice::kPlanned).
   void reads_are_planned() const;
 
   // Unlocks an encrypted package opened without its secret (nothing to do for a plain or an
