@@ -18,7 +18,8 @@ measurement runs in a process of its own, on a fresh mount with a cold page cach
 
 --extras adds torshpkg variants that show what the format and the mount's settings are worth:
 the format version 2 layout (--block-size 0), 64 KiB stored chunks, the kernel's own 128 KiB
-readahead (--kernel-readahead 0) and stored chunks read through the page cache (--buffered-reads).
+readahead (--kernel-readahead 0), stored chunks read through the page cache (--buffered-reads)
+and 64 KiB zstd chunks.
 Needs root, /dev/fuse, squashfuse and squashfs-tools (scripts/setup.sh --with-bench). Usage:
 
   bench/serving_bench.py [--torshpkg build/tools/torshpkg] [--size-mib 512] [--runs 3]
@@ -226,6 +227,10 @@ def build_variants(args, tpk, work, data):
                                         CACHE_SIZE)
         out["buffered"] = Variant("torshpkg stored, --buffered-reads", stored,
                                   tpk_mounter(["--buffered-reads"]), inner, CACHE_SIZE)
+        out["zstd-64k"] = Variant(
+            "torshpkg zstd:3, --chunk-size 64K",
+            package("zstd64k", "--compress", "zstd:3", "--chunk-size", "64K"), tpk_mounter([]),
+            inner, CACHE_SIZE)
     return out
 
 

@@ -207,8 +207,7 @@ void PackageFs::announce(const ResourceEntry& r, uint64_t first, uint64_t count)
 }
 
 bool PackageFs::reads_direct(const ResourceEntry& r) const {
-  return options_.direct_reads && r.compression.codec == Codec::kNone &&
-         r.encryption == Cipher::kNone;
+  return options_.direct_reads && package_->stored_plain(r);
 }
 
 void PackageFs::opened(pid_t pid, uid_t uid) {

@@ -461,6 +461,10 @@ void Package::read_chunk(const ResourceEntry& r, uint64_t chunk, std::span<uint8
   rep_->read_chunk_into(r, idx, chunk, out, scratch, uncached);
 }
 
+bool Package::stored_plain(const ResourceEntry& r) const {
+  return rep_->paths[r.id] == Rep::ChunkPath::kPlain;
+}
+
 void Package::will_need(const ResourceEntry& r, uint64_t first, uint64_t count) const {
   const ChunkIndex& idx = rep_->index(r.id);
   const uint64_t end = std::min(first + count, idx.chunk_count());

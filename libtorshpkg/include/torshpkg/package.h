@@ -80,6 +80,10 @@ class Package {
   void read_chunk(const ResourceEntry& resource, uint64_t chunk, std::span<uint8_t> out,
                   bool uncached = false) const;
 
+  // Whether a resource's chunks are its plain bytes as stored (no codec, no cipher): they are
+  // read in place, and may be read past the page cache (read_chunk's `uncached`).
+  bool stored_plain(const ResourceEntry& resource) const;
+
   // A hint that chunks [first, first + count) of a resource will be read soon: their stored
   // bytes start coming from disk in the background, so that reading and verifying them later
   // does not wait for the disk. Loads the resource's chunk index; never reads chunk data.
