@@ -117,9 +117,10 @@ Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill) {
     }
     std::shared_ptr<ChunkBuffer> recycled;
     std::vector<std::shared_ptr<ChunkBuffer>> dropped;
-    // A chunk larger than the whole budget is decoded without evicting anything (nor kept).
-    const bool room = size > capacity_ || make_room(size, true, reclaimed, recycled, dropped);
-    if (!room && !reclaimed && only_shared_lacks(size)) {
+    // A chunk larger than the whole budget evicts nothing (nor is it kept), and is decoded only
+    // while nothing else here is: one at a time.
+    const bool room = size <= capacity_ && make_room(size, true, reclaimed, recycled, dropped);
+    if (!room && !reclaimed && size <= capacity_ && only_shared_lacks(size)) {
       lock.unlock();
       dropped.clear();
       shared_->reclaim(size, this);
@@ -129,13 +130,10 @@ Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill) {
     }
     // With no room, a reader still decodes when nothing here is being filled, or when only the
     // other caches' fills hold the shared budget: it never waits for what may not end soon.
-    if (room || filling_ == 0 || only_shared_lacks(size)) {
+    if (room || filling_ == 0 || (size <= capacity_ && only_shared_lacks(size))) {
       ++misses_;
       const EntryPtr e = add_entry(key, State::kFilling, size, std::move(recycled));
-      lock.unlock();
-      dropped.clear();
-      lock.lock();
-      return run_fill(lock, key, e, size, fill);
+      return run_fill(lock, key, e, size, fill, std::move(dropped));
     }
     // Every byte of the budget is being filled: wait for a fill to end, then look again.
     lock.unlock();
@@ -217,10 +215,13 @@ bool ChunkCache::drop_last(std::list<ChunkKey>& from, std::shared_ptr<ChunkBuffe
   entries_.erase(it);
   count(-static_cast<int64_t>(e->bytes));
   if (e->state == State::kClaimed) in_flight_ -= e->bytes;
-  // Only this entry holds the buffer (nobody can take a new hold without the lock): reuse it.
-  if (!recycled && e->buffer && e->buffer.use_count() == 1) {
+  // A thread waiting for this entry takes its buffer when it wakes: it stays with the entry.
+  // Otherwise, when only this entry holds it (nobody can take a new hold without the lock), the
+  // buffer is reused.
+  if (e->waiters > 0 || !e->buffer) return true;
+  if (!recycled && e->buffer.use_count() == 1) {
     recycled = std::move(e->buffer);
-  } else if (e->buffer) {
+  } else {
     dropped.push_back(std::move(e->buffer));
   }
   return true;
@@ -256,10 +257,12 @@ ChunkCache::EntryPtr ChunkCache::add_entry(ChunkKey key, State state, uint64_t s
 }
 
 Chunk ChunkCache::run_fill(std::unique_lock<std::mutex>& lock, ChunkKey key, const EntryPtr& e,
-                           size_t size, const Fill& fill) {
+                           size_t size, const Fill& fill,
+                           std::vector<std::shared_ptr<ChunkBuffer>> dropped) {
   ++filling_;
   std::shared_ptr<ChunkBuffer> buffer = std::move(e->buffer);
   lock.unlock();
+  dropped.clear();  // evicted to make the room: freed unlocked
   std::exception_ptr error;
   try {
     if (!buffer) buffer = std::make_shared<ChunkBuffer>();
@@ -293,7 +296,9 @@ Chunk ChunkCache::run_fill(std::unique_lock<std::mutex>& lock, ChunkKey key, con
 }
 
 Chunk ChunkCache::wait_for(std::unique_lock<std::mutex>& lock, const EntryPtr& e) {
+  ++e->waiters;
   fill_ended_.wait(lock, [&] { return e->state == State::kReady || e->state == State::kFailed; });
+  --e->waiters;
   if (e->state == State::kFailed) std::rethrow_exception(e->error);
   return e->buffer;
 }

@@ -96,7 +96,8 @@ class ChunkCache {
 
   // The chunk of `size` bytes at `key`: cached (a hit), being filled (waits for it: a hit too),
   // or filled here by `fill` (a miss). The fill's error is thrown here and to every waiter.
-  // When the budget is taken by other fills, waits for one of them to end before starting.
+  // When the budget is taken by other fills, waits for one of them to end before starting; a
+  // chunk larger than the whole budget is filled while no other is, and not kept.
   Chunk get_or_fill(ChunkKey key, size_t size, const Fill& fill);
   // The chunk when it is cached or being filled (then waits for it); nullptr when it is neither,
   // or its fill fails. Counts no hit or miss.
@@ -139,6 +140,7 @@ class ChunkCache {
     uint64_t bytes = 0;  // counted against the budget
     std::shared_ptr<ChunkBuffer> buffer;
     std::exception_ptr error;  // kFailed
+    int waiters = 0;           // threads in wait_for: the buffer stays with the entry for them
     std::list<ChunkKey>::iterator place;  // in lru_ (ready) or claims_ (claimed)
   };
   using EntryPtr = std::shared_ptr<Entry>;
@@ -166,10 +168,11 @@ class ChunkCache {
                  std::vector<std::shared_ptr<ChunkBuffer>>& dropped);
   EntryPtr add_entry(ChunkKey key, State state, uint64_t size,
                      std::shared_ptr<ChunkBuffer> recycled);
-  // Runs `fill` for an entry this thread has just set to kFilling and publishes the result;
-  // unlocks while filling. Rethrows the fill's error.
+  // Runs `fill` for an entry this thread has just set to kFilling (without unlocking since) and
+  // publishes the result; unlocks while filling, and frees `dropped` then. Rethrows the fill's
+  // error.
   Chunk run_fill(std::unique_lock<std::mutex>& lock, ChunkKey key, const EntryPtr& e, size_t size,
-                 const Fill& fill);
+                 const Fill& fill, std::vector<std::shared_ptr<ChunkBuffer>> dropped = {});
   // Waits until an entry's fill ends; its chunk, or its error rethrown.
   Chunk wait_for(std::unique_lock<std::mutex>& lock, const EntryPtr& e);
 

@@ -80,9 +80,9 @@ struct FsStats {
   uint64_t read_failures = 0;
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;
-  uint64_t cache_bytes = 0;     // decoded chunks held now, and those being decoded
+  uint64_t cache_bytes = 0;            // decoded chunks held now, and those being decoded
   uint64_t cache_in_flight_bytes = 0;  // of those: being decoded or queued for it
-  uint64_t cache_capacity = 0;  // FsOptions::cache_bytes
+  uint64_t cache_capacity = 0;         // FsOptions::cache_bytes
 };
 
 // The bytes of one read as pieces of cached chunks, which `chunks` keeps alive: what the FUSE

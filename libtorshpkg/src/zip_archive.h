@@ -69,8 +69,9 @@ std::optional<ZipEntry> find_central_record(const CentralDirectoryBytes& cd, std
 
 // Checks every entry's local header against its central record and that the entries tile the
 // bytes before the central directory exactly; sets each entry's data_offset. Headers are read
-// in file order, close neighbours in one read, all of them announced to the source (Advice::kWillNeed)
-// first so that on a cold cache the disk reads them at once. Throws Error(kCorrupt).
+// in file order, close neighbours in one read, all of them announced to the source
+// (Advice::kWillNeed) first so that on a cold cache the disk reads them at once. Throws
+// Error(kCorrupt).
 void check_local_headers(const ByteSource& source, std::vector<ZipEntry>& entries,
                          uint64_t cd_offset);
 

@@ -136,6 +136,41 @@ class Mount(TempDirTest):
         self.assertGreater(threads(), idle)  # the reads started readers
         self.unmount(mnt)
 
+    def test_huge_chunks_are_decoded_one_at_a_time_within_the_cache(self):
+        # A small package of 64 MiB zstd chunks (of zeros): every 1-byte read decodes a whole
+        # chunk. 16 readers at once once took one mount to 454 MiB; chunks being decoded now
+        # count against the cache (64 MiB), so they wait for room instead.
+        with open(self.path("zeros.bin"), "wb") as f:
+            f.truncate(8 << 26)
+        pkg = self.path("huge.torshpkg")
+        tpk("create", pkg, "--name", "huge", "--version", "1.0.0", "-q", "--compress", "zstd:3",
+            "--chunk-size", "64M", "--add", "zeros.bin=" + self.path("zeros.bin"))
+        self.assertLess(os.path.getsize(pkg), 1 << 20)
+        mnt, _ = self.mount(pkg, "--allow-unsigned")
+        [pid] = [int(p) for p in os.listdir("/proc") if p.isdigit() and server_of(p, mnt)]
+        path = os.path.join(mnt, "resources", "zeros.bin")
+        errors = []
+
+        def reader(i):
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    f.seek((i % 8) * (64 << 20) + 12345 * i)
+                    if f.read(1) != b"\0":
+                        errors.append(f"reader {i}: wrong byte")
+            except OSError as e:
+                errors.append(f"reader {i}: {e}")
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        with open(f"/proc/{pid}/status") as f:
+            hwm_mib = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0] / 1024
+        # The cache (64 MiB, one chunk), a reply being sent from an evicted chunk, the program.
+        self.assertLess(hwm_mib, 64 + 64 + 40, hwm_mib)
+        self.unmount(mnt)
+
     def test_stored_chunks_are_read_past_the_page_cache_unless_buffered_reads(self):
         if on_tmpfs(self.dir):
             self.skipTest("the package must be on a disk: tmpfs is the page cache")

@@ -310,6 +310,47 @@ TEST(ChunkCache, FillsThatTakeTheWholeBudgetMakeTheNextWait) {
   EXPECT_LE(cache.bytes(), 3u * 4096);
 }
 
+TEST(ChunkCache, ChunksLargerThanTheBudgetAreFilledOneAtATime) {
+  ChunkCache cache(4096);  // a package of 64 MiB chunks on a mount with a small cache
+  HeldFills held;
+  std::vector<std::thread> readers;
+  for (uint64_t c = 0; c < 4; ++c) {
+    readers.emplace_back([&, c] { cache.get_or_fill({0, c}, 3 * 4096, held.fn(1)); });
+  }
+  ASSERT_TRUE(held.wait_until_waiting(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(held.count_calls(), 1);  // the others wait: never two such chunks in memory
+  EXPECT_EQ(cache.in_flight_bytes(), 3u * 4096);
+  held.release();
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(held.count_calls(), 4);
+  EXPECT_EQ(cache.bytes(), 0u);  // none kept
+}
+
+TEST(ChunkCache, AWaiterGetsItsChunkEvenWhenItIsEvictedBeforeTheWaiterWakes) {
+  // Room for one chunk: every fill evicts the last, often before the threads that waited for
+  // it have woken up. Each must still get its chunk, with its bytes.
+  ChunkCache cache(4096);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 8; ++t) {
+    readers.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 300; ++i) {
+        const uint64_t c = rng() % 4;
+        const Chunk got = cache.get_or_fill({0, c}, 4096, [c](ChunkBuffer& b) {
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+          std::memset(b.data(), static_cast<int>(c), b.size());
+        });
+        if (got == nullptr || got->data()[4095] != c) ++wrong;
+      }
+    });
+  }
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_LE(cache.bytes(), 4096u);
+}
+
 TEST(ChunkCache, AReaderTakesOverAQueuedClaimAndClaimsGiveWayToReaders) {
   ChunkCache cache(2 * 4096);
   EXPECT_TRUE(cache.claim({0, 0}, 4096));
