@@ -13,7 +13,7 @@
 namespace torshpkg::fs {
 
 ChunkBuffer::~ChunkBuffer() {
-  std::free(data_);
+  if (data_ != nullptr) ::munmap(data_, capacity_);
 }
 
 void ChunkBuffer::resize(size_t size) {
@@ -21,23 +21,18 @@ void ChunkBuffer::resize(size_t size) {
     size_ = size;
     return;
   }
-  // Page-aligned, with room for the size rounded up to a page: stored chunks are read into it
-  // past the page cache (Package::read_chunk's `uncached`).
+  // A mapping of its own: page-aligned, with room for the size rounded up to a page (stored
+  // chunks are read into it past the page cache, Package::read_chunk's `uncached`), and given
+  // back to the system when freed, so that a mount that drops its chunks shrinks (memory freed
+  // to malloc stays in its arenas). Large ones are mapped in one call (MAP_POPULATE) rather
+  // than page fault by page fault as the decoder first writes them.
   const size_t room = uncached_room(size);
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kUncachedAlignment, room));
-  if (p == nullptr) throw std::bad_alloc();
-#ifdef MADV_POPULATE_WRITE
-  // Large buffers are fresh mappings: map their pages now, in one call. Best effort (older
-  // kernels fault them in page by page as the decoder writes).
-  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + size) & ~(page - 1);
-  if (size >= (64u << 10) && end > begin) {
-    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
-  }
-#endif
-  std::free(data_);
-  data_ = p;
+  const int populate = size >= (64u << 10) ? MAP_POPULATE : 0;
+  void* p =
+      ::mmap(nullptr, room, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | populate, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  if (data_ != nullptr) ::munmap(data_, capacity_);
+  data_ = static_cast<uint8_t*>(p);
   size_ = size;
   capacity_ = room;
 }
@@ -67,6 +62,11 @@ namespace {
 int64_t now_ticks() {
   return std::chrono::steady_clock::now().time_since_epoch().count();
 }
+
+// A reader that finds the budget taken by evicted chunks that replies still hold (nobody is told
+// when they let go) looks again this often, this many times, before it decodes past the budget.
+constexpr std::chrono::milliseconds kPoll{1};
+constexpr int kMaxPolls = 100;
 }  // namespace
 
 ChunkCache::ChunkCache(uint64_t capacity_bytes, std::shared_ptr<SharedBudget> shared)
@@ -91,10 +91,12 @@ void ChunkCache::count(int64_t bytes) {
   if (shared_) shared_->used_ += static_cast<uint64_t>(bytes);
 }
 
-Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill) {
+Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill,
+                              bool caller_holds_chunks) {
   last_use_.store(now_ticks(), std::memory_order_relaxed);
   std::unique_lock lock(mutex_);
   bool reclaimed = false;  // asked the other caches of the shared budget for room once
+  int polls = caller_holds_chunks ? kMaxPolls : 0;  // looks for held chunks let go of
   for (;;) {
     if (const auto it = entries_.find(key); it != entries_.end()) {
       const EntryPtr e = it->second;
@@ -128,19 +130,29 @@ Chunk ChunkCache::get_or_fill(ChunkKey key, size_t size, const Fill& fill) {
       reclaimed = true;
       continue;
     }
-    // With no room, a reader still decodes when nothing here is being filled, or when only the
-    // other caches' fills hold the shared budget: it never waits for what may not end soon.
-    if (room || filling_ == 0 || (size <= capacity_ && only_shared_lacks(size))) {
+    // With no room, a reader still decodes when nothing here is being filled or held, or when
+    // only the other caches' fills hold the shared budget: it never waits for what may not end
+    // soon.
+    const bool wait_for_held = held_bytes_ > 0 && polls < kMaxPolls;
+    if (room || (filling_ == 0 && !wait_for_held) ||
+        (size <= capacity_ && only_shared_lacks(size))) {
       ++misses_;
       const EntryPtr e = add_entry(key, State::kFilling, size, std::move(recycled));
       return run_fill(lock, key, e, size, fill, std::move(dropped));
     }
-    // Every byte of the budget is being filled: wait for a fill to end, then look again.
+    // The budget is taken by fills, or by held chunks: wait for a fill to end (counted from now,
+    // so that one ending while the lock is let go of below is not missed) or, with none running,
+    // a moment for readers to let go; then look again.
+    const uint64_t ended = fills_ended_;
     lock.unlock();
     dropped.clear();
     recycled.reset();
     lock.lock();
-    const uint64_t ended = fills_ended_;
+    if (filling_ == 0 && fills_ended_ == ended) {
+      ++polls;
+      fill_ended_.wait_for(lock, kPoll);
+      continue;
+    }
     fill_ended_.wait(lock, [&] { return fills_ended_ != ended; });
   }
 }
@@ -192,6 +204,20 @@ void ChunkCache::fill_claimed(ChunkKey key, const Fill& fill) {
   }
 }
 
+bool ChunkCache::unclaim(ChunkKey key) {
+  std::shared_ptr<ChunkBuffer> buffer;
+  std::lock_guard lock(mutex_);
+  const auto it = entries_.find(key);
+  if (it == entries_.end() || it->second->state != State::kClaimed) return false;
+  const EntryPtr e = it->second;
+  claims_.erase(e->place);
+  entries_.erase(it);
+  count(-static_cast<int64_t>(e->bytes));
+  in_flight_ -= e->bytes;
+  buffer = std::move(e->buffer);  // freed once unlocked
+  return true;
+}
+
 uint64_t ChunkCache::trim() {
   return shed(UINT64_MAX);
 }
@@ -201,7 +227,10 @@ uint64_t ChunkCache::shed(uint64_t bytes) {
   std::vector<std::shared_ptr<ChunkBuffer>> dropped;
   std::lock_guard lock(mutex_);
   const uint64_t before = bytes_;
-  while (before - bytes_ < bytes && drop_last(lru_, recycled, dropped)) {
+  sweep_held(recycled, dropped);
+  // Ready chunks, least recently used first, then readahead nobody has started.
+  while (before - bytes_ < bytes &&
+         (drop_last(lru_, recycled, dropped) || drop_last(claims_, recycled, dropped))) {
   }
   return before - bytes_;
 }
@@ -213,13 +242,18 @@ bool ChunkCache::drop_last(std::list<ChunkKey>& from, std::shared_ptr<ChunkBuffe
   from.pop_back();
   const EntryPtr e = it->second;
   entries_.erase(it);
-  count(-static_cast<int64_t>(e->bytes));
   if (e->state == State::kClaimed) in_flight_ -= e->bytes;
-  // A thread waiting for this entry takes its buffer when it wakes: it stays with the entry.
-  // Otherwise, when only this entry holds it (nobody can take a new hold without the lock), the
-  // buffer is reused.
-  if (e->waiters > 0 || !e->buffer) return true;
-  if (!recycled && e->buffer.use_count() == 1) {
+  // Readers still hold the chunk, or will when they wake (a waiter takes it from the entry): it
+  // stays counted until they let go (sweep_held).
+  if (e->buffer && (e->waiters > 0 || e->buffer.use_count() > 1)) {
+    held_.push_back({e->waiters > 0 ? e->buffer : std::move(e->buffer), e->bytes});
+    held_bytes_ += e->bytes;
+    return true;
+  }
+  count(-static_cast<int64_t>(e->bytes));
+  // Only this entry holds the buffer (nobody can take a new hold without the lock): reuse it.
+  if (!e->buffer) return true;
+  if (!recycled) {
     recycled = std::move(e->buffer);
   } else {
     dropped.push_back(std::move(e->buffer));
@@ -227,9 +261,29 @@ bool ChunkCache::drop_last(std::list<ChunkKey>& from, std::shared_ptr<ChunkBuffe
   return true;
 }
 
+void ChunkCache::sweep_held(std::shared_ptr<ChunkBuffer>& recycled,
+                            std::vector<std::shared_ptr<ChunkBuffer>>& dropped) {
+  for (size_t i = 0; i < held_.size();) {
+    if (held_[i].buffer.use_count() > 1) {
+      ++i;
+      continue;
+    }
+    count(-static_cast<int64_t>(held_[i].bytes));
+    held_bytes_ -= held_[i].bytes;
+    if (!recycled) {
+      recycled = std::move(held_[i].buffer);
+    } else {
+      dropped.push_back(std::move(held_[i].buffer));
+    }
+    held_[i] = std::move(held_.back());
+    held_.pop_back();
+  }
+}
+
 bool ChunkCache::make_room(uint64_t size, bool take_claims, bool own_for_shared,
                            std::shared_ptr<ChunkBuffer>& recycled,
                            std::vector<std::shared_ptr<ChunkBuffer>>& dropped) {
+  sweep_held(recycled, dropped);
   while (!fits(size)) {
     if (!own_for_shared && only_shared_lacks(size)) return false;
     if (!drop_last(lru_, recycled, dropped) &&
@@ -279,9 +333,14 @@ Chunk ChunkCache::run_fill(std::unique_lock<std::mutex>& lock, ChunkKey key, con
   if (keep) {
     lru_.push_front(key);
     e->place = lru_.begin();
-  } else {
-    entries_.erase(key);  // a failed chunk, or one larger than the whole budget
+  } else if (error) {
+    entries_.erase(key);
     count(-static_cast<int64_t>(e->bytes));
+  } else {
+    // Larger than the whole budget: not kept, but counted while its readers hold it.
+    entries_.erase(key);
+    held_.push_back({buffer, e->bytes});
+    held_bytes_ += e->bytes;
   }
   e->state = error ? State::kFailed : State::kReady;
   e->error = error;
@@ -321,7 +380,13 @@ uint64_t ChunkCache::misses() const {
 
 uint64_t ChunkCache::bytes() const {
   std::lock_guard lock(mutex_);
-  return bytes_;
+  // Held chunks their readers have let go of are no longer in memory but only freed (and
+  // uncounted) by the next fill or shed: they are left out here already.
+  uint64_t let_go = 0;
+  for (const Held& h : held_) {
+    if (h.buffer.use_count() == 1) let_go += h.bytes;
+  }
+  return bytes_ - let_go;
 }
 
 uint64_t ChunkCache::in_flight_bytes() const {

@@ -25,9 +25,10 @@
 
 namespace torshpkg::fs {
 
-// The memory of one decoded chunk. Unlike a std::vector its bytes are not zeroed when it grows
-// (the decoder overwrites them all), and new memory is mapped in one call (MADV_POPULATE_WRITE)
-// rather than page fault by page fault as the decoder first writes it.
+// The memory of one decoded chunk, a mapping of its own. Unlike a std::vector its bytes are not
+// zeroed when it grows (the decoder overwrites them all), new memory is mapped in one call
+// (MAP_POPULATE) rather than page fault by page fault as the decoder first writes it, and freed
+// memory goes back to the system.
 class ChunkBuffer {
  public:
   ChunkBuffer() = default;
@@ -97,8 +98,11 @@ class ChunkCache {
   // The chunk of `size` bytes at `key`: cached (a hit), being filled (waits for it: a hit too),
   // or filled here by `fill` (a miss). The fill's error is thrown here and to every waiter.
   // When the budget is taken by other fills, waits for one of them to end before starting; a
-  // chunk larger than the whole budget is filled while no other is, and not kept.
-  Chunk get_or_fill(ChunkKey key, size_t size, const Fill& fill);
+  // chunk larger than the whole budget is filled while no other is, and not kept. When it is
+  // taken by evicted chunks that readers still hold (replies being sent), waits up to 100 ms
+  // for them to let go, unless `caller_holds_chunks` (a read spanning chunks holds the ones
+  // before: it may be the reader waited for).
+  Chunk get_or_fill(ChunkKey key, size_t size, const Fill& fill, bool caller_holds_chunks = false);
   // The chunk when it is cached or being filled (then waits for it); nullptr when it is neither,
   // or its fill fails. Counts no hit or miss.
   Chunk find(ChunkKey key);
@@ -109,12 +113,16 @@ class ChunkCache {
   // Fills a claimed chunk, unless a reader took the claim over or it was dropped (then does
   // nothing). Errors are dropped: whoever reads the chunk meets them again.
   void fill_claimed(ChunkKey key, const Fill& fill);
-  // Drops every ready chunk (an idle mount gives its memory back; readers still holding one
-  // keep it until they let go). Returns the bytes dropped.
+  // Drops a claim nobody fills (its readahead could not be queued); false when `key` is not
+  // claimed.
+  bool unclaim(ChunkKey key);
+  // Drops every ready chunk and queued claim (an idle mount gives its memory back; readers
+  // still holding a chunk keep it until they let go). Returns the bytes dropped.
   uint64_t trim();
 
-  // Drops least recently used ready chunks until `bytes` are dropped or none is left (another
-  // cache of the same shared budget needs the room). Returns the bytes dropped.
+  // Drops least recently used ready chunks, then queued claims, until `bytes` are dropped or
+  // none is left (another cache of the same shared budget needs the room). Returns the bytes
+  // dropped.
   uint64_t shed(uint64_t bytes);
 
   // Whether the chunk is cached (ready). Counts no hit or miss and changes no recency.
@@ -122,7 +130,8 @@ class ChunkCache {
 
   uint64_t hits() const;
   uint64_t misses() const;
-  // Bytes counted against the budget: chunks ready, claimed and being filled.
+  // Bytes counted against the budget: chunks ready, claimed and being filled, and evicted chunks
+  // readers still hold.
   uint64_t bytes() const;
   uint64_t in_flight_bytes() const;  // of those: claimed and being filled
   uint64_t capacity() const { return capacity_; }
@@ -173,6 +182,10 @@ class ChunkCache {
   // error.
   Chunk run_fill(std::unique_lock<std::mutex>& lock, ChunkKey key, const EntryPtr& e, size_t size,
                  const Fill& fill, std::vector<std::shared_ptr<ChunkBuffer>> dropped = {});
+  // Frees the evicted chunks whose readers have all let go, and stops counting them; the first
+  // goes to `recycled` when that is empty.
+  void sweep_held(std::shared_ptr<ChunkBuffer>& recycled,
+                  std::vector<std::shared_ptr<ChunkBuffer>>& dropped);
   // Waits until an entry's fill ends; its chunk, or its error rethrown.
   Chunk wait_for(std::unique_lock<std::mutex>& lock, const EntryPtr& e);
 
@@ -181,9 +194,9 @@ class ChunkCache {
   const uint64_t capacity_;
   const std::shared_ptr<SharedBudget> shared_;
   std::atomic<int64_t> last_use_{0};  // steady clock ticks of the last lookup
-  uint64_t bytes_ = 0;      // entries of every state
-  uint64_t in_flight_ = 0;  // of those: claimed and being filled
-  uint64_t filling_ = 0;    // fills running
+  uint64_t bytes_ = 0;                // entries of every state
+  uint64_t in_flight_ = 0;            // of those: claimed and being filled
+  uint64_t filling_ = 0;              // fills running
   uint64_t fills_ended_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
@@ -193,6 +206,14 @@ class ChunkCache {
   // that is already mapped instead of mapping and zeroing fresh pages.
   std::list<ChunkKey> lru_;
   std::list<ChunkKey> claims_;
+  // Chunks evicted (or too large to keep) while readers still held them: counted until the
+  // last reader lets go, so the budget covers every chunk in memory.
+  struct Held {
+    std::shared_ptr<ChunkBuffer> buffer;
+    uint64_t bytes;
+  };
+  std::vector<Held> held_;
+  uint64_t held_bytes_ = 0;
 };
 
 }  // namespace torshpkg::fs

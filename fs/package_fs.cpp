@@ -83,8 +83,8 @@ ChunkCache::Fill PackageFs::fill(const ResourceEntry& r, uint64_t index) const {
   };
 }
 
-Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index) {
-  return cache_.get_or_fill({r.id, index}, plain_len(r, index), fill(r, index));
+Chunk PackageFs::chunk(const ResourceEntry& r, uint64_t index, bool holds_chunks) {
+  return cache_.get_or_fill({r.id, index}, plain_len(r, index), fill(r, index), holds_chunks);
 }
 
 void PackageFs::prefetch(const ResourceEntry& r, uint64_t first, uint64_t count, bool urgent) {
@@ -93,7 +93,9 @@ void PackageFs::prefetch(const ResourceEntry& r, uint64_t first, uint64_t count,
   const uint64_t end = first + count;
   for (uint64_t c = first; c <= end; ++c) {
     if (c < end && cache_.claim({r.id, c}, plain_len(r, c))) continue;
-    if (c > run) pool_->request(r.id, run, c - run, urgent);
+    if (c > run && !pool_->request(r.id, run, c - run, urgent)) {
+      for (uint64_t k = run; k < c; ++k) cache_.unclaim({r.id, k});  // no thread to decode them
+    }
     run = c + 1;
   }
 }
@@ -137,21 +139,28 @@ void PackageFs::read_slices(const Node& node, uint64_t offset, size_t length, Re
     announce(r, first, last - first + 1);
     prefetch(r, first + 1, last - first, true);
   }
-  // Bytes read block by block land in `own`, sized once so the parts pointing into it stay put.
+  // Bytes read block by block land in `own`, sized once, at the first such piece, so that the
+  // parts pointing into it stay put; a request served from chunks leaves its memory untouched
+  // (a worker thread of each of thousands of mounts would otherwise hold a page-filled MiB).
   size_t own_used = 0;
-  if (r.block_size != 0) out.own.resize(len);
+  bool own_sized = false;
   while (out.size < len) {
     const uint64_t at = offset + out.size;
     const uint64_t index = at / r.chunk_size;
     const uint64_t within = at - index * r.chunk_size;
     const size_t whole = plain_len(r, index);
     const size_t n = static_cast<size_t>(std::min<uint64_t>(len - out.size, whole - within));
-    Chunk c = r.block_size != 0 && n < whole ? cache_.find({r.id, index}) : chunk(r, index);
+    Chunk c = r.block_size != 0 && n < whole ? cache_.find({r.id, index})
+                                             : chunk(r, index, !out.chunks.empty());
     if (c) {
       out.parts.emplace_back(c->data() + within, n);
       out.chunks.push_back(std::move(c));
     } else {
       // Part of a chunk nobody has decoded: only the blocks it touches are read and checked.
+      if (!own_sized) {
+        out.own.resize(len);
+        own_sized = true;
+      }
       const auto dest = std::span(out.own).subspan(own_used, n);
       package_->read(*node.file, at, dest);
       out.parts.emplace_back(dest.data(), n);

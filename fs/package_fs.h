@@ -135,7 +135,7 @@ class PackageFs {
   static size_t plain_len(const ResourceEntry& resource, uint64_t index);
   // Decodes a chunk of a resource into a cache buffer.
   ChunkCache::Fill fill(const ResourceEntry& resource, uint64_t index) const;
-  Chunk chunk(const ResourceEntry& resource, uint64_t index);
+  Chunk chunk(const ResourceEntry& resource, uint64_t index, bool holds_chunks);
   // Claims chunks [first, first + count) in the cache and queues those claimed for the pool.
   void prefetch(const ResourceEntry& resource, uint64_t first, uint64_t count, bool urgent);
   // Tracks the reader's run and keeps the readahead window ahead of a sequential one. True when

@@ -26,9 +26,10 @@ Prefetcher::~Prefetcher() {
   for (std::thread& t : threads) t.join();
 }
 
-void Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool urgent) {
-  if (count == 0) return;
+bool Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool urgent) {
+  if (count == 0) return true;
   std::list<std::thread> ended;
+  bool refused = false;
   {
     std::lock_guard lock(mutex_);
     ended.swap(ended_);  // threads that ended since the last request: joined below, unlocked
@@ -56,6 +57,16 @@ void Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool
         break;
       }
     }
+    if (running_.empty()) {
+      // No thread to take it, nor one to be had: refused, rather than queued for nobody.
+      if (urgent) {
+        queue_.pop_front();
+      } else {
+        queue_.pop_back();
+      }
+      queued_ -= count;
+      refused = true;
+    }
   }
   if (count == 1) {
     wake_.notify_one();
@@ -63,6 +74,7 @@ void Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool
     wake_.notify_all();
   }
   for (std::thread& t : ended) t.join();
+  return !refused;
 }
 
 size_t Prefetcher::threads() const {

@@ -51,8 +51,8 @@ class Prefetcher {
 
   // `decode(resource, chunk)` decodes one chunk into the cache; its errors are swallowed (the
   // reader meets them, and reports them, when it reads that chunk itself). With `shared`, each
-  // thread also takes one of that limit's, and none starts while they are all taken (queued
-  // chunks then wait for a thread, or for a reader that needs them and decodes them itself).
+  // thread also takes one of that limit's, and none starts while they are all taken (requests
+  // are then refused while the pool has no thread; queued ones wait for the pool's threads).
   Prefetcher(size_t max_threads, std::function<void(uint32_t, uint64_t)> decode,
              std::chrono::milliseconds idle_exit = kDefaultIdleExit,
              std::shared_ptr<ThreadLimit> shared = nullptr);
@@ -61,8 +61,9 @@ class Prefetcher {
   Prefetcher& operator=(const Prefetcher&) = delete;
 
   // Queues chunks [first, first + count) of a resource; an urgent range (a reader is about to
-  // need it) goes before the readahead.
-  void request(uint32_t resource, uint64_t first, uint64_t count, bool urgent);
+  // need it) goes before the readahead. False, and nothing queued, when the pool has no thread
+  // and can start none (the shared limit is taken).
+  bool request(uint32_t resource, uint64_t first, uint64_t count, bool urgent);
 
   // Threads running now (busy or idle), for tests and status.
   size_t threads() const;

@@ -163,14 +163,19 @@ TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
   EXPECT_FALSE(cache.contains({0, 1}));
   EXPECT_TRUE(cache.contains({0, 0}));
   EXPECT_LE(cache.bytes(), 3000u);
-  const Chunk big = cache.get_or_fill({1, 0}, 5000, filling(2));  // larger than the budget:
+  Chunk big = cache.get_or_fill({1, 0}, 5000, filling(2));        // larger than the budget:
   EXPECT_EQ(big->size(), 5000u);                                  // decoded, not kept,
   EXPECT_FALSE(cache.contains({1, 0}));
-  EXPECT_TRUE(cache.contains({0, 0}));  // and nothing evicted for it
-  EXPECT_EQ(cache.bytes(), 3000u);
+  EXPECT_TRUE(cache.contains({0, 0}));  // and nothing evicted for it,
+  EXPECT_EQ(cache.bytes(), 8000u);      // but counted while a reader holds it
   EXPECT_GT(cache.hits(), 0u);
   EXPECT_GT(cache.misses(), 0u);
-  EXPECT_EQ(cache.trim(), 3000u);  // an idle mount gives it all back
+  EXPECT_EQ(cache.trim(), 3000u);  // the reader still holds it
+  EXPECT_EQ(cache.bytes(), 5000u);
+  big.reset();
+  cache.get_or_fill({0, 0}, 1000, filling(3));
+  EXPECT_EQ(cache.bytes(), 1000u);  // let go of: no longer counted
+  EXPECT_EQ(cache.trim(), 1000u);   // an idle mount gives it all back
   EXPECT_EQ(cache.bytes(), 0u);
   EXPECT_FALSE(cache.contains({0, 0}));
 }
@@ -327,6 +332,33 @@ TEST(ChunkCache, ChunksLargerThanTheBudgetAreFilledOneAtATime) {
   EXPECT_EQ(cache.bytes(), 0u);  // none kept
 }
 
+TEST(ChunkCache, EvictedChunksReadersHoldCountUntilTheyLetGo) {
+  ChunkCache cache(4096);
+  Chunk reply = cache.get_or_fill({0, 0}, 4096, filling(1));  // a reply being sent from it
+  std::atomic<bool> done{false};
+  std::atomic<int> calls{0};
+  std::thread next([&] {
+    cache.get_or_fill({0, 1}, 4096, filling(2, &calls));
+    done = true;
+  });
+  // Chunk 0 is evicted for chunk 1, but still in memory: chunk 1 waits for the reply.
+  ASSERT_TRUE(eventually([&] { return !cache.contains({0, 0}); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(done.load());
+  EXPECT_EQ(calls.load(), 0);
+  EXPECT_EQ(cache.bytes(), 4096u);
+  reply.reset();
+  next.join();
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(cache.bytes(), 4096u);
+  // A read spanning chunks holds the one before: it does not wait for itself.
+  Chunk before = cache.get_or_fill({0, 1}, 4096, filling(2));
+  EXPECT_EQ(cache.get_or_fill({0, 2}, 4096, filling(3), true)->data()[0], 3);
+  EXPECT_EQ(cache.bytes(), 2u * 4096);  // both in memory, both counted
+  before.reset();
+  EXPECT_EQ(cache.bytes(), 4096u);
+}
+
 TEST(ChunkCache, AWaiterGetsItsChunkEvenWhenItIsEvictedBeforeTheWaiterWakes) {
   // Room for one chunk: every fill evicts the last, often before the threads that waited for
   // it have woken up. Each must still get its chunk, with its bytes.
@@ -379,6 +411,17 @@ TEST(ChunkCache, AReaderTakesOverAQueuedClaimAndClaimsGiveWayToReaders) {
   EXPECT_EQ(cache.find({0, 2})->data()[0], 7);
   EXPECT_EQ(cache.in_flight_bytes(), 0u);
   EXPECT_EQ(cache.bytes(), 2u * 4096);
+  // A claim whose readahead could not be queued is dropped; an idle mount drops its claims too.
+  EXPECT_TRUE(cache.claim({0, 5}, 4096));
+  EXPECT_TRUE(cache.unclaim({0, 5}));
+  EXPECT_FALSE(cache.unclaim({0, 5}));
+  EXPECT_FALSE(cache.unclaim({0, 2}));  // ready, not claimed
+  EXPECT_TRUE(cache.claim({0, 6}, 4096));
+  EXPECT_EQ(cache.trim(), 2u * 4096);
+  EXPECT_EQ(cache.bytes(), 0u);
+  EXPECT_EQ(cache.in_flight_bytes(), 0u);
+  cache.fill_claimed({0, 6}, filling(8, &calls));
+  EXPECT_EQ(calls.load(), 3);
 }
 
 // A decode function whose calls wait until released, counting how many wait at once.
@@ -496,16 +539,18 @@ TEST(Prefetcher, PoolsOfOneThreadLimitShareIt) {
   Prefetcher p2(4, held.fn(), std::chrono::milliseconds(20), limit);
   p1.request(0, 0, 10, false);
   ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::waiting) == 3; }));
-  p2.request(0, 0, 5, false);
+  // All three are taken: p2 has no thread and can start none, so it refuses the work (its
+  // caller drops the claims, and readers decode those chunks themselves).
+  EXPECT_FALSE(p2.request(0, 0, 5, false));
   EXPECT_EQ(p1.threads(), 3u);
-  EXPECT_EQ(p2.threads(), 0u);  // all three are taken
+  EXPECT_EQ(p2.threads(), 0u);
   EXPECT_EQ(limit->used(), 3u);
   held.release();
   ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == 10; }));
   // p1's threads end when idle and give the limit back; p2's next request gets threads.
   ASSERT_TRUE(eventually([&] { return limit->used() == 0; }));
-  p2.request(0, 5, 1, false);
-  ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == 16; }));
+  EXPECT_TRUE(p2.request(0, 5, 1, false));
+  ASSERT_TRUE(eventually([&] { return held.count(&HeldDecodes::done) == 11; }));
   EXPECT_LE(held.count(&HeldDecodes::most), 3);
 }
 
@@ -1041,6 +1086,22 @@ class HeldDirectReads final : public torshpkg::testing::ForwardingSource {
   mutable int most = 0;
   bool released_ = false;
 };
+
+TEST(PackageFs, OnlyReadsOfBlocksUseTheRequestsOwnMemory) {
+  TempDir dir;
+  const auto data = text_bytes(16 * 4096, 5);
+  PackageFs fs(Package::open(stored_package(dir, data)), options(0));  // 4 KiB chunks, 4 KiB blocks
+  const Node* node = fs.tree().find("resources/w.bin");
+  ReadSlices slices;
+  fs.read_slices(*node, 0, 2 * 4096, slices);  // whole chunks: pointers into them
+  EXPECT_EQ(slices.size, 2u * 4096);
+  EXPECT_TRUE(slices.own.empty());
+  fs.read_slices(*node, 5 * 4096 + 100, 200, slices);  // part of a chunk nobody decoded
+  ASSERT_EQ(slices.size, 200u);
+  EXPECT_EQ(slices.own.size(), 200u);
+  EXPECT_TRUE(
+      std::equal(slices.parts[0].begin(), slices.parts[0].end(), data.begin() + 5 * 4096 + 100));
+}
 
 TEST(PackageFs, StoredChunksAreReadDirectlyWithManyReadsInFlight) {
   TempDir dir;
