@@ -874,8 +874,11 @@ TEST(PackageFs, OneRandomReadSplitIntoRequestsDoesNotReadAheadButALongerRunDoes)
   std::vector<uint8_t> buf(5000);
   fs.read(*c, 50'000, buf);  // one 10,000-byte read the kernel sent as two requests
   fs.read(*c, 55'000, buf);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_FALSE(fs.cache().contains({id, 16}));  // nothing beyond chunks 12..14 was decoded
+  // Only chunks 12..14 are in the cache, none queued: readahead claims its chunks in the cache
+  // before the read returns, so no later decode can hide one.
+  EXPECT_EQ(fs.cache().bytes(), 3u * 4096);
+  EXPECT_EQ(fs.cache().in_flight_bytes(), 0u);
+  EXPECT_FALSE(fs.cache().contains({id, 15}));
   fs.read(*c, 60'000, buf);
   fs.read(*c, 65'000, buf);  // the run is now 20,000 bytes: still short of 6 chunks
   fs.read(*c, 70'000, buf);
@@ -905,8 +908,9 @@ TEST(PackageFs, RandomReadsDoNotReadAhead) {
   fs.read(*c, 50'000, buf);
   fs.read(*c, 10'000, buf);
   fs.read(*c, 90'000, buf);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Readahead would have claimed its chunks, counted at once, before the read returned.
   EXPECT_EQ(fs.cache().bytes(), 3u * 4096);
+  EXPECT_EQ(fs.cache().in_flight_bytes(), 0u);
 }
 
 // A package of one stored resource, resources/w.bin, in 4 KiB chunks, opened as a file.
