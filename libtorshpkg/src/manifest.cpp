@@ -14,6 +14,7 @@
 
 #include "names.h"
 #include "torshpkg/error.h"
+#include "torshpkg/semver.h"
 #include "torshpkg/sha256.h"
 #include "zip_archive.h"
 
@@ -699,58 +700,6 @@ bool is_valid_package_name(std::string_view name) {
   if (!alnum(name[0])) return false;
   return std::all_of(name.begin(), name.end(),
                      [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
-}
-
-bool is_valid_semver(std::string_view v) {
-  if (v.empty() || v.size() > 256) return false;
-  auto numeric = [](std::string_view s) {
-    return !s.empty() &&
-           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-           !(s.size() > 1 && s[0] == '0');
-  };
-  auto identifiers = [&](std::string_view s, bool prerelease) {
-    if (s.empty()) return false;
-    size_t start = 0;
-    for (;;) {
-      const size_t dot = s.find('.', start);
-      const std::string_view id =
-          s.substr(start, dot == std::string_view::npos ? dot : dot - start);
-      if (id.empty()) return false;
-      const bool all_digits =
-          std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
-      if (!std::all_of(id.begin(), id.end(), [](char c) {
-            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                   c == '-';
-          })) {
-        return false;
-      }
-      if (prerelease && all_digits && !numeric(id)) return false;
-      if (dot == std::string_view::npos) return true;
-      start = dot + 1;
-    }
-  };
-  const size_t plus = v.find('+');
-  std::string_view core = v.substr(0, plus);
-  if (plus != std::string_view::npos && !identifiers(v.substr(plus + 1), false)) return false;
-  const size_t dash = core.find('-');
-  if (dash != std::string_view::npos) {
-    if (!identifiers(core.substr(dash + 1), true)) return false;
-    core = core.substr(0, dash);
-  }
-  const size_t d1 = core.find('.');
-  if (d1 == std::string_view::npos) return false;
-  const size_t d2 = core.find('.', d1 + 1);
-  if (d2 == std::string_view::npos) return false;
-  return numeric(core.substr(0, d1)) && numeric(core.substr(d1 + 1, d2 - d1 - 1)) &&
-         numeric(core.substr(d2 + 1));
-}
-
-bool is_valid_version_req(std::string_view req) {
-  if (req.empty() || req.size() > 256) return false;
-  return std::all_of(req.begin(), req.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           std::string_view(".^~<>=*, +-|").find(c) != std::string_view::npos;
-  });
 }
 
 namespace {

@@ -18,6 +18,7 @@
 #include "names.h"
 #include "thread_pool.h"
 #include "torshpkg/error.h"
+#include "torshpkg/semver.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/signature.h"
 #include "zip_archive.h"

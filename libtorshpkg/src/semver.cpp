@@ -4,7 +4,6 @@
 #include <charconv>
 
 #include "torshpkg/error.h"
-#include "torshpkg/manifest.h"
 
 namespace torshpkg {
 namespace {
@@ -86,6 +85,59 @@ Version bump(const Partial& p, int at) {
 }
 
 }  // namespace
+
+bool is_valid_semver(std::string_view v) {
+  if (v.empty() || v.size() > 256) return false;
+  auto numeric = [](std::string_view s) {
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+           !(s.size() > 1 && s[0] == '0');
+  };
+  auto identifiers = [&](std::string_view s, bool prerelease) {
+    if (s.empty()) return false;
+    size_t start = 0;
+    for (;;) {
+      const size_t dot = s.find('.', start);
+      const std::string_view id =
+          s.substr(start, dot == std::string_view::npos ? dot : dot - start);
+      if (id.empty()) return false;
+      const bool all_digits =
+          std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!std::all_of(id.begin(), id.end(), [](char c) {
+            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                   c == '-';
+          })) {
+        return false;
+      }
+      if (prerelease && all_digits && !numeric(id)) return false;
+      if (dot == std::string_view::npos) return true;
+      start = dot + 1;
+    }
+  };
+  const size_t plus = v.find('+');
+  std::string_view core = v.substr(0, plus);
+  if (plus != std::string_view::npos && !identifiers(v.substr(plus + 1), false)) return false;
+  const size_t dash = core.find('-');
+  if (dash != std::string_view::npos) {
+    if (!identifiers(core.substr(dash + 1), true)) return false;
+    core = core.substr(0, dash);
+  }
+  const size_t d1 = core.find('.');
+  if (d1 == std::string_view::npos) return false;
+  const size_t d2 = core.find('.', d1 + 1);
+  if (d2 == std::string_view::npos) return false;
+  return numeric(core.substr(0, d1)) && numeric(core.substr(d1 + 1, d2 - d1 - 1)) &&
+         numeric(core.substr(d2 + 1));
+}
+
+bool is_valid_version_req(std::string_view req) {
+  try {
+    VersionReq::parse(req);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 std::optional<Version> Version::parse(std::string_view text) {
   if (!is_valid_semver(text)) return std::nullopt;

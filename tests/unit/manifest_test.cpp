@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "torshpkg/error.h"
+#include "torshpkg/semver.h"
 
 namespace torshpkg {
 namespace {
@@ -131,6 +132,12 @@ TEST(Manifest, RejectsBadValues) {
   const std::string json = serialize_manifest(sample());
   expect_corrupt(replace(json, "\"1.2.3-rc.1+build.5\"", "\"1.2\""), "semver");
   expect_corrupt(replace(json, "\"1.2.3-rc.1+build.5\"", "\"01.2.3\""), "leading zero");
+  // Requirements in dependency resolution's one grammar: once written, signed and opened, and
+  // refused only when resolved.
+  for (const char* bad : {"^^1", ">=1 ||", "1.2.3.4", "~1.*.3"}) {
+    expect_corrupt(replace(json, "\">=0.15, <0.16\"", std::string("\"") + bad + "\""), bad,
+                   "bad version_req");
+  }
   expect_corrupt(replace(json, "weights/model.safetensors", "../model.safetensors"),
                  "dot-dot path");
   expect_corrupt(replace(json, "\"chunk_count\" : 2", "\"chunk_count\" : 3"), "chunk count");

@@ -84,7 +84,12 @@ TEST(VersionReq, MalformedRequirementsAreInvalidArguments) {
        {"", "^", "1.2.3.4", ">=x.1", "~1.*.3", "1.2-beta", "^1 ||", "a.b.c", ">=1 , , <2x"}) {
     EXPECT_EQ(testing::kind_of([&] { VersionReq::parse(bad); }), ErrorKind::kInvalidArgument)
         << bad;
+    EXPECT_FALSE(is_valid_version_req(bad)) << bad;
   }
+  for (const char* ok : {"^1.2", ">=0.15, <0.16", "1.*", "*", "~1 || ^2.0.0-rc.1"}) {
+    EXPECT_TRUE(is_valid_version_req(ok)) << ok;
+  }
+  EXPECT_FALSE(is_valid_version_req("^^1"));  // once let through by a check of characters only
 }
 
 }  // namespace

@@ -153,8 +153,6 @@ std::string serialize_manifest(const Manifest& manifest);
 // The content of dependencies/<name>.json for a dependency.
 std::string dependency_file_json(const Dependency& dependency);
 
-bool is_valid_semver(std::string_view version);
 bool is_valid_package_name(std::string_view name);
-bool is_valid_version_req(std::string_view req);
 
 }  // namespace torshpkg

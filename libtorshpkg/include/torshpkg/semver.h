@@ -34,6 +34,11 @@ struct Version {
   bool operator==(const Version& o) const { return compare(o) == 0; }
 };
 
+// Whether `version` is a semantic version, and `req` a requirement VersionReq::parse accepts: the
+// one grammar the manifest, the writer and dependency resolution share.
+bool is_valid_semver(std::string_view version);
+bool is_valid_version_req(std::string_view req);
+
 class VersionReq {
  public:
   // Throws Error(kInvalidArgument) naming the requirement and what is wrong.
