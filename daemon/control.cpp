@@ -142,11 +142,11 @@ void write_reply(int fd, const Json::Value& reply) {
 
 }  // namespace
 
-Json::Value error_reply(const std::string& message, const std::string& kind) {
+Json::Value error_reply(const std::string& message, ErrorKind kind) {
   Json::Value v(Json::objectValue);
   v["ok"] = false;
   v["error"] = message;
-  v["kind"] = kind;
+  v["kind"] = std::string(to_token(kind));
   return v;
 }
 
@@ -212,7 +212,7 @@ void ControlServer::accept_clients() {
     if (client < 0) return;  // EAGAIN: none left
     if (active_ >= kMaxClients) {
       write_reply(client, error_reply("torshpkgd is busy: too many connections; try again",
-                                      std::string(to_string(ErrorKind::kIo))));
+                                      ErrorKind::kIo));
       ::close(client);
       continue;
     }
@@ -228,7 +228,7 @@ void ControlServer::accept_clients() {
     } catch (const std::system_error&) {
       --active_;
       write_reply(client, error_reply("torshpkgd is busy: cannot start a thread; try again",
-                                      std::string(to_string(ErrorKind::kIo))));
+                                      ErrorKind::kIo));
       ::close(client);
       continue;
     }
@@ -245,7 +245,7 @@ void ControlServer::serve(int client) {
   const std::optional<Requester> who = peer(client, group_);
   if (!who) {
     Json::Value reply = error_reply("permission denied: only root may control torshpkgd",
-                                    std::string(to_string(ErrorKind::kInvalidArgument)));
+                                    ErrorKind::kInvalidArgument);
     reply["peer_refused"] = true;
     write_reply(client, reply);
     return;
@@ -254,8 +254,8 @@ void ControlServer::serve(int client) {
   ReceivedFds fds;
   if (!read_request(client, text, fds)) return;
   if (text.find('\0') != std::string::npos) {
-    write_reply(client, error_reply("bad request: it contains a NUL byte",
-                                    std::string(to_string(ErrorKind::kInvalidArgument))));
+    write_reply(client,
+                error_reply("bad request: it contains a NUL byte", ErrorKind::kInvalidArgument));
     return;
   }
   Json::Value request;
@@ -263,7 +263,7 @@ void ControlServer::serve(int client) {
   if (!parse_strict_json(text, 16, request, error) || !request.isObject() ||
       !request["op"].isString()) {
     write_reply(client, error_reply("bad request: expected one JSON object with \"op\"",
-                                    std::string(to_string(ErrorKind::kInvalidArgument))));
+                                    ErrorKind::kInvalidArgument));
     return;
   }
   if (!who->privileged && !who->member && request["op"].asString() != "status") {
@@ -271,7 +271,7 @@ void ControlServer::serve(int client) {
     Json::Value reply = error_reply(
         "permission denied: only root and members of the control "
         "group may mount and unmount through torshpkgd",
-        std::string(to_string(ErrorKind::kInvalidArgument)));
+        ErrorKind::kInvalidArgument);
     reply["peer_refused"] = true;
     write_reply(client, reply);
     return;
@@ -279,9 +279,9 @@ void ControlServer::serve(int client) {
   try {
     write_reply(client, handler_(request, *who, fds.fds));
   } catch (const Error& e) {
-    write_reply(client, error_reply(e.what(), std::string(to_string(e.kind()))));
+    write_reply(client, error_reply(e.what(), e.kind()));
   } catch (const std::exception& e) {
-    write_reply(client, error_reply(e.what(), std::string(to_string(ErrorKind::kIo))));
+    write_reply(client, error_reply(e.what(), ErrorKind::kIo));
   }
 }
 

@@ -14,7 +14,8 @@
 // file as descriptors it opened itself (SCM_RIGHTS, with the request's first bytes), and names
 // their positions: "package_fd": 0, "mountpoint_fd": 1, "secret_fd": 2. The paths are then
 // only for messages.
-// Replies:   {"ok": true, ...} or {"ok": false, "error": "one line", "kind": "bad_signature"}
+// Replies:   {"ok": true, ...} or {"ok": false, "error": "one line", "kind": TOKEN}, TOKEN one of
+//            error.h's kind tokens ("corrupt", "bad_signature", "wrong_key", ...)
 //
 // Each connection is served on a thread of its own, so a slow mount or a client that sends
 // nothing delays only itself (a client has 5 s to send its request).
@@ -34,6 +35,7 @@
 #include <vector>
 
 #include "requester.h"
+#include "torshpkg/error.h"
 
 namespace torshpkg::daemon {
 
@@ -76,7 +78,7 @@ class ControlServer {
   std::atomic<size_t> active_{0};
 };
 
-// The reply for an error of kind `kind` (error.h's names: "corrupt", "bad_signature", ...).
-Json::Value error_reply(const std::string& message, const std::string& kind);
+// The reply for an error of kind `kind`: its token (error.h: "corrupt", "bad_signature", ...).
+Json::Value error_reply(const std::string& message, ErrorKind kind);
 
 }  // namespace torshpkg::daemon

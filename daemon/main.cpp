@@ -268,15 +268,13 @@ Json::Value handle(const Json::Value& request, const Requester& who, const std::
       throw;
     }
     if (!found) {
-      return error_reply(point + ": torshpkgd has nothing mounted there",
-                         std::string(to_string(ErrorKind::kNotFound)));
+      return error_reply(point + ": torshpkgd has nothing mounted there", ErrorKind::kNotFound);
     }
     Json::Value reply(Json::objectValue);
     reply["ok"] = true;
     return reply;
   }
-  return error_reply("unknown op '" + op + "'",
-                     std::string(to_string(ErrorKind::kInvalidArgument)));
+  return error_reply("unknown op '" + op + "'", ErrorKind::kInvalidArgument);
 }
 
 std::optional<gid_t> control_group_of(const DaemonConfig& config) {

@@ -26,6 +26,44 @@ std::string_view to_string(ErrorKind kind) {
   return "unknown";
 }
 
+namespace {
+
+constexpr ErrorKind kKinds[] = {ErrorKind::kCorrupt,     ErrorKind::kBadSignature,
+                                ErrorKind::kWrongKey,    ErrorKind::kNotFound,
+                                ErrorKind::kIo,          ErrorKind::kInvalidArgument,
+                                ErrorKind::kUnsupported, ErrorKind::kInterrupted};
+
+}  // namespace
+
+std::string_view to_token(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kCorrupt:
+      return "corrupt";
+    case ErrorKind::kBadSignature:
+      return "bad_signature";
+    case ErrorKind::kWrongKey:
+      return "wrong_key";
+    case ErrorKind::kNotFound:
+      return "not_found";
+    case ErrorKind::kIo:
+      return "io";
+    case ErrorKind::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorKind::kUnsupported:
+      return "unsupported";
+    case ErrorKind::kInterrupted:
+      return "interrupted";
+  }
+  return "io";
+}
+
+std::optional<ErrorKind> from_token(std::string_view token) {
+  for (const ErrorKind k : kKinds) {
+    if (to_token(k) == token) return k;
+  }
+  return std::nullopt;
+}
+
 Error corrupt(std::string_view file, std::string_view reason) {
   return Error(ErrorKind::kCorrupt,
                std::string(file) + ": corrupt: " + std::string(reason));

@@ -18,15 +18,6 @@ namespace {
 
 constexpr int kReplyTimeoutMs = 120'000;  // a mount of an encrypted package runs Argon2id
 
-ErrorKind kind_named(const std::string& name) {
-  for (const ErrorKind k : {ErrorKind::kCorrupt, ErrorKind::kBadSignature, ErrorKind::kWrongKey,
-                            ErrorKind::kNotFound, ErrorKind::kIo, ErrorKind::kInvalidArgument,
-                            ErrorKind::kUnsupported, ErrorKind::kInterrupted}) {
-    if (to_string(k) == name) return k;
-  }
-  return ErrorKind::kIo;
-}
-
 }  // namespace
 
 std::string daemon_socket(const std::string& option) {
@@ -106,7 +97,9 @@ std::optional<Json::Value> daemon_request(const std::string& socket, const Json:
     return std::nullopt;
   }
   if (!v["ok"].asBool()) {
-    throw Error(kind_named(v["kind"].asString()), "torshpkgd: " + v["error"].asString());
+    // A kind this version does not know (a newer daemon's) is an I/O error here.
+    throw Error(from_token(v["kind"].asString()).value_or(ErrorKind::kIo),
+                "torshpkgd: " + v["error"].asString());
   }
   return v;
 }

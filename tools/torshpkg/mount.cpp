@@ -155,7 +155,7 @@ std::string ok_report(const std::string& line) {
 }
 
 std::string error_report(ErrorKind kind, const std::string& message) {
-  return "E" + std::to_string(static_cast<int>(kind)) + " " + message;
+  return "E" + std::string(to_token(kind)) + " " + message;
 }
 
 // Runs `serve` in a child process that outlives this one; returns once the child reports the
@@ -211,10 +211,10 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
   ::waitpid(pid, &status, 0);
   if (message.starts_with("E")) {
     const size_t space = message.find(' ');
-    const int kind = std::atoi(message.substr(1, space).c_str());
-    if (kind >= 0 && kind <= static_cast<int>(ErrorKind::kInterrupted) &&
-        space != std::string::npos) {
-      throw Error(static_cast<ErrorKind>(kind), message.substr(space + 1));
+    if (space != std::string::npos) {
+      if (const auto kind = from_token(std::string_view(message).substr(1, space - 1))) {
+        throw Error(*kind, message.substr(space + 1));
+      }
     }
   }
   throw Error(ErrorKind::kIo,

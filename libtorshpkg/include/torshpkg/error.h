@@ -5,6 +5,7 @@
 // that names the file and the reason.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -22,7 +23,15 @@ enum class ErrorKind {
   kInterrupted,      // the caller cancelled the operation
 };
 
+// A display name ("bad signature").
 std::string_view to_string(ErrorKind kind);
+
+// The stable token of a kind, the one name an error's kind has wherever it crosses a process
+// boundary (torshpkg mount's report from its filesystem process, torshpkgd's socket replies):
+//   corrupt  bad_signature  wrong_key  not_found  io  invalid_argument  unsupported  interrupted
+// Tokens are never renamed; a new kind gets a new token. from_token is nullopt for any other.
+std::string_view to_token(ErrorKind kind);
+std::optional<ErrorKind> from_token(std::string_view token);
 
 class Error : public std::runtime_error {
  public:
