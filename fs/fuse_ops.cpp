@@ -26,14 +26,13 @@ PackageFs& fs_of(fuse_req_t req) {
   return *static_cast<PackageFs*>(fuse_req_userdata(req));
 }
 
-int errno_for(const Error& e) {
-  switch (e.kind()) {
-    case ErrorKind::kWrongKey:
-      return EACCES;
-    case ErrorKind::kNotFound:
-      return ENOENT;
-    default:
-      return EIO;
+// Runs a callback that answers a request; whatever it throws is answered with its errno.
+template <auto Op, typename... Args>
+void guarded(fuse_req_t req, Args... args) noexcept {
+  try {
+    Op(req, args...);
+  } catch (...) {
+    fuse_reply_err(req, errno_for(std::current_exception()));
   }
 }
 
@@ -152,9 +151,10 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
     fs.served(slices.size);
     slices.chunks.clear();
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     fs.read_failed(node->file->path, e.what());
-    fuse_reply_err(req, errno_for(e));
+    slices.chunks.clear();
+    fuse_reply_err(req, errno_for(std::current_exception()));
   }
 }
 
@@ -194,16 +194,16 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 const fuse_lowlevel_ops kOps = [] {
   fuse_lowlevel_ops ops{};
   ops.init = op_init;
-  ops.lookup = op_lookup;
-  ops.getattr = op_getattr;
-  ops.opendir = op_opendir;
-  ops.readdir = op_readdir;
-  ops.readdirplus = op_readdirplus;
-  ops.open = op_open;
-  ops.read = op_read;
-  ops.statfs = op_statfs;
-  ops.getxattr = op_getxattr;
-  ops.listxattr = op_listxattr;
+  ops.lookup = guarded<op_lookup>;
+  ops.getattr = guarded<op_getattr>;
+  ops.opendir = guarded<op_opendir>;
+  ops.readdir = guarded<op_readdir>;
+  ops.readdirplus = guarded<op_readdirplus>;
+  ops.open = guarded<op_open>;
+  ops.read = guarded<op_read>;
+  ops.statfs = guarded<op_statfs>;
+  ops.getxattr = guarded<op_getxattr>;
+  ops.listxattr = guarded<op_listxattr>;
   return ops;
 }();
 
@@ -211,6 +211,25 @@ const fuse_lowlevel_ops kOps = [] {
 
 const fuse_lowlevel_ops& lowlevel_ops() {
   return kOps;
+}
+
+int errno_for(const std::exception_ptr& error) noexcept {
+  try {
+    std::rethrow_exception(error);
+  } catch (const Error& e) {
+    switch (e.kind()) {
+      case ErrorKind::kWrongKey:
+        return EACCES;
+      case ErrorKind::kNotFound:
+        return ENOENT;
+      default:
+        return EIO;
+    }
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  } catch (...) {
+    return EIO;
+  }
 }
 
 }  // namespace torshpkg::fs

@@ -12,11 +12,13 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <new>
 #include <random>
 #include <thread>
 #include <tuple>
 
 #include "chunk_cache.h"
+#include "fuse_ops.h"
 #include "mount_access.h"
 #include "mount_point.h"
 #include "package_fs.h"
@@ -150,6 +152,22 @@ bool eventually(const std::function<bool()>& done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+TEST(FuseOps, EveryExceptionBecomesAnErrno) {
+  const struct {
+    std::exception_ptr error;
+    int errno_value;
+  } cases[] = {
+      {std::make_exception_ptr(Error(ErrorKind::kCorrupt, "chunk 3 hash mismatch")), EIO},
+      {std::make_exception_ptr(Error(ErrorKind::kIo, "read")), EIO},
+      {std::make_exception_ptr(Error(ErrorKind::kWrongKey, "locked")), EACCES},
+      {std::make_exception_ptr(Error(ErrorKind::kNotFound, "gone")), ENOENT},
+      {std::make_exception_ptr(std::bad_alloc()), ENOMEM},
+      {std::make_exception_ptr(std::runtime_error("other")), EIO},
+      {std::make_exception_ptr(42), EIO},
+  };
+  for (const auto& c : cases) EXPECT_EQ(fs::errno_for(c.error), c.errno_value);
 }
 
 TEST(ChunkCache, EvictsLeastRecentlyUsedWithinItsBudget) {
