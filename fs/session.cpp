@@ -73,7 +73,7 @@ std::unique_ptr<Session> Session::start(PackageFs& fs, const MountPoint& point,
   for (std::string& a : argv_store) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   const fuse_lowlevel_ops& ops = lowlevel_ops();
-  s->session_ = fuse_session_new(&args, &ops, sizeof ops, &fs);
+  s->session_.reset(fuse_session_new(&args, &ops, sizeof ops, &fs));
   fuse_opt_free_args(&args);
   if (s->session_ == nullptr) {
     throw Error(ErrorKind::kIo, mountpoint + ": cannot create the FUSE session (bad -o option?)");
@@ -81,12 +81,15 @@ std::unique_ptr<Session> Session::start(PackageFs& fs, const MountPoint& point,
   // Root mounts onto the folder that was checked, held open; fusermount3 (for other users) does
   // its own checks of the path it is given.
   const std::string target = ::getuid() == 0 ? point.target() : mountpoint;
-  if (fuse_session_mount(s->session_, target.c_str()) != 0) {
-    fuse_session_destroy(s->session_);
-    s->session_ = nullptr;
+  if (fuse_session_mount(s->session_.get(), target.c_str()) != 0) {
     throw Error(ErrorKind::kIo, mountpoint + ": cannot mount (is /dev/fuse there?)");
   }
-  s->loop_ = std::thread([raw = s.get()] { raw->run(); });
+  try {
+    s->loop_ = std::thread([raw = s.get()] { raw->run(); });
+  } catch (const std::system_error& e) {
+    s->detach();  // mounted, with no loop to serve it: unmounted before the session goes
+    throw Error(ErrorKind::kIo, mountpoint + ": cannot start the FUSE loop: " + e.what());
+  }
   // A stat of the mount point waits until the loop has answered the kernel's INIT.
   struct stat st {};
   if (::stat(mountpoint.c_str(), &st) != 0 || s->ended() || st.st_dev == point.device()) {
@@ -100,13 +103,17 @@ std::unique_ptr<Session> Session::start(PackageFs& fs, const MountPoint& point,
   return s;
 }
 
+void Session::DestroySession::operator()(fuse_session* s) const {
+  fuse_session_destroy(s);
+}
+
 void Session::run() {
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(config, kMaxThreads);
   if (fs_.options().fuse_idle_threads >= 0) {
     fuse_loop_cfg_set_idle_threads(config, static_cast<unsigned>(fs_.options().fuse_idle_threads));
   }
-  fuse_session_loop_mt(session_, config);
+  fuse_session_loop_mt(session_.get(), config);
   fuse_loop_cfg_destroy(config);
   std::lock_guard lock(mutex_);
   ended_ = true;
@@ -118,7 +125,6 @@ Session::~Session() {
   detach();
   if (!wait_for(kAbortAfter)) abort();
   loop_.join();
-  fuse_session_destroy(session_);
 }
 
 bool Session::on_top() const {

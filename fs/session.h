@@ -61,7 +61,10 @@ class Session {
 
   PackageFs& fs_;
   const std::string mountpoint_;
-  fuse_session* session_ = nullptr;
+  struct DestroySession {
+    void operator()(fuse_session* s) const;
+  };
+  std::unique_ptr<fuse_session, DestroySession> session_;  // destroyed after the loop ends
   dev_t device_ = 0;
   mutable std::mutex mutex_;
   mutable std::condition_variable ended_cv_;

@@ -166,7 +166,12 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw io_error("pipe", "cannot create", errno);
   const pid_t pid = ::fork();
-  if (pid < 0) throw io_error("fork", "cannot start the filesystem process", errno);
+  if (pid < 0) {
+    const int err = errno;
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    throw io_error("fork", "cannot start the filesystem process", err);
+  }
   if (pid == 0) {
     ::close(pipe_fds[0]);
     ::setsid();
