@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <memory>
 #include <sstream>
+#include <type_traits>
 #include <utility>
 
 #include "file_io.h"
@@ -28,6 +30,33 @@ struct Datum {
   ~Datum() { gnutls_free(d.data); }
   std::string str() const { return std::string(reinterpret_cast<const char*>(d.data), d.size); }
 };
+
+// GnuTLS key handles, owned.
+struct DeinitPrivkey {
+  void operator()(gnutls_privkey_t k) const { gnutls_privkey_deinit(k); }
+};
+struct DeinitPubkey {
+  void operator()(gnutls_pubkey_t k) const { gnutls_pubkey_deinit(k); }
+};
+struct DeinitX509Privkey {
+  void operator()(gnutls_x509_privkey_t k) const { gnutls_x509_privkey_deinit(k); }
+};
+using Privkey = std::unique_ptr<std::remove_pointer_t<gnutls_privkey_t>, DeinitPrivkey>;
+using Pubkey = std::unique_ptr<std::remove_pointer_t<gnutls_pubkey_t>, DeinitPubkey>;
+using X509Privkey =
+    std::unique_ptr<std::remove_pointer_t<gnutls_x509_privkey_t>, DeinitX509Privkey>;
+
+Privkey new_privkey() {
+  gnutls_privkey_t k = nullptr;
+  if (gnutls_privkey_init(&k) != 0) throw std::bad_alloc();
+  return Privkey(k);
+}
+
+Pubkey new_pubkey() {
+  gnutls_pubkey_t k = nullptr;
+  if (gnutls_pubkey_init(&k) != 0) throw std::bad_alloc();
+  return Pubkey(k);
+}
 
 gnutls_datum_t view(std::span<const uint8_t> bytes) {
   return {const_cast<unsigned char*>(bytes.data()), static_cast<unsigned>(bytes.size())};
@@ -54,11 +83,11 @@ Error key_error(const std::string& source, const std::string& what) {
   return invalid_argument(source + ": " + what);
 }
 
-// Builds the PublicKey view of a GnuTLS public key handle (takes ownership).
-void fill_public(gnutls_pubkey_t pub, const std::string& source, std::shared_ptr<void>& handle,
+// Builds the PublicKey view of a GnuTLS public key handle.
+void fill_public(Pubkey owned, const std::string& source, std::shared_ptr<void>& handle,
                  std::string& key_id, std::string& pem) {
-  handle = std::shared_ptr<void>(
-      pub, [](void* p) { gnutls_pubkey_deinit(static_cast<gnutls_pubkey_t>(p)); });
+  gnutls_pubkey_t pub = owned.get();
+  handle = std::shared_ptr<void>(std::move(owned));
   if (gnutls_pubkey_get_pk_algorithm(pub, nullptr) != GNUTLS_PK_EDDSA_ED25519) {
     throw key_error(source, "not an Ed25519 key (torshpkg signs with Ed25519 only)");
   }
@@ -74,17 +103,15 @@ void fill_public(gnutls_pubkey_t pub, const std::string& source, std::shared_ptr
 }  // namespace
 
 PublicKey PublicKey::from_pem(const std::string& pem, const std::string& source) {
-  gnutls_pubkey_t pub = nullptr;
-  if (gnutls_pubkey_init(&pub) != 0) throw std::bad_alloc();
+  Pubkey pub = new_pubkey();
   PublicKey key;
   const gnutls_datum_t data = view(pem);
   if (pem.find("-----BEGIN PUBLIC KEY-----") == std::string::npos ||
-      gnutls_pubkey_import(pub, &data, GNUTLS_X509_FMT_PEM) != 0) {
-    gnutls_pubkey_deinit(pub);
+      gnutls_pubkey_import(pub.get(), &data, GNUTLS_X509_FMT_PEM) != 0) {
     throw key_error(source,
                     "not a PEM public key (expected \"BEGIN PUBLIC KEY\", SubjectPublicKeyInfo)");
   }
-  fill_public(pub, source, key.handle_, key.key_id_, key.pem_);
+  fill_public(std::move(pub), source, key.handle_, key.key_id_, key.pem_);
   return key;
 }
 
@@ -99,27 +126,17 @@ bool PublicKey::verify(std::span<const uint8_t> message, std::span<const uint8_t
                                     GNUTLS_SIGN_EDDSA_ED25519, 0, &m, &s) >= 0;
 }
 
-PrivateKey::PrivateKey(void* handle, const std::string& source) : handle_(handle) {
-  auto* priv = static_cast<gnutls_privkey_t>(handle_);
-  if (gnutls_privkey_get_pk_algorithm(priv, nullptr) != GNUTLS_PK_EDDSA_ED25519) {
-    gnutls_privkey_deinit(priv);
-    handle_ = nullptr;
+PrivateKey::PrivateKey(void* handle, const std::string& source) {
+  Privkey priv(static_cast<gnutls_privkey_t>(handle));
+  if (gnutls_privkey_get_pk_algorithm(priv.get(), nullptr) != GNUTLS_PK_EDDSA_ED25519) {
     throw key_error(source, "not an Ed25519 key (torshpkg signs with Ed25519 only)");
   }
-  gnutls_pubkey_t pub = nullptr;
-  if (gnutls_pubkey_init(&pub) != 0 || gnutls_pubkey_import_privkey(pub, priv, 0, 0) != 0) {
-    if (pub != nullptr) gnutls_pubkey_deinit(pub);
-    gnutls_privkey_deinit(priv);
-    handle_ = nullptr;
+  Pubkey pub = new_pubkey();
+  if (gnutls_pubkey_import_privkey(pub.get(), priv.get(), 0, 0) != 0) {
     throw key_error(source, "cannot derive the public key");
   }
-  try {
-    fill_public(pub, source, public_key_.handle_, public_key_.key_id_, public_key_.pem_);
-  } catch (...) {
-    gnutls_privkey_deinit(priv);
-    handle_ = nullptr;
-    throw;
-  }
+  fill_public(std::move(pub), source, public_key_.handle_, public_key_.key_id_, public_key_.pem_);
+  handle_ = priv.release();
 }
 
 PrivateKey::PrivateKey(PrivateKey&& other) noexcept
@@ -140,14 +157,12 @@ PrivateKey PrivateKey::from_pem(const std::string& pem, const std::string& sourc
     throw key_error(source,
                     "not an unencrypted PKCS#8 PEM private key (expected \"BEGIN PRIVATE KEY\")");
   }
-  gnutls_privkey_t priv = nullptr;
-  if (gnutls_privkey_init(&priv) != 0) throw std::bad_alloc();
+  Privkey priv = new_privkey();
   const gnutls_datum_t data = view(pem);
-  if (gnutls_privkey_import_x509_raw(priv, &data, GNUTLS_X509_FMT_PEM, nullptr, 0) != 0) {
-    gnutls_privkey_deinit(priv);
+  if (gnutls_privkey_import_x509_raw(priv.get(), &data, GNUTLS_X509_FMT_PEM, nullptr, 0) != 0) {
     throw key_error(source, "cannot parse the private key");
   }
-  return PrivateKey(priv, source);
+  return PrivateKey(priv.release(), source);
 }
 
 PrivateKey PrivateKey::load(const std::string& path) {
@@ -156,25 +171,21 @@ PrivateKey PrivateKey::load(const std::string& path) {
 
 PrivateKey PrivateKey::from_raw(std::span<const uint8_t, 32> seed,
                                 std::span<const uint8_t, 32> pub) {
-  gnutls_privkey_t priv = nullptr;
-  if (gnutls_privkey_init(&priv) != 0) throw std::bad_alloc();
+  Privkey priv = new_privkey();
   const gnutls_datum_t x = view(pub);
   const gnutls_datum_t k = view(seed);
-  if (gnutls_privkey_import_ecc_raw(priv, GNUTLS_ECC_CURVE_ED25519, &x, nullptr, &k) != 0) {
-    gnutls_privkey_deinit(priv);
+  if (gnutls_privkey_import_ecc_raw(priv.get(), GNUTLS_ECC_CURVE_ED25519, &x, nullptr, &k) != 0) {
     throw invalid_argument("bad raw Ed25519 key");
   }
-  return PrivateKey(priv, "raw key");
+  return PrivateKey(priv.release(), "raw key");
 }
 
 PrivateKey PrivateKey::generate() {
-  gnutls_privkey_t priv = nullptr;
-  if (gnutls_privkey_init(&priv) != 0) throw std::bad_alloc();
-  if (gnutls_privkey_generate2(priv, GNUTLS_PK_EDDSA_ED25519, 256, 0, nullptr, 0) != 0) {
-    gnutls_privkey_deinit(priv);
+  Privkey priv = new_privkey();
+  if (gnutls_privkey_generate2(priv.get(), GNUTLS_PK_EDDSA_ED25519, 256, 0, nullptr, 0) != 0) {
     throw Error(ErrorKind::kIo, "cannot generate an Ed25519 key");
   }
-  return PrivateKey(priv, "new key");
+  return PrivateKey(priv.release(), "new key");
 }
 
 std::vector<uint8_t> PrivateKey::sign(std::span<const uint8_t> message) const {
@@ -188,14 +199,14 @@ std::vector<uint8_t> PrivateKey::sign(std::span<const uint8_t> message) const {
 }
 
 std::string PrivateKey::pkcs8_pem() const {
-  gnutls_x509_privkey_t x509 = nullptr;
-  if (gnutls_privkey_export_x509(static_cast<gnutls_privkey_t>(handle_), &x509) != 0) {
+  gnutls_x509_privkey_t raw = nullptr;
+  if (gnutls_privkey_export_x509(static_cast<gnutls_privkey_t>(handle_), &raw) != 0) {
     throw Error(ErrorKind::kIo, "cannot export the private key");
   }
+  const X509Privkey x509(raw);
   Datum out;
-  const int rc = gnutls_x509_privkey_export2_pkcs8(x509, GNUTLS_X509_FMT_PEM, nullptr,
+  const int rc = gnutls_x509_privkey_export2_pkcs8(x509.get(), GNUTLS_X509_FMT_PEM, nullptr,
                                                    GNUTLS_PKCS_PLAIN, &out.d);
-  gnutls_x509_privkey_deinit(x509);
   if (rc != 0) throw Error(ErrorKind::kIo, "cannot export the private key as PKCS#8");
   return out.str();
 }

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <functional>
+
 #include "test_util.h"
 #include "torshpkg/error.h"
 #include "torshpkg/sha256.h"
@@ -73,6 +75,29 @@ TEST(Ed25519, RejectsWhatIsNotAnEd25519Pem) {
   const PrivateKey key = PrivateKey::generate();
   EXPECT_THROW(PublicKey::from_pem(key.pkcs8_pem(), "x"), Error);  // a private key is no public key
   EXPECT_THROW(PrivateKey::from_pem(key.public_key().pem(), "x"), Error);
+  // Valid keys of another algorithm (an ECDSA P-256 pair, made for this test): refused by name.
+  const std::string ec_private =
+      "-----BEGIN PRIVATE KEY-----\n"
+      "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgn/d4945NHceE328T\n"
+      "2QFGIlVwjLBSD6/rcSL0Uq6HcPShRANCAATV1cYZpucmdbn6heXwsBaIMv8E7+4K\n"
+      "udiXb8cnqfyP30WIY7WPylqkEOeKWL1WVXnYUdre4e8yqI0qG4h72ZRR\n"
+      "-----END PRIVATE KEY-----\n";
+  const std::string ec_public =
+      "-----BEGIN PUBLIC KEY-----\n"
+      "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE1dXGGabnJnW5+oXl8LAWiDL/BO/u\n"
+      "CrnYl2/HJ6n8j99FiGO1j8papBDnili9VlV52FHa3uHvMqiNKhuIe9mUUQ==\n"
+      "-----END PUBLIC KEY-----\n";
+  for (const auto& load :
+       std::vector<std::function<void()>>{[&] { PrivateKey::from_pem(ec_private, "ec.key"); },
+                                          [&] { PublicKey::from_pem(ec_public, "ec.pub"); }}) {
+    try {
+      load();
+      ADD_FAILURE() << "an ECDSA key was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find("not an Ed25519 key"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(KeyFiles, GenerateWritesPrivateKeyWithMode0600AndRefusesToOverwrite) {
