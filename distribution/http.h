@@ -64,8 +64,4 @@ class HttpClient {
   void* curl_;  // CURL*
 };
 
-// Base64 of `data` (for Basic credentials) and back; decode returns false on bad input.
-std::string base64_encode(std::string_view data);
-bool base64_decode(std::string_view text, std::string& out);
-
 }  // namespace torshpkg::distribution

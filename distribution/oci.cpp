@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "http.h"
+#include "torshpkg/base64.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
 #include "torshpkg/semver.h"
@@ -210,8 +211,9 @@ struct OciClient::Rep {
       const Json::Value& a = auths[key];
       if (!a.isObject()) continue;
       if (a["auth"].isString()) {
-        std::string decoded;
-        if (base64_decode(a["auth"].asString(), decoded)) return decoded;
+        if (const auto decoded = base64_decode(a["auth"].asString(), Base64::kLenient)) {
+          return std::string(decoded->begin(), decoded->end());
+        }
       }
       if (a["username"].isString() && a["password"].isString()) {
         return a["username"].asString() + ":" + a["password"].asString();

@@ -1,12 +1,12 @@
 #include "torshpkg/signature.h"
 
-#include <gnutls/gnutls.h>
 #include <json/json.h>
 
 #include <algorithm>
 #include <memory>
 
 #include "file_io.h"
+#include "torshpkg/base64.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
 #include "torshpkg/sha256.h"
@@ -17,33 +17,6 @@ namespace torshpkg {
 namespace {
 
 constexpr size_t kEd25519SignatureSize = 64;
-
-std::string base64_encode(std::span<const uint8_t> bytes) {
-  const gnutls_datum_t in{const_cast<unsigned char*>(bytes.data()),
-                          static_cast<unsigned>(bytes.size())};
-  gnutls_datum_t out{nullptr, 0};
-  if (gnutls_base64_encode2(&in, &out) != 0) throw std::bad_alloc();
-  std::string text(reinterpret_cast<const char*>(out.data), out.size);
-  gnutls_free(out.data);
-  return text;
-}
-
-bool base64_decode(const std::string& text, std::vector<uint8_t>& bytes) {
-  // Canonical base64 only: the alphabet, '=' padding, no line breaks.
-  if (text.empty() || text.size() % 4 != 0 || !std::all_of(text.begin(), text.end(), [](char c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-               c == '+' || c == '/' || c == '=';
-      })) {
-    return false;
-  }
-  const gnutls_datum_t in{reinterpret_cast<unsigned char*>(const_cast<char*>(text.data())),
-                          static_cast<unsigned>(text.size())};
-  gnutls_datum_t out{nullptr, 0};
-  if (gnutls_base64_decode2(&in, &out) != 0) return false;
-  bytes.assign(out.data, out.data + out.size);
-  gnutls_free(out.data);
-  return base64_encode(bytes) == text;
-}
 
 }  // namespace
 
@@ -107,7 +80,9 @@ Signature parse_signature_entry(std::string_view bytes, std::string_view file,
   Signature s;
   s.key_id = sigs[0]["keyid"].asString();
   if (!digest_from_hex(s.key_id)) throw bad("key id must be 64 lowercase hex digits");
-  if (!base64_decode(sigs[0]["sig"].asString(), s.sig) || s.sig.size() != kEd25519SignatureSize) {
+  auto sig = base64_decode(sigs[0]["sig"].asString(), Base64::kCanonical);
+  if (sig) s.sig = std::move(*sig);
+  if (!sig || s.sig.size() != kEd25519SignatureSize) {
     throw bad("signature must be 64 bytes in canonical base64");
   }
   return s;
