@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/strict_json.h"
 
 namespace torshpkg::daemon {
@@ -238,10 +239,7 @@ void ControlServer::accept_clients() {
 }
 
 void ControlServer::serve(int client) {
-  const std::unique_ptr<int, void (*)(int*)> closer(new int(client), [](int* p) {
-    ::close(*p);
-    delete p;
-  });
+  const UniqueFd closer(client);
   const std::optional<Requester> who = peer(client, group_);
   if (!who) {
     Json::Value reply = error_reply("permission denied: only root may control torshpkgd",

@@ -12,9 +12,9 @@
 #include <set>
 #include <sstream>
 
-#include "libarchive_api.h"
 #include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
+#include "torshpkg/libarchive.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/store.h"
 

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "dynamic_library.h"
+#include "torshpkg/dynamic_library.h"
 #include "torshpkg/error.h"
 
 namespace torshpkg::distribution {
@@ -47,10 +47,10 @@ const CurlApi& curl_api() {
     lib.bind(api.easy_strerror, "curl_easy_strerror");
     lib.bind(api.slist_append, "curl_slist_append");
     lib.bind(api.slist_free_all, "curl_slist_free_all");
-    if (lib.error().empty()) api.global_init(CURL_GLOBAL_DEFAULT);
+    if (lib.usable()) api.global_init(CURL_GLOBAL_DEFAULT);
     return api;
   }();
-  if (!lib.error().empty()) throw Error(ErrorKind::kUnsupported, lib.error());
+  lib.check();
   return loaded;
 }
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/package.h"
 #include "torshpkg/sha256.h"
 
@@ -32,12 +33,9 @@ uint64_t file_size(const std::string& path) {
 void fetch_rest(HttpClient& http, const std::string& url, const std::string& part,
                 const HttpPullOptions& options, uint64_t& resumed_from) {
   resumed_from = file_size(part);
-  int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) throw io_error(part, "cannot open", errno);
-  struct Close {
-    int fd;
-    ~Close() { ::close(fd); }
-  } close{fd};
+  UniqueFd out(::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!out) throw io_error(part, "cannot open", errno);
+  const int fd = out.get();
   HttpRequest get;
   get.url = url;
   if (resumed_from > 0) get.headers.push_back("Range: bytes=" + std::to_string(resumed_from) + "-");

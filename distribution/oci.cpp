@@ -13,6 +13,7 @@
 #include "http.h"
 #include "torshpkg/base64.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/package.h"
 #include "torshpkg/semver.h"
 #include "torshpkg/sha256.h"
@@ -499,17 +500,10 @@ void download_blob(OciClient::Rep& rep, const OciRef& ref, const Descriptor& blo
   const std::string dir =
       slash == std::string::npos ? "." : out_path.substr(0, slash == 0 ? 1 : slash);
   std::string tmp = dir + "/.torshpkg-pull-XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) throw io_error(dir, "cannot create a temporary file", errno);
-  struct Cleanup {
-    int fd;
-    std::string path;
-    bool keep = false;
-    ~Cleanup() {
-      ::close(fd);
-      if (!keep) ::unlink(path.c_str());
-    }
-  } cleanup{fd, tmp};
+  const UniqueFd out(::mkstemp(tmp.data()));
+  if (!out) throw io_error(dir, "cannot create a temporary file", errno);
+  TempPath cleanup(tmp);
+  const int fd = out.get();
   Sha256 hasher;
   uint64_t received = 0;
   HttpRequest get;
@@ -548,7 +542,7 @@ void download_blob(OciClient::Rep& rep, const OciRef& ref, const Descriptor& blo
   if (::rename(tmp.c_str(), out_path.c_str()) != 0) {
     throw io_error(out_path, "cannot rename into place", errno);
   }
-  cleanup.keep = true;
+  cleanup.keep();
 }
 
 PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {

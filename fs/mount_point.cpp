@@ -17,22 +17,10 @@
 #include <sstream>
 
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 
 namespace torshpkg::fs {
 namespace {
-
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  int release() {
-    const int f = fd;
-    fd = -1;
-    return f;
-  }
-};
 
 bool has_entries(int dir_fd) {
   const int dup = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -174,22 +162,24 @@ MountPoint MountPoint::open(const std::string& given, const MountPointRules& rul
   }
   const std::string canonical = *found;
   const std::string parent = canonical.substr(0, std::max<size_t>(canonical.rfind('/'), 1));
-  Fd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (parent_fd.fd < 0) throw io_error(parent, "cannot open", errno);
-  Fd fd(::openat(parent_fd.fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (fd.fd < 0 && errno == ENOENT) {
+  UniqueFd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (parent_fd.get() < 0) throw io_error(parent, "cannot open", errno);
+  UniqueFd fd(
+      ::openat(parent_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0 && errno == ENOENT) {
     if (!create_under(canonical, rules.create_under)) {
       throw not_found(canonical, rules.create_under.empty()
                                      ? "no such folder (create the mount point first)"
                                      : "no such folder, and it is not under " + rules.create_under +
                                            " where mount points are made");
     }
-    fd.fd = ::openat(parent_fd.fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    fd.reset(
+        ::openat(parent_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   }
-  if (fd.fd < 0) {
+  if (fd.get() < 0) {
     const int err = errno;
     struct stat st {};
-    if (::fstatat(parent_fd.fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (::fstatat(parent_fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       if (S_ISLNK(st.st_mode)) {
         throw invalid_argument(canonical +
                                ": the mount point is a symlink; give the folder it points to");
@@ -202,7 +192,7 @@ MountPoint MountPoint::open(const std::string& given, const MountPointRules& rul
 }
 
 MountPoint MountPoint::from_fd(int raw_fd, const MountPointRules& rules) {
-  Fd fd(raw_fd);
+  UniqueFd fd(raw_fd);
   char buf[PATH_MAX];
   const std::string self = "/proc/self/fd/" + std::to_string(raw_fd);
   const ssize_t n = ::readlink(self.c_str(), buf, sizeof buf - 1);
@@ -221,19 +211,19 @@ MountPoint MountPoint::from_fd(int raw_fd, const MountPointRules& rules) {
 }
 
 MountPoint MountPoint::checked(std::string canonical, int raw_fd, const MountPointRules& rules) {
-  Fd fd(raw_fd);
+  UniqueFd fd(raw_fd);
   struct stat st {};
-  if (::fstat(fd.fd, &st) != 0) throw io_error(canonical, "cannot stat", errno);
+  if (::fstat(fd.get(), &st) != 0) throw io_error(canonical, "cannot stat", errno);
   if (!S_ISDIR(st.st_mode)) throw invalid_argument(canonical + ": mount point is not a folder");
   if (rules.required_owner != static_cast<uid_t>(-1) && st.st_uid != rules.required_owner) {
     throw invalid_argument(canonical + ": the mount point belongs to another user (uid " +
                            std::to_string(st.st_uid) + "); give a folder of your own");
   }
-  if (is_mount_root(fd.fd)) {
+  if (is_mount_root(fd.get())) {
     throw invalid_argument(canonical +
                            ": already mounted: something is mounted there (unmount it first)");
   }
-  if (!rules.allow_nonempty && has_entries(fd.fd)) {
+  if (!rules.allow_nonempty && has_entries(fd.get())) {
     throw invalid_argument(canonical +
                            ": the mount point is not empty (its files would be hidden); give "
                            "--nonempty (-o nonempty) to mount over them");

@@ -13,6 +13,7 @@
 
 #include "fuse_ops.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 
 namespace torshpkg::fs {
 namespace {
@@ -21,11 +22,8 @@ constexpr int kMaxThreads = 16;
 constexpr auto kAbortAfter = std::chrono::seconds(5);
 
 bool write_file(const std::string& path, const std::string& value) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
-  ::close(fd);
-  return ok;
+  const UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  return fd && ::write(fd.get(), value.data(), value.size()) == static_cast<ssize_t>(value.size());
 }
 
 // Raises the mount's kernel readahead, which also sets how large a sequential reader's requests

@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
-#include "file_io.h"
-#include "libarchive_api.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
+#include "torshpkg/libarchive.h"
 #include "zip_archive.h"
 
 namespace torshpkg {

@@ -6,9 +6,9 @@
 
 #include <cstring>
 
-#include "file_io.h"
 #include "little_endian.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/sha256.h"
 
 namespace torshpkg {

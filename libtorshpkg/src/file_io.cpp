@@ -1,4 +1,4 @@
-#include "file_io.h"
+#include "torshpkg/file_io.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -53,6 +53,12 @@ void pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const st
     }
     done += static_cast<size_t>(n);
   }
+}
+
+Pipe make_pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw io_error("pipe", "cannot create", errno);
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
 UniqueFd open_read(const std::string& path) {

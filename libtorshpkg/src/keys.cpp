@@ -16,8 +16,8 @@
 #include <type_traits>
 #include <utility>
 
-#include "file_io.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/sha256.h"
 
 namespace torshpkg {

@@ -12,8 +12,8 @@
 #include <cstdio>
 #include <ctime>
 
-#include "file_io.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/printable.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"

@@ -9,8 +9,8 @@
 #include <optional>
 #include <set>
 
-#include "file_io.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"
 

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <memory>
 
-#include "file_io.h"
 #include "torshpkg/base64.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/package.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"

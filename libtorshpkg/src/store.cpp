@@ -12,8 +12,8 @@
 #include <fstream>
 #include <set>
 
-#include "file_io.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/keys.h"
 #include "torshpkg/package.h"
 #include "torshpkg/semver.h"

@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <ctime>
 
-#include "file_io.h"
 #include "little_endian.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 
 namespace torshpkg {
 namespace {

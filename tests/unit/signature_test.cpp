@@ -4,9 +4,9 @@
 
 #include <filesystem>
 
-#include "file_io.h"
 #include "test_util.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/package.h"
 #include "torshpkg/package_writer.h"
 #include "zip_archive.h"

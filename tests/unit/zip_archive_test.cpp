@@ -6,10 +6,10 @@
 
 #include <tuple>
 
-#include "file_io.h"
 #include "little_endian.h"
 #include "test_util.h"
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 
 namespace torshpkg {
 namespace {

@@ -13,7 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "dynamic_library.h"
+#include "torshpkg/dynamic_library.h"
 #include "torshpkg/lineage_journal.h"
 
 namespace torshpkg::cli {

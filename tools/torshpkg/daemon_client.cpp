@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "torshpkg/error.h"
+#include "torshpkg/file_io.h"
 
 namespace torshpkg::cli {
 namespace {
@@ -37,10 +38,7 @@ std::optional<Json::Value> daemon_request(const std::string& socket, const Json:
   std::memcpy(addr.sun_path, socket.c_str(), socket.size() + 1);
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw io_error(socket, "cannot create a socket", errno);
-  const std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* p) {
-    ::close(*p);
-    delete p;
-  });
+  const UniqueFd closer(fd);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno == ENOENT || errno == ECONNREFUSED) return std::nullopt;  // no daemon
     // A user the daemon does not serve works alone, as that user.

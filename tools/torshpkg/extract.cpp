@@ -11,35 +11,18 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/package.h"
 
 namespace torshpkg::cli {
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // Opens (creating when missing) the folder `name` inside `parent`, refusing symlinks.
-Fd open_subdir(int parent, const std::string& name, const std::string& shown) {
+UniqueFd open_subdir(int parent, const std::string& name, const std::string& shown) {
   if (::mkdirat(parent, name.c_str(), 0755) != 0 && errno != EEXIST) {
     throw io_error(shown, "cannot create folder", errno);
   }
-  Fd fd(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fd.get() < 0) {
     if (errno == ELOOP || errno == ENOTDIR) {
       throw invalid_argument(shown + ": exists and is not a folder (symlinks are not followed)");
@@ -52,7 +35,7 @@ Fd open_subdir(int parent, const std::string& name, const std::string& shown) {
 void extract_file(const Package& pkg, const FileNode& f, int root, const std::string& root_name,
                   std::vector<uint8_t>& buf, const std::function<void(uint64_t)>& advance) {
   // Paths were validated when the package was opened: relative, no "..", no empty parts.
-  Fd dir(::dup(root));
+  UniqueFd dir(::dup(root));
   size_t start = 0;
   for (size_t slash = f.path.find('/'); slash != std::string::npos;
        slash = f.path.find('/', start)) {
@@ -67,8 +50,9 @@ void extract_file(const Package& pkg, const FileNode& f, int root, const std::st
   // A resource that was executable where it was packaged is executable again (less the umask).
   const bool executable =
       f.kind == FileNode::Kind::kResource && pkg.manifest().resources[f.item].executable;
-  Fd out(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                  executable ? 0755 : 0644));
+  UniqueFd out(::openat(dir.get(), temp.c_str(),
+                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                        executable ? 0755 : 0644));
   if (out.get() < 0) throw io_error(shown, "cannot create file", errno);
   try {
     const ReadPlan plan = plan_reads(pkg, f, 0);
@@ -119,7 +103,7 @@ Action add_extract_command(CLI::App& app) {
     if (::mkdir(a->dir.c_str(), 0755) != 0 && errno != EEXIST) {
       throw io_error(a->dir, "cannot create folder", errno);
     }
-    Fd root(::open(a->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd root(::open(a->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (root.get() < 0) throw io_error(a->dir, "cannot open folder", errno);
     install_cancel_handlers();
     uint64_t total = 0, done = 0;

@@ -25,6 +25,7 @@
 #include "package_fs.h"
 #include "session.h"
 #include "store_util.h"
+#include "torshpkg/file_io.h"
 #include "torshpkg/printable.h"
 #include "torshpkg/store.h"
 
@@ -150,6 +151,19 @@ bool mount_through_daemon(const MountArgs& a, uint64_t cache_bytes) {
 using ReadyFn = std::function<void(const std::string& report)>;
 using ServeFn = std::function<int(const ReadyFn& ready)>;
 
+// What a child writes to `fd` until it closes its end.
+std::string read_to_end(int fd) {
+  std::string out;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
 std::string ok_report(const std::string& line) {
   return "OK" + line;
 }
@@ -163,22 +177,16 @@ std::string error_report(ErrorKind kind, const std::string& message) {
 // package and builds the filesystem (and its threads: threads do not survive fork), so this
 // process never holds the package and exits at once.
 int mount_in_background(const std::string& dir, const ServeFn& serve) {
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw io_error("pipe", "cannot create", errno);
+  Pipe out = make_pipe();
   const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int err = errno;
-    ::close(pipe_fds[0]);
-    ::close(pipe_fds[1]);
-    throw io_error("fork", "cannot start the filesystem process", err);
-  }
+  if (pid < 0) throw io_error("fork", "cannot start the filesystem process", errno);
   if (pid == 0) {
-    ::close(pipe_fds[0]);
+    out.read.reset();
     ::setsid();
     bool reported = false;
     const ReadyFn ready = [&](const std::string& report) {
-      (void)!::write(pipe_fds[1], report.data(), report.size());
-      ::close(pipe_fds[1]);
+      (void)!::write(out.write.get(), report.data(), report.size());
+      out.write.reset();
       reported = true;
       const int null = ::open("/dev/null", O_RDWR);
       if (null >= 0) {
@@ -198,16 +206,9 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
     }
     ::_exit(rc);
   }
-  ::close(pipe_fds[1]);
-  std::string message;
-  char buf[512];
-  for (;;) {
-    const ssize_t n = ::read(pipe_fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    message.append(buf, static_cast<size_t>(n));
-  }
-  ::close(pipe_fds[0]);
+  out.write.reset();
+  const std::string message = read_to_end(out.read.get());
+  out.read.reset();
   if (message.starts_with("OK")) {
     std::cout << message.substr(2) << "\n";
     return kExitOk;
@@ -418,11 +419,11 @@ Action add_umount_command(CLI::App& app) {
     if (err == EPERM) {
       // Not root: the setuid helper unmounts what this user mounted; what it says decides the
       // message (busy, or not this user's mount).
-      int pipe_fds[2];
-      if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw io_error("pipe", "cannot create", errno);
+      Pipe out = make_pipe();
       const pid_t pid = ::fork();
+      if (pid < 0) throw io_error("fork", "cannot start fusermount3", errno);
       if (pid == 0) {
-        ::dup2(pipe_fds[1], STDERR_FILENO);
+        ::dup2(out.write.get(), STDERR_FILENO);
         if (a->lazy) {
           ::execlp("fusermount3", "fusermount3", "-u", "-z", point.c_str(), nullptr);
         } else {
@@ -430,15 +431,8 @@ Action add_umount_command(CLI::App& app) {
         }
         ::_exit(127);
       }
-      ::close(pipe_fds[1]);
-      std::string said;
-      char buf[512];
-      for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) != 0;) {
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) break;
-        said.append(buf, static_cast<size_t>(n));
-      }
-      ::close(pipe_fds[0]);
+      out.write.reset();
+      std::string said = read_to_end(out.read.get());
       int status = 0;
       ::waitpid(pid, &status, 0);
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return kExitOk;

@@ -1,4 +1,6 @@
-// RAII file descriptors and whole-buffer I/O that retries short reads/writes and EINTR.
+// The one way to own a file descriptor (UniqueFd), whole-buffer I/O that retries short
+// reads/writes and EINTR, files that appear whole or not at all (AtomicFile), and temporary
+// paths removed unless kept (TempPath).
 #pragma once
 
 #include <unistd.h>
@@ -7,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 
 namespace torshpkg {
 
@@ -66,6 +69,32 @@ class AtomicFile {
   std::string path_;
   UniqueFd fd_;
   bool committed_ = false;
+};
+
+// Both ends of a pipe, close-on-exec.
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+// Throws Error(kIo).
+Pipe make_pipe();
+
+// A path removed (unlinked) when this goes, unless keep() was called: a temporary file being
+// filled that is renamed into place only once it is whole.
+class TempPath {
+ public:
+  explicit TempPath(std::string path) : path_(std::move(path)) {}
+  ~TempPath() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  TempPath(const TempPath&) = delete;
+  TempPath& operator=(const TempPath&) = delete;
+
+  const std::string& path() const { return path_; }
+  void keep() { path_.clear(); }
+
+ private:
+  std::string path_;
 };
 
 // Opens a regular file for reading without ever blocking (a FIFO or device path is refused, not

@@ -9,11 +9,13 @@
 #include <string>
 #include <utility>
 
+#include "torshpkg/error.h"
+
 namespace torshpkg {
 
 class DynamicLibrary {
  public:
-  // Loads the first of `names` that loads; when none does, error() is `missing` (say what
+  // Loads the first of `names` that loads; when none does, check() throws `missing` (say what
   // needs the library and which package to install).
   DynamicLibrary(std::initializer_list<const char*> names, std::string missing) {
     for (const char* name : names) {
@@ -26,15 +28,20 @@ class DynamicLibrary {
     error_ = std::move(missing);
   }
 
-  // Points `fn` at `symbol`: null, and error() set, when the library lacks it or did not load.
+  // Points `fn` at `symbol`: null (and check() throws) when the library lacks it or did not
+  // load.
   template <typename Fn>
   void bind(Fn*& fn, const char* symbol) {
     fn = handle_ == nullptr ? nullptr : reinterpret_cast<Fn*>(::dlsym(handle_, symbol));
     if (fn == nullptr && error_.empty()) error_ = name_ + " lacks " + symbol;
   }
 
-  // Empty when the library loaded and every bound symbol was found.
-  const std::string& error() const { return error_; }
+  // Whether the library loaded and every bound symbol was found.
+  bool usable() const { return error_.empty(); }
+  // Throws Error(kUnsupported) saying what is missing unless usable().
+  void check() const {
+    if (!error_.empty()) throw Error(ErrorKind::kUnsupported, error_);
+  }
 
  private:
   void* handle_ = nullptr;

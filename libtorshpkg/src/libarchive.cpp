@@ -1,6 +1,6 @@
-#include "libarchive_api.h"
+#include "torshpkg/libarchive.h"
 
-#include "dynamic_library.h"
+#include "torshpkg/dynamic_library.h"
 #include "torshpkg/error.h"
 
 namespace torshpkg::la {
@@ -16,7 +16,7 @@ const Api& api() {
 #undef TORSHPKG_LIBARCHIVE_BIND
     return api;
   }();
-  if (!lib.error().empty()) throw Error(ErrorKind::kUnsupported, lib.error());
+  lib.check();
   return loaded;
 }
 
