@@ -63,9 +63,8 @@ void check_index(const std::string& folder, const std::string& index_rel,
   if (source->size() > kMaxIndex) throw corrupt(index_path, "index over 64 MiB");
   std::string text(static_cast<size_t>(source->size()), '\0');
   source->read_at(0, std::span(reinterpret_cast<uint8_t*>(text.data()), text.size()));
-  Json::Value root;
-  std::string error;
-  if (!parse_strict_json(text, 64, root, error)) throw corrupt(index_path, error);
+  const Json::Value root =
+      parse_strict_json(text, 64, [&](const std::string& why) { return corrupt(index_path, why); });
   if (!root.isObject() || !root["weight_map"].isObject()) {
     throw corrupt(index_path, "no weight_map object");
   }

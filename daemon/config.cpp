@@ -94,11 +94,9 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
   if (text.size() > kMaxConfigBytes) {
     throw Error(ErrorKind::kInvalidArgument, name + ": larger than 1 MiB");
   }
-  Json::Value root;
-  std::string error;
-  if (!parse_strict_json(text, 32, root, error)) {
-    throw Error(ErrorKind::kInvalidArgument, name + ": not valid JSON: " + error);
-  }
+  const Json::Value root = parse_strict_json(text, 32, [&](const std::string& why) {
+    return Error(ErrorKind::kInvalidArgument, name + ": not valid JSON: " + why);
+  });
   const Checker check(name);
   if (!root.isObject()) check.fail("(top level)", "must be an object");
   check.only_keys(root, "",

@@ -257,9 +257,13 @@ void ControlServer::serve(int client) {
     return;
   }
   Json::Value request;
-  std::string error;
-  if (!parse_strict_json(text, 16, request, error) || !request.isObject() ||
-      !request["op"].isString()) {
+  try {
+    request =
+        parse_strict_json(text, 16, [](const std::string& why) { return invalid_argument(why); });
+  } catch (const Error&) {
+    request = Json::Value();  // answered below, as any request that is no object with "op"
+  }
+  if (!request.isObject() || !request["op"].isString()) {
     write_reply(client, error_reply("bad request: expected one JSON object with \"op\"",
                                     ErrorKind::kInvalidArgument));
     return;

@@ -33,11 +33,10 @@ MirrorList load_mirrors(const std::string& path) {
   if (!in) return list;
   std::stringstream text;
   text << in.rdbuf();
-  Json::Value root;
-  std::string error;
-  if (!parse_strict_json(text.str(), 16, root, error) || !root.isObject()) {
-    throw invalid_argument(path + ": not valid JSON: " + error);
-  }
+  const Json::Value root = parse_strict_json(text.str(), 16, [&](const std::string& why) {
+    return invalid_argument(path + ": not valid JSON: " + why);
+  });
+  if (!root.isObject()) throw invalid_argument(path + ": not a JSON object");
   for (const std::string& key : root.getMemberNames()) {
     if (key != "registries" && key != "urls")
       throw invalid_argument(path + ": " + key + ": unknown key");

@@ -57,9 +57,12 @@ std::string json_text(const Json::Value& v) {
 // The registry's error message, from its JSON error body when it sent one.
 std::string registry_message(const HttpResponse& r) {
   Json::Value v;
-  std::string error;
-  if (parse_strict_json(r.body, 16, v, error) && v.isObject() && v["errors"].isArray() &&
-      !v["errors"].empty()) {
+  try {
+    v = parse_strict_json(r.body, 16, [](const std::string& why) { return invalid_argument(why); });
+  } catch (const Error&) {
+    // Not the registry's JSON error: the status line says what there is to say.
+  }
+  if (v.isObject() && v["errors"].isArray() && !v["errors"].empty()) {
     const Json::Value& e = v["errors"][0];
     return e["code"].asString() + ": " + e["message"].asString();
   }
@@ -192,10 +195,9 @@ struct OciClient::Rep {
     if (in) {
       std::stringstream text;
       text << in.rdbuf();
-      std::string error;
-      if (!parse_strict_json(text.str(), 32, docker_config, error)) {
-        throw invalid_argument(path + ": not valid JSON: " + error);
-      }
+      docker_config = parse_strict_json(text.str(), 32, [&](const std::string& why) {
+        return invalid_argument(path + ": not valid JSON: " + why);
+      });
     }
   }
 
@@ -253,11 +255,12 @@ struct OciClient::Rep {
       }
       const HttpResponse t = http.send(token_request);
       if (t.status != 200) refuse(ref.registry + ": token service refused", t);
-      Json::Value v;
-      std::string error;
-      if (!parse_strict_json(t.body, 16, v, error) || !v.isObject()) {
-        throw Error(ErrorKind::kIo, ref.registry + ": token service answered no JSON");
-      }
+      const auto no_json = [&] {
+        return Error(ErrorKind::kIo, ref.registry + ": token service answered no JSON");
+      };
+      const Json::Value v =
+          parse_strict_json(t.body, 16, [&](const std::string&) { return no_json(); });
+      if (!v.isObject()) throw no_json();
       const std::string token =
           v["token"].isString() ? v["token"].asString() : v["access_token"].asString();
       if (token.empty())
@@ -485,10 +488,10 @@ FetchedManifest fetch_manifest(OciClient::Rep& rep, const OciRef& ref) {
   if (!ref.digest.empty() && ref.digest != m.digest) {
     throw corrupt(ref.to_string(), "the manifest served has digest " + m.digest);
   }
-  std::string error;
-  if (!parse_strict_json(mr.body, 32, m.json, error) || !m.json.isObject()) {
-    throw corrupt(ref.to_string(), "manifest is not valid JSON: " + error);
-  }
+  m.json = parse_strict_json(mr.body, 32, [&](const std::string& why) {
+    return corrupt(ref.to_string(), "manifest is not valid JSON: " + why);
+  });
+  if (!m.json.isObject()) throw corrupt(ref.to_string(), "manifest is not a JSON object");
   return m;
 }
 
@@ -605,11 +608,10 @@ ReplicateResult OciClient::replicate(const OciRef& source, const OciRef& target,
     const HttpResponse r = rep_->send(list, source);
     if (r.status != 200)
       refuse("listing the tags of " + source.registry + "/" + source.repository, r);
-    Json::Value v;
-    std::string error;
-    if (!parse_strict_json(r.body, 16, v, error) || !v["tags"].isArray()) {
-      throw corrupt(source.to_string(), "tag list is not valid JSON");
-    }
+    const auto bad_list = [&] { return corrupt(source.to_string(), "tag list is not valid JSON"); };
+    const Json::Value v =
+        parse_strict_json(r.body, 16, [&](const std::string&) { return bad_list(); });
+    if (!v.isObject() || !v["tags"].isArray()) throw bad_list();
     for (const Json::Value& t : v["tags"]) {
       OciRef s = source;
       s.tag = t.asString();

@@ -66,9 +66,8 @@ JournalEvent parse_line(const std::string& line, uint64_t number, const std::str
     return corrupt(name, "line " + std::to_string(number) + ": " + why);
   };
   if (line.size() > LineageJournal::kMaxLine) throw bad("longer than the limit");
-  Json::Value v;
-  std::string error;
-  if (!parse_strict_json(line, 8, v, error)) throw bad("not JSON: " + error);
+  const Json::Value v =
+      parse_strict_json(line, 8, [&](const std::string& why) { return bad("not JSON: " + why); });
   if (!v.isObject()) throw bad("not an object");
   for (const std::string& key : v.getMemberNames()) {
     if (key != "seq" && key != "time" && key != "event" && key != "prev" && key != "data") {

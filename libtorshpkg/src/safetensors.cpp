@@ -145,11 +145,9 @@ SafetensorsHeader read_safetensors_header(const ByteSource& source) {
   source.read_at(8, std::span(reinterpret_cast<uint8_t*>(text.data()), text.size()));
   if (text[0] != '{') throw bad("header does not start with '{'");
   const size_t last = text.find_last_not_of(' ');
-  Json::Value root;
-  std::string error;
-  if (!parse_strict_json(std::string_view(text).substr(0, last + 1), 8, root, error)) {
-    throw bad("header is not strict JSON: " + error);
-  }
+  const Json::Value root = parse_strict_json(
+      std::string_view(text).substr(0, last + 1), 8,
+      [&](const std::string& why) { return bad("header is not strict JSON: " + why); });
   if (!root.isObject()) throw bad("header is not a JSON object");
 
   SafetensorsHeader header;

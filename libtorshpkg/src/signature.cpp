@@ -59,11 +59,10 @@ Signature parse_signature_entry(std::string_view bytes, std::string_view file,
     return corrupt(file, std::string(entry) + ": " + why);
   };
   if (bytes.size() > 64 * 1024) throw bad("signature entry too large");
-  Json::Value root;
-  std::string error;
-  if (!parse_strict_json(bytes, 8, root, error) || !root.isObject()) {
-    throw bad("not a valid signature envelope" + (error.empty() ? "" : ": " + error));
-  }
+  const Json::Value root = parse_strict_json(bytes, 8, [&](const std::string& why) {
+    return bad("not a valid signature envelope: " + why);
+  });
+  if (!root.isObject()) throw bad("not a valid signature envelope");
   const auto members = root.getMemberNames();
   if (members != std::vector<std::string>{"payloadType", "signatures"}) {
     throw bad("signature envelope must have exactly payloadType and signatures");

@@ -5,12 +5,18 @@
 
 #include <json/json.h>
 
+#include <functional>
 #include <string>
 #include <string_view>
 
+#include "torshpkg/error.h"
+
 namespace torshpkg {
 
-// Returns false with a one-line reason in `error` when `text` is not strict JSON.
-bool parse_strict_json(std::string_view text, int max_depth, Json::Value& out, std::string& error);
+// The value `text` holds. When it is not strict JSON, throws the Error that `error` makes of a
+// one-line reason (the caller names the file and picks the kind: corrupt for a package's
+// entries, invalid argument for a config file or a request).
+Json::Value parse_strict_json(std::string_view text, int max_depth,
+                              const std::function<Error(const std::string& reason)>& error);
 
 }  // namespace torshpkg
