@@ -136,21 +136,24 @@ bool cuda_built() {
   return true;
 }
 
-int cuda_device_count(std::string* why) {
+int cuda_device_count() {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
-    if (why != nullptr) *why = std::string("no CUDA device visible: ") + cudaGetErrorString(err);
-    return 0;
+    throw Error(ErrorKind::kUnsupported,
+                std::string("no CUDA device visible: ") + cudaGetErrorString(err));
   }
-  if (count == 0 && why != nullptr) *why = "no CUDA device visible";
+  if (count == 0) throw Error(ErrorKind::kUnsupported, "no CUDA device visible");
   return count;
 }
 
 std::unique_ptr<LoadBackend> make_cuda_backend(int device) {
-  std::string why;
-  const int count = cuda_device_count(&why);
-  if (count == 0) throw unsupported("cuda:" + std::to_string(device), why);
+  int count = 0;
+  try {
+    count = cuda_device_count();
+  } catch (const Error& e) {
+    throw unsupported("cuda:" + std::to_string(device), e.what());
+  }
   if (device >= count) {
     throw invalid_argument("cuda:" + std::to_string(device) + ": only " + std::to_string(count) +
                            " CUDA device(s) visible");

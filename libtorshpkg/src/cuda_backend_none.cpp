@@ -13,9 +13,8 @@ bool cuda_built() {
   return false;
 }
 
-int cuda_device_count(std::string* why) {
-  if (why != nullptr) *why = kNoCuda;
-  return 0;
+int cuda_device_count() {
+  throw Error(ErrorKind::kUnsupported, kNoCuda);
 }
 
 std::unique_ptr<LoadBackend> make_cuda_backend(int device) {

@@ -109,9 +109,9 @@ std::unique_ptr<LoadedTensors> load_tensors(const ByteSource& source, const Load
 
 // Whether this build has the CUDA backend.
 bool cuda_built();
-// The number of CUDA devices visible; 0 with the reason in `why` when none (no CUDA support in
-// this build, no driver, no device).
-int cuda_device_count(std::string* why = nullptr);
+// The number of CUDA devices visible, at least one. Throws Error(kUnsupported) saying why there
+// is none (no CUDA support in this build, no driver, no device).
+int cuda_device_count();
 
 // One file of a package as a ByteSource: reads decode and verify its chunks (Package::read), so
 // a damaged chunk throws Error(kCorrupt). Its preferred read size is the resource's chunk size.
