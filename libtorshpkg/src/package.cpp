@@ -36,7 +36,8 @@ std::string read_entry_bytes(const ByteSource& src, const ZipEntry& e, uint64_t 
 }
 }  // namespace
 
-struct Package::Rep {
+// Not part of the API (its members would be exported with Package otherwise).
+struct __attribute__((visibility("hidden"))) Package::Rep {
   std::shared_ptr<const ByteSource> source;
   std::string manifest_bytes;
   mutable std::once_flag digest_once;  // manifest_digest, computed on first use

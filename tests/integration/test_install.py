@@ -2,6 +2,7 @@
 built only from what was installed (through pkg-config) can write and read a package."""
 import glob
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -49,7 +50,7 @@ class Install(TempDirTest):
                                capture_output=True, check=True).stdout.decode().split()
         src = self.write("prog.cpp", PROGRAM.encode())
         exe = self.path("prog")
-        run("c++", "-std=c++20", src, "-o", exe, *flags)
+        run("c++", src, "-o", exe, *flags)  # torshpkg.pc says -std=c++20
         libdir = os.path.dirname(libs[0])
         out = subprocess.run([exe, self.path("p.torshpkg")], capture_output=True,
                              env=dict(os.environ, LD_LIBRARY_PATH=libdir))
@@ -58,6 +59,36 @@ class Install(TempDirTest):
         listing = subprocess.run([binaries[0], "ls", self.path("p.torshpkg")], capture_output=True,
                                  env=dict(os.environ, LD_LIBRARY_PATH=libdir), check=True)
         self.assertEqual(listing.stdout, b"manifest.json\nresources/hello.txt\n")
+
+    def test_the_library_exports_the_public_api_only(self):
+        build = os.environ["BUILD_ROOT"]
+        lib = os.path.join(build, "libtorshpkg", "libtorshpkg.so")
+        out = subprocess.run(["nm", "-DC", "--defined-only", lib], capture_output=True,
+                             check=True).stdout.decode()
+        names = set()
+        for line in out.splitlines():
+            m = re.search(r" torshpkg::(?:la::)?(\w+)", line)
+            if m and not line.split()[-1].startswith(("typeinfo", "vtable", "VTT", "guard")):
+                names.add(m.group(1))
+        root = os.path.join(os.path.dirname(__file__), "..", "..", "libtorshpkg")
+        public = ""
+        for h in glob.glob(os.path.join(root, "include", "torshpkg", "*.h")):
+            with open(h) as f:
+                public += f.read()
+        declared = set(re.findall(r"\w+", public))
+        self.assertIn("Package", names)  # the API is there
+        self.assertIn("load_tensors", names)
+        # Every exported name is declared in a public header; none is a private class.
+        self.assertEqual(sorted(n for n in names if n not in declared), [])
+        private = set()
+        for h in glob.glob(os.path.join(root, "src", "*.h")):
+            with open(h) as f:
+                private |= set(re.findall(r"^(?:class|struct) (\w+)", f.read(), re.M))
+        private -= declared
+        self.assertIn("ZipWriter", private)
+        self.assertEqual(sorted(private & names), [])
+        for line in out.splitlines():
+            self.assertNotIn("::Rep::", line)
 
     def test_daemon_helper_and_systemd_files_are_installed(self):
         build = os.environ["BUILD_ROOT"]

@@ -6,6 +6,8 @@
 
 #include "torshpkg/package_writer.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // Adds every regular file of `archive` as a resource named by its path inside the archive
@@ -16,3 +18,5 @@ size_t add_archive(PackageWriter& writer, const std::string& archive, const std:
                    const std::string& prefix = "");
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // The standard alphabet, with '=' padding.
@@ -27,3 +29,5 @@ enum class Base64 {
 std::optional<std::vector<uint8_t>> base64_decode(std::string_view text, Base64 kind);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string_view>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // The bytes `text` names. Throws Error(kInvalidArgument) naming `what` (an option or config
@@ -12,3 +14,5 @@ namespace torshpkg {
 uint64_t parse_byte_size(std::string_view text, std::string_view what);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

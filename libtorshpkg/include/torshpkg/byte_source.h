@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // What reads past the page cache need: the file offset and the memory both at a multiple of this
@@ -69,3 +71,5 @@ std::shared_ptr<ByteSource> file_source_from_fd(int fd, std::string name);
 std::shared_ptr<ByteSource> memory_source(std::vector<uint8_t> bytes, std::string name);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // Each codec maps to one ZIP compression method. Every chunk of a resource is an independent
@@ -41,3 +43,5 @@ std::string format_codec_spec(const CodecSpec& spec);  // "zstd:19", "none"
 inline constexpr CodecSpec kDefaultCodec{Codec::kZstd, 3};
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

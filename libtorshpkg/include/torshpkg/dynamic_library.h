@@ -11,6 +11,8 @@
 
 #include "torshpkg/error.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 class DynamicLibrary {
@@ -50,3 +52,5 @@ class DynamicLibrary {
 };
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

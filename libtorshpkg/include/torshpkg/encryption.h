@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 enum class Cipher {
@@ -47,3 +49,5 @@ struct Argon2Params {
 };
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

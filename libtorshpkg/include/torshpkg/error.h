@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 enum class ErrorKind {
@@ -51,3 +53,5 @@ Error not_found(std::string_view file, std::string_view what);
 Error unsupported(std::string_view file, std::string_view reason);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -11,6 +11,8 @@
 #include <string>
 #include <utility>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 class UniqueFd {
@@ -103,3 +105,5 @@ class TempPath {
 UniqueFd open_read(const std::string& path);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

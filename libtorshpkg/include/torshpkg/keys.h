@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // An Ed25519 public key. Immutable; safe to share between threads.
@@ -77,3 +79,5 @@ class TrustedKeys {
 };
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -9,6 +9,8 @@
 
 #include <utility>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg::la {
 
 // clang-format off
@@ -62,3 +64,5 @@ TORSHPKG_LIBARCHIVE_FUNCTIONS(TORSHPKG_LIBARCHIVE_CALL)
 #undef TORSHPKG_LIBARCHIVE_CALL
 
 }  // namespace torshpkg::la
+
+#pragma GCC visibility pop

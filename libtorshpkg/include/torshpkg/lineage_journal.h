@@ -27,6 +27,8 @@
 
 #include "torshpkg/package.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 struct JournalEvent {
@@ -97,3 +99,5 @@ class LineageJournal {
 };
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

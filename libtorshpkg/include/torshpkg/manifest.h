@@ -14,6 +14,8 @@
 #include "torshpkg/codec.h"
 #include "torshpkg/encryption.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // Writers write the oldest version that holds what a package needs: 1, 2 for resources marked
@@ -156,3 +158,5 @@ std::string dependency_file_json(const Dependency& dependency);
 bool is_valid_package_name(std::string_view name);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -20,6 +20,8 @@
 #include "torshpkg/manifest.h"
 #include "torshpkg/signature.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // A file in the tree a package shows (and `ls`, the mount and extraction produce).
@@ -115,3 +117,5 @@ class Package {
 };
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

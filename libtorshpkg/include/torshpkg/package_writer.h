@@ -21,6 +21,8 @@
 #include "torshpkg/manifest.h"
 #include "torshpkg/package.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // Chunk sizes unless WriteOptions::chunk_size says otherwise. A read at a random offset decodes
@@ -114,3 +116,5 @@ class PackageWriter {
 };
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // `text` with C0 controls (newline and tab included), DEL, C1 controls (U+0080-U+009F), the
@@ -15,3 +17,5 @@ namespace torshpkg {
 std::string printable(std::string_view text);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -22,6 +22,8 @@
 
 #include "torshpkg/byte_source.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // Every dtype of the format, with its width in bits.
@@ -146,3 +148,5 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
                        const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 struct Version {
@@ -61,3 +63,5 @@ class VersionReq {
 };
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

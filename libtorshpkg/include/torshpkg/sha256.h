@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 class ByteSource;
@@ -42,3 +44,5 @@ std::optional<Digest> digest_from_hex(std::string_view hex);
 bool from_hex(std::string_view hex, std::span<uint8_t> out);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -11,6 +11,8 @@
 
 #include "torshpkg/keys.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 class Package;
@@ -52,3 +54,5 @@ std::string verify_trusted_signature(const Package& package, const TrustedKeys& 
                                      const std::string& required_key = {});
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

@@ -23,6 +23,8 @@
 #include "torshpkg/manifest.h"
 #include "torshpkg/semver.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 struct StoredPackage {
@@ -116,3 +118,5 @@ struct PackageRef {
 std::optional<PackageRef> parse_package_ref(const std::string& text);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

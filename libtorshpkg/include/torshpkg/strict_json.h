@@ -11,6 +11,8 @@
 
 #include "torshpkg/error.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 // The value `text` holds. When it is not strict JSON, throws the Error that `error` makes of a
@@ -20,3 +22,5 @@ Json::Value parse_strict_json(std::string_view text, int max_depth,
                               const std::function<Error(const std::string& reason)>& error);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop

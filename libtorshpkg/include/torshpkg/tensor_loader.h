@@ -28,6 +28,8 @@
 #include "torshpkg/package.h"
 #include "torshpkg/safetensors.h"
 
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
+
 namespace torshpkg {
 
 enum class LoadDevice { kHost, kCuda };
@@ -120,3 +122,5 @@ std::shared_ptr<ByteSource> package_file_source(std::shared_ptr<const Package> p
                                                 const FileNode& file);
 
 }  // namespace torshpkg
+
+#pragma GCC visibility pop
