@@ -36,7 +36,6 @@ std::string read_entry_bytes(const ByteSource& src, const ZipEntry& e, uint64_t 
 }
 }  // namespace
 
-// Not part of the API (its members would be exported with Package otherwise).
 struct __attribute__((visibility("hidden"))) Package::Rep {
   std::shared_ptr<const ByteSource> source;
   std::string manifest_bytes;

@@ -111,7 +111,7 @@ class Package {
   void verify(bool full, const ProgressFn& progress = {}) const;
 
  private:
-  struct Rep;
+  struct __attribute__((visibility("hidden"))) Rep;  // private: not exported with Package
   explicit Package(std::unique_ptr<Rep> rep);
   std::unique_ptr<Rep> rep_;
 };
