@@ -65,9 +65,21 @@ struct Transfer {
   std::exception_ptr error;
 };
 
-size_t on_header(char* data, size_t size, size_t count, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  const std::string line(data, size * count);
+// The one way a libcurl callback runs its body: whatever the body throws is kept for send() to
+// rethrow (the first error wins) and libcurl is told to stop with `abort`, so no exception
+// unwinds through libcurl's C frames.
+template <typename R, typename Body>
+R guarded(Transfer* t, R abort, const Body& body) noexcept {
+  try {
+    return body();
+  } catch (...) {
+    if (!t->error) t->error = std::current_exception();
+    return abort;
+  }
+}
+
+size_t take_header(Transfer* t, const char* data, size_t n) {
+  const std::string line(data, n);
   if (line.starts_with("HTTP/")) t->response->headers.clear();  // a new response (redirects)
   const size_t colon = line.find(':');
   if (colon != std::string::npos) {
@@ -82,27 +94,25 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
     }
     t->response->headers[name] = value;
   }
-  return size * count;
+  return n;
 }
 
-size_t on_body(char* data, size_t size, size_t count, void* user) {
+size_t on_header(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
-  const size_t n = size * count;
+  return guarded(t, size_t{0}, [&] { return take_header(t, data, size * count); });
+}
+
+size_t take_body(Transfer* t, const char* data, size_t n) {
   // Bodies of error statuses go to memory (their message), whatever the sink.
   long status = 0;
   curl_api().easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   if (t->request->sink && status < 300) {
-    try {
-      if (!t->started) {
-        t->started = true;
-        if (t->request->on_status) t->request->on_status(status);
-      }
-      if (!t->request->sink(std::span(reinterpret_cast<const uint8_t*>(data), n))) {
-        t->sink_stopped = true;
-        return 0;
-      }
-    } catch (...) {
-      t->error = std::current_exception();
+    if (!t->started) {
+      t->started = true;
+      if (t->request->on_status) t->request->on_status(status);
+    }
+    if (!t->request->sink(std::span(reinterpret_cast<const uint8_t*>(data), n))) {
+      t->sink_stopped = true;
       return 0;
     }
     return n;
@@ -116,38 +126,42 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
+size_t on_body(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  return guarded(t, size_t{0}, [&] { return take_body(t, data, size * count); });
+}
+
 size_t on_read(char* buffer, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
-  const HttpRequest& r = *t->request;
-  const uint64_t total = r.body_source ? r.body_size : r.body.size();
-  const size_t n = static_cast<size_t>(std::min<uint64_t>(size * count, total - t->sent));
-  if (n == 0) return 0;
-  try {
+  return guarded(t, size_t{CURL_READFUNC_ABORT}, [&]() -> size_t {
+    const HttpRequest& r = *t->request;
+    const uint64_t total = r.body_source ? r.body_size : r.body.size();
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(size * count, total - t->sent));
+    if (n == 0) return 0;
     if (r.body_source) {
       r.body_source->read_at(r.body_offset + t->sent,
                              std::span(reinterpret_cast<uint8_t*>(buffer), n));
     } else {
       std::copy_n(r.body.data() + t->sent, n, buffer);
     }
-  } catch (...) {
-    t->error = std::current_exception();
-    return CURL_READFUNC_ABORT;
-  }
-  t->sent += n;
-  return n;
+    t->sent += n;
+    return n;
+  });
 }
 
 int on_progress(void* user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                 curl_off_t ulnow) {
   auto* t = static_cast<Transfer*>(user);
-  if (!t->request->progress) return 0;
-  if (ultotal > 0) {
-    t->request->progress(static_cast<uint64_t>(ulnow), static_cast<uint64_t>(ultotal));
-  } else if (dlnow > 0) {
-    t->request->progress(static_cast<uint64_t>(dlnow),
-                         static_cast<uint64_t>(std::max<curl_off_t>(dltotal, 0)));
-  }
-  return 0;
+  return guarded(t, 1, [&] {
+    if (!t->request->progress) return 0;
+    if (ultotal > 0) {
+      t->request->progress(static_cast<uint64_t>(ulnow), static_cast<uint64_t>(ultotal));
+    } else if (dlnow > 0) {
+      t->request->progress(static_cast<uint64_t>(dlnow),
+                           static_cast<uint64_t>(std::max<curl_off_t>(dltotal, 0)));
+    }
+    return 0;
+  });
 }
 
 }  // namespace
