@@ -64,13 +64,7 @@ Located locate(const MountEntry& entry, const MountContext& context) {
   if (entry.store.empty()) return {entry.package, "", ""};
   const Store store(entry.store);
   if (!is_remote(entry.package)) {
-    const auto ref = parse_package_ref(entry.package);
-    const auto found = ref ? store.resolve(ref->name, VersionReq::parse(ref->req)) : std::nullopt;
-    if (!found) {
-      throw Error(ErrorKind::kNotFound,
-                  entry.package + ": no installed version matches in the store " + entry.store);
-    }
-    return {found->path, "", ""};
+    return {store.locate(entry.package), "", ""};
   }
   static std::atomic<unsigned> counter{0};
   std::error_code ec;
@@ -363,30 +357,16 @@ std::vector<MountEntry> expand_dependencies(const DaemonConfig& config,
     }
     try {
       const Store store(e.store);
-      std::string path = e.package;
-      if (path.empty() || path[0] != '/') {
-        const auto ref = parse_package_ref(e.package);
-        const auto found =
-            ref ? store.resolve(ref->name, VersionReq::parse(ref->req)) : std::nullopt;
-        if (!found) throw Error(ErrorKind::kNotFound, e.package + ": not in the store " + e.store);
-        path = found->path;
-      }
+      const std::string path = store.locate(e.package);
       std::vector<MountEntry> deps;
-      std::set<std::string> names;
-      const std::filesystem::path parent = std::filesystem::path(e.mountpoint).parent_path();
-      for (const ResolvedDependency& r :
-           resolve_dependencies(store, Package::open(path)->manifest())) {
-        if (!r.package) {
-          if (r.dependency.optional) continue;
-          throw Error(ErrorKind::kNotFound, e.package + ": dependency " + r.dependency.name + " " +
-                                                r.dependency.version_req + " is not in the store");
-        }
-        if (!names.insert(r.dependency.name).second) continue;
+      for (const DependencyMount& dm :
+           plan_dependency_mounts(store, Package::open(path)->manifest(),
+                                  std::filesystem::path(e.mountpoint).parent_path().string())) {
         // The entry's trust and mount options; its own file, secrets and dependencies not.
         MountEntry d = e;
-        d.package = r.package->path;
+        d.package = dm.package;
         d.store.clear();
-        d.mountpoint = (parent / r.dependency.name).string();
+        d.mountpoint = dm.mountpoint;
         d.password_file.clear();
         d.key_file.clear();
         d.with_deps = false;

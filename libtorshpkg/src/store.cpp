@@ -301,6 +301,37 @@ GcResult Store::gc() const {
   return r;
 }
 
+std::string Store::locate(const std::string& arg) const {
+  struct stat st {};
+  if (::stat(arg.c_str(), &st) == 0) return arg;
+  const auto ref = parse_package_ref(arg);
+  if (!ref) throw not_found(arg, "no such file (nor a NAME@REQ)");
+  if (const auto found = resolve(ref->name, VersionReq::parse(ref->req))) return found->path;
+  std::string have;
+  for (const StoredPackage& p : versions(ref->name)) have += (have.empty() ? "" : ", ") + p.version;
+  throw not_found(arg, "no file of that name, and no version of " + ref->name + " in the store " +
+                           root_ + " matches " + ref->req +
+                           (have.empty() ? " (none installed)" : " (installed: " + have + ")"));
+}
+
+std::vector<DependencyMount> plan_dependency_mounts(const Store& store, const Manifest& root,
+                                                    const std::string& parent) {
+  std::vector<DependencyMount> out;
+  std::set<std::string> names;
+  for (const ResolvedDependency& r : resolve_dependencies(store, root)) {
+    if (!r.package) {
+      if (r.dependency.optional) continue;
+      throw not_found(r.parent, "dependency " + r.dependency.name + " " + r.dependency.version_req +
+                                    " is not in the store " + store.root() +
+                                    " (see `torshpkg deps`)");
+    }
+    if (!names.insert(r.dependency.name).second) continue;
+    out.push_back({r.dependency.name, r.package->path,
+                   (std::filesystem::path(parent) / r.dependency.name).string()});
+  }
+  return out;
+}
+
 std::vector<ResolvedDependency> resolve_dependencies(const Store& store, const Manifest& root) {
   constexpr size_t kMaxDepth = 64;
   std::vector<ResolvedDependency> out;

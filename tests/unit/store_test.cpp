@@ -10,6 +10,7 @@
 #include "test_util.h"
 #include "torshpkg/error.h"
 #include "torshpkg/keys.h"
+#include "torshpkg/package.h"
 #include "torshpkg/package_writer.h"
 
 namespace torshpkg {
@@ -191,6 +192,59 @@ TEST(Store, DependenciesResolveTransitivelyAndReportWhatIsMissing) {
   EXPECT_EQ(r[3].package->version, "1.2.0");
   EXPECT_EQ(r[3].depth, 2u);
   EXPECT_EQ(r[5].parent, "cyc@1.0.0");
+}
+
+TEST(Store, LocatesAFileOrTheHighestMatchingVersion) {
+  TempDir dir;
+  const Store store(dir / "store");
+  const std::string file = make_package(dir, "base", "1.0.0");
+  store.install(file, unsigned_ok());
+  const std::string newer =
+      store.install(make_package(dir, "base", "1.1.0"), unsigned_ok()).package.path;
+  EXPECT_EQ(store.locate(file), file);  // a file is itself
+  EXPECT_EQ(store.locate("base@^1"), newer);
+  EXPECT_EQ(store.locate("base"), newer);
+  for (const auto& [arg, says] : std::vector<std::pair<std::string, std::string>>{
+           {"base@^2", "(installed: 1.0.0, 1.1.0)"},
+           {"other@1", "(none installed)"},
+           {dir / "missing.torshpkg", "no such file (nor a NAME@REQ)"}}) {
+    try {
+      store.locate(arg);
+      ADD_FAILURE() << arg;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(testing::kind_of([&] { store.locate("base@^^1"); }), ErrorKind::kInvalidArgument);
+}
+
+TEST(Store, DependencyMountsArePlannedBesideThePackageOncePerName) {
+  TempDir dir;
+  const Store store(dir / "store");
+  store.install(make_package(dir, "tok", "1.2.0"), unsigned_ok());
+  store.install(make_package(dir, "cfg", "1.0.0", {dep("tok", "^1")}), unsigned_ok());
+  const Manifest app =
+      Package::open(make_package(dir, "app", "1.0.0",
+                                 {dep("cfg", "^1"), dep("tok", "^1"), dep("extra", "^1", true)}))
+          ->manifest();
+  const std::vector<DependencyMount> plan = plan_dependency_mounts(store, app, "/mnt/models");
+  ASSERT_EQ(plan.size(), 2u);  // tok once, though both ask for it; optional extra left out
+  EXPECT_EQ(plan[0].name, "cfg");
+  EXPECT_EQ(plan[0].mountpoint, "/mnt/models/cfg");
+  EXPECT_EQ(plan[1].name, "tok");
+  EXPECT_EQ(plan[1].package, store.resolve("tok", VersionReq::parse("^1"))->path);
+  const Manifest needy =
+      Package::open(make_package(dir, "needy", "1.0.0", {dep("missing", "^3")}))->manifest();
+  try {
+    plan_dependency_mounts(store, needy, "/mnt/models");
+    ADD_FAILURE() << "a missing required dependency was planned";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("dependency missing ^3 is not in the store"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Store, PackageRefsParse) {

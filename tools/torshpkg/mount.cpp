@@ -24,7 +24,6 @@
 #include "mount_policy.h"
 #include "package_fs.h"
 #include "session.h"
-#include "store_util.h"
 #include "torshpkg/file_io.h"
 #include "torshpkg/printable.h"
 #include "torshpkg/store.h"
@@ -302,24 +301,17 @@ int run_mount(MountArgs a) {
 int run_mount_with_deps(const MountArgs& a) {
   const Store store(a.store);
   MountArgs main = a;
-  main.pkg = locate_package(store, a.pkg);
+  main.pkg = store.locate(a.pkg);
   if (!a.with_deps) return run_mount(main);
   if (a.foreground) throw invalid_argument("--with-deps cannot serve in the foreground");
   std::vector<MountArgs> deps;
-  std::set<std::string> names;
-  const std::filesystem::path parent =
-      std::filesystem::absolute(a.dir).lexically_normal().parent_path();
-  for (const ResolvedDependency& r :
-       resolve_dependencies(store, Package::open(main.pkg)->manifest())) {
-    if (!r.package) {
-      if (r.dependency.optional) continue;
-      throw not_found(r.parent, "dependency " + r.dependency.name + " " + r.dependency.version_req +
-                                    " is not in the store " + a.store + " (see `torshpkg deps`)");
-    }
-    if (!names.insert(r.dependency.name).second) continue;
+  const std::string parent =
+      std::filesystem::absolute(a.dir).lexically_normal().parent_path().string();
+  for (const DependencyMount& d :
+       plan_dependency_mounts(store, Package::open(main.pkg)->manifest(), parent)) {
     MountArgs dep = main;
-    dep.pkg = r.package->path;
-    dep.dir = (parent / r.dependency.name).string();
+    dep.pkg = d.package;
+    dep.dir = d.mountpoint;
     deps.push_back(std::move(dep));
   }
   int rc = run_mount(main);

@@ -8,7 +8,6 @@
 
 #include "cli_util.h"
 #include "commands.h"
-#include "store_util.h"
 
 namespace torshpkg::cli {
 namespace {
@@ -140,7 +139,7 @@ Action add_deps_command(CLI::App& app) {
   sub->add_flag("--json", a->json, "One JSON object: {\"package\", \"dependencies\": [...]}");
   return [a] {
     const Store store(a->store);
-    const std::string path = locate_package(store, a->pkg);
+    const std::string path = store.locate(a->pkg);
     const Manifest m = Package::open(path)->manifest();
     const std::vector<ResolvedDependency> deps = resolve_dependencies(store, m);
     size_t missing = 0;

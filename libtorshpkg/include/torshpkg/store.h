@@ -75,6 +75,11 @@ class Store {
   std::optional<StoredPackage> find(const std::string& name, const std::string& version) const;
   // The highest version of `name` that `req` matches.
   std::optional<StoredPackage> resolve(const std::string& name, const VersionReq& req) const;
+  // The package file `arg` names, by the one rule the CLI and torshpkgd share: the file at that
+  // path when there is one, else the highest installed version of NAME@REQ. Throws
+  // Error(kNotFound) saying which versions are installed, Error(kInvalidArgument) for a
+  // requirement that does not parse.
+  std::string locate(const std::string& arg) const;
 
   // Freshness of remote sources: `source` (a registry reference or URL, as given) is about to
   // give name@version. Refuses with Error(kCorrupt) when it gave a later version, or another
@@ -108,6 +113,18 @@ struct ResolvedDependency {
 // end), breadth first. Throws Error(kInvalidArgument) for a requirement that does not parse and
 // Error(kCorrupt) for a stored package that does not open.
 std::vector<ResolvedDependency> resolve_dependencies(const Store& store, const Manifest& root);
+
+// Where a package's dependencies are mounted beside it: one mount per resolved dependency (the
+// first of each name, breadth first), at <parent>/<name>.
+struct DependencyMount {
+  std::string name;
+  std::string package;     // the installed file
+  std::string mountpoint;  // parent / name
+};
+// Plans them all before anything is mounted: an optional dependency that does not resolve is
+// left out; a required one throws Error(kNotFound) naming it and the store.
+std::vector<DependencyMount> plan_dependency_mounts(const Store& store, const Manifest& root,
+                                                    const std::string& parent);
 
 // "NAME@REQ" (or "NAME" for any version) -> name and requirement; nullopt when `text` has no
 // valid package name before the '@'.
