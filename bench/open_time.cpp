@@ -18,7 +18,7 @@
 #include "torshpkg/error.h"
 #include "torshpkg/manifest.h"
 #include "tree.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
 
 namespace {
 

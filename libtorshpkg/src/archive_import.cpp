@@ -10,7 +10,7 @@
 #include "torshpkg/error.h"
 #include "torshpkg/file_io.h"
 #include "torshpkg/libarchive.h"
-#include "zip_archive.h"
+#include "zip_names.h"
 
 namespace torshpkg {
 namespace {

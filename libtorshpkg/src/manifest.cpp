@@ -16,7 +16,7 @@
 #include "torshpkg/error.h"
 #include "torshpkg/semver.h"
 #include "torshpkg/sha256.h"
-#include "zip_archive.h"
+#include "zip_names.h"
 
 namespace torshpkg {
 namespace {

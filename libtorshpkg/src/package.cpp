@@ -9,11 +9,13 @@
 
 #include "chunk_codec.h"
 #include "chunk_index.h"
+#include "crc32.h"
 #include "crypto.h"
 #include "thread_pool.h"
 #include "torshpkg/error.h"
 #include "torshpkg/sha256.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
+#include "zip_writer.h"
 
 namespace torshpkg {
 

@@ -13,6 +13,7 @@
 
 #include "chunk_codec.h"
 #include "chunk_index.h"
+#include "crc32.h"
 #include "crypto.h"
 #include "names.h"
 #include "thread_pool.h"
@@ -21,7 +22,8 @@
 #include "torshpkg/semver.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/signature.h"
-#include "zip_archive.h"
+#include "zip_names.h"
+#include "zip_writer.h"
 
 namespace torshpkg {
 namespace {

@@ -5,13 +5,15 @@
 #include <algorithm>
 #include <memory>
 
+#include "crc32.h"
 #include "torshpkg/base64.h"
 #include "torshpkg/error.h"
 #include "torshpkg/file_io.h"
 #include "torshpkg/package.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/strict_json.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
+#include "zip_writer.h"
 
 namespace torshpkg {
 namespace {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "torshpkg/error.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto source = torshpkg::memory_source(std::vector<uint8_t>(data, data + size), "fuzz.zip");

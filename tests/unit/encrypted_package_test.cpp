@@ -6,7 +6,7 @@
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
 #include "torshpkg/package_writer.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
 
 namespace torshpkg {
 namespace {

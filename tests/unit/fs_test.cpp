@@ -28,7 +28,7 @@
 #include "torshpkg/error.h"
 #include "torshpkg/package_writer.h"
 #include "tree.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
 
 namespace torshpkg::fs {
 namespace {

@@ -5,11 +5,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "crc32.h"
 #include "test_util.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
 #include "torshpkg/package_writer.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
 
 namespace torshpkg {
 namespace {

@@ -16,7 +16,7 @@
 #include "test_util.h"
 #include "torshpkg/error.h"
 #include "torshpkg/package_writer.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
 
 namespace torshpkg {
 namespace {

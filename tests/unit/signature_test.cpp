@@ -4,12 +4,14 @@
 
 #include <filesystem>
 
+#include "crc32.h"
 #include "test_util.h"
 #include "torshpkg/error.h"
 #include "torshpkg/file_io.h"
 #include "torshpkg/package.h"
 #include "torshpkg/package_writer.h"
-#include "zip_archive.h"
+#include "zip_reader.h"
+#include "zip_writer.h"
 
 namespace torshpkg {
 namespace {

@@ -1,15 +1,17 @@
-#include "zip_archive.h"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
 
 #include <tuple>
 
+#include "crc32.h"
 #include "little_endian.h"
 #include "test_util.h"
 #include "torshpkg/error.h"
 #include "torshpkg/file_io.h"
+#include "zip_names.h"
+#include "zip_reader.h"
+#include "zip_writer.h"
 
 namespace torshpkg {
 namespace {

@@ -1,5 +1,5 @@
-// The ZIP container: a strict reader of the central directory and local headers, and a writer
-// that streams entries and patches their local headers afterwards.
+// The ZIP container, read strictly: the end records, the central directory and the local
+// headers, each checked against the others.
 //
 // Only what torshpkg packages use is accepted: no ZIP encryption, no data descriptors, no
 // multi-disk archives, no directory or symlink entries, names that are normalized relative
@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -81,61 +80,5 @@ uint64_t read_local_header(const ByteSource& source, const ZipEntry& entry, uint
 
 // Both steps: the archive's entries with every structural check done.
 std::vector<ZipEntry> read_zip_directory(const ByteSource& source, const ZipLimits& limits = {});
-
-// Whether `path` is a normalized relative UTF-8 path: components separated by single '/', none
-// empty, "." or "..", no NUL, backslash or control characters, at most 4096 bytes.
-bool is_normalized_path(std::string_view path);
-bool is_valid_utf8(std::string_view text);
-
-// Writes a ZIP archive to a file descriptor, front to back. Not thread-safe.
-class ZipWriter {
- public:
-  ZipWriter(int fd, std::string name, uint32_t dos_time, uint16_t dos_date);
-
-  // Starts an entry and returns the offset its data begins at. Sizes and CRC are patched in by
-  // end_entry. `may_exceed_4gib` reserves ZIP64 fields in the local header. `align` > 1 pads the
-  // local header's extra field so the data starts at a multiple of `align`.
-  uint64_t begin_entry(const std::string& name, uint16_t method, bool may_exceed_4gib,
-                       uint32_t align);
-  void write(std::span<const uint8_t> data);
-  void end_entry(uint32_t crc32, uint64_t uncompressed_size);
-  // Copies an entry of another archive verbatim (local header and data).
-  void copy_entry(const ZipEntry& entry, const ByteSource& source);
-  // Writes a small entry in one step.
-  void add_entry(const std::string& name, uint16_t method, std::span<const uint8_t> data,
-                 uint32_t crc32, uint64_t uncompressed_size, uint32_t align = 1);
-  // Writes the central directory and end records (ZIP64 ones when needed).
-  void finish();
-
-  uint64_t offset() const { return offset_; }
-
- private:
-  struct Pending {
-    std::string name;
-    uint16_t method;
-    uint16_t flags;
-    uint32_t crc32;
-    uint64_t compressed_size;
-    uint64_t uncompressed_size;
-    uint64_t local_header_offset;
-  };
-
-  int fd_;
-  std::string file_name_;
-  uint32_t dos_time_;
-  uint16_t dos_date_;
-  uint64_t offset_ = 0;
-  std::vector<Pending> entries_;
-  bool open_entry_ = false;
-  bool open_zip64_ = false;
-  uint64_t open_data_offset_ = 0;
-};
-
-// MS-DOS time and date of an RFC 3339 UTC time ("2026-01-31T12:00:00Z"); 1980-01-01 when the
-// time cannot be represented.
-void dos_time_of(const std::string& created, uint32_t& dos_time, uint16_t& dos_date);
-
-uint32_t crc32_of(std::span<const uint8_t> data, uint32_t crc = 0);
-uint32_t combine_crc32(uint32_t crc1, uint32_t crc2, uint64_t len2);
 
 }  // namespace torshpkg
