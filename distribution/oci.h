@@ -17,26 +17,14 @@
 #include <string_view>
 #include <vector>
 
+#include "oci_ref.h"
+
 namespace torshpkg::distribution {
 
 inline constexpr std::string_view kPackageMediaType = "application/vnd.torshpkg.package.v1+zip";
 inline constexpr std::string_view kConfigMediaType = "application/vnd.torshpkg.config.v1+json";
 inline constexpr std::string_view kArtifactType = "application/vnd.torshpkg.package.v1";
 inline constexpr std::string_view kManifestMediaType = "application/vnd.oci.image.manifest.v1+json";
-
-struct OciRef {
-  std::string registry;    // "localhost:5000", "ghcr.io"
-  std::string repository;  // "models/llama"
-  std::string tag;         // "1.0" (empty when by digest)
-  std::string digest;      // "sha256:<hex>" (empty when by tag)
-  std::string reference() const { return digest.empty() ? tag : digest; }
-  std::string to_string() const;
-};
-
-// "[oci://]HOST[:PORT]/REPO[/...][:TAG][@sha256:HEX]"; the tag defaults to "latest". Throws
-// Error(kInvalidArgument) saying what is wrong.
-OciRef parse_oci_ref(std::string_view text);
-bool is_loopback_registry(const std::string& registry);
 
 struct OciOptions {
   bool insecure = false;
