@@ -11,6 +11,7 @@
 #include "onnx_source.h"
 #include "torch_sources.h"
 #include "torshpkg/error.h"
+#include "torshpkg/package.h"
 #include "torshpkg/sha256.h"
 #include "torshpkg/tensor_loader.h"
 

@@ -10,6 +10,7 @@
 
 #include "test_util.h"
 #include "torshpkg/error.h"
+#include "torshpkg/package.h"
 #include "torshpkg/package_writer.h"
 #include "torshpkg/sha256.h"
 

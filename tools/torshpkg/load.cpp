@@ -10,6 +10,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "torshpkg/package.h"
 #include "torshpkg/tensor_loader.h"
 
 namespace torshpkg::cli {

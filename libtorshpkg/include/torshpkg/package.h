@@ -116,6 +116,12 @@ class Package {
   std::unique_ptr<Rep> rep_;
 };
 
+// One file of a package as a ByteSource: reads decode and verify its chunks (Package::read), so
+// a damaged chunk throws Error(kCorrupt). Its preferred read size is the resource's chunk size.
+// Keeps `package` alive.
+std::shared_ptr<ByteSource> package_file_source(std::shared_ptr<const Package> package,
+                                                const FileNode& file);
+
 }  // namespace torshpkg
 
 #pragma GCC visibility pop

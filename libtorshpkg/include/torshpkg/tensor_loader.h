@@ -2,9 +2,10 @@
 // device.
 //
 // The input is any ByteSource holding the whole file: a plain file (also one inside a mounted
-// package) or a package's resource (package_file_source), whose chunks are verified and decoded
-// as they stream in. The loader checks the header (read_safetensors_header), allocates one block
-// for the data buffer, and has `threads` reader threads take pieces of the buffer in turn:
+// package) or a package's resource (package_file_source, in package.h), whose chunks are
+// verified and decoded as they stream in. The loader checks the header (read_safetensors_header),
+// allocates one block for the data buffer, and has `threads` reader threads take pieces of the
+// buffer in turn:
 //
 //   host  the piece is read straight into its place in aligned host memory.
 //   cuda  the piece is read into one of the thread's pinned staging buffers, copied to the device
@@ -114,12 +115,6 @@ bool cuda_built();
 // The number of CUDA devices visible, at least one. Throws Error(kUnsupported) saying why there
 // is none (no CUDA support in this build, no driver, no device).
 int cuda_device_count();
-
-// One file of a package as a ByteSource: reads decode and verify its chunks (Package::read), so
-// a damaged chunk throws Error(kCorrupt). Its preferred read size is the resource's chunk size.
-// Keeps `package` alive.
-std::shared_ptr<ByteSource> package_file_source(std::shared_ptr<const Package> package,
-                                                const FileNode& file);
 
 }  // namespace torshpkg
 
