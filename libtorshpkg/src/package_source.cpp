@@ -1,7 +1,6 @@
-// A package's file as a ByteSource (see torshpkg/tensor_loader.h).
+// A package's file as a ByteSource (see torshpkg/package.h).
 #include "torshpkg/error.h"
 #include "torshpkg/package.h"
-#include "torshpkg/tensor_loader.h"
 
 namespace torshpkg {
 namespace {
