@@ -1,3 +1,6 @@
+// The mount table. Over 500 lines: reconciling with the config, mounting (prepared unlocked,
+// committed under the one lock), unmounting, draining and reaping, and the status of each all
+// work on the table's state under its lock; where packages come from is mount_sources.cpp.
 #include "mount_table.h"
 
 #include <fcntl.h>
@@ -14,11 +17,9 @@
 #include <set>
 #include <thread>
 
-#include "http_pull.h"
-#include "mirrors.h"
 #include "mount_point.h"
 #include "mount_policy.h"
-#include "oci.h"
+#include "mount_sources.h"
 #include "torshpkg/byte_source.h"
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
@@ -42,81 +43,6 @@ bool clear_stale_mountpoint(const std::string& mountpoint) {
   if (!fs::is_dead_mount(mountpoint)) return false;
   return ::umount2(mountpoint.c_str(), MNT_DETACH) == 0;
 }
-
-namespace {
-
-// Where a mount entry's package file is, and where it came from.
-struct Located {
-  std::string path;
-  std::string source;  // the registry reference or URL pulled; empty otherwise
-  std::string digest;  // "sha256:..." of what was pulled
-};
-
-bool is_remote(const std::string& package) {
-  return package.starts_with("oci://") || package.starts_with("https://") ||
-         package.starts_with("http://");
-}
-
-// The file a mount entry names: its path; the highest installed version of NAME@REQ; or, for
-// oci:// and http(s):// sources, the package pulled (digest checked) and installed into the
-// store under the mount's trust policy.
-Located locate(const MountEntry& entry, const MountContext& context) {
-  if (entry.store.empty()) return {entry.package, "", ""};
-  const Store store(entry.store);
-  if (!is_remote(entry.package)) {
-    return {store.locate(entry.package), "", ""};
-  }
-  static std::atomic<unsigned> counter{0};
-  std::error_code ec;
-  std::filesystem::create_directories(entry.store + "/tmp", ec);
-  if (ec) {
-    throw Error(ErrorKind::kIo,
-                entry.store + "/tmp: cannot make the store's staging folder: " + ec.message());
-  }
-  const std::string staging = entry.store + "/tmp/pull-" + std::to_string(::getpid()) + "-" +
-                              std::to_string(counter++) + ".torshpkg";
-  struct Remove {
-    std::string path;
-    ~Remove() { ::unlink(path.c_str()); }
-  } remove{staging};
-  Located located;
-  located.source = entry.package;
-  // The host's mirror list applies to the daemon's pulls too; skipped sources go to stderr.
-  const distribution::MirrorList mirrors =
-      distribution::load_mirrors(distribution::default_mirrors_file());
-  const auto warn = [](const std::string& m) {
-    std::fprintf(stderr, "torshpkgd: %s\n", m.c_str());
-  };
-  if (entry.package.starts_with("oci://")) {
-    distribution::OciOptions options;
-    options.docker_config = context.registry_credentials;  // empty: $DOCKER_CONFIG, $HOME
-    options.stall_timeout_s = context.pull_timeout_s;
-    distribution::OciClient client(options);
-    const distribution::OciRef ref = distribution::parse_oci_ref(entry.package);
-    located.digest = distribution::pull_with_mirrors(
-                         client, ref, mirrors.for_registry(ref.registry), staging, warn)
-                         .blob_digest;
-  } else {
-    distribution::HttpPullOptions options;
-    options.mirrors = mirrors.for_url(entry.package);
-    options.warn = warn;
-    options.http.stall_timeout_s = context.pull_timeout_s;
-    located.digest = "sha256:" + distribution::http_pull(entry.package, staging, options).sha256;
-  }
-  InstallPolicy policy;
-  policy.trusted_keys_dir = context.trusted_keys_dir;
-  policy.allow_unsigned = entry.allow_unsigned;
-  {
-    // The source must not roll back to an older version or switch packages behind the mount.
-    const Manifest pulled = Package::open(staging)->manifest();
-    store.check_and_record_source(entry.package, pulled.name, pulled.version,
-                                  entry.allow_downgrade);
-  }
-  located.path = store.take(staging, policy).package.path;
-  return located;
-}
-
-}  // namespace
 
 namespace {
 // FUSE workers a mount keeps when idle: with thousands of mounts, libfuse's default of keeping
