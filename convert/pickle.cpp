@@ -1,3 +1,6 @@
+// The restricted pickle machine. Over 500 lines: one interpreter, an opcode per case of one
+// loop, with the bounds (stack, memo, sizes) it keeps as it runs; splitting it would split the
+// switch.
 #include "pickle.h"
 
 #include <charconv>

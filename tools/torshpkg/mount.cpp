@@ -1,4 +1,5 @@
-// torshpkg mount and umount: show a package as a read-only folder through FUSE.
+// torshpkg mount: show a package as a read-only folder through FUSE (standalone, or through
+// torshpkgd when it runs).
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -146,22 +147,9 @@ bool mount_through_daemon(const MountArgs& a, uint64_t cache_bytes) {
 }
 
 // What the filesystem process reports through the pipe: "OK" and the line to print, or "E",
-// the error kind's number and the message.
+// the error kind's token (error.h) and the message.
 using ReadyFn = std::function<void(const std::string& report)>;
 using ServeFn = std::function<int(const ReadyFn& ready)>;
-
-// What a child writes to `fd` until it closes its end.
-std::string read_to_end(int fd) {
-  std::string out;
-  char buf[512];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
 
 std::string ok_report(const std::string& line) {
   return "OK" + line;
@@ -373,183 +361,6 @@ Action add_mount_command(CLI::App& app) {
   sub->add_flag("--standalone", a->standalone,
                 "Mount in a process of its own even when torshpkgd runs");
   return [a] { return run_mount_with_deps(*a); };
-}
-
-Action add_umount_command(CLI::App& app) {
-  struct Args {
-    std::string dir;
-    bool lazy = false;
-    std::string socket;
-  };
-  auto a = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand("umount", "Unmount a mounted package");
-  sub->add_option("DIR", a->dir, "Mount point")->required();
-  sub->add_flag("--lazy", a->lazy, "Detach now, finish when the last reader closes");
-  sub->add_option("--socket", a->socket, "torshpkgd's control socket");
-  return [a] {
-    // A mount the daemon holds is unmounted by the daemon, so it records it and lets go.
-    Json::Value request(Json::objectValue);
-    request["op"] = "umount";
-    request["mountpoint"] = fs::canonical_mount_path(a->dir);
-    request["lazy"] = a->lazy;
-    try {
-      if (daemon_request(daemon_socket(a->socket), request)) return kExitOk;
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::kNotFound) throw;  // not the daemon's: unmount it here
-    }
-    // Only a torshpkg mount, and only when it is the one on top: a plain umount of the path
-    // would take whatever was mounted over it.
-    const std::string point = fs::canonical_mount_path(a->dir);
-    const auto top = fs::top_mount_at(point);
-    if (!top) throw not_found(a->dir, "not a mount point (nothing is mounted there)");
-    if (top->fstype != "fuse.torshpkg") {
-      throw invalid_argument(a->dir + ": the mount on top is " + top->fstype +
-                             ", not a torshpkg package; unmount it first (not touched)");
-    }
-    if (::umount2(point.c_str(), a->lazy ? MNT_DETACH : 0) == 0) return kExitOk;
-    int err = errno;
-    if (err == EPERM) {
-      // Not root: the setuid helper unmounts what this user mounted; what it says decides the
-      // message (busy, or not this user's mount).
-      Pipe out = make_pipe();
-      const pid_t pid = ::fork();
-      if (pid < 0) throw io_error("fork", "cannot start fusermount3", errno);
-      if (pid == 0) {
-        ::dup2(out.write.get(), STDERR_FILENO);
-        if (a->lazy) {
-          ::execlp("fusermount3", "fusermount3", "-u", "-z", point.c_str(), nullptr);
-        } else {
-          ::execlp("fusermount3", "fusermount3", "-u", point.c_str(), nullptr);
-        }
-        ::_exit(127);
-      }
-      out.write.reset();
-      std::string said = read_to_end(out.read.get());
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return kExitOk;
-      if (said.find("busy") != std::string::npos) {
-        err = EBUSY;
-      } else if (const size_t colon = said.find(": "); colon != std::string::npos) {
-        while (!said.empty() && said.back() == '\n') said.pop_back();
-        throw Error(ErrorKind::kIo, a->dir + ": cannot unmount: " + said.substr(colon + 2));
-      }
-    }
-    if (err == EBUSY) {
-      throw Error(ErrorKind::kIo, a->dir +
-                                      ": busy: files are open on it; close them, or give --lazy "
-                                      "to detach it now and finish when they close");
-    }
-    throw io_error(a->dir, "cannot unmount", err);
-  };
-}
-
-Action add_status_command(CLI::App& app) {
-  struct Args {
-    bool json = false;
-    std::string socket;
-  };
-  auto a = std::make_shared<Args>();
-  CLI::App* sub =
-      app.add_subcommand("status", "List mounted packages (torshpkgd's and standalone)");
-  sub->add_flag("--json", a->json, "One JSON object: {\"daemon\": bool, \"mounts\": [...]}");
-  sub->add_option("--socket", a->socket, "torshpkgd's control socket");
-  return [a] {
-    Json::Value request(Json::objectValue);
-    request["op"] = "status";
-    bool not_served = false;
-    const auto reply = daemon_request(daemon_socket(a->socket), request, {}, &not_served);
-    Json::Value mounts = reply ? (*reply)["mounts"] : Json::Value(Json::arrayValue);
-    std::set<std::string> known;
-    for (const Json::Value& m : mounts) {
-      known.insert(m["mountpoint"].asString());
-    }
-    if (reply) {
-      // A config mount the daemon is finishing may be in the mount table already.
-      for (const Json::Value& p : (*reply)["pending"]) known.insert(p["mountpoint"].asString());
-    }
-    // Standalone mounts: fuse.torshpkg entries the daemon does not hold.
-    std::ifstream in("/proc/self/mounts");
-    std::string source, point, type;
-    std::string rest;
-    while (in >> source >> point >> type && std::getline(in, rest)) {
-      if (type != "fuse.torshpkg" || known.count(point)) continue;
-      Json::Value m(Json::objectValue);
-      m["path"] = source;
-      m["mountpoint"] = point;
-      m["standalone"] = true;
-      m["alive"] = !fs::is_dead_mount(point);
-      mounts.append(m);
-    }
-    if (a->json) {
-      Json::Value out(Json::objectValue);
-      out["daemon"] = reply.has_value();
-      if (not_served) out["daemon_not_serving_you"] = true;
-      if (reply) {
-        for (const char* key : {"journal_lost_events", "memory_budget", "memory_used",
-                                "decode_threads", "decode_threads_running", "idle_release_s"}) {
-          out[key] = (*reply)[key];
-        }
-      }
-      out["mounts"] = mounts;
-      // The daemon's config entries not mounted: being mounted, or failed and why.
-      out["pending"] = reply ? (*reply)["pending"] : Json::Value(Json::arrayValue);
-      Json::StreamWriterBuilder w;
-      w["indentation"] = "  ";
-      std::cout << Json::writeString(w, out) << "\n";
-      return kExitOk;
-    }
-    std::cout << (reply        ? "torshpkgd: running"
-                  : not_served ? "torshpkgd: running, but its socket is not open to this user"
-                               : "torshpkgd: not running")
-              << "\n";
-    if (reply) {
-      const Json::Value& r = *reply;
-      std::cout << "memory: " << human_bytes(r["memory_used"].asUInt64()) << " of "
-                << human_bytes(r["memory_budget"].asUInt64()) << " for all mounts, decode threads "
-                << r["decode_threads_running"].asUInt64() << " of "
-                << r["decode_threads"].asUInt64() << "\n";
-    }
-    if (reply && (*reply)["journal_lost_events"].asUInt64() > 0) {
-      std::cout << "lineage journal: " << (*reply)["journal_lost_events"].asUInt64()
-                << " events could not be written (in journald only)\n";
-    }
-    if (reply) {
-      for (const Json::Value& p : (*reply)["pending"]) {
-        std::cout << printable(p["mountpoint"].asString()) << "  "
-                  << printable(p["package"].asString()) << "  ("
-                  << (p["state"].asString() == "failed"
-                          ? "failed: " + printable(p["error"].asString())
-                          : std::string("mounting"))
-                  << ")\n";
-      }
-    }
-    for (const Json::Value& m : mounts) {
-      if (m["standalone"].asBool()) {
-        std::cout << printable(m["mountpoint"].asString()) << "  "
-                  << printable(m["path"].asString())
-                  << (m["alive"].asBool() ? "  (standalone)"
-                                          : "  (standalone, dead: its process is gone; `torshpkg "
-                                            "umount " +
-                                                m["mountpoint"].asString() + "` clears it)")
-                  << "\n";
-        continue;
-      }
-      char rate[32];
-      std::snprintf(rate, sizeof rate, "%.1f%%", 100.0 * m["cache_hit_rate"].asDouble());
-      std::cout << printable(m["mountpoint"].asString()) << "  "
-                << printable(m["package"].asString()) << "  " << printable(m["path"].asString())
-                << "\n    signer "
-                << (m["signer"].isNull() ? std::string("(unsigned)")
-                                         : m["signer"].asString().substr(0, 16))
-                << ", since " << m["mounted_since"].asString() << ", served "
-                << human_bytes(m["bytes_served"].asUInt64()) << ", cache "
-                << human_bytes(m["cache_bytes"].asUInt64()) << " of "
-                << human_bytes(m["cache_capacity"].asUInt64()) << " (hits " << rate << ")"
-                << ", verification failures " << m["verification_failures"].asUInt64() << "\n";
-    }
-    return kExitOk;
-  };
 }
 
 }  // namespace torshpkg::cli

@@ -50,6 +50,10 @@ void pread_exact(int fd, std::span<uint8_t> out, uint64_t offset, const std::str
 void write_all(int fd, std::span<const uint8_t> data, const std::string& name);
 void pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const std::string& name);
 
+// Everything read from `fd` until end of file (a pipe: until every writer closed it); stops at
+// the first error other than EINTR.
+std::string read_to_end(int fd);
+
 // Wraps an open descriptor of `size` bytes as a ByteSource named `name`.
 std::shared_ptr<class ByteSource> fd_source(UniqueFd fd, uint64_t size, std::string name);
 
