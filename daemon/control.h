@@ -17,6 +17,9 @@
 // Replies:   {"ok": true, ...} or {"ok": false, "error": "one line", "kind": TOKEN}, TOKEN one of
 //            error.h's kind tokens ("corrupt", "bad_signature", "wrong_key", ...)
 //
+// This file is the transport (socket, peer checks, passed descriptors, replies); each op is
+// decoded, checked and answered by handle_request (requests.h).
+//
 // Each connection is served on a thread of its own, so a slow mount or a client that sends
 // nothing delays only itself (a client has 5 s to send its request).
 #pragma once
