@@ -33,13 +33,7 @@ bool Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool
   {
     std::lock_guard lock(mutex_);
     ended.swap(ended_);  // threads that ended since the last request: joined below, unlocked
-    const Range range{resource, first, first + count};
-    if (urgent) {
-      queue_.push_front(range);
-    } else {
-      queue_.push_back(range);
-    }
-    queued_ += count;
+    queued_ += count;    // counted first, so that enough threads start for it
     while (queued_ > idle_ && running_.size() < max_threads_) {
       // More work than idle threads to take it: one more thread.
       if (shared_ && !shared_->try_take()) break;
@@ -57,15 +51,16 @@ bool Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool
         break;
       }
     }
+    // Queued (the threads wait for the lock), or, with no thread to take it nor one to be had,
+    // refused rather than queued for nobody.
+    const Range range{resource, first, first + count};
     if (running_.empty()) {
-      // No thread to take it, nor one to be had: refused, rather than queued for nobody.
-      if (urgent) {
-        queue_.pop_front();
-      } else {
-        queue_.pop_back();
-      }
       queued_ -= count;
       refused = true;
+    } else if (urgent) {
+      queue_.push_front(range);
+    } else {
+      queue_.push_back(range);
     }
   }
   if (count == 1) {

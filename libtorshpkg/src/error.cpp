@@ -4,62 +4,49 @@
 
 namespace torshpkg {
 
-std::string_view to_string(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::kCorrupt:
-      return "corrupt";
-    case ErrorKind::kBadSignature:
-      return "bad signature";
-    case ErrorKind::kWrongKey:
-      return "wrong key";
-    case ErrorKind::kNotFound:
-      return "not found";
-    case ErrorKind::kIo:
-      return "I/O error";
-    case ErrorKind::kInvalidArgument:
-      return "invalid argument";
-    case ErrorKind::kUnsupported:
-      return "unsupported";
-    case ErrorKind::kInterrupted:
-      return "interrupted";
-  }
-  return "unknown";
-}
-
 namespace {
 
-constexpr ErrorKind kKinds[] = {ErrorKind::kCorrupt,     ErrorKind::kBadSignature,
-                                ErrorKind::kWrongKey,    ErrorKind::kNotFound,
-                                ErrorKind::kIo,          ErrorKind::kInvalidArgument,
-                                ErrorKind::kUnsupported, ErrorKind::kInterrupted};
+// Each kind's display name and its stable token, in one table: a kind added to the enum gets
+// both here.
+struct KindNames {
+  ErrorKind kind;
+  std::string_view display;
+  std::string_view token;
+};
+constexpr KindNames kKinds[] = {
+    {ErrorKind::kCorrupt, "corrupt", "corrupt"},
+    {ErrorKind::kBadSignature, "bad signature", "bad_signature"},
+    {ErrorKind::kWrongKey, "wrong key", "wrong_key"},
+    {ErrorKind::kNotFound, "not found", "not_found"},
+    {ErrorKind::kIo, "I/O error", "io"},
+    {ErrorKind::kInvalidArgument, "invalid argument", "invalid_argument"},
+    {ErrorKind::kUnsupported, "unsupported", "unsupported"},
+    {ErrorKind::kInterrupted, "interrupted", "interrupted"},
+};
+
+// nullptr for a value that is no enumerator.
+const KindNames* names_of(ErrorKind kind) {
+  for (const KindNames& k : kKinds) {
+    if (k.kind == kind) return &k;
+  }
+  return nullptr;
+}
 
 }  // namespace
 
+std::string_view to_string(ErrorKind kind) {
+  const KindNames* k = names_of(kind);
+  return k != nullptr ? k->display : "unknown";
+}
+
 std::string_view to_token(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::kCorrupt:
-      return "corrupt";
-    case ErrorKind::kBadSignature:
-      return "bad_signature";
-    case ErrorKind::kWrongKey:
-      return "wrong_key";
-    case ErrorKind::kNotFound:
-      return "not_found";
-    case ErrorKind::kIo:
-      return "io";
-    case ErrorKind::kInvalidArgument:
-      return "invalid_argument";
-    case ErrorKind::kUnsupported:
-      return "unsupported";
-    case ErrorKind::kInterrupted:
-      return "interrupted";
-  }
-  return "io";
+  const KindNames* k = names_of(kind);
+  return k != nullptr ? k->token : "io";
 }
 
 std::optional<ErrorKind> from_token(std::string_view token) {
-  for (const ErrorKind k : kKinds) {
-    if (to_token(k) == token) return k;
+  for (const KindNames& k : kKinds) {
+    if (k.token == token) return k.kind;
   }
   return std::nullopt;
 }
