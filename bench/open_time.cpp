@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "mount_policy.h"
+#include "torshpkg/admission.h"
 #include "torshpkg/byte_source.h"
 #include "torshpkg/error.h"
 #include "torshpkg/manifest.h"
@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   }
   const std::string path = argv[1];
   int runs = 9;
-  torshpkg::fs::MountPolicy policy;
+  torshpkg::AdmissionPolicy policy;
   policy.allow_unsigned = true;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--runs") == 0) runs = std::max(1, std::atoi(argv[i + 1]));
@@ -71,9 +71,9 @@ int main(int argc, char** argv) {
     std::printf("parse_manifest %s\n",
                 median_ms(runs, [&] { torshpkg::parse_manifest(bytes, path); }).c_str());
     std::printf("package_open %s\n", median_ms(runs, [&] { torshpkg::Package::open(path); }).c_str());
-    torshpkg::fs::AdmittedPackage admitted;
+    torshpkg::AdmittedPackage admitted;
     std::printf("admit_package %s\n",
-                median_ms(runs, [&] { admitted = torshpkg::fs::admit_package(path, policy); }).c_str());
+                median_ms(runs, [&] { admitted = torshpkg::admit_package(path, policy); }).c_str());
     std::printf("tree %s\n",
                 median_ms(runs, [&] { torshpkg::fs::Tree tree(*admitted.package); }).c_str());
   } catch (const std::exception& e) {

@@ -18,8 +18,8 @@
 #include <thread>
 
 #include "mount_point.h"
-#include "mount_policy.h"
 #include "mount_sources.h"
+#include "torshpkg/admission.h"
 #include "torshpkg/byte_source.h"
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
@@ -141,7 +141,7 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
 
       const Located located = locate(entry, context);
       const std::string& path = located.path;
-      fs::MountPolicy policy;
+      AdmissionPolicy policy;
       policy.trusted_keys_dir = context.trusted_keys_dir;
       policy.allow_unsigned = entry.allow_unsigned;
       policy.require_key = entry.require_key;
@@ -152,7 +152,7 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
         package = Package::open(file_source_from_fd(duplicate(files.package, "package"), path));
       }
       // The trust check comes before any key slot is tried.
-      const std::string signer = fs::admit_opened(*package, policy);
+      const std::string signer = admit_opened(*package, policy);
       const bool secret_given = !entry.password_file.empty() || !entry.key_file.empty();
       if (package->encrypted()) {
         std::optional<Secret> secret;
@@ -167,7 +167,7 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
           secret = read_members_secret(
               files.secret, password ? entry.password_file : entry.key_file, password, who);
         }
-        fs::unlock_admitted(*package, secret ? &*secret : nullptr);
+        unlock_admitted(*package, secret ? &*secret : nullptr);
       }
       const uid_t asker_uid = from_config ? 0 : who.uid;
       const gid_t asker_gid = from_config ? 0 : who.gid;

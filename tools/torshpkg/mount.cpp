@@ -22,9 +22,9 @@
 #include "daemon_client.h"
 #include "mount_access.h"
 #include "mount_point.h"
-#include "mount_policy.h"
 #include "package_fs.h"
 #include "session.h"
+#include "torshpkg/admission.h"
 #include "torshpkg/file_io.h"
 #include "torshpkg/printable.h"
 #include "torshpkg/store.h"
@@ -238,7 +238,7 @@ int run_mount(MountArgs a) {
   // Opened (and checked) here, before the package: a bad mount point fails fast, and the
   // background process inherits the open folder.
   const fs::MountPoint point = fs::MountPoint::open(a.dir, rules);
-  fs::MountPolicy policy;
+  AdmissionPolicy policy;
   policy.trusted_keys_dir = a.trusted_keys.empty() ? kDefaultTrustedKeys : a.trusted_keys;
   policy.allow_unsigned = a.allow_unsigned;
   policy.require_key = a.require_key;
@@ -248,7 +248,7 @@ int run_mount(MountArgs a) {
   // Admission, the filesystem and serving all happen where the filesystem runs: in this process
   // with --foreground, in the background process otherwise.
   const ServeFn serve = [&](const ReadyFn& report) {
-    fs::AdmittedPackage admitted = fs::admit_package(a.pkg, policy);
+    AdmittedPackage admitted = admit_package(a.pkg, policy);
     const Package& package = *admitted.package;
     const std::string name = package.manifest().name + "@" + package.manifest().version;
     const fs::MountAccess access =

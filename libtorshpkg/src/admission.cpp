@@ -1,4 +1,4 @@
-#include "mount_policy.h"
+#include "torshpkg/admission.h"
 
 #include <optional>
 
@@ -7,16 +7,17 @@
 #include "torshpkg/keys.h"
 #include "torshpkg/signature.h"
 
-namespace torshpkg::fs {
+namespace torshpkg {
 
-std::string admit_opened(const Package& package, const MountPolicy& policy) {
+std::string admit_opened(const Package& package, const AdmissionPolicy& policy) {
   const std::string& file = package.file_name();
   if (policy.allow_unsigned) {
     return package.signatures().empty() ? std::string() : package.signatures().front().key_id;
   }
   if (package.signatures().empty()) {
-    throw Error(ErrorKind::kBadSignature,
-                file + ": unsigned package: sign it, or give --allow-unsigned to mount it anyway");
+    throw Error(ErrorKind::kBadSignature, file + ": unsigned package: sign it, or give " +
+                                              policy.spelling.allow_unsigned + " to " +
+                                              policy.spelling.use + " anyway");
   }
   TrustedKeys trusted;
   try {
@@ -24,23 +25,24 @@ std::string admit_opened(const Package& package, const MountPolicy& policy) {
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::kNotFound) throw;
     throw Error(ErrorKind::kNotFound,
-                policy.trusted_keys_dir +
-                    ": no such trusted-keys folder: give --trusted-keys DIR (a folder of "
-                    "trusted .pub keys), or --allow-unsigned");
+                policy.trusted_keys_dir + ": no such trusted-keys folder: give " +
+                    policy.spelling.trusted_keys + " (a folder of trusted .pub keys), or " +
+                    policy.spelling.allow_unsigned);
   }
   return verify_trusted_signature(package, trusted, policy.require_key);
 }
 
-void unlock_admitted(Package& package, const Secret* secret) {
+void unlock_admitted(Package& package, const Secret* secret,
+                     const AdmissionPolicy::Spelling& spelling) {
   if (!package.encrypted()) return;
   if (secret == nullptr) {
     throw Error(ErrorKind::kWrongKey,
-                package.file_name() + ": encrypted package: give --password-file or --key-file");
+                package.file_name() + ": encrypted package: give " + spelling.secret);
   }
   package.unlock(*secret);
 }
 
-AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy) {
+AdmittedPackage admit_package(const std::string& path, const AdmissionPolicy& policy) {
   if (!policy.password_file.empty() && !policy.key_file.empty()) {
     throw Error(ErrorKind::kInvalidArgument, "give either a password file or a key file, not both");
   }
@@ -51,7 +53,7 @@ AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy
     std::optional<Secret> secret;
     if (!policy.password_file.empty()) secret = read_password_file(policy.password_file);
     if (!policy.key_file.empty()) secret = read_key_file(policy.key_file);
-    unlock_admitted(*admitted.package, secret ? &*secret : nullptr);
+    unlock_admitted(*admitted.package, secret ? &*secret : nullptr, policy.spelling);
   }
   // Chunk indexes are checked against the manifest when a file is first read, not here: a
   // package of many files mounts in the time its manifest takes to parse, and a damaged index
@@ -59,4 +61,4 @@ AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy
   return admitted;
 }
 
-}  // namespace torshpkg::fs
+}  // namespace torshpkg

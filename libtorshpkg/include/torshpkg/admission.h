@@ -1,22 +1,32 @@
-// The mount policy, shared by `torshpkg mount` and torshpkgd: which packages may be mounted,
-// decided before anything is mounted.
+// Admitting a package: the trust policy shared by `torshpkg mount`, torshpkgd and the Python
+// module, decided before any of its resources is read.
 #pragma once
 
 #include <memory>
 #include <string>
-#include <vector>
 
+#include "torshpkg/encryption.h"
 #include "torshpkg/package.h"
 
-namespace torshpkg::fs {
+#pragma GCC visibility push(default)  // the public API: what libtorshpkg.so exports
 
-struct MountPolicy {
+namespace torshpkg {
+
+struct AdmissionPolicy {
   std::string trusted_keys_dir = "/etc/torshpkg/trusted-keys";
   bool allow_unsigned = false;
   // A key id the signature must be by (narrows the trusted keys to that one); empty: any.
   std::string require_key;
   std::string password_file;  // at most one of the two
   std::string key_file;
+  // How the caller spells what it does and the ways out that the errors name: the CLI's
+  // flags by default.
+  struct Spelling {
+    std::string use = "mount it";
+    std::string allow_unsigned = "--allow-unsigned";
+    std::string trusted_keys = "--trusted-keys DIR";
+    std::string secret = "--password-file or --key-file";
+  } spelling;
 };
 
 struct AdmittedPackage {
@@ -30,11 +40,14 @@ struct AdmittedPackage {
 // key derivation runs for a package that is not trusted. Package::open has checked the ZIP
 // structure and the manifest; chunk indexes are checked when their files are first read. Reads
 // no resource data.
-AdmittedPackage admit_package(const std::string& path, const MountPolicy& policy);
+AdmittedPackage admit_package(const std::string& path, const AdmissionPolicy& policy);
 
 // The same for a package already opened (the caller read the secret, e.g. with another user's
 // file access): the trust check, then the unlock with `secret` when given.
-std::string admit_opened(const Package& package, const MountPolicy& policy);
-void unlock_admitted(Package& package, const Secret* secret);
+std::string admit_opened(const Package& package, const AdmissionPolicy& policy);
+void unlock_admitted(Package& package, const Secret* secret,
+                     const AdmissionPolicy::Spelling& spelling = {});
 
-}  // namespace torshpkg::fs
+}  // namespace torshpkg
+
+#pragma GCC visibility pop
