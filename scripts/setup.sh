@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 BUILD_PACKAGES=(g++ meson ninja-build pkg-config libarchive-dev libarchive-tools libjsoncpp-dev libsimdjson-dev libgnutls28-dev
   libzstd-dev liblzma-dev zlib1g-dev libdeflate-dev libargon2-dev libfuse3-dev fuse3 libcli11-dev libgtest-dev
-  libsystemd-dev libcurl4-gnutls-dev libunistring-dev)
+  libsystemd-dev libcurl4-gnutls-dev libunistring-dev python3-dev pybind11-dev libdlpack-dev)
 TEST_PACKAGES=(p7zip-full 7zip unzip zip python3 zstd xz-utils gzip openssl clang
-  libclang-rt-14-dev docker-registry apache2-utils nginx-light)
+  libclang-rt-14-dev docker-registry apache2-utils nginx-light python3-torch python3-numpy)
 # The peers and codec CLIs the benchmarks in bench/ compare against.
 BENCH_PACKAGES=(squashfuse squashfs-tools fuse-zip zip zstd xz-utils gzip)
 
@@ -44,9 +44,9 @@ install_packages "${wanted[@]}"
 werror=false
 [ "${CI:-}" = "true" ] && werror=true
 if [ ! -f build/build.ninja ]; then
-  meson setup build -Dwerror="$werror" >/dev/null
+  meson setup build -Dwerror="$werror" -Dpython_module=enabled >/dev/null
 else
-  meson configure build -Dwerror="$werror" >/dev/null
+  meson configure build -Dwerror="$werror" -Dpython_module=enabled >/dev/null
 fi
 ninja -C build >/dev/null
 echo "built: build/tools/torshpkg" >&2

@@ -12,7 +12,7 @@ meson test -C build --print-errorlogs --num-processes 2 || status=1
 # Fuzz targets need clang's libFuzzer; they get their own build folder.
 if [ ! -f build-fuzz/build.ninja ]; then
   CXX=clang++ CC=clang meson setup build-fuzz -Dfuzzing=true -Dtests=false \
-    -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled >/dev/null
+    -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled -Dpython_module=disabled >/dev/null
 fi
 ninja -C build-fuzz >/dev/null
 meson test -C build-fuzz --suite fuzz --print-errorlogs --num-processes 1 || status=1

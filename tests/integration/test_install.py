@@ -107,6 +107,33 @@ class Install(TempDirTest):
         # The unit names the installed daemon (its path without the staging folder).
         self.assertIn(daemon[len(dest):] + " --config", exec_start)
 
+    def test_the_python_module_is_installed_into_debians_python(self):
+        build = os.environ["BUILD_ROOT"]
+        if not glob.glob(build + "/python/torshpkg/_native*.so"):
+            self.skipTest("the Python module is not built")
+        dest = self.path("dest")
+        run("meson", "install", "-C", build, "--no-rebuild", "--destdir", dest)
+        [init] = glob.glob(dest + "/**/dist-packages/torshpkg/__init__.py", recursive=True)
+        [native] = glob.glob(dest + "/**/dist-packages/torshpkg/_native*.so", recursive=True)
+        self.assertEqual(os.path.dirname(init), os.path.dirname(native))
+        site = os.path.dirname(os.path.dirname(init))
+        # The folder is one Debian's Python searches once the staging folder is taken away.
+        searched = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.path)"],
+                                  capture_output=True, text=True, check=True).stdout
+        self.assertIn(repr(site[len(dest):]), searched)
+        lib = glob.glob(dest + "/**/libtorshpkg.so*", recursive=True)[0]
+        self.write("hello.txt", b"hello from Python")
+        pkg = self.path("p.torshpkg")
+        run(os.environ["TORSHPKG"], "create", pkg, "--name", "p", "--version", "1.0.0", "-q",
+            "--add", "hello.txt=" + self.path("hello.txt"))
+        script = ("import torshpkg, sys; p = torshpkg.Package(sys.argv[1], allow_unsigned=True); "
+                  "print(torshpkg.__file__); print(p.open('resources/hello.txt').read().decode())")
+        env = dict(os.environ, PYTHONPATH=site, LD_LIBRARY_PATH=os.path.dirname(lib))
+        out = subprocess.run(["/usr/bin/python3", "-c", script, pkg], capture_output=True,
+                             text=True, env=env)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.splitlines(), [init, "hello from Python"])
+
 
 if __name__ == "__main__":
     unittest.main()
