@@ -12,7 +12,7 @@ build=build-gpu
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" -Dcuda=enabled -Dtests=false -Dbuildtype=release >/dev/null
 fi
-ninja -C "$build" tools/torshpkg >/dev/null
+ninja -C "$build" >/dev/null
 
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib"
@@ -31,4 +31,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/bin/torshpkg" "$@"
 WRAP
 chmod +x "$out/torshpkg"
+# The Python module, for a GPU machine whose Python is the one it was built for (the file name
+# says which: _native.cpython-311-...); gpu_bench.py skips its row where it does not import.
+if ls "$build"/python/torshpkg/_native*.so >/dev/null 2>&1; then
+  mkdir -p "$out/python/torshpkg"
+  cp "$build"/python/torshpkg/_native*.so "$build"/python/torshpkg/__init__.py "$out/python/torshpkg/"
+  cp -L "$build"/libtorshpkg/libtorshpkg.so* "$out/lib/" 2>/dev/null || true
+fi
 echo "bundle: $out ($(du -sh "$out" | cut -f1)); on the GPU machine: bench/gpu/run.sh"
