@@ -2,9 +2,7 @@
 // exception through its C frames; what a callback throws comes out of send().
 #include "http.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "loopback.h"
 #include "torshpkg/error.h"
 #include "torshpkg/file_io.h"
 
@@ -22,17 +21,7 @@ namespace {
 class OneShotServer {
  public:
   explicit OneShotServer(std::string body, int connections = 1) : body_(std::move(body)) {
-    listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (!listener_ || ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        ::listen(listener_.get(), 4) != 0 ||
-        ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      throw std::runtime_error("cannot listen on loopback");
-    }
-    port_ = ntohs(addr.sin_port);
+    listener_ = testing::listen_on_loopback(port_, 4);
     thread_ = std::thread([this, connections] {
       for (int i = 0; i < connections; ++i) serve_one();
     });
