@@ -130,7 +130,7 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       check.only_keys(m, where,
                       {"package", "mountpoint", "password_file", "key_file", "allow_unsigned",
                        "with_deps", "buffered_reads", "cache_size", "kernel_readahead_kb", "owner",
-                       "group", "mode", "nonempty", "require_key", "allow_downgrade"});
+                       "group", "mode", "nonempty", "require_key", "allow_downgrade", "lazy"});
       MountEntry e;
       const std::string given = m["package"].isString() ? m["package"].asString() : "";
       if (given.starts_with("oci://") || given.starts_with("https://") ||
@@ -175,6 +175,12 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       e.with_deps = check.flag(m, "with_deps", where);
       e.nonempty = check.flag(m, "nonempty", where);
       e.allow_downgrade = check.flag(m, "allow_downgrade", where);
+      e.lazy = check.flag(m, "lazy", where);
+      if (e.lazy && !given.starts_with("https://") && !given.starts_with("http://")) {
+        check.fail(where + ".lazy",
+                   "needs an http(s):// package (other sources are local or "
+                   "pulled)");
+      }
       e.require_key = check.text(m, "require_key", where);
       e.access.owner = check.text(m, "owner", where);
       e.access.group = check.text(m, "group", where);

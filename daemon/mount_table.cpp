@@ -19,6 +19,7 @@
 
 #include "mount_point.h"
 #include "mount_sources.h"
+#include "remote_source.h"
 #include "torshpkg/admission.h"
 #include "torshpkg/byte_source.h"
 #include "torshpkg/encryption.h"
@@ -139,14 +140,19 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
         reserved = point->path();
       }
 
-      const Located located = locate(entry, context);
+      // A lazy http(s):// source is read where it is; anything else is a local file by now.
+      const Located located =
+          entry.lazy ? Located{entry.package, entry.package, ""} : locate(entry, context);
       const std::string& path = located.path;
       AdmissionPolicy policy;
       policy.trusted_keys_dir = context.trusted_keys_dir;
       policy.allow_unsigned = entry.allow_unsigned;
       policy.require_key = entry.require_key;
       std::unique_ptr<Package> package;
-      if (who.privileged) {
+      if (entry.lazy) {
+        if (!who.privileged) throw invalid_argument("lazy: only the config and root mount URLs");
+        package = Package::open(distribution::open_remote_source(path));
+      } else if (who.privileged) {
         package = Package::open(path);
       } else {
         package = Package::open(file_source_from_fd(duplicate(files.package, "package"), path));

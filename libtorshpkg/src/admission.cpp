@@ -42,12 +42,11 @@ void unlock_admitted(Package& package, const Secret* secret,
   package.unlock(*secret);
 }
 
-AdmittedPackage admit_package(const std::string& path, const AdmissionPolicy& policy) {
-  if (!policy.password_file.empty() && !policy.key_file.empty()) {
-    throw Error(ErrorKind::kInvalidArgument, "give either a password file or a key file, not both");
-  }
+namespace {
+
+AdmittedPackage admit(std::unique_ptr<Package> package, const AdmissionPolicy& policy) {
   AdmittedPackage admitted;
-  admitted.package = Package::open(path);
+  admitted.package = std::move(package);
   admitted.signer = admit_opened(*admitted.package, policy);
   if (admitted.package->encrypted()) {
     std::optional<Secret> secret;
@@ -59,6 +58,25 @@ AdmittedPackage admit_package(const std::string& path, const AdmissionPolicy& po
   // package of many files mounts in the time its manifest takes to parse, and a damaged index
   // makes reads of its file fail with EIO like a damaged chunk.
   return admitted;
+}
+
+void check_secret_options(const AdmissionPolicy& policy) {
+  if (!policy.password_file.empty() && !policy.key_file.empty()) {
+    throw Error(ErrorKind::kInvalidArgument, "give either a password file or a key file, not both");
+  }
+}
+
+}  // namespace
+
+AdmittedPackage admit_package(const std::string& path, const AdmissionPolicy& policy) {
+  check_secret_options(policy);
+  return admit(Package::open(path), policy);
+}
+
+AdmittedPackage admit_package(std::shared_ptr<const ByteSource> source,
+                              const AdmissionPolicy& policy) {
+  check_secret_options(policy);
+  return admit(Package::open(std::move(source)), policy);
 }
 
 }  // namespace torshpkg

@@ -7,6 +7,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import time
 import unittest
 
 TORSHPKG = os.environ.get("TORSHPKG") or os.path.join(
@@ -173,3 +174,68 @@ def bdi_read_ahead_kb(mountpoint):
 def on_tmpfs(path):
     """True on tmpfs, where a file's bytes are always in the page cache."""
     return run("stat", "-f", "-c", "%T", path).stdout.strip() == b"tmpfs"
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    """Debian's nginx on loopback with a config of its own under `folder`: `servers` is the
+    text of the server blocks. start() waits until `port` accepts connections."""
+
+    def __init__(self, folder, servers, port):
+        self.folder, self.port = folder, port
+        for d in ("logs", "tmp"):
+            os.makedirs(os.path.join(folder, d), exist_ok=True)
+        tmp = os.path.join(folder, "tmp")
+        self.conf = os.path.join(folder, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"""daemon off;
+user root;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/logs/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log {folder}/logs/access.log;
+  client_body_temp_path {tmp};
+  proxy_temp_path {tmp};
+  fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp};
+  scgi_temp_path {tmp};
+{servers}
+}}
+""")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([NGINX, "-c", self.conf, "-e",
+                                      os.path.join(self.folder, "logs", "stderr.log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"nginx did not listen on {self.port}")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def access_log(self):
+        path = os.path.join(self.folder, "logs", "access.log")
+        if not os.path.exists(path):
+            return ""
+        with open(path) as f:
+            return f.read()

@@ -4,24 +4,14 @@ or nothing, an interrupted download resumed with a Range request, and OCI mirror
 import hashlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import TORSHPKG, TempDirTest, read_bytes, tpk  # noqa: E402
-
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import NGINX, TORSHPKG, Nginx, TempDirTest, free_port, read_bytes, tpk  # noqa: E402
 
 
 @unittest.skipUnless(NGINX, "nginx is not installed (scripts/setup.sh --with-tests)")
@@ -29,44 +19,22 @@ class HttpPulls(TempDirTest):
     def setUp(self):
         super().setUp()
         self.good, self.bad = free_port(), free_port()
-        for d in ("www/models", "bad/models", "logs", "tmp"):
+        for d in ("www/models", "bad/models"):
             os.makedirs(self.path(d))
         self.write("w.bin", os.urandom(3 << 20))
         self.pkg = self.path("www", "models", "m.torshpkg")
         tpk("create", self.pkg, "--name", "m", "--version", "1.0.0", "-q", "--compress", "none",
             "--add", "w.bin=" + self.path("w.bin"))
         self.write("bad/models/m.torshpkg", os.urandom(4096))
-        conf = self.write("nginx.conf", f"""daemon off;
-user root;
-worker_processes 1;
-pid {self.path('nginx.pid')};
-error_log {self.path('logs', 'error.log')};
-events {{ worker_connections 64; }}
-http {{
-  access_log {self.path('logs', 'access.log')};
-  client_body_temp_path {self.path('tmp')};
-  proxy_temp_path {self.path('tmp')};
-  fastcgi_temp_path {self.path('tmp')};
-  uwsgi_temp_path {self.path('tmp')};
-  scgi_temp_path {self.path('tmp')};
+        self.nginx = Nginx(self.path(), f"""
   server {{ listen 127.0.0.1:{self.good}; root {self.path('www')};
            location /slow/ {{ alias {self.path('www')}/; limit_rate 256k; }} }}
   server {{ listen 127.0.0.1:{self.bad}; root {self.path('bad')}; }}
-}}
-""".encode())
-        self.nginx = subprocess.Popen([NGINX, "-c", conf, "-e", self.path("logs", "stderr.log")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.good), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+""", self.good)
+        self.nginx.start()
 
     def tearDown(self):
-        self.nginx.terminate()
-        self.nginx.wait(timeout=10)
+        self.nginx.stop()
         super().tearDown()
 
     def url(self, port, path="models/m.torshpkg"):

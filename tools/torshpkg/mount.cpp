@@ -23,6 +23,7 @@
 #include "mount_access.h"
 #include "mount_point.h"
 #include "package_fs.h"
+#include "remote_source.h"
 #include "session.h"
 #include "torshpkg/admission.h"
 #include "torshpkg/file_io.h"
@@ -219,8 +220,10 @@ int run_mount(MountArgs a) {
   const uint64_t cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
   // What the daemon cannot take (serving in this process, FUSE options, a trust policy of the
   // caller's choosing) makes the mount standalone.
+  // A package on a web server is mounted standalone (torshpkgd does not take URLs yet).
+  const bool remote = distribution::is_remote_url(a.pkg);
   const bool daemon_can =
-      !a.standalone && !a.foreground && a.fuse_options.empty() && a.trusted_keys.empty();
+      !a.standalone && !a.foreground && a.fuse_options.empty() && a.trusted_keys.empty() && !remote;
   if (daemon_can && mount_through_daemon(a, cache_bytes)) return kExitOk;
   fs::FsOptions options;
   options.cache_bytes = cache_bytes;
@@ -244,11 +247,13 @@ int run_mount(MountArgs a) {
   policy.require_key = a.require_key;
   policy.password_file = a.secrets.password_file;
   policy.key_file = a.secrets.key_file;
-  const std::string package_path = absolute_path(a.pkg);
+  const std::string package_path = remote ? a.pkg : absolute_path(a.pkg);
   // Admission, the filesystem and serving all happen where the filesystem runs: in this process
-  // with --foreground, in the background process otherwise.
+  // with --foreground, in the background process otherwise (which opens its own connections).
   const ServeFn serve = [&](const ReadyFn& report) {
-    AdmittedPackage admitted = admit_package(a.pkg, policy);
+    AdmittedPackage admitted = remote
+                                   ? admit_package(distribution::open_remote_source(a.pkg), policy)
+                                   : admit_package(a.pkg, policy);
     const Package& package = *admitted.package;
     const std::string name = package.manifest().name + "@" + package.manifest().version;
     const fs::MountAccess access =
@@ -287,6 +292,14 @@ int run_mount(MountArgs a) {
 // mounted beside DIR under its own name (DIR/../<dependency name>). Every required dependency
 // must resolve before anything is mounted.
 int run_mount_with_deps(const MountArgs& a) {
+  if (distribution::is_remote_url(a.pkg)) {
+    if (a.with_deps) {
+      throw invalid_argument(
+          "--with-deps: dependencies resolve in the local store; mount a "
+          "package on a web server alone");
+    }
+    return run_mount(a);
+  }
   const Store store(a.store);
   MountArgs main = a;
   main.pkg = store.locate(a.pkg);
@@ -315,7 +328,10 @@ int run_mount_with_deps(const MountArgs& a) {
 Action add_mount_command(CLI::App& app) {
   auto a = std::make_shared<MountArgs>();
   CLI::App* sub = app.add_subcommand("mount", "Mount a package as a read-only folder (FUSE)");
-  sub->add_option("PKG", a->pkg, "Package file, or NAME@REQ from the local store")->required();
+  sub->add_option("PKG", a->pkg,
+                  "Package file, NAME@REQ from the local store, or an http(s):// URL (read with "
+                  "range requests, every chunk verified)")
+      ->required();
   sub->add_option("DIR", a->dir, "Mount point (an existing folder)")->required();
   sub->add_option("--store", a->store,
                   "Store folder for NAME@REQ (default $TORSHPKG_STORE or /var/lib/torshpkg/store)");

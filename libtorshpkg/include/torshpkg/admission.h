@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "torshpkg/byte_source.h"
 #include "torshpkg/encryption.h"
 #include "torshpkg/package.h"
 
@@ -41,6 +42,9 @@ struct AdmittedPackage {
 // structure and the manifest; chunk indexes are checked when their files are first read. Reads
 // no resource data.
 AdmittedPackage admit_package(const std::string& path, const AdmissionPolicy& policy);
+// The same for a package read from `source` (a package on a web server, for example).
+AdmittedPackage admit_package(std::shared_ptr<const ByteSource> source,
+                              const AdmissionPolicy& policy);
 
 // The same for a package already opened (the caller read the secret, e.g. with another user's
 // file access): the trust check, then the unlock with `secret` when given.
