@@ -1,5 +1,7 @@
 #include "prefetcher.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <system_error>
 
@@ -41,6 +43,8 @@ bool Prefetcher::request(uint32_t resource, uint64_t first, uint64_t count, bool
       const auto self = std::prev(running_.end());
       try {
         *self = std::thread([this, self] {
+          // Named, so that `top -H` and tests tell the mount's readers from libfuse's workers.
+          ::pthread_setname_np(::pthread_self(), kThreadName);
           run(self);
           if (shared_) shared_->give_back();
         });

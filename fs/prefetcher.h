@@ -48,6 +48,8 @@ class ThreadLimit {
 class Prefetcher {
  public:
   static constexpr std::chrono::milliseconds kDefaultIdleExit{10'000};
+  // The name of its threads (/proc/PID/task/TID/comm).
+  static constexpr const char* kThreadName = "torshpkg-read";
 
   // `decode(resource, chunk)` decodes one chunk into the cache; its errors are swallowed (the
   // reader meets them, and reports them, when it reads that chunk itself). With `shared`, each

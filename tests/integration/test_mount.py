@@ -123,17 +123,24 @@ class Mount(TempDirTest):
     def test_threads_start_with_reads_not_with_the_mount(self):
         # torshpkgd may hold thousands of mounts: one nobody reads holds no readahead or
         # direct-read threads (it held 34 of them for stored resources).
-        pkg = self.create("p.torshpkg", "--compress", "none")
+        big = os.urandom(24 << 20)  # long enough for the mount's readahead to start
+        self.write("big.bin", big)
+        pkg = self.create("p.torshpkg", "--compress", "none", "--add", "big.bin=" + self.path("big.bin"))
         mnt, _ = self.mount(pkg)
         [pid] = [int(p) for p in os.listdir("/proc") if p.isdigit() and server_of(p, mnt)]
 
-        def threads():
-            return len(os.listdir(f"/proc/{pid}/task"))
-        idle = threads()
-        self.assertLessEqual(idle, 6)  # main, FUSE loop, workers
+        def threads(name=None):
+            tasks = os.listdir(f"/proc/{pid}/task")
+            if name is None:
+                return len(tasks)
+            return sum(read_bytes(f"/proc/{pid}/task/{t}/comm").strip() == name for t in tasks)
+        self.assertLessEqual(threads(), 6)  # main, FUSE loop, workers
+        self.assertEqual(threads(b"torshpkg-read"), 0)
         self.assertEqual(read_bytes(os.path.join(mnt, "resources", "model.safetensors")),
                          self.files["model.safetensors"])
-        self.assertGreater(threads(), idle)  # the reads started readers
+        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "big.bin")), big)
+        # The reads started readers (counted by name: libfuse's own workers come and go).
+        self.assertGreater(threads(b"torshpkg-read"), 0)
         self.unmount(mnt)
 
     def test_huge_chunks_are_decoded_one_at_a_time_within_the_cache(self):
