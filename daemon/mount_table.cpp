@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "mirrors.h"
 #include "mount_point.h"
 #include "mount_sources.h"
 #include "remote_source.h"
@@ -151,7 +152,10 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       std::unique_ptr<Package> package;
       if (entry.lazy) {
         if (!who.privileged) throw invalid_argument("lazy: only the config and root mount URLs");
-        package = Package::open(distribution::open_remote_source(path));
+        const distribution::MirrorList mirrors =
+            distribution::load_mirrors(distribution::default_mirrors_file());
+        package = Package::open(distribution::open_remote_source(
+            distribution::mirror_sources(path, mirrors.for_url(path))));
       } else if (who.privileged) {
         package = Package::open(path);
       } else {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "mirrors.h"
 #include "torshpkg/error.h"
 #include "torshpkg/file_io.h"
 #include "torshpkg/package.h"
@@ -16,14 +17,6 @@ namespace torshpkg::distribution {
 namespace {
 
 // "scheme://host[:port]" of a URL, and the rest (path and query).
-std::pair<std::string, std::string> split_origin(const std::string& url) {
-  const size_t scheme = url.find("://");
-  if (scheme == std::string::npos) throw invalid_argument("'" + url + "' is not an http(s) URL");
-  const size_t path = url.find('/', scheme + 3);
-  if (path == std::string::npos) return {url, "/"};
-  return {url.substr(0, path), url.substr(path)};
-}
-
 uint64_t file_size(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
@@ -75,13 +68,7 @@ void fetch_rest(HttpClient& http, const std::string& url, const std::string& par
 
 HttpPullResult http_pull(const std::string& url, const std::string& out,
                          const HttpPullOptions& options) {
-  const auto [origin, path] = split_origin(url);
-  std::vector<std::string> sources;
-  for (std::string m : options.mirrors) {
-    while (!m.empty() && m.back() == '/') m.pop_back();
-    sources.push_back(split_origin(m + "/").first + path);
-  }
-  sources.push_back(url);
+  const std::vector<std::string> sources = mirror_sources(url, options.mirrors);
   const std::string part = out + ".part";
   HttpClient http(options.http);
   std::exception_ptr last;

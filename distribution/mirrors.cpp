@@ -60,4 +60,22 @@ MirrorList load_mirrors(const std::string& path) {
   return list;
 }
 
+std::vector<std::string> mirror_sources(const std::string& url,
+                                        const std::vector<std::string>& mirrors) {
+  const auto origin_of = [](const std::string& u) {
+    const size_t scheme = u.find("://");
+    if (scheme == std::string::npos) throw invalid_argument("'" + u + "' is not an http(s) URL");
+    const size_t path = u.find('/', scheme + 3);
+    return std::pair{u.substr(0, path), path == std::string::npos ? "/" : u.substr(path)};
+  };
+  const std::string path = origin_of(url).second;
+  std::vector<std::string> sources;
+  for (std::string m : mirrors) {
+    while (!m.empty() && m.back() == '/') m.pop_back();
+    sources.push_back(origin_of(m + "/").first + path);
+  }
+  sources.push_back(url);
+  return sources;
+}
+
 }  // namespace torshpkg::distribution

@@ -24,6 +24,12 @@ struct MirrorList {
 };
 
 std::string default_mirrors_file();
+
+// The URLs to fetch `url` from, in order: each mirror (a base URL whose scheme, host and port
+// replace the origin's; the path stays), then `url` itself. Throws Error(kInvalidArgument) for a
+// URL that is not http(s).
+std::vector<std::string> mirror_sources(const std::string& url,
+                                        const std::vector<std::string>& mirrors);
 // Throws Error(kInvalidArgument) for a malformed file.
 MirrorList load_mirrors(const std::string& path);
 

@@ -65,7 +65,8 @@ struct Prefetch {
 };
 
 struct RemoteSource::State {
-  std::string url;
+  std::string url;                  // the origin: the name in messages
+  std::vector<std::string> copies;  // where the bytes are read from, first choice first
   RemoteSourceOptions options;
   uint64_t size = 0;
   std::vector<uint8_t> tail;  // the bytes [tail_offset, size)
@@ -131,11 +132,11 @@ struct RemoteSource::State {
   // One request for `range` ("bytes=A-B" or "bytes=-N"); the body goes to `put` (which may
   // refuse more bytes). Returns the response (its status and headers); throws Error(kIo) for a
   // transport failure.
-  HttpResponse request(const std::string& range,
+  HttpResponse request(const std::string& target, const std::string& range,
                        const std::function<bool(std::span<const uint8_t>)>& put) const {
     std::unique_ptr<HttpClient> client = acquire();
     HttpRequest req;
-    req.url = url;
+    req.url = target;
     req.headers = {"Range: " + range};
     long status = 0;
     req.on_status = [&](long s) { status = s; };
@@ -160,7 +161,10 @@ struct RemoteSource::State {
     return response;
   }
 
-  // One range read into `out`, with the attempts; the response checked against the range.
+  // One range read into `out` from copy `copy`, with the attempts; the response checked
+  // against the range.
+  void fetch_copy(size_t copy, uint64_t offset, std::span<uint8_t> out) const;
+  // The same from the first choice, then (after its attempts failed) from each other copy.
   void fetch(uint64_t offset, std::span<uint8_t> out) const;
   void prefetch_worker() const;
   void drop(const std::shared_ptr<Prefetch>& w) const;  // with prefetch_mutex held
@@ -173,26 +177,28 @@ struct RemoteSource::State {
 
   // What a response that is not the 206 asked for means, as an error; retry says whether a
   // second attempt may fare better.
-  Error refusal(const HttpResponse& r, const std::string& what, bool& retry) const {
+  Error refusal(const HttpResponse& r, const std::string& target, const std::string& what,
+                bool& retry) const {
     retry = false;
     if (r.status == 200) {
       return Error(ErrorKind::kUnsupported,
-                   url +
+                   target +
                        ": the server does not answer range requests (HTTP 200 to a Range "
                        "request): download it with `torshpkg pull` instead");
     }
     if (r.status == 404 || r.status == 410) {
-      return Error(ErrorKind::kNotFound, url + ": HTTP " + std::to_string(r.status));
+      return Error(ErrorKind::kNotFound, target + ": HTTP " + std::to_string(r.status));
     }
     if (r.status == 401 || r.status == 403) {
-      return Error(ErrorKind::kIo, url + ": HTTP " + std::to_string(r.status) + " (not allowed)");
+      return Error(ErrorKind::kIo,
+                   target + ": HTTP " + std::to_string(r.status) + " (not allowed)");
     }
     if (r.status == 416) {
-      return Error(ErrorKind::kIo, url + ": " + what + ": HTTP 416: the file on the server " +
+      return Error(ErrorKind::kIo, target + ": " + what + ": HTTP 416: the file on the server " +
                                        "is shorter than when it was opened");
     }
     retry = r.status == 206 || r.status >= 500 || r.status == 408 || r.status == 429;
-    return Error(ErrorKind::kIo, url + ": " + what + ": HTTP " + std::to_string(r.status));
+    return Error(ErrorKind::kIo, target + ": " + what + ": HTTP " + std::to_string(r.status));
   }
 
   // Runs `attempt` up to options.attempts times, with growing pauses between them, for errors
@@ -224,37 +230,60 @@ struct RemoteSource::State {
 
 std::shared_ptr<RemoteSource> open_remote_source(const std::string& url,
                                                  const RemoteSourceOptions& options) {
-  if (!is_remote_url(url)) {
-    throw Error(ErrorKind::kInvalidArgument, url + ": not an http:// or https:// URL");
+  return open_remote_source(std::vector<std::string>{url}, options);
+}
+
+std::shared_ptr<RemoteSource> open_remote_source(const std::vector<std::string>& urls,
+                                                 const RemoteSourceOptions& options) {
+  if (urls.empty()) throw invalid_argument("no URL to open");
+  for (const std::string& u : urls) {
+    if (!is_remote_url(u)) {
+      throw Error(ErrorKind::kInvalidArgument, u + ": not an http:// or https:// URL");
+    }
   }
   auto state = std::make_shared<RemoteSource::State>();
-  state->url = url;
+  state->url = urls.back();
   state->options = options;
   state->options.connections = std::max(1u, options.connections);
   const uint64_t want = std::max<uint64_t>(options.tail_bytes, 64);
-  state->with_attempts([&](bool& retry) {
-    state->tail.clear();
-    const HttpResponse r =
-        state->request("bytes=-" + std::to_string(want), [&](std::span<const uint8_t> bytes) {
-          if (state->tail.size() + bytes.size() > want) return false;
-          state->tail.insert(state->tail.end(), bytes.begin(), bytes.end());
-          return true;
-        });
-    if (r.status != 206) throw state->refusal(r, "the end of the file", retry);
-    const auto range = parse_content_range(r.header("content-range"));
-    if (!range || range->last + 1 != range->total ||
-        state->tail.size() != range->last - range->first + 1) {
-      throw Error(ErrorKind::kIo, url + ": the end of the file: the server sent another range (" +
-                                      r.header("content-range") + ", " +
-                                      std::to_string(state->tail.size()) + " bytes)");
+  // The first copy that answers is the first choice; those before it are left out.
+  std::optional<Error> last;
+  for (size_t i = 0; i < urls.size(); ++i) {
+    const std::string& target = urls[i];
+    try {
+      state->with_attempts([&](bool& retry) {
+        state->tail.clear();
+        const HttpResponse r = state->request(
+            target, "bytes=-" + std::to_string(want), [&](std::span<const uint8_t> bytes) {
+              if (state->tail.size() + bytes.size() > want) return false;
+              state->tail.insert(state->tail.end(), bytes.begin(), bytes.end());
+              return true;
+            });
+        if (r.status != 206) throw state->refusal(r, target, "the end of the file", retry);
+        const auto range = parse_content_range(r.header("content-range"));
+        if (!range || range->last + 1 != range->total ||
+            state->tail.size() != range->last - range->first + 1) {
+          throw Error(ErrorKind::kIo, target +
+                                          ": the end of the file: the server sent another "
+                                          "range (" +
+                                          r.header("content-range") + ", " +
+                                          std::to_string(state->tail.size()) + " bytes)");
+        }
+        state->size = range->total;
+        state->tail_offset = range->first;
+      });
+    } catch (const Error& e) {
+      last = e;
+      continue;
     }
-    state->size = range->total;
-    state->tail_offset = range->first;
-  });
-  return std::make_shared<RemoteSource>(std::move(state));
+    state->copies.assign(urls.begin() + static_cast<std::ptrdiff_t>(i), urls.end());
+    return std::make_shared<RemoteSource>(std::move(state));
+  }
+  throw *last;
 }
 
-RemoteSource::RemoteSource(std::shared_ptr<State> state) : state_(std::move(state)) {}
+RemoteSource::RemoteSource(std::shared_ptr<State> state)
+    : ByteSource(0, static_cast<uint32_t>(state->copies.size())), state_(std::move(state)) {}
 RemoteSource::~RemoteSource() = default;
 
 uint64_t RemoteSource::size() const {
@@ -269,33 +298,47 @@ const RemoteStats& RemoteSource::stats() const {
   return state_->stats;
 }
 
-void RemoteSource::State::fetch(uint64_t offset, std::span<uint8_t> out) const {
+void RemoteSource::State::fetch_copy(size_t copy, uint64_t offset, std::span<uint8_t> out) const {
+  const std::string& target = copies[copy];
   const uint64_t last = offset + out.size() - 1;
   const std::string what = range_text(offset, last);
   with_attempts([&](bool& retry) {
     size_t got = 0;
     bool overflow = false;
-    const HttpResponse r = request("bytes=" + std::to_string(offset) + "-" + std::to_string(last),
-                                   [&](std::span<const uint8_t> bytes) {
-                                     if (bytes.size() > out.size() - got) {
-                                       overflow = true;
-                                       return false;
-                                     }
-                                     std::memcpy(out.data() + got, bytes.data(), bytes.size());
-                                     got += bytes.size();
-                                     return true;
-                                   });
-    if (r.status != 206) throw refusal(r, what, retry);
+    const HttpResponse r =
+        request(target, "bytes=" + std::to_string(offset) + "-" + std::to_string(last),
+                [&](std::span<const uint8_t> bytes) {
+                  if (bytes.size() > out.size() - got) {
+                    overflow = true;
+                    return false;
+                  }
+                  std::memcpy(out.data() + got, bytes.data(), bytes.size());
+                  got += bytes.size();
+                  return true;
+                });
+    if (r.status != 206) throw refusal(r, target, what, retry);
     const auto range = parse_content_range(r.header("content-range"));
     if (!range || range->first != offset || range->last != last || range->total != size) {
-      throw Error(ErrorKind::kIo, url + ": " + what + ": the server sent another range (" +
+      throw Error(ErrorKind::kIo, target + ": " + what + ": the server sent another range (" +
                                       r.header("content-range") + ")");
     }
     if (overflow || got != out.size()) {
-      throw Error(ErrorKind::kIo, url + ": " + what + ": " + std::to_string(got) +
+      throw Error(ErrorKind::kIo, target + ": " + what + ": " + std::to_string(got) +
                                       " bytes arrived of " + std::to_string(out.size()));
     }
   });
+}
+
+void RemoteSource::State::fetch(uint64_t offset, std::span<uint8_t> out) const {
+  for (size_t copy = 0;; ++copy) {
+    try {
+      fetch_copy(copy, offset, out);
+      return;
+    } catch (const Error& e) {
+      if (copy + 1 >= copies.size() || e.kind() == ErrorKind::kUnsupported) throw;
+      stats.failovers += 1;
+    }
+  }
 }
 
 void RemoteSource::State::prefetch_worker() const {
@@ -406,12 +449,21 @@ void RemoteSource::advise(uint64_t offset, uint64_t length, Advice advice) const
   s.queue_window(offset, length);
 }
 
-void RemoteSource::read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions) const {
+void RemoteSource::read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options) const {
   const State& s = *state_;
   if (offset > s.size || out.size() > s.size - offset) {
     throw corrupt(s.url, "read past end of file");
   }
   if (out.empty()) return;
+  if (options.copy > 0) {
+    // The bytes the first choice gave failed their hash: straight from the copy asked for.
+    if (options.copy >= s.copies.size()) {
+      throw invalid_argument(s.url + ": no copy " + std::to_string(options.copy));
+    }
+    s.stats.other_copies += 1;
+    s.fetch_copy(options.copy, offset, out);
+    return;
+  }
   if (offset >= s.tail_offset) {
     std::memcpy(out.data(), s.tail.data() + (offset - s.tail_offset), out.size());
     s.stats.tail_hits += 1;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "http.h"
 #include "torshpkg/byte_source.h"
@@ -40,6 +41,9 @@ struct RemoteStats {
   std::atomic<uint64_t> retries{0};        // attempts after a failed one
   std::atomic<uint64_t> tail_hits{0};      // reads served from the fetched tail
   std::atomic<uint64_t> prefetch_hits{0};  // reads served from bytes fetched ahead
+  std::atomic<uint64_t> other_copies{0};   // reads of another copy: the first one's bytes were
+                                           // wrong (failed the package's hash)
+  std::atomic<uint64_t> failovers{0};      // reads that went to the next copy after failing
 };
 
 // True for the URLs open_remote_source takes: http:// and https://.
@@ -51,6 +55,12 @@ class RemoteSource;
 // 200 to one (or a 206 that is not the range asked for) is Error(kUnsupported) with one line;
 // a URL that is not there, Error(kNotFound); a network failure after the attempts, Error(kIo).
 std::shared_ptr<RemoteSource> open_remote_source(const std::string& url,
+                                                 const RemoteSourceOptions& options = {});
+// The same for copies of one file, in order (mirrors, then the origin: mirror_sources): the
+// first that opens is the first choice, read from unless a read fails (then the next copies)
+// or its bytes fail the package's hash (ReadOptions::copy: the package asks another copy).
+// Errors name the last URL, the origin.
+std::shared_ptr<RemoteSource> open_remote_source(const std::vector<std::string>& urls,
                                                  const RemoteSourceOptions& options = {});
 
 class RemoteSource final : public ByteSource {

@@ -36,39 +36,49 @@ const ChunkIndex& Package::Rep::index(uint32_t id) const {
   return *indexes[id];
 }
 
+// Bytes that fail their hash are read again from each other copy the source has (a web origin
+// and its mirrors) before the read fails; a file has one copy.
+
 void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                                std::span<uint8_t> stored, bool uncached) const {
   const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
   const bool aligned = at % kUncachedAlignment == 0 &&
                        reinterpret_cast<uintptr_t>(stored.data()) % kUncachedAlignment == 0;
-  source->read_at(at, stored, {.uncached = uncached && aligned});
   const uint32_t plain_len = idx.plain_len(chunk);
-  Digest leaf;
-  if (r.block_size != 0) {
-    // The leaf covers the hashes of the chunk's blocks: computed here from its bytes, they need
-    // not be read.
-    thread_local std::vector<uint8_t> hashes;
-    hashes.resize((plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
-    hash_blocks(stored, r.block_size, hashes);
-    leaf = block_leaf_hash(package_id, r.id, chunk, plain_len, hashes);
-  } else {
-    leaf = leaf_hash(package_id, r.id, chunk, plain_len, stored);
-  }
-  if (leaf != idx.leaf[chunk]) {
-    // Nothing of a failed chunk may reach the caller, also when it was read in place.
-    std::memset(stored.data(), 0, stored.size());
-    chunk_fault(r, chunk, "hash mismatch");
+  for (uint32_t copy = 0;; ++copy) {
+    source->read_at(at, stored, {.uncached = uncached && aligned, .copy = copy});
+    Digest leaf;
+    if (r.block_size != 0) {
+      // The leaf covers the hashes of the chunk's blocks: computed here from its bytes, they
+      // need not be read.
+      thread_local std::vector<uint8_t> hashes;
+      hashes.resize((plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
+      hash_blocks(stored, r.block_size, hashes);
+      leaf = block_leaf_hash(package_id, r.id, chunk, plain_len, hashes);
+    } else {
+      leaf = leaf_hash(package_id, r.id, chunk, plain_len, stored);
+    }
+    if (leaf == idx.leaf[chunk]) return;
+    if (copy + 1 >= source->copies()) {
+      // Nothing of a failed chunk may reach the caller, also when it was read in place.
+      std::memset(stored.data(), 0, stored.size());
+      chunk_fault(r, chunk, "hash mismatch");
+    }
   }
 }
 
 void Package::Rep::read_block_hashes(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
-                                     std::vector<uint8_t>& hashes) const {
+                                     std::vector<uint8_t>& hashes, uint32_t copy) const {
   const uint32_t plain_len = idx.plain_len(chunk);
   const uint64_t first = chunk * (r.chunk_size / r.block_size);
   hashes.resize((plain_len + r.block_size - 1) / r.block_size * kBlockHashSize);
-  source->read_at(blocks_entries[r.id].data_offset + first * kBlockHashSize, hashes);
-  if (block_leaf_hash(package_id, r.id, chunk, plain_len, hashes) != idx.leaf[chunk]) {
-    chunk_fault(r, chunk, "block hashes do not match its leaf hash");
+  for (;; ++copy) {
+    source->read_at(blocks_entries[r.id].data_offset + first * kBlockHashSize, hashes,
+                    {.copy = copy});
+    if (block_leaf_hash(package_id, r.id, chunk, plain_len, hashes) == idx.leaf[chunk]) return;
+    if (copy + 1 >= source->copies()) {
+      chunk_fault(r, chunk, "block hashes do not match its leaf hash");
+    }
   }
 }
 
@@ -84,15 +94,20 @@ void Package::Rep::read_blocks(const ResourceEntry& r, const ChunkIndex& idx, ui
   thread_local std::vector<uint8_t> hashes, bytes;
   read_block_hashes(r, idx, chunk, hashes);
   bytes.resize(end - first * bs);
-  source->read_at(at + first * bs, bytes);
   std::array<uint8_t, kBlockHashSize> got;
-  for (uint64_t b = first; b * bs < end; ++b) {
-    const auto block =
-        std::span(bytes).subspan((b - first) * bs, std::min<uint64_t>(bs, end - b * bs));
-    hash_blocks(block, bs, got);
-    if (std::memcmp(got.data(), hashes.data() + b * kBlockHashSize, kBlockHashSize) != 0) {
+  for (uint32_t copy = 0;; ++copy) {
+    source->read_at(at + first * bs, bytes, {.copy = copy});
+    uint64_t bad = UINT64_MAX;
+    for (uint64_t b = first; b * bs < end && bad == UINT64_MAX; ++b) {
+      const auto block =
+          std::span(bytes).subspan((b - first) * bs, std::min<uint64_t>(bs, end - b * bs));
+      hash_blocks(block, bs, got);
+      if (std::memcmp(got.data(), hashes.data() + b * kBlockHashSize, kBlockHashSize) != 0) bad = b;
+    }
+    if (bad == UINT64_MAX) break;
+    if (copy + 1 >= source->copies()) {
       std::memset(bytes.data(), 0, bytes.size());
-      chunk_fault(r, chunk, "block " + std::to_string(b) + " hash mismatch");
+      chunk_fault(r, chunk, "block " + std::to_string(bad) + " hash mismatch");
     }
   }
   std::memcpy(out.data(), bytes.data() + (from - first * bs), out.size());

@@ -55,9 +55,10 @@ struct __attribute__((visibility("hidden"))) Package::Rep {
   // checking only the chunk's block hashes (against its leaf) and the blocks the range touches.
   void read_blocks(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk, uint64_t from,
                    std::span<uint8_t> out) const;
-  // Reads the block hashes of a chunk and checks them against its leaf hash.
+  // Reads the block hashes of a chunk and checks them against its leaf hash (from the source's
+  // copy `copy` on, the next ones when they do not match).
   void read_block_hashes(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
-                         std::vector<uint8_t>& hashes) const;
+                         std::vector<uint8_t>& hashes, uint32_t copy = 0) const;
   [[noreturn]] void chunk_fault(const ResourceEntry& r, uint64_t chunk,
                                 const std::string& what) const {
     throw corrupt(name(), r.entry_name() + ": chunk " + std::to_string(chunk) + " " + what);

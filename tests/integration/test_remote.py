@@ -61,10 +61,16 @@ class RemoteMount(TempDirTest):
         data = bytearray(read_bytes(self.pkg))
         data[data_start(self.pkg, "resources/w.bin") + (200 << 10)] ^= 0x01
         self.write("www/bad/m.torshpkg", bytes(data))
+        # A mirror (same path, another host) that serves the flipped copy.
+        os.makedirs(self.path("liar", "models"))
+        self.write("liar/models/m.torshpkg", bytes(data))
+        self.liar = free_port()
         root = self.path("www")
         self.nginx = Nginx(self.path("nginx"), f"""
   server {{ listen 127.0.0.1:{self.port}; root {root};
            location /noranges/ {{ alias {root}/models/; max_ranges 0; }} }}
+  server {{ listen 127.0.0.1:{self.liar}; root {self.path('liar')};
+           access_log {self.path('liar.log')}; }}
 """, self.port)
         self.nginx.start()
         self.mounts = []
@@ -133,6 +139,21 @@ class RemoteMount(TempDirTest):
             self.assertEqual(f.read(4096), self.weights[4 << 20:(4 << 20) + 4096])
         self.assertEqual(read_bytes(os.path.join(mnt, "resources", "config.json")), b'{"hidden": 64}\n')
         self.assertTrue(mounted(mnt))
+
+    def test_a_mirror_that_serves_wrong_bytes_is_passed_over_for_the_next_copy(self):
+        down = free_port()  # nothing listens there
+        mnt, _ = self.mount(self.url(), "--mirror", f"http://127.0.0.1:{down}",
+                            "--mirror", f"http://127.0.0.1:{self.liar}",
+                            "--mirrors-file", self.path("none.json"))
+        # The dead mirror was skipped at open; the liar is the first choice, and the block it
+        # serves wrong comes from the origin instead.
+        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "w.bin")), self.weights)
+        liar = [x for x in read_bytes(self.path("liar.log")).decode().splitlines()
+                if '" 206 ' in x]
+        origin = [x for x in self.requests() if '" 206 ' in x]
+        self.assertTrue(liar)
+        self.assertEqual(len(origin), 1, origin)  # the re-read of the bad block alone
+        self.assertLessEqual(int(origin[0].split('" 206 ')[1].split()[0]), 1 << 20)
 
     def test_a_server_that_goes_away_fails_reads_with_eio_and_the_mount_recovers(self):
         mnt, _ = self.mount(self.url())

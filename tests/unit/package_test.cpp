@@ -458,6 +458,67 @@ TEST(Blocks, DamageToABlockOrItsHashesIsRefused) {
   }
 }
 
+// Copies of one package's bytes (a web origin and its mirrors, as a test sees them): copy 0
+// unless a read asks for another; counts the reads of each.
+class CopiesSource final : public ByteSource {
+ public:
+  explicit CopiesSource(std::vector<std::shared_ptr<ByteSource>> copies)
+      : ByteSource(0, static_cast<uint32_t>(copies.size())),
+        copies_(std::move(copies)),
+        reads_(copies_.size()) {}
+  uint64_t size() const override { return copies_[0]->size(); }
+  const std::string& name() const override { return copies_[0]->name(); }
+  void read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions options) const override {
+    reads_[options.copy] += 1;
+    copies_[options.copy]->read_at(offset, out, {});
+  }
+  uint64_t reads(size_t copy) const { return reads_[copy]; }
+
+ private:
+  std::vector<std::shared_ptr<ByteSource>> copies_;
+  mutable std::vector<std::atomic<uint64_t>> reads_;
+};
+
+TEST(Blocks, BytesThatFailTheirHashAreReadFromTheNextCopy) {
+  TempDir dir;
+  const auto data = random_bytes(3'000'000);
+  const auto bytes = testing::read_file(stored_package(dir, data));
+  const uint64_t data_at = entry_offset(*memory_source(bytes, "p"), "resources/w.bin");
+  const uint64_t blocks_at = entry_offset(*memory_source(bytes, "p"), ".torshpkg/blocks/0");
+  auto flipped = [&](uint64_t at) {
+    auto copy = bytes;
+    copy[at] ^= 1;
+    return memory_source(std::move(copy), "p");
+  };
+  // The first copy has a bad block (300) and a bad block hash (of block 5), the second a bad
+  // block 301, the third is good.
+  auto twice = bytes;
+  twice[blocks_at + 5 * 32 + 3] ^= 1;
+  twice[data_at + 300 * 4096 + 17] ^= 1;
+  const auto first = memory_source(std::move(twice), "p");
+  const auto src = std::make_shared<CopiesSource>(std::vector<std::shared_ptr<ByteSource>>{
+      first, flipped(data_at + 301 * 4096), memory_source(bytes, "p")});
+  const auto pkg = Package::open(src);
+  const FileNode& f = *pkg->find("resources/w.bin");
+  std::vector<uint8_t> out(data.size());
+  EXPECT_EQ(pkg->read(f, 0, out), out.size());  // whole chunks
+  EXPECT_TRUE(std::equal(out.begin(), out.end(), data.begin()));
+  std::vector<uint8_t> page(4096);
+  for (const uint64_t block : {5u, 300u, 301u, 302u}) {  // single blocks, with their hashes
+    EXPECT_EQ(pkg->read(f, block * 4096, page), 4096u);
+    EXPECT_TRUE(std::equal(page.begin(), page.end(), data.begin() + block * 4096)) << block;
+  }
+  EXPECT_GT(src->reads(1), 0u);
+  EXPECT_GT(src->reads(2), 0u);
+  pkg->verify(true);
+  // With only the bad copies the damage is an error, as with one file.
+  const auto bad = Package::open(std::make_shared<CopiesSource>(
+      std::vector<std::shared_ptr<ByteSource>>{first, flipped(data_at + 300 * 4096 + 17)}));
+  const FileNode& g = *bad->find("resources/w.bin");
+  EXPECT_EQ(testing::kind_of([&] { bad->read(g, 300 * 4096, page); }), ErrorKind::kCorrupt);
+  EXPECT_EQ(bad->read(g, 5 * 4096, page), 4096u);  // the second copy's hashes are good
+}
+
 TEST(Package, ManyThreadsReadConcurrently) {
   TempDir dir;
   const auto data = text_bytes(2'000'000);
@@ -525,9 +586,8 @@ TEST(Package, OpeningAnnouncesTheManifestAndTheHeadersItWillRead) {
       std::make_shared<testing::HintRecordingSource>(open_file_source(dir / "p.torshpkg"));
   Package::open(recorder);
   const auto covered = [&](uint64_t from, uint64_t to) {
-    return std::any_of(recorder->hints.begin(), recorder->hints.end(), [&](const auto& h) {
-      return h.first <= from && to <= h.first + h.second;
-    });
+    return std::any_of(recorder->hints.begin(), recorder->hints.end(),
+                       [&](const auto& h) { return h.first <= from && to <= h.first + h.second; });
   };
   uint64_t big_data = 0;
   for (const ZipEntry& e : read_zip_directory(*open_file_source(dir / "p.torshpkg"))) {

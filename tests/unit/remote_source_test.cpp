@@ -133,6 +133,16 @@ std::string read(const RemoteSource& src, uint64_t offset, size_t n) {
   return out;
 }
 
+ErrorKind kind_of_read(const RemoteSource& src, uint32_t copy) {
+  std::string out(16, '\0');
+  try {
+    src.read_at(0, std::span(reinterpret_cast<uint8_t*>(out.data()), out.size()), {.copy = copy});
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  return ErrorKind::kIo;  // not an error at all: no kind fits, and the test fails
+}
+
 TEST(RemoteSource, OpensWithOneRequestAndReadsRanges) {
   const std::string data = pattern(1 << 20);
   RangeServer server(data);
@@ -233,6 +243,26 @@ TEST(RemoteSource, AnnouncedRangesAreFetchedOnce) {
   EXPECT_EQ(read(*src, 2'000'000, 8'192), data.substr(2'000'000, 8'192));
   EXPECT_EQ(server.requests(), 3);  // the tail and the two windows
   EXPECT_EQ(src->stats().prefetch_hits, 3u);
+}
+
+TEST(RemoteSource, CopiesAreTriedInOrderAndAskedForByNumber) {
+  const std::string data = pattern(1 << 20);
+  std::string other = data;
+  other[5000] ^= 1;
+  RangeServer missing(data, [](int) { return Reply{404, "", "no"}; });
+  RangeServer mirror(other);
+  RangeServer origin(data);
+  const auto src = open_remote_source({missing.url(), mirror.url(), origin.url()}, small_tail());
+  EXPECT_EQ(src->copies(), 2u);  // the one that did not open is left out
+  EXPECT_EQ(src->name(), origin.url());
+  EXPECT_EQ(read(*src, 4096, 4096)[5000 - 4096], other[5000]);  // the first choice: the mirror
+  std::string again(4096, '\0');
+  src->read_at(4096, std::span(reinterpret_cast<uint8_t*>(again.data()), again.size()),
+               {.copy = 1});
+  EXPECT_EQ(again, data.substr(4096, 4096));  // asked of the origin
+  EXPECT_EQ(origin.requests(), 1);
+  EXPECT_EQ(src->stats().other_copies, 1u);
+  EXPECT_EQ(kind_of_read(*src, 2), ErrorKind::kInvalidArgument);
 }
 
 TEST(RemoteSource, ConcurrentStreamsUnderASmallBudgetReadTheRightBytes) {

@@ -20,6 +20,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "daemon_client.h"
+#include "mirrors.h"
 #include "mount_access.h"
 #include "mount_point.h"
 #include "package_fs.h"
@@ -38,6 +39,8 @@ constexpr const char* kDefaultTrustedKeys = "/etc/torshpkg/trusted-keys";
 struct MountArgs {
   std::string pkg;
   std::string dir;
+  std::vector<std::string> mirrors;  // for an http(s):// package, tried before it
+  std::string mirrors_file = distribution::default_mirrors_file();
   std::string trusted_keys;  // empty: the default, or torshpkgd's own policy
   bool allow_unsigned = false;
   std::string require_key;
@@ -215,6 +218,15 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
               dir + ": " + (message.empty() ? "the filesystem process died" : message));
 }
 
+// A package on a web server, with --mirror and the host's mirrors for its origin before it.
+std::shared_ptr<ByteSource> open_remote(const MountArgs& a) {
+  std::vector<std::string> mirrors = a.mirrors;
+  for (const std::string& m : distribution::load_mirrors(a.mirrors_file).for_url(a.pkg)) {
+    mirrors.push_back(m);
+  }
+  return distribution::open_remote_source(distribution::mirror_sources(a.pkg, mirrors));
+}
+
 int run_mount(MountArgs a) {
   take_own_options(a);
   const uint64_t cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
@@ -251,9 +263,8 @@ int run_mount(MountArgs a) {
   // Admission, the filesystem and serving all happen where the filesystem runs: in this process
   // with --foreground, in the background process otherwise (which opens its own connections).
   const ServeFn serve = [&](const ReadyFn& report) {
-    AdmittedPackage admitted = remote
-                                   ? admit_package(distribution::open_remote_source(a.pkg), policy)
-                                   : admit_package(a.pkg, policy);
+    AdmittedPackage admitted =
+        remote ? admit_package(open_remote(a), policy) : admit_package(a.pkg, policy);
     const Package& package = *admitted.package;
     const std::string name = package.manifest().name + "@" + package.manifest().version;
     const fs::MountAccess access =
@@ -333,6 +344,12 @@ Action add_mount_command(CLI::App& app) {
                   "range requests, every chunk verified)")
       ->required();
   sub->add_option("DIR", a->dir, "Mount point (an existing folder)")->required();
+  sub->add_option("--mirror", a->mirrors,
+                  "For an http(s):// PKG: a base URL serving the same path, tried first "
+                  "(repeatable, in order; then the host's mirror list, then PKG)");
+  sub->add_option("--mirrors-file", a->mirrors_file,
+                  "Mirror list for an http(s):// PKG (default $TORSHPKG_MIRRORS or "
+                  "/etc/torshpkg/mirrors.json)");
   sub->add_option("--store", a->store,
                   "Store folder for NAME@REQ (default $TORSHPKG_STORE or /var/lib/torshpkg/store)");
   sub->add_flag("--with-deps", a->with_deps,

@@ -26,6 +26,10 @@ struct ReadOptions {
   // `out.data()` must then be multiples of kUncachedAlignment and the memory must have room for
   // out.size() rounded up to it (those bytes beyond out.size() may be overwritten).
   bool uncached = false;
+  // Which of the source's copies to read (see ByteSource::copies): 0, its first choice; 1 to
+  // copies() - 1, the others in its order. A package asks for another copy of bytes that failed
+  // their hash. Sources with one copy ignore it.
+  uint32_t copy = 0;
 };
 
 // What a reader tells a source about the reads to come.
@@ -54,12 +58,17 @@ class ByteSource {
   // Reads that start and end on multiples of this many bytes are the cheapest (a package
   // resource's chunk size); 0 when any size will do.
   uint64_t read_unit() const { return read_unit_; }
+  // How many copies of the bytes the source can read from (a web origin and its mirrors); 1
+  // for a file.
+  uint32_t copies() const { return copies_; }
 
  protected:
-  explicit ByteSource(uint64_t read_unit = 0) : read_unit_(read_unit) {}
+  explicit ByteSource(uint64_t read_unit = 0, uint32_t copies = 1)
+      : read_unit_(read_unit), copies_(copies) {}
 
  private:
   uint64_t read_unit_;
+  uint32_t copies_;
 };
 
 // Opens `path` read-only. Throws Error(kNotFound / kIo), Error(kInvalidArgument) for anything but
