@@ -150,12 +150,14 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       policy.allow_unsigned = entry.allow_unsigned;
       policy.require_key = entry.require_key;
       std::unique_ptr<Package> package;
+      std::shared_ptr<const distribution::RemoteSource> remote;
       if (entry.lazy) {
         if (!who.privileged) throw invalid_argument("lazy: only the config and root mount URLs");
         const distribution::MirrorList mirrors =
             distribution::load_mirrors(distribution::default_mirrors_file());
-        package = Package::open(distribution::open_remote_source(
-            distribution::mirror_sources(path, mirrors.for_url(path))));
+        remote = distribution::open_remote_source(
+            distribution::mirror_sources(path, mirrors.for_url(path)));
+        package = Package::open(remote);
       } else if (who.privileged) {
         package = Package::open(path);
       } else {
@@ -205,6 +207,7 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       m->status.access = access;
       m->status.requested_by = who.uid;
       m->status.from_config = from_config;
+      m->remote = remote;
       auto fields = package_event_fields(*package, path);
       fields["mountpoint"] = point->path();
       fields["owner"] = std::to_string(access.uid) + ":" + std::to_string(access.gid);
@@ -549,6 +552,15 @@ std::vector<MountStatus> MountTable::status() const {
   for (const auto& [point, m] : mounts_) {
     MountStatus s = m->status;
     s.stats = m->fs->stats();
+    if (m->remote) {
+      const distribution::RemoteStats& r = m->remote->stats();
+      s.remote = MountStatus::Remote{.first_choice = m->remote->first_choice(),
+                                     .requests = r.requests,
+                                     .bytes = r.bytes,
+                                     .retries = r.retries,
+                                     .other_copies = r.other_copies,
+                                     .failovers = r.failovers};
+    }
     out.push_back(std::move(s));
   }
   return out;

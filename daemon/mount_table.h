@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "event_log.h"
 #include "mount_access.h"
 #include "package_fs.h"
+#include "remote_source.h"
 #include "requester.h"
 #include "session.h"
 
@@ -34,6 +36,16 @@ struct MountStatus {
   uid_t requested_by = 0;
   bool from_config = true;
   fs::FsStats stats;
+  // A lazy http(s):// mount: what it has fetched, and from where.
+  struct Remote {
+    std::string first_choice;  // the URL read from first (a mirror, or the origin)
+    uint64_t requests = 0;
+    uint64_t bytes = 0;
+    uint64_t retries = 0;
+    uint64_t other_copies = 0;  // reads of another copy after bytes failed their hash
+    uint64_t failovers = 0;     // reads sent to the next copy after the first choice failed
+  };
+  std::optional<Remote> remote;
 };
 
 // A config entry that is not mounted, and why (or that it is being mounted now).
@@ -123,6 +135,7 @@ class MountTable {
     std::unique_ptr<fs::PackageFs> fs;
     std::unique_ptr<fs::Session> session;  // destroyed before fs
     MountStatus status;
+    std::shared_ptr<const distribution::RemoteSource> remote;  // a lazy http(s):// mount
   };
   void unmount_entry(std::unique_ptr<Mounted> m, const Requester& who);
 

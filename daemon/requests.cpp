@@ -67,6 +67,16 @@ Json::Value status_json(const MountTable& table, const EventLog& log) {
     v["cache_hit_rate"] =
         lookups == 0 ? 0.0 : static_cast<double>(m.stats.cache_hits) / static_cast<double>(lookups);
     v["verification_failures"] = Json::UInt64(m.stats.read_failures);
+    if (m.remote) {
+      Json::Value r(Json::objectValue);
+      r["first_choice"] = m.remote->first_choice;
+      r["requests"] = Json::UInt64(m.remote->requests);
+      r["bytes"] = Json::UInt64(m.remote->bytes);
+      r["retries"] = Json::UInt64(m.remote->retries);
+      r["other_copies"] = Json::UInt64(m.remote->other_copies);
+      r["failovers"] = Json::UInt64(m.remote->failovers);
+      v["remote"] = r;
+    }
     reply["mounts"].append(v);
   }
   // Config entries not mounted: being mounted now, or failed (with the reason).

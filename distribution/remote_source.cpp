@@ -294,6 +294,10 @@ const std::string& RemoteSource::name() const {
   return state_->url;
 }
 
+const std::string& RemoteSource::first_choice() const {
+  return state_->copies.front();
+}
+
 const RemoteStats& RemoteSource::stats() const {
   return state_->stats;
 }

@@ -75,6 +75,8 @@ class RemoteSource final : public ByteSource {
   // and reads inside it wait for it instead of asking again.
   void advise(uint64_t offset, uint64_t length, Advice advice) const override;
   const RemoteStats& stats() const;
+  // The URL reads go to first (a mirror, or the origin).
+  const std::string& first_choice() const;
 
   struct State;
   explicit RemoteSource(std::shared_ptr<State> state);

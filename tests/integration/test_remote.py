@@ -196,6 +196,14 @@ class RemoteDaemonMount(DaemonTest):
             self.assertTrue(log and all('" 206 ' in line for line in log), log)
             [mounted_event] = [e for e in self.events() if e["event"] == "mounted"]
             self.assertIn(url, json.dumps(mounted_event))
+            # torshpkg status says what the mount fetched, and from where.
+            [m] = self.status()["mounts"]
+            self.assertEqual(m["remote"]["first_choice"], url)
+            self.assertEqual(m["remote"]["requests"], len(log))
+            self.assertEqual(m["remote"]["bytes"],
+                             sum(int(x.split('" 206 ')[1].split()[0]) for x in log))
+            text = tpk("status", "--socket", self.path("torshpkgd.sock")).stdout.decode()
+            self.assertIn(f"requests from {url}", text)
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 0)
         finally:

@@ -116,6 +116,14 @@ Action add_status_command(CLI::App& app) {
                 << human_bytes(m["cache_bytes"].asUInt64()) << " of "
                 << human_bytes(m["cache_capacity"].asUInt64()) << " (hits " << rate << ")"
                 << ", verification failures " << m["verification_failures"].asUInt64() << "\n";
+      if (m.isMember("remote")) {
+        const Json::Value& r = m["remote"];
+        std::cout << "    fetched " << human_bytes(r["bytes"].asUInt64()) << " in "
+                  << r["requests"].asUInt64() << " requests from "
+                  << printable(r["first_choice"].asString()) << " (retries "
+                  << r["retries"].asUInt64() << ", other copies " << r["other_copies"].asUInt64()
+                  << ", failovers " << r["failovers"].asUInt64() << ")\n";
+      }
     }
     return kExitOk;
   };
