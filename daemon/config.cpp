@@ -176,10 +176,9 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       e.nonempty = check.flag(m, "nonempty", where);
       e.allow_downgrade = check.flag(m, "allow_downgrade", where);
       e.lazy = check.flag(m, "lazy", where);
-      if (e.lazy && !given.starts_with("https://") && !given.starts_with("http://")) {
-        check.fail(where + ".lazy",
-                   "needs an http(s):// package (other sources are local or "
-                   "pulled)");
+      if (e.lazy && !given.starts_with("https://") && !given.starts_with("http://") &&
+          !given.starts_with("oci://")) {
+        check.fail(where + ".lazy", "needs an http(s):// or oci:// package (the others are local)");
       }
       e.require_key = check.text(m, "require_key", where);
       e.access.owner = check.text(m, "owner", where);

@@ -25,8 +25,8 @@ struct MountEntry {
   // For a remote source: accept it giving an older version, or another package, than it gave
   // before (otherwise a rollback or substitution is refused).
   bool allow_downgrade = false;
-  // For an http(s):// source: mount it without downloading it (range requests, every chunk
-  // verified as it is read), instead of pulling it into the store first.
+  // For an http(s):// or oci:// source: mount it without downloading it (range requests, every
+  // chunk verified as it is read), instead of pulling it into the store first.
   bool lazy = false;
   std::string require_key;  // only a signature by this trusted key counts; empty: any
   // Who may read it: owner (default root), group, mode (default 0400 for an encrypted package,

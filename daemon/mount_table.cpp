@@ -20,6 +20,7 @@
 #include "mirrors.h"
 #include "mount_point.h"
 #include "mount_sources.h"
+#include "remote_oci.h"
 #include "remote_source.h"
 #include "torshpkg/admission.h"
 #include "torshpkg/byte_source.h"
@@ -141,7 +142,8 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
         reserved = point->path();
       }
 
-      // A lazy http(s):// source is read where it is; anything else is a local file by now.
+      // A lazy source (a web server's or a registry's) is read where it is; anything else is a
+      // local file by now.
       const Located located =
           entry.lazy ? Located{entry.package, entry.package, ""} : locate(entry, context);
       const std::string& path = located.path;
@@ -151,12 +153,23 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       policy.require_key = entry.require_key;
       std::unique_ptr<Package> package;
       std::shared_ptr<const distribution::RemoteSource> remote;
+      std::function<void(const Manifest&)> promised;  // what an oci:// reference promises
       if (entry.lazy) {
         if (!who.privileged) throw invalid_argument("lazy: only the config and root mount URLs");
-        const distribution::MirrorList mirrors =
-            distribution::load_mirrors(distribution::default_mirrors_file());
-        remote = distribution::open_remote_source(
-            distribution::mirror_sources(path, mirrors.for_url(path)));
+        if (path.starts_with("oci://")) {
+          distribution::OciOptions options;
+          options.docker_config = context.registry_credentials;  // empty: $DOCKER_CONFIG, $HOME
+          options.stall_timeout_s = context.pull_timeout_s;
+          distribution::RemoteArtifact artifact =
+              distribution::open_remote_artifact(distribution::parse_oci_ref(path), options);
+          remote = artifact.source;
+          promised = std::move(artifact.check);
+        } else {
+          const distribution::MirrorList mirrors =
+              distribution::load_mirrors(distribution::default_mirrors_file());
+          remote = distribution::open_remote_source(
+              distribution::mirror_sources(path, mirrors.for_url(path)));
+        }
         package = Package::open(remote);
       } else if (who.privileged) {
         package = Package::open(path);
@@ -165,6 +178,7 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       }
       // The trust check comes before any key slot is tried.
       const std::string signer = admit_opened(*package, policy);
+      if (promised) promised(package->manifest());
       const bool secret_given = !entry.password_file.empty() || !entry.key_file.empty();
       if (package->encrypted()) {
         std::optional<Secret> secret;

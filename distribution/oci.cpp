@@ -120,10 +120,7 @@ PushResult OciClient::push(const std::string& package_path, const OciRef& ref) {
   return result;
 }
 
-PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
-  const FetchedManifest m = fetch_manifest(*rep_, ref);
-  PullResult result;
-  result.manifest_digest = m.digest;
+Descriptor package_layer(const FetchedManifest& m, const OciRef& ref) {
   const Json::Value* layer = nullptr;
   if (m.json["layers"].isArray()) {
     for (const Json::Value& l : m.json["layers"]) {
@@ -137,32 +134,43 @@ PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
     throw corrupt(ref.to_string(), "not a torshpkg artifact (no layer of type " +
                                        std::string(kPackageMediaType) + ")");
   }
-  const Descriptor blob = descriptor(*layer, ref.to_string());
+  return descriptor(*layer, ref.to_string());
+}
+
+void check_served_package(const OciRef& ref, const FetchedManifest& m, const Manifest& pm) {
+  // The bytes match the registry's manifest; the package must also be what the reference and
+  // the manifest's annotations promise, or a registry or mirror could serve any package a
+  // trusted key ever signed (an older version, another name) for this tag.
+  const std::string name = m.json["annotations"]["dev.torshpkg.name"].asString();
+  const std::string version = m.json["annotations"]["dev.torshpkg.version"].asString();
+  const std::string served = pm.name + "@" + pm.version;
+  if (name.empty() || version.empty()) {
+    throw corrupt(ref.to_string(),
+                  "the artifact's manifest lacks the dev.torshpkg.name and "
+                  "dev.torshpkg.version annotations that say what it holds");
+  }
+  if (pm.name != name || pm.version != version) {
+    throw corrupt(ref.to_string(),
+                  "served " + served + " where its annotations promise " + name + "@" + version);
+  }
+  if (ref.digest.empty() && Version::parse(ref.tag) && ref.tag != pm.version) {
+    throw corrupt(ref.to_string(),
+                  "served " + served + " for the tag " + ref.tag + " (a version tag)");
+  }
+}
+
+PullResult OciClient::pull(const OciRef& ref, const std::string& out_path) {
+  const FetchedManifest m = fetch_manifest(*rep_, ref);
+  PullResult result;
+  result.manifest_digest = m.digest;
+  const Descriptor blob = package_layer(m, ref);
   result.blob_digest = blob.digest;
   result.size = blob.size;
   result.name = m.json["annotations"]["dev.torshpkg.name"].asString();
   result.version = m.json["annotations"]["dev.torshpkg.version"].asString();
   download_blob(*rep_, ref, blob, out_path);
-  // The bytes match the registry's manifest; the package must also be what the reference and
-  // the manifest's annotations promise, or a registry or mirror could serve any package a
-  // trusted key ever signed (an older version, another name) for this tag.
   try {
-    const auto package = Package::open(out_path);
-    const Manifest& pm = package->manifest();
-    const std::string served = pm.name + "@" + pm.version;
-    if (result.name.empty() || result.version.empty()) {
-      throw corrupt(ref.to_string(),
-                    "the artifact's manifest lacks the dev.torshpkg.name and "
-                    "dev.torshpkg.version annotations that say what it holds");
-    }
-    if (pm.name != result.name || pm.version != result.version) {
-      throw corrupt(ref.to_string(), "served " + served + " where its annotations promise " +
-                                         result.name + "@" + result.version);
-    }
-    if (ref.digest.empty() && Version::parse(ref.tag) && ref.tag != pm.version) {
-      throw corrupt(ref.to_string(),
-                    "served " + served + " for the tag " + ref.tag + " (a version tag)");
-    }
+    check_served_package(ref, m, Package::open(out_path)->manifest());
   } catch (...) {
     ::unlink(out_path.c_str());
     throw;

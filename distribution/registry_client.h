@@ -16,6 +16,7 @@
 
 #include "http.h"
 #include "oci.h"
+#include "torshpkg/manifest.h"
 
 namespace torshpkg::distribution {
 
@@ -68,6 +69,12 @@ FetchedManifest fetch_manifest(RegistryClient& rep, const OciRef& ref);
 // place only when digest and size match.
 void download_blob(RegistryClient& rep, const OciRef& ref, const Descriptor& blob,
                    const std::string& out_path);
+
+// The package blob of a torshpkg artifact's manifest (Error(kCorrupt) when it has none).
+Descriptor package_layer(const FetchedManifest& m, const OciRef& ref);
+// That the package a reference served is what the reference and the manifest's annotations
+// promise (name, version; a version tag's version): Error(kCorrupt) otherwise.
+void check_served_package(const OciRef& ref, const FetchedManifest& m, const Manifest& pm);
 
 // Throws the Error an HTTP answer `r` to `what` means, with the registry's message.
 [[noreturn]] void refuse(const std::string& what, const HttpResponse& r);

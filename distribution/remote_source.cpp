@@ -67,11 +67,12 @@ struct Prefetch {
 struct RemoteSource::State {
   std::string url;                  // the origin: the name in messages
   std::vector<std::string> copies;  // where the bytes are read from, first choice first
-  RemoteSourceOptions options;
+  mutable RemoteSourceOptions options;  // headers renewed under headers_mutex
   uint64_t size = 0;
   std::vector<uint8_t> tail;  // the bytes [tail_offset, size)
   uint64_t tail_offset = 0;
   mutable RemoteStats stats;
+  mutable std::mutex headers_mutex;  // options.headers, renewed by options.reauthorize
 
   mutable std::mutex mutex;
   mutable std::condition_variable returned;
@@ -137,7 +138,11 @@ struct RemoteSource::State {
     std::unique_ptr<HttpClient> client = acquire();
     HttpRequest req;
     req.url = target;
-    req.headers = {"Range: " + range};
+    {
+      std::lock_guard lock(headers_mutex);
+      req.headers = options.headers;
+    }
+    req.headers.push_back("Range: " + range);
     long status = 0;
     req.on_status = [&](long s) { status = s; };
     // Only a 206 is read: a server that ignores the range would send the whole file.
@@ -178,7 +183,7 @@ struct RemoteSource::State {
   // What a response that is not the 206 asked for means, as an error; retry says whether a
   // second attempt may fare better.
   Error refusal(const HttpResponse& r, const std::string& target, const std::string& what,
-                bool& retry) const {
+                bool& retry) const {  // may renew the headers (options is mutable for that)
     retry = false;
     if (r.status == 200) {
       return Error(ErrorKind::kUnsupported,
@@ -188,6 +193,14 @@ struct RemoteSource::State {
     }
     if (r.status == 404 || r.status == 410) {
       return Error(ErrorKind::kNotFound, target + ": HTTP " + std::to_string(r.status));
+    }
+    if (r.status == 401 && options.reauthorize) {
+      // A token that expired: the next attempt goes with a fresh one.
+      std::vector<std::string> fresh = options.reauthorize();
+      std::lock_guard lock(headers_mutex);
+      options.headers = std::move(fresh);
+      retry = true;
+      return Error(ErrorKind::kIo, target + ": HTTP 401 (not allowed)");
     }
     if (r.status == 401 || r.status == 403) {
       return Error(ErrorKind::kIo,

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,11 @@ struct RemoteSourceOptions {
   uint64_t prefetch_window = 16u << 20;
   uint64_t readahead_bytes = 8u << 20;
   uint64_t readahead_window = 2u << 20;
+  // Sent with every request ("Authorization: Bearer ..." for a registry's blob).
+  std::vector<std::string> headers;
+  // Called when a server answers 401: new headers to send instead (a fresh token); empty
+  // function: a 401 is an error.
+  std::function<std::vector<std::string>()> reauthorize;
   // Per attempt: connecting, and a transfer under 1 byte/s for this long.
   HttpOptions http{.connect_timeout_s = 5, .stall_timeout_s = 10, .insecure_tls = false};
 };

@@ -3,6 +3,7 @@ with HTTP range requests and never downloaded whole; the trust policy is the loc
 bytes from the server are caught per chunk; a server that goes away makes reads fail with EIO,
 not hang, and the mount serves again once it is back; a server without range support is refused
 with one line."""
+import base64
 import errno
 import json
 import os
@@ -17,6 +18,7 @@ import zipfile
 sys.path.insert(0, os.path.dirname(__file__))
 from helpers import NGINX, Nginx, TempDirTest, free_port, read_bytes, tpk  # noqa: E402
 from test_daemon import TORSHPKGD, DaemonTest  # noqa: E402
+from test_registry import HTPASSWD, REGISTRY, Registry  # noqa: E402
 
 WEIGHTS = 6 << 20
 
@@ -213,6 +215,89 @@ class RemoteDaemonMount(DaemonTest):
                               "--check"], capture_output=True)
         self.assertNotEqual(out.returncode, 0)
         self.assertIn(b"lazy", out.stderr)
+
+    @unittest.skipUnless(REGISTRY, "docker-registry is not installed")
+    def test_a_lazy_oci_entry_mounts_the_reference_without_pulling_it(self):
+        registry = Registry(self.path("registry"))
+        try:
+            pkg = self.package("served")
+            ref = registry.ref("models/served:1.0.0")
+            tpk("push", pkg, ref, "-q")
+            store = self.path("store")
+            cfg = self.config([{"package": "oci://" + ref, "mountpoint": self.points[0],
+                                "lazy": True}], store=store)
+            proc = self.start(cfg)
+            fields, state = self.notify.expect("READY")
+            self.assertEqual(fields["STATUS"], "1 mounted")
+            self.assertEqual(read_bytes(os.path.join(self.points[0], "resources", "config.json")),
+                             self.files["config.json"])
+            self.assertFalse(os.path.exists(store) and any(
+                f.endswith(".torshpkg") for _, _, fs in os.walk(store) for f in fs))
+            [m] = self.status()["mounts"]
+            self.assertIn("/v2/models/served/blobs/sha256:", m["remote"]["first_choice"])
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0)
+        finally:
+            registry.stop()
+
+
+@unittest.skipUnless(REGISTRY and HTPASSWD, "docker-registry and htpasswd (apache2-utils) needed")
+class RemoteRegistryMount(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        htpasswd = self.path("htpasswd")
+        subprocess.run([HTPASSWD, "-Bbc", htpasswd, "alice", "s3cret"], check=True,
+                       capture_output=True)
+        self.registry = Registry(self.path("registry"), auth=htpasswd)
+        auth = base64.b64encode(b"alice:s3cret").decode()
+        self.config = self.write("docker/config.json", json.dumps(
+            {"auths": {f"localhost:{self.registry.port}": {"auth": auth}}}).encode())
+        self.weights = os.urandom(WEIGHTS)
+        self.write("w.bin", self.weights)
+        tpk("keygen", self.path("k"))
+        os.makedirs(self.path("trusted"))
+        shutil.copy(self.path("k.pub"), self.path("trusted"))
+        self.pkg = self.path("m.torshpkg")
+        tpk("create", self.pkg, "--name", "m", "--version", "1.2.0", "-q", "--compress", "none",
+            "--add", "w.bin=" + self.path("w.bin"), "--sign-key", self.path("k.key"))
+        self.mnt = self.path("mnt")
+        os.makedirs(self.mnt)
+
+    def tearDown(self):
+        if mounted(self.mnt):
+            subprocess.run(["umount", "-l", self.mnt])
+        self.registry.stop()
+        super().tearDown()
+
+    def mount(self, ref, *extra, check=True):
+        return tpk("mount", "oci://" + ref, self.mnt, "--trusted-keys", self.path("trusted"),
+                   "--docker-config", self.config, *extra, check=check)
+
+    def test_an_oci_reference_mounts_the_package_blob_with_the_registrys_credentials(self):
+        ref = self.registry.ref("models/m:1.2.0")
+        tpk("push", self.pkg, ref, "--docker-config", self.config, "-q")
+        proc = self.mount(ref)
+        self.assertIn(b"mounted m@1.2.0", proc.stdout)
+        self.assertEqual(read_bytes(os.path.join(self.mnt, "resources", "w.bin")), self.weights)
+        tpk("umount", self.mnt)
+        # Without the credentials, the registry's refusal in one line.
+        proc = tpk("mount", "oci://" + ref, self.mnt, "--trusted-keys", self.path("trusted"),
+                   "--docker-config", self.path("none.json"), check=False)
+        self.assert_one_line_error(proc, 1)
+        self.assertIn(b"credentials", proc.stderr)
+        self.assertFalse(mounted(self.mnt))
+
+    def test_a_reference_that_serves_another_version_is_refused(self):
+        # Tag 2.0.0 holds the package of version 1.2.0: a version tag promises its version.
+        ref = self.registry.ref("models/m:2.0.0")
+        tpk("push", self.pkg, ref, "--docker-config", self.config, "-q")
+        proc = self.mount(ref, check=False)
+        self.assert_one_line_error(proc, 3)
+        self.assertIn(b"for the tag 2.0.0", proc.stderr)
+        self.assertFalse(mounted(self.mnt))
+        proc = self.mount(self.registry.ref("models/none:1.0.0"), check=False)
+        self.assert_one_line_error(proc, 1)
+        self.assertFalse(mounted(self.mnt))
 
 
 if __name__ == "__main__":

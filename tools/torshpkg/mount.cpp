@@ -24,6 +24,7 @@
 #include "mount_access.h"
 #include "mount_point.h"
 #include "package_fs.h"
+#include "remote_oci.h"
 #include "remote_source.h"
 #include "session.h"
 #include "torshpkg/admission.h"
@@ -41,7 +42,9 @@ struct MountArgs {
   std::string dir;
   std::vector<std::string> mirrors;  // for an http(s):// package, tried before it
   std::string mirrors_file = distribution::default_mirrors_file();
-  std::string trusted_keys;  // empty: the default, or torshpkgd's own policy
+  std::string docker_config;  // for an oci:// package: the registry's credentials
+  bool insecure = false;      // for an oci:// package: plain HTTP to a registry off loopback
+  std::string trusted_keys;   // empty: the default, or torshpkgd's own policy
   bool allow_unsigned = false;
   std::string require_key;
   SecretOptions secrets;
@@ -218,13 +221,31 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
               dir + ": " + (message.empty() ? "the filesystem process died" : message));
 }
 
-// A package on a web server, with --mirror and the host's mirrors for its origin before it.
-std::shared_ptr<ByteSource> open_remote(const MountArgs& a) {
+// A package read where it is: on a web server (with --mirror and the host's mirrors for its
+// origin before it), or in an OCI registry.
+bool is_remote(const std::string& pkg) {
+  return distribution::is_remote_url(pkg) || pkg.starts_with("oci://");
+}
+
+struct RemotePackage {
+  std::shared_ptr<ByteSource> source;
+  std::function<void(const Manifest&)> check;  // what an OCI reference promises; may be empty
+};
+
+RemotePackage open_remote(const MountArgs& a) {
+  if (a.pkg.starts_with("oci://")) {
+    distribution::OciOptions options;
+    options.insecure = a.insecure;
+    options.docker_config = a.docker_config;
+    distribution::RemoteArtifact artifact =
+        distribution::open_remote_artifact(distribution::parse_oci_ref(a.pkg), options);
+    return {std::move(artifact.source), std::move(artifact.check)};
+  }
   std::vector<std::string> mirrors = a.mirrors;
   for (const std::string& m : distribution::load_mirrors(a.mirrors_file).for_url(a.pkg)) {
     mirrors.push_back(m);
   }
-  return distribution::open_remote_source(distribution::mirror_sources(a.pkg, mirrors));
+  return {distribution::open_remote_source(distribution::mirror_sources(a.pkg, mirrors)), {}};
 }
 
 int run_mount(MountArgs a) {
@@ -233,7 +254,7 @@ int run_mount(MountArgs a) {
   // What the daemon cannot take (serving in this process, FUSE options, a trust policy of the
   // caller's choosing) makes the mount standalone.
   // A package on a web server is mounted standalone (torshpkgd does not take URLs yet).
-  const bool remote = distribution::is_remote_url(a.pkg);
+  const bool remote = is_remote(a.pkg);
   const bool daemon_can =
       !a.standalone && !a.foreground && a.fuse_options.empty() && a.trusted_keys.empty() && !remote;
   if (daemon_can && mount_through_daemon(a, cache_bytes)) return kExitOk;
@@ -263,8 +284,14 @@ int run_mount(MountArgs a) {
   // Admission, the filesystem and serving all happen where the filesystem runs: in this process
   // with --foreground, in the background process otherwise (which opens its own connections).
   const ServeFn serve = [&](const ReadyFn& report) {
-    AdmittedPackage admitted =
-        remote ? admit_package(open_remote(a), policy) : admit_package(a.pkg, policy);
+    AdmittedPackage admitted;
+    if (remote) {
+      RemotePackage r = open_remote(a);
+      admitted = admit_package(r.source, policy);
+      if (r.check) r.check(admitted.package->manifest());
+    } else {
+      admitted = admit_package(a.pkg, policy);
+    }
     const Package& package = *admitted.package;
     const std::string name = package.manifest().name + "@" + package.manifest().version;
     const fs::MountAccess access =
@@ -303,7 +330,7 @@ int run_mount(MountArgs a) {
 // mounted beside DIR under its own name (DIR/../<dependency name>). Every required dependency
 // must resolve before anything is mounted.
 int run_mount_with_deps(const MountArgs& a) {
-  if (distribution::is_remote_url(a.pkg)) {
+  if (is_remote(a.pkg)) {
     if (a.with_deps) {
       throw invalid_argument(
           "--with-deps: dependencies resolve in the local store; mount a "
@@ -340,8 +367,8 @@ Action add_mount_command(CLI::App& app) {
   auto a = std::make_shared<MountArgs>();
   CLI::App* sub = app.add_subcommand("mount", "Mount a package as a read-only folder (FUSE)");
   sub->add_option("PKG", a->pkg,
-                  "Package file, NAME@REQ from the local store, or an http(s):// URL (read with "
-                  "range requests, every chunk verified)")
+                  "Package file, NAME@REQ from the local store, an http(s):// URL or an "
+                  "oci://REF (read where they are with range requests, every chunk verified)")
       ->required();
   sub->add_option("DIR", a->dir, "Mount point (an existing folder)")->required();
   sub->add_option("--mirror", a->mirrors,
@@ -350,6 +377,11 @@ Action add_mount_command(CLI::App& app) {
   sub->add_option("--mirrors-file", a->mirrors_file,
                   "Mirror list for an http(s):// PKG (default $TORSHPKG_MIRRORS or "
                   "/etc/torshpkg/mirrors.json)");
+  sub->add_option("--docker-config", a->docker_config,
+                  "For an oci:// PKG: the registry credentials file (default $DOCKER_CONFIG or "
+                  "~/.docker/config.json)");
+  sub->add_flag("--insecure", a->insecure,
+                "For an oci:// PKG: plain HTTP to a registry that is not on loopback");
   sub->add_option("--store", a->store,
                   "Store folder for NAME@REQ (default $TORSHPKG_STORE or /var/lib/torshpkg/store)");
   sub->add_flag("--with-deps", a->with_deps,
