@@ -65,8 +65,8 @@ struct Prefetch {
 };
 
 struct RemoteSource::State {
-  std::string url;                  // the origin: the name in messages
-  std::vector<std::string> copies;  // where the bytes are read from, first choice first
+  std::string url;                      // the origin: the name in messages
+  std::vector<std::string> copies;      // where the bytes are read from, first choice first
   mutable RemoteSourceOptions options;  // headers renewed under headers_mutex
   uint64_t size = 0;
   std::vector<uint8_t> tail;  // the bytes [tail_offset, size)
@@ -174,9 +174,13 @@ struct RemoteSource::State {
   void prefetch_worker() const;
   void drop(const std::shared_ptr<Prefetch>& w) const;  // with prefetch_mutex held
   void recycle(std::vector<uint8_t> bytes) const;       // with prefetch_mutex held
-  // Queues [offset, offset + length) for the workers unless it overlaps a window or there is
-  // no room; with prefetch_mutex held. False when it was not queued.
-  bool queue_window(uint64_t offset, uint64_t length) const;
+  // Queues [offset, offset + length) for the workers unless it overlaps a window or a read in
+  // flight, or there is no room; with prefetch_mutex held.
+  enum class Queued { kYes, kOverlaps, kNoRoom };
+  Queued queue_window(uint64_t offset, uint64_t length) const;
+  // The ranges reads are fetching themselves now (with prefetch_mutex held), so that no window
+  // asks for them again.
+  mutable std::vector<std::pair<uint64_t, uint64_t>> demand;
   // After a read of [offset, end): when it follows the one before, windows ahead of it.
   void read_ahead(uint64_t offset, uint64_t end) const;  // with prefetch_mutex held
 
@@ -399,10 +403,17 @@ void RemoteSource::State::recycle(std::vector<uint8_t> bytes) const {
   }
 }
 
-bool RemoteSource::State::queue_window(uint64_t offset, uint64_t length) const {
-  if (stopping) return false;
+RemoteSource::State::Queued RemoteSource::State::queue_window(uint64_t offset,
+                                                              uint64_t length) const {
+  if (stopping) return Queued::kNoRoom;
   for (const auto& w : windows) {
-    if (offset < w->offset + w->bytes.size() && w->offset < offset + length) return false;
+    if (offset < w->offset + w->bytes.size() && w->offset < offset + length) {
+      return Queued::kOverlaps;
+    }
+  }
+  // A read asking for these bytes itself now: they are on their way.
+  for (const auto& [first, end] : demand) {
+    if (offset < end && first < offset + length) return Queued::kOverlaps;
   }
   // Room: windows that arrived and were not read are given up, oldest first.
   for (auto it = windows.begin();
@@ -416,7 +427,7 @@ bool RemoteSource::State::queue_window(uint64_t offset, uint64_t length) const {
       ++it;
     }
   }
-  if (window_bytes + length > options.prefetch_bytes) return false;
+  if (window_bytes + length > options.prefetch_bytes) return Queued::kNoRoom;
   auto w = std::make_shared<Prefetch>();
   w->offset = offset;
   if (!spare.empty() && spare.back().size() == length) {
@@ -432,7 +443,7 @@ bool RemoteSource::State::queue_window(uint64_t offset, uint64_t length) const {
     workers.emplace_back([this] { prefetch_worker(); });
   }
   prefetch_changed.notify_all();
-  return true;
+  return Queued::kYes;
 }
 
 void RemoteSource::State::read_ahead(uint64_t offset, uint64_t end) const {
@@ -447,8 +458,8 @@ void RemoteSource::State::read_ahead(uint64_t offset, uint64_t end) const {
   const uint64_t limit = std::min(tail_offset, end + options.readahead_bytes);
   while (from < limit) {
     const uint64_t length = std::min(options.readahead_window, tail_offset - from);
-    if (!queue_window(from, length)) break;
-    from += length;
+    if (queue_window(from, length) == Queued::kNoRoom) break;
+    from += length;  // queued, or being fetched already
   }
   ahead_until = std::max(ahead_until, from);
 }
@@ -490,7 +501,6 @@ void RemoteSource::read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions 
   uint64_t done = 0;
   {
     std::unique_lock lock(s.prefetch_mutex);
-    s.read_ahead(offset, offset + out.size());
     while (done < out.size()) {
       const uint64_t at = offset + done;
       std::shared_ptr<Prefetch> w;
@@ -513,9 +523,23 @@ void RemoteSource::read_at(uint64_t offset, std::span<uint8_t> out, ReadOptions 
       w->consumed += n;
       if (w->consumed >= w->bytes.size()) s.drop(w);
     }
+    // What is left this read fetches itself: announced before the windows ahead of it are
+    // queued, so that none of them asks for the same bytes.
+    if (done < out.size()) s.demand.emplace_back(offset + done, offset + out.size());
+    s.read_ahead(offset, offset + out.size());
   }
   if (done > 0) s.stats.prefetch_hits += 1;
-  if (done < out.size()) s.fetch(offset + done, out.subspan(done));
+  if (done == out.size()) return;
+  const std::pair<uint64_t, uint64_t> range{offset + done, offset + out.size()};
+  struct Done {
+    const State& s;
+    std::pair<uint64_t, uint64_t> range;
+    ~Done() {
+      std::lock_guard lock(s.prefetch_mutex);
+      s.demand.erase(std::find(s.demand.begin(), s.demand.end(), range));
+    }
+  } done_fetching{s, range};
+  s.fetch(offset + done, out.subspan(done));
 }
 
 }  // namespace torshpkg::distribution
