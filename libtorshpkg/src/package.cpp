@@ -13,6 +13,7 @@
 #include "crypto.h"
 #include "package_rep.h"
 #include "thread_pool.h"
+#include "torshpkg/chunk_store.h"
 #include "torshpkg/error.h"
 #include "torshpkg/sha256.h"
 #include "zip_reader.h"
@@ -39,12 +40,37 @@ const ChunkIndex& Package::Rep::index(uint32_t id) const {
 // Bytes that fail their hash are read again from each other copy the source has (a web origin
 // and its mirrors) before the read fails; a file has one copy.
 
+static Digest chunk_content_key(uint32_t block_size, std::span<const uint8_t> block_hashes) {
+  static constexpr std::string_view kTag{"torshpkg-content-v1\0", 20};
+  const std::array<uint8_t, 4> size = {
+      static_cast<uint8_t>(block_size), static_cast<uint8_t>(block_size >> 8),
+      static_cast<uint8_t>(block_size >> 16), static_cast<uint8_t>(block_size >> 24)};
+  Sha256 h;
+  h.update(kTag);
+  h.update(size);
+  h.update(block_hashes);
+  return h.finish();
+}
+
 void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                                std::span<uint8_t> stored, bool uncached) const {
   const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];
   const bool aligned = at % kUncachedAlignment == 0 &&
                        reinterpret_cast<uintptr_t>(stored.data()) % kUncachedAlignment == 0;
   const uint32_t plain_len = idx.plain_len(chunk);
+  std::optional<Digest> key;
+  if (store && r.block_size != 0) {
+    // The chunk's block hashes (checked against its leaf) name it in the store, and check what
+    // the store gives.
+    thread_local std::vector<uint8_t> expected, got;
+    read_block_hashes(r, idx, chunk, expected);
+    key = chunk_content_key(r.block_size, expected);
+    if (store->get(*key, stored)) {
+      got.resize(expected.size());
+      hash_blocks(stored, r.block_size, got);
+      if (got == expected) return;
+    }
+  }
   for (uint32_t copy = 0;; ++copy) {
     source->read_at(at, stored, {.uncached = uncached && aligned, .copy = copy});
     Digest leaf;
@@ -58,7 +84,10 @@ void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, ui
     } else {
       leaf = leaf_hash(package_id, r.id, chunk, plain_len, stored);
     }
-    if (leaf == idx.leaf[chunk]) return;
+    if (leaf == idx.leaf[chunk]) {
+      if (key) store->put(*key, stored);
+      return;
+    }
     if (copy + 1 >= source->copies()) {
       // Nothing of a failed chunk may reach the caller, also when it was read in place.
       std::memset(stored.data(), 0, stored.size());
@@ -204,6 +233,10 @@ void Package::will_need(const ResourceEntry& r, uint64_t first, uint64_t count) 
   const uint64_t from = idx.stored_offset[first];
   const uint64_t to = idx.stored_offset[end - 1] + idx.stored_len[end - 1];
   rep_->source->advise(rep_->data_entries[r.id].data_offset + from, to - from, Advice::kWillNeed);
+}
+
+void Package::set_chunk_store(std::shared_ptr<const ChunkStore> store) {
+  rep_->store = std::move(store);
 }
 
 void Package::reads_are_planned() const {

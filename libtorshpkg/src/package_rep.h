@@ -19,6 +19,7 @@ namespace torshpkg {
 
 struct __attribute__((visibility("hidden"))) Package::Rep {
   std::shared_ptr<const ByteSource> source;
+  std::shared_ptr<const ChunkStore> store;  // verified chunks kept across packages; may be null
   std::string manifest_bytes;
   mutable std::once_flag digest_once;  // manifest_digest, computed on first use
   mutable std::string digest;

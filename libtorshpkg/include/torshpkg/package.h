@@ -24,6 +24,8 @@
 
 namespace torshpkg {
 
+class ChunkStore;
+
 // A file in the tree a package shows (and `ls`, the mount and extraction produce).
 struct FileNode {
   enum class Kind { kManifest, kResource, kDependency };
@@ -93,6 +95,11 @@ class Package {
   // Tells the package file that this reader plans its reads (chunk by chunk, runs announced
   // with will_need): the kernel stops reading ahead in it on its own (Advice::kPlanned).
   void reads_are_planned() const;
+
+  // Keeps the stored chunks of resources with blocks (stored, format 3) in `store` as they are
+  // verified, and looks there first (torshpkg/chunk_store.h): what it gives is checked like a
+  // read from the package's source. Not to be called while other threads read the package.
+  void set_chunk_store(std::shared_ptr<const ChunkStore> store);
 
   // Unlocks an encrypted package opened without its secret (nothing to do for a plain or an
   // unlocked one): throws Error(kWrongKey) when the secret opens no slot. Open first, check the
