@@ -17,6 +17,9 @@ cache (warmed first), so the figures are of the transfer and the mount, not the 
   random      100 seeded random 1 MiB preads through a fresh mount, MB/s, x local
   RSS         the remote mount's peak resident set after the sequential read (VmHWM), MiB,
               against its chunk cache (64 MiB) + 32 MiB
+  version 2   a second version of the package with every tenth MiB of the weights changed,
+              read whole through a mount with --disk-cache after version 1 was: MiB fetched,
+              against the package's size
 
 Needs root, /dev/fuse and nginx (scripts/setup.sh --with-tests). Usage:
 
@@ -60,11 +63,12 @@ class Bench:
         self.tpk = os.path.abspath(args.torshpkg)
         self.mnt = os.path.join(work, "mnt")
         os.makedirs(self.mnt)
+        self.extra = []  # more mount options
 
     def mount(self, source):
         start = time.perf_counter()
         run([self.tpk, "mount", source, self.mnt, "--trusted-keys", os.path.join(self.work, "trusted"),
-             "--standalone"])
+             "--standalone", *self.extra])
         return time.perf_counter() - start
 
     def unmount(self):
@@ -200,8 +204,17 @@ def main():
         pkg = os.path.join(www, "m.torshpkg")
         run([tpk, "create", pkg, "--name", "m", "--version", "1.0.0", "-q", "--compress", "none",
              "--add", "w.bin=" + weights, "--sign-key", os.path.join(work, "k.key")])
+        # Version 2: every tenth MiB changed (10% of the weights), the rest as in version 1.
+        with open(weights, "r+b") as f:
+            for mib in range(0, args.size_mib, 10):
+                f.seek(mib * MIB)
+                f.write(os.urandom(MIB))
+        pkg2 = os.path.join(www, "m2.torshpkg")
+        run([tpk, "create", pkg2, "--name", "m", "--version", "2.0.0", "-q", "--compress", "none",
+             "--add", "w.bin=" + weights, "--sign-key", os.path.join(work, "k.key")])
         os.unlink(weights)
         warm(pkg)
+        warm(pkg2)
         size = os.path.getsize(pkg)
         port = free_port()
         nginx = Nginx(os.path.join(work, "nginx"), f"""
@@ -230,6 +243,15 @@ def main():
             fig["seq_slow"].append(b.sequential(slow))
             fig["rand"].append(b.random_reads(fast))
             fig["rand_local"].append(b.random_reads(pkg))
+        # The second version with the first in the disk cache: the bytes it fetches.
+        cache = os.path.join(work, "chunks")
+        b.extra = ["--disk-cache", cache]
+        b.sequential(fast)
+        before = len(nginx.access_log().splitlines())
+        b.sequential(fast.replace("m.torshpkg", "m2.torshpkg"))
+        b.extra = []
+        fetched = sum(int(line.split('" 206 ')[1].split()[0])
+                      for line in nginx.access_log().splitlines()[before:] if '" 206 ' in line)
         m = {k: statistics.median(v) for k, v in fig.items()}
         print(f"{args.size_mib} MiB weights, signed stored package, nginx on loopback, "
               f"median of {args.runs} runs")
@@ -246,6 +268,10 @@ def main():
               f"curl {m['curl_slow']:.0f} | {m['seq_slow'] / m['curl_slow']:.2f}x curl |")
         print(f"| the mount's peak RSS after the sequential read, MiB | {m['rss']:.0f} | "
               "cache 64 + 32 | - |")
+        size2 = os.path.getsize(pkg2)
+        print(f"| version 2 (10% of the weights changed) read whole with version 1 in the disk "
+              f"cache, MiB fetched | {fetched / MIB:.1f} | package {size2 / MIB:.1f} | "
+              f"{fetched / size2:.1%} |")
         print(f"| 100 random 1 MiB reads, MB/s | {m['rand']:.0f} | local mount "
               f"{m['rand_local']:.0f} | {m['rand'] / m['rand_local']:.2f}x local |")
     finally:

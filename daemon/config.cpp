@@ -99,10 +99,11 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
   });
   const Checker check(name);
   if (!root.isObject()) check.fail("(top level)", "must be an object");
-  check.only_keys(root, "",
-                  {"control_socket", "lineage_journal", "trusted_keys_dir", "store", "mounts",
-                   "control_group", "mountpoint_root", "registry_credentials", "pull_timeout_s",
-                   "memory_budget", "decode_threads", "idle_release_s"});
+  check.only_keys(
+      root, "",
+      {"control_socket", "lineage_journal", "trusted_keys_dir", "store", "mounts", "control_group",
+       "mountpoint_root", "registry_credentials", "pull_timeout_s", "memory_budget",
+       "decode_threads", "idle_release_s", "disk_cache", "disk_cache_size"});
   DaemonConfig config;
   config.control_socket = check.path(root, "control_socket", "", config.control_socket);
   config.lineage_journal = check.path(root, "lineage_journal", "", config.lineage_journal);
@@ -112,6 +113,13 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
   config.registry_credentials = check.path(root, "registry_credentials", "", "");
   config.pull_timeout_s = check.whole(root, "pull_timeout_s", "", config.pull_timeout_s, 3600);
   if (config.pull_timeout_s == 0) check.fail("pull_timeout_s", "must be at least 1");
+  if (root.isMember("disk_cache") && root["disk_cache"].isString() &&
+      root["disk_cache"].asString().empty()) {
+    config.disk_cache.clear();  // "": none
+  } else {
+    config.disk_cache = check.path(root, "disk_cache", "", config.disk_cache);
+  }
+  config.disk_cache_bytes = check.byte_size(root, "disk_cache_size", "", config.disk_cache_bytes);
   config.memory_budget = check.byte_size(root, "memory_budget", "", config.memory_budget);
   if (config.memory_budget < (1u << 20)) check.fail("memory_budget", "must be at least 1M");
   config.decode_threads = check.whole(root, "decode_threads", "", config.decode_threads, 4096);

@@ -63,6 +63,10 @@ struct DaemonConfig {
   std::string registry_credentials;
   // A pull that moves under 1 byte/s for this long is given up (and retried).
   uint32_t pull_timeout_s = 30;
+  // Where lazy remote mounts keep the chunks they have verified (shared by mounts and
+  // versions), and how much of it; "" keeps none.
+  std::string disk_cache = "/var/cache/torshpkg/chunks";
+  uint64_t disk_cache_bytes = 10ull << 30;
   // What all mounts share: bytes of decoded chunks (each mount also stays within its own
   // cache_size; the least recently used mounts give way first), and threads decoding ahead of
   // readers. A mount nobody has read for idle_release_s gives its chunks back (0: never).

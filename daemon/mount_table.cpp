@@ -24,6 +24,7 @@
 #include "remote_source.h"
 #include "torshpkg/admission.h"
 #include "torshpkg/byte_source.h"
+#include "torshpkg/chunk_store.h"
 #include "torshpkg/encryption.h"
 #include "torshpkg/error.h"
 #include "torshpkg/store.h"
@@ -59,6 +60,8 @@ MountContext MountContext::of(const DaemonConfig& config) {
   c.mountpoint_root = config.mountpoint_root;
   c.registry_credentials = config.registry_credentials;
   c.pull_timeout_s = config.pull_timeout_s;
+  c.disk_cache = config.disk_cache;
+  c.disk_cache_bytes = config.disk_cache_bytes;
   return c;
 }
 
@@ -179,6 +182,11 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       // The trust check comes before any key slot is tried.
       const std::string signer = admit_opened(*package, policy);
       if (promised) promised(package->manifest());
+      if (remote && !context.disk_cache.empty()) {
+        // Trusted now: its chunks may be kept (shared with other versions and mounts).
+        package->set_chunk_store(
+            std::make_shared<DiskChunkStore>(context.disk_cache, context.disk_cache_bytes));
+      }
       const bool secret_given = !entry.password_file.empty() || !entry.key_file.empty();
       if (package->encrypted()) {
         std::optional<Secret> secret;

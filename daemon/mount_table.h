@@ -61,6 +61,8 @@ struct MountContext {
   std::string mountpoint_root;       // config entries only; empty: never create mount points
   std::string registry_credentials;  // docker-style config.json for oci:// pulls
   uint32_t pull_timeout_s = 30;
+  std::string disk_cache;  // for lazy remote mounts; empty: none
+  uint64_t disk_cache_bytes = 0;
 
   static MountContext of(const DaemonConfig& config);
 };

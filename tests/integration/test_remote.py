@@ -157,6 +157,33 @@ class RemoteMount(TempDirTest):
         self.assertEqual(len(origin), 1, origin)  # the re-read of the bad block alone
         self.assertLessEqual(int(origin[0].split('" 206 ')[1].split()[0]), 1 << 20)
 
+    def test_a_disk_cache_shares_unchanged_chunks_between_versions(self):
+        # Version 2 changes one MiB of the six; with version 1 in the disk cache, mounting and
+        # reading version 2 fetches about that MiB of weights.
+        changed = bytearray(self.weights)
+        for i in range(1000):
+            changed[(2 << 20) + i * 1000] ^= 0xff
+        self.write("w2.bin", bytes(changed))
+        v2 = self.path("www", "models", "m2.torshpkg")
+        tpk("create", v2, "--name", "m", "--version", "2.0.0", "-q", "--compress", "none",
+            "--add", "w.bin=" + self.path("w2.bin"), "--add", "config.json=" + self.path("config.json"),
+            "--sign-key", self.path("k.key"))
+        cache = self.path("cache")
+        mnt, _ = self.mount(self.url(), "--disk-cache", cache, "--disk-cache-size", "64M")
+        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "w.bin")), self.weights)
+        tpk("umount", mnt)
+        self.assertGreater(sum(len(f) for _, _, f in os.walk(cache)), 0)
+        mnt, _ = self.mount(self.url("models/m2.torshpkg"), "--disk-cache", cache)
+        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "w.bin")), bytes(changed))
+        tpk("umount", mnt)
+        sent = sum(int(x.split('" 206 ')[1].split()[0])
+                   for x in self.requests("/models/m2.torshpkg") if '" 206 ' in x)
+        # The tail (1 MiB, with the directory and manifest), the changed chunk (1 MiB) and the
+        # block hashes; the whole package is 6 MiB more.
+        self.assertLess(sent, (3 << 20) + (512 << 10), sent)
+        proc = tpk("mount", self.pkg, self.path("mnt"), "--disk-cache", cache, check=False)
+        self.assert_one_line_error(proc, 2)
+
     def test_a_server_that_goes_away_fails_reads_with_eio_and_the_mount_recovers(self):
         mnt, _ = self.mount(self.url())
         self.nginx.stop()
@@ -174,7 +201,7 @@ class RemoteDaemonMount(DaemonTest):
     def test_a_lazy_config_entry_mounts_the_url_without_pulling_it(self):
         port = free_port()
         os.makedirs(self.path("www"))
-        pkg = self.package("served")
+        pkg = self.package("served", "--compress", "none")  # stored: its chunks can be kept
         shutil.copy(pkg, self.path("www", "served.torshpkg"))
         nginx = Nginx(self.path("nginx"), f"""
   server {{ listen 127.0.0.1:{port}; root {self.path('www')}; }}
@@ -184,7 +211,7 @@ class RemoteDaemonMount(DaemonTest):
             url = f"http://127.0.0.1:{port}/served.torshpkg"
             store = self.path("store")
             cfg = self.config([{"package": url, "mountpoint": self.points[0], "lazy": True}],
-                              store=store)
+                              store=store, disk_cache=self.path("chunks"))
             proc = self.start(cfg)
             fields, state = self.notify.expect("READY")
             self.assertEqual(fields["STATUS"], "1 mounted")
@@ -206,6 +233,8 @@ class RemoteDaemonMount(DaemonTest):
                              sum(int(x.split('" 206 ')[1].split()[0]) for x in log))
             text = tpk("status", "--socket", self.path("torshpkgd.sock")).stdout.decode()
             self.assertIn(f"requests from {url}", text)
+            # What it read is kept in the configured disk cache.
+            self.assertGreater(sum(len(f) for _, _, f in os.walk(self.path("chunks"))), 0)
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 0)
         finally:
@@ -225,7 +254,7 @@ class RemoteDaemonMount(DaemonTest):
             tpk("push", pkg, ref, "-q")
             store = self.path("store")
             cfg = self.config([{"package": "oci://" + ref, "mountpoint": self.points[0],
-                                "lazy": True}], store=store)
+                                "lazy": True}], store=store, disk_cache="")
             proc = self.start(cfg)
             fields, state = self.notify.expect("READY")
             self.assertEqual(fields["STATUS"], "1 mounted")

@@ -28,6 +28,7 @@
 #include "remote_source.h"
 #include "session.h"
 #include "torshpkg/admission.h"
+#include "torshpkg/chunk_store.h"
 #include "torshpkg/file_io.h"
 #include "torshpkg/printable.h"
 #include "torshpkg/store.h"
@@ -49,6 +50,8 @@ struct MountArgs {
   std::string require_key;
   SecretOptions secrets;
   std::string cache_size = "64M";
+  std::string disk_cache;  // for a remote package: verified chunks kept here
+  std::string disk_cache_size = "10G";
   fs::AccessRequest access;
   bool nonempty = false;
   bool foreground = false;
@@ -251,6 +254,10 @@ RemotePackage open_remote(const MountArgs& a) {
 int run_mount(MountArgs a) {
   take_own_options(a);
   const uint64_t cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
+  if (!a.disk_cache.empty() && !is_remote(a.pkg)) {
+    throw invalid_argument("--disk-cache: for a package on a web server or in a registry");
+  }
+  parse_byte_size(a.disk_cache_size, "--disk-cache-size");  // a bad size fails before mounting
   // What the daemon cannot take (serving in this process, FUSE options, a trust policy of the
   // caller's choosing) makes the mount standalone.
   // A package on a web server is mounted standalone (torshpkgd does not take URLs yet).
@@ -289,6 +296,11 @@ int run_mount(MountArgs a) {
       RemotePackage r = open_remote(a);
       admitted = admit_package(r.source, policy);
       if (r.check) r.check(admitted.package->manifest());
+      if (!a.disk_cache.empty()) {
+        // Only once the package is trusted: an untrusted one leaves nothing on disk.
+        admitted.package->set_chunk_store(std::make_shared<DiskChunkStore>(
+            a.disk_cache, parse_byte_size(a.disk_cache_size, "--disk-cache-size")));
+      }
     } else {
       admitted = admit_package(a.pkg, policy);
     }
@@ -395,6 +407,12 @@ Action add_mount_command(CLI::App& app) {
   sub->add_option("--require-key", a->require_key,
                   "Accept only a signature by this trusted key id (narrows the trusted keys)");
   a->secrets.add_to(*sub);
+  sub->add_option("--disk-cache", a->disk_cache,
+                  "For a remote PKG: keep verified chunks in this folder and read them from it "
+                  "(shared by mounts and versions; stored resources with blocks)");
+  sub->add_option("--disk-cache-size", a->disk_cache_size,
+                  "Bytes the disk cache may hold, least recently used removed first (default "
+                  "10G)");
   sub->add_option("--cache-size", a->cache_size,
                   "Bytes of decoded chunks to keep (default 64M; e.g. 256M, 1G)");
   sub->add_option("--owner", a->access.owner,
