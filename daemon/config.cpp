@@ -135,10 +135,11 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
       const std::string where = "mounts[" + std::to_string(i) + "]";
       const Json::Value& m = mounts[i];
       if (!m.isObject()) check.fail(where, "must be an object");
-      check.only_keys(m, where,
-                      {"package", "mountpoint", "password_file", "key_file", "allow_unsigned",
-                       "with_deps", "buffered_reads", "cache_size", "kernel_readahead_kb", "owner",
-                       "group", "mode", "nonempty", "require_key", "allow_downgrade", "lazy"});
+      check.only_keys(
+          m, where,
+          {"package", "mountpoint", "password_file", "key_file", "allow_unsigned", "with_deps",
+           "buffered_reads", "cache_size", "kernel_readahead_kb", "owner", "group", "mode",
+           "nonempty", "require_key", "allow_downgrade", "lazy", "prefetch"});
       MountEntry e;
       const std::string given = m["package"].isString() ? m["package"].asString() : "";
       if (given.starts_with("oci://") || given.starts_with("https://") ||
@@ -188,6 +189,11 @@ DaemonConfig parse_config(const std::string& text, const std::string& name) {
           !given.starts_with("oci://")) {
         check.fail(where + ".lazy", "needs an http(s):// or oci:// package (the others are local)");
       }
+      const std::string prefetch = check.text(m, "prefetch", where);
+      if (!prefetch.empty() && prefetch != "all")
+        check.fail(where + ".prefetch", "must be \"all\"");
+      e.prefetch_all = prefetch == "all";
+      if (e.prefetch_all && !e.lazy) check.fail(where + ".prefetch", "needs \"lazy\": true");
       e.require_key = check.text(m, "require_key", where);
       e.access.owner = check.text(m, "owner", where);
       e.access.group = check.text(m, "group", where);

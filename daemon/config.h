@@ -28,6 +28,8 @@ struct MountEntry {
   // For an http(s):// or oci:// source: mount it without downloading it (range requests, every
   // chunk verified as it is read), instead of pulling it into the store first.
   bool lazy = false;
+  // For a lazy entry: fetch the whole package into the disk cache in the background.
+  bool prefetch_all = false;
   std::string require_key;  // only a signature by this trusted key counts; empty: any
   // Who may read it: owner (default root), group, mode (default 0400 for an encrypted package,
   // 0444 otherwise), as `torshpkg mount --owner --group --mode`.

@@ -269,6 +269,10 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       };
       m->fs = std::make_unique<fs::PackageFs>(std::move(package), options);
       m->session = fs::Session::start(*m->fs, *point, fs::standard_fuse_options(path, access));
+      if (entry.prefetch_all && remote && !context.disk_cache.empty()) {
+        m->prefetch = std::jthread(
+            [fs = m->fs.get()](std::stop_token stop) { fill_chunk_store(fs->package(), stop); });
+      }
       m->status.since = now_utc();
       if (!signer.empty()) fields["signer"] = signer;
       // A full disk does not stop the mount: the event goes to journald and is counted lost.

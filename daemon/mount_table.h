@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config.h"
@@ -138,6 +139,7 @@ class MountTable {
     std::unique_ptr<fs::Session> session;  // destroyed before fs
     MountStatus status;
     std::shared_ptr<const distribution::RemoteSource> remote;  // a lazy http(s):// mount
+    std::jthread prefetch;  // "prefetch": "all"; stopped and joined before fs goes
   };
   void unmount_entry(std::unique_ptr<Mounted> m, const Requester& who);
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import struct
 import sys
+import time
 import unittest
 import zipfile
 
@@ -184,6 +185,29 @@ class RemoteMount(TempDirTest):
         proc = tpk("mount", self.pkg, self.path("mnt"), "--disk-cache", cache, check=False)
         self.assert_one_line_error(proc, 2)
 
+    def test_prefetch_all_fills_the_disk_cache_in_the_background(self):
+        cache = self.path("cache")
+        mnt, _ = self.mount(self.url(), "--disk-cache", cache, "--prefetch", "all")
+        chunks = WEIGHTS >> 20  # 1 MiB chunks of the weights; config.json is one more
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if sum(len(f) for _, _, f in os.walk(cache)) >= chunks + 1:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(sum(len(f) for _, _, f in os.walk(cache)), chunks + 1)
+        # Nothing was read through the mount; now a whole read costs only the block hashes.
+        before = len(self.requests())
+        self.assertEqual(read_bytes(os.path.join(mnt, "resources", "w.bin")), self.weights)
+        sent = sum(int(x.split('" 206 ')[1].split()[0])
+                   for x in self.requests()[before:] if '" 206 ' in x)
+        self.assertLess(sent, (chunks + 1) * 8192 + 4096, sent)
+        tpk("umount", mnt)
+        proc = tpk("mount", self.url(), self.path("mnt"), "--prefetch", "all", check=False)
+        self.assert_one_line_error(proc, 2)
+        proc = tpk("mount", self.url(), self.path("mnt"), "--disk-cache", cache,
+                   "--prefetch", "some", check=False)
+        self.assert_one_line_error(proc, 2)
+
     def test_a_server_that_goes_away_fails_reads_with_eio_and_the_mount_recovers(self):
         mnt, _ = self.mount(self.url())
         self.nginx.stop()
@@ -210,7 +234,8 @@ class RemoteDaemonMount(DaemonTest):
         try:
             url = f"http://127.0.0.1:{port}/served.torshpkg"
             store = self.path("store")
-            cfg = self.config([{"package": url, "mountpoint": self.points[0], "lazy": True}],
+            cfg = self.config([{"package": url, "mountpoint": self.points[0], "lazy": True,
+                                "prefetch": "all"}],
                               store=store, disk_cache=self.path("chunks"))
             proc = self.start(cfg)
             fields, state = self.notify.expect("READY")
@@ -218,6 +243,15 @@ class RemoteDaemonMount(DaemonTest):
             self.assertTrue(state[self.points[0]])
             self.assertEqual(read_bytes(os.path.join(self.points[0], "resources", "config.json")),
                              self.files["config.json"])
+            # The whole package ends up in the configured disk cache ("prefetch": "all"): a
+            # file for every 64 KiB chunk (of distinct content) of every resource.
+            chunks = len({bytes(data[i:i + 65536]) for data in self.files.values()
+                          for i in range(0, len(data), 65536)})
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and \
+                    sum(len(f) for _, _, f in os.walk(self.path("chunks"))) < chunks:
+                time.sleep(0.05)
+            self.assertEqual(sum(len(f) for _, _, f in os.walk(self.path("chunks"))), chunks)
             # Nothing was pulled: the store holds no package, and every request was a range.
             self.assertFalse(os.path.exists(store) and any(
                 f.endswith(".torshpkg") for _, _, fs in os.walk(store) for f in fs))
@@ -233,8 +267,6 @@ class RemoteDaemonMount(DaemonTest):
                              sum(int(x.split('" 206 ')[1].split()[0]) for x in log))
             text = tpk("status", "--socket", self.path("torshpkgd.sock")).stdout.decode()
             self.assertIn(f"requests from {url}", text)
-            # What it read is kept in the configured disk cache.
-            self.assertGreater(sum(len(f) for _, _, f in os.walk(self.path("chunks"))), 0)
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 0)
         finally:

@@ -16,6 +16,8 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stop_token>
+#include <thread>
 
 #include "cli_util.h"
 #include "commands.h"
@@ -52,6 +54,7 @@ struct MountArgs {
   std::string cache_size = "64M";
   std::string disk_cache;  // for a remote package: verified chunks kept here
   std::string disk_cache_size = "10G";
+  std::string prefetch;  // "all": fill the disk cache with the whole package after mounting
   fs::AccessRequest access;
   bool nonempty = false;
   bool foreground = false;
@@ -258,6 +261,12 @@ int run_mount(MountArgs a) {
     throw invalid_argument("--disk-cache: for a package on a web server or in a registry");
   }
   parse_byte_size(a.disk_cache_size, "--disk-cache-size");  // a bad size fails before mounting
+  if (!a.prefetch.empty() && a.prefetch != "all") {
+    throw invalid_argument("--prefetch: '" + a.prefetch + "' is not known (give all)");
+  }
+  if (!a.prefetch.empty() && a.disk_cache.empty()) {
+    throw invalid_argument("--prefetch all: fills the disk cache; give --disk-cache DIR");
+  }
   // What the daemon cannot take (serving in this process, FUSE options, a trust policy of the
   // caller's choosing) makes the mount standalone.
   // A package on a web server is mounted standalone (torshpkgd does not take URLs yet).
@@ -316,10 +325,16 @@ int run_mount(MountArgs a) {
     const std::string signer = admitted.signer;
     options.signer = signer;
     fs::PackageFs filesystem(std::move(admitted.package), options);
+    std::jthread prefetch;  // ends (stopped, joined) before the filesystem does
     return fs::serve(filesystem, point, fuse_options, [&](const std::string& error) {
       if (!error.empty()) {
         report(error_report(ErrorKind::kIo, error));
       } else {
+        if (a.prefetch == "all") {
+          prefetch = std::jthread([&filesystem](std::stop_token stop) {
+            fill_chunk_store(filesystem.package(), stop);
+          });
+        }
         report(ok_report("mounted " + name + " on " + point.path() +
                          (signer.empty() ? " (unsigned)" : " (signed by " + signer + ")") +
                          ", mode " + fs::mode_string(access.mode)));
@@ -413,6 +428,9 @@ Action add_mount_command(CLI::App& app) {
   sub->add_option("--disk-cache-size", a->disk_cache_size,
                   "Bytes the disk cache may hold, least recently used removed first (default "
                   "10G)");
+  sub->add_option("--prefetch", a->prefetch,
+                  "all: with --disk-cache, fetch the whole package into it in the background "
+                  "after mounting");
   sub->add_option("--cache-size", a->cache_size,
                   "Bytes of decoded chunks to keep (default 64M; e.g. 256M, 1G)");
   sub->add_option("--owner", a->access.owner,

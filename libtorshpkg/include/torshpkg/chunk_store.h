@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <stop_token>
 #include <string>
 
 #include "torshpkg/sha256.h"
@@ -56,6 +57,14 @@ class DiskChunkStore final : public ChunkStore {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+class Package;
+
+// Reads every chunk a package's chunk store keeps (stored resources with blocks; see
+// Package::set_chunk_store), so that the store ends up holding the whole package: what
+// `--prefetch all` runs in the background. A chunk that fails is skipped (a reader meets the
+// error when it asks); returns early once `stop` is requested.
+void fill_chunk_store(const Package& package, const std::stop_token& stop);
 
 }  // namespace torshpkg
 
