@@ -20,8 +20,7 @@
 #include "mirrors.h"
 #include "mount_point.h"
 #include "mount_sources.h"
-#include "remote_oci.h"
-#include "remote_source.h"
+#include "remote_package.h"
 #include "torshpkg/admission.h"
 #include "torshpkg/byte_source.h"
 #include "torshpkg/chunk_store.h"
@@ -159,20 +158,14 @@ MountStatus MountTable::mount(const MountEntry& entry, const MountContext& conte
       std::function<void(const Manifest&)> promised;  // what an oci:// reference promises
       if (entry.lazy) {
         if (!who.privileged) throw invalid_argument("lazy: only the config and root mount URLs");
-        if (path.starts_with("oci://")) {
-          distribution::OciOptions options;
-          options.docker_config = context.registry_credentials;  // empty: $DOCKER_CONFIG, $HOME
-          options.stall_timeout_s = context.pull_timeout_s;
-          distribution::RemoteArtifact artifact =
-              distribution::open_remote_artifact(distribution::parse_oci_ref(path), options);
-          remote = artifact.source;
-          promised = std::move(artifact.check);
-        } else {
-          const distribution::MirrorList mirrors =
-              distribution::load_mirrors(distribution::default_mirrors_file());
-          remote = distribution::open_remote_source(
-              distribution::mirror_sources(path, mirrors.for_url(path)));
-        }
+        distribution::RemotePackageOptions options;
+        options.mirrors = distribution::load_mirrors(distribution::default_mirrors_file())
+                              .for_url(path);                      // none for a reference
+        options.oci.docker_config = context.registry_credentials;  // empty: $DOCKER_CONFIG, $HOME
+        options.oci.stall_timeout_s = context.pull_timeout_s;
+        distribution::RemotePackage r = distribution::open_remote_package(path, options);
+        remote = r.source;
+        promised = std::move(r.check);
         package = Package::open(remote);
       } else if (who.privileged) {
         package = Package::open(path);

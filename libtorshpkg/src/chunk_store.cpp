@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <random>
 #include <system_error>
+#include <vector>
 
 #include "torshpkg/error.h"
 #include "torshpkg/file_io.h"
@@ -28,6 +30,8 @@ struct DiskChunkStore::State {
   mutable uint64_t bytes = 0;
   mutable std::atomic<uint64_t> hits{0}, misses{0}, evicted{0};
   mutable int64_t clock = 0;  // uses in this process, after those found on disk
+  static constexpr unsigned kRescanEvery = 64;
+  mutable unsigned evictions_since_scan = kRescanEvery;  // the first eviction scans
 
   std::string path_of(const Digest& key) const {
     const std::string hex = to_hex(key);
@@ -52,9 +56,15 @@ struct DiskChunkStore::State {
     }
   }
 
-  void evict_for(uint64_t incoming) const {  // with mutex held
+  // Makes room for `incoming` bytes (with mutex held): the least recently used go first. The
+  // folder is scanned again (other processes add and remove entries) only every kRescanEvery
+  // evictions, not for every chunk a full store takes in.
+  void evict_for(uint64_t incoming) const {
     if (bytes + incoming <= max_bytes) return;
-    scan();  // others may have added or removed entries
+    if (evictions_since_scan >= kRescanEvery) {
+      scan();
+      evictions_since_scan = 0;
+    }
     while (bytes + incoming > max_bytes && !entries.empty()) {
       auto oldest = entries.begin();
       for (auto it = entries.begin(); it != entries.end(); ++it) {
@@ -64,6 +74,7 @@ struct DiskChunkStore::State {
       bytes -= oldest->second.first;
       entries.erase(oldest);
       evicted += 1;
+      evictions_since_scan += 1;
     }
   }
 };

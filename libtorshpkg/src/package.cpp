@@ -37,9 +37,8 @@ const ChunkIndex& Package::Rep::index(uint32_t id) const {
   return *indexes[id];
 }
 
-// Bytes that fail their hash are read again from each other copy the source has (a web origin
-// and its mirrors) before the read fails; a file has one copy.
-
+// A chunk's name in a ChunkStore (docs/FORMAT.md 7.2): its bytes' alone, through the block
+// hashes, so that other packages holding the same chunk name it alike.
 static Digest chunk_content_key(uint32_t block_size, std::span<const uint8_t> block_hashes) {
   static constexpr std::string_view kTag{"torshpkg-content-v1\0", 20};
   const std::array<uint8_t, 4> size = {
@@ -52,6 +51,8 @@ static Digest chunk_content_key(uint32_t block_size, std::span<const uint8_t> bl
   return h.finish();
 }
 
+// Bytes that fail their hash are read again from each other copy the source has (a web origin
+// and its mirrors) before the read fails; a file has one copy.
 void Package::Rep::read_stored(const ResourceEntry& r, const ChunkIndex& idx, uint64_t chunk,
                                std::span<uint8_t> stored, bool uncached) const {
   const uint64_t at = data_entries[r.id].data_offset + idx.stored_offset[chunk];

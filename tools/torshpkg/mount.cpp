@@ -26,8 +26,7 @@
 #include "mount_access.h"
 #include "mount_point.h"
 #include "package_fs.h"
-#include "remote_oci.h"
-#include "remote_source.h"
+#include "remote_package.h"
 #include "session.h"
 #include "torshpkg/admission.h"
 #include "torshpkg/chunk_store.h"
@@ -229,38 +228,24 @@ int mount_in_background(const std::string& dir, const ServeFn& serve) {
 
 // A package read where it is: on a web server (with --mirror and the host's mirrors for its
 // origin before it), or in an OCI registry.
-bool is_remote(const std::string& pkg) {
-  return distribution::is_remote_url(pkg) || pkg.starts_with("oci://");
-}
-
-struct RemotePackage {
-  std::shared_ptr<ByteSource> source;
-  std::function<void(const Manifest&)> check;  // what an OCI reference promises; may be empty
-};
-
-RemotePackage open_remote(const MountArgs& a) {
-  if (a.pkg.starts_with("oci://")) {
-    distribution::OciOptions options;
-    options.insecure = a.insecure;
-    options.docker_config = a.docker_config;
-    distribution::RemoteArtifact artifact =
-        distribution::open_remote_artifact(distribution::parse_oci_ref(a.pkg), options);
-    return {std::move(artifact.source), std::move(artifact.check)};
-  }
-  std::vector<std::string> mirrors = a.mirrors;
+distribution::RemotePackage open_remote(const MountArgs& a) {
+  distribution::RemotePackageOptions options;
+  options.mirrors = a.mirrors;
   for (const std::string& m : distribution::load_mirrors(a.mirrors_file).for_url(a.pkg)) {
-    mirrors.push_back(m);
+    options.mirrors.push_back(m);
   }
-  return {distribution::open_remote_source(distribution::mirror_sources(a.pkg, mirrors)), {}};
+  options.oci.insecure = a.insecure;
+  options.oci.docker_config = a.docker_config;
+  return distribution::open_remote_package(a.pkg, options);
 }
 
 int run_mount(MountArgs a) {
   take_own_options(a);
   const uint64_t cache_bytes = parse_byte_size(a.cache_size, "--cache-size");
-  if (!a.disk_cache.empty() && !is_remote(a.pkg)) {
+  if (!a.disk_cache.empty() && !distribution::is_remote_package(a.pkg)) {
     throw invalid_argument("--disk-cache: for a package on a web server or in a registry");
   }
-  parse_byte_size(a.disk_cache_size, "--disk-cache-size");  // a bad size fails before mounting
+  const uint64_t disk_cache_bytes = parse_byte_size(a.disk_cache_size, "--disk-cache-size");
   if (!a.prefetch.empty() && a.prefetch != "all") {
     throw invalid_argument("--prefetch: '" + a.prefetch + "' is not known (give all)");
   }
@@ -268,9 +253,9 @@ int run_mount(MountArgs a) {
     throw invalid_argument("--prefetch all: fills the disk cache; give --disk-cache DIR");
   }
   // What the daemon cannot take (serving in this process, FUSE options, a trust policy of the
-  // caller's choosing) makes the mount standalone.
-  // A package on a web server is mounted standalone (torshpkgd does not take URLs yet).
-  const bool remote = is_remote(a.pkg);
+  // caller's choosing, a package read where it is: torshpkgd takes those from its config's
+  // "lazy" entries) makes the mount standalone.
+  const bool remote = distribution::is_remote_package(a.pkg);
   const bool daemon_can =
       !a.standalone && !a.foreground && a.fuse_options.empty() && a.trusted_keys.empty() && !remote;
   if (daemon_can && mount_through_daemon(a, cache_bytes)) return kExitOk;
@@ -302,13 +287,13 @@ int run_mount(MountArgs a) {
   const ServeFn serve = [&](const ReadyFn& report) {
     AdmittedPackage admitted;
     if (remote) {
-      RemotePackage r = open_remote(a);
+      distribution::RemotePackage r = open_remote(a);
       admitted = admit_package(r.source, policy);
       if (r.check) r.check(admitted.package->manifest());
       if (!a.disk_cache.empty()) {
         // Only once the package is trusted: an untrusted one leaves nothing on disk.
-        admitted.package->set_chunk_store(std::make_shared<DiskChunkStore>(
-            a.disk_cache, parse_byte_size(a.disk_cache_size, "--disk-cache-size")));
+        admitted.package->set_chunk_store(
+            std::make_shared<DiskChunkStore>(a.disk_cache, disk_cache_bytes));
       }
     } else {
       admitted = admit_package(a.pkg, policy);
@@ -357,11 +342,11 @@ int run_mount(MountArgs a) {
 // mounted beside DIR under its own name (DIR/../<dependency name>). Every required dependency
 // must resolve before anything is mounted.
 int run_mount_with_deps(const MountArgs& a) {
-  if (is_remote(a.pkg)) {
+  if (distribution::is_remote_package(a.pkg)) {
     if (a.with_deps) {
       throw invalid_argument(
-          "--with-deps: dependencies resolve in the local store; mount a "
-          "package on a web server alone");
+          "--with-deps: dependencies resolve in the local store; a package on a web server "
+          "or in a registry is mounted alone");
     }
     return run_mount(a);
   }

@@ -43,8 +43,9 @@ struct DiskChunkStoreStats {
 // to a temporary name and renamed, so a crash leaves whole entries or none (a torn one would
 // fail the package's check anyway). At most `max_bytes` of entries: the least recently used
 // are removed first (use is the file's modification time, so it carries across restarts and
-// processes). Several processes may share a folder; each keeps the bound by its own count and
-// a scan when it is over. Throws Error(kIo) when the folder cannot be made or read.
+// processes). Several processes may share a folder; each keeps the bound by its own count,
+// and scans the folder again when it is over and has removed 64 entries since its last scan
+// (other processes add and remove them). Throws Error(kIo) when the folder cannot be made or read.
 class DiskChunkStore final : public ChunkStore {
  public:
   DiskChunkStore(std::string dir, uint64_t max_bytes);
